@@ -1,0 +1,279 @@
+"""In-process backend with the real semantics (leases, fencing, delays, DLQ, idempotency).
+
+The backend for unit tests and single-process demos. It is safe to call from several threads
+and event loops at once (Starlette's TestClient runs the app on its own loop), so state sits
+behind a lock and waiting claimers are woken with call_soon_threadsafe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+
+from core.clock import SystemClock
+from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from core.ports import Clock
+from core.schedule import Schedule
+
+_FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
+
+
+class MemoryBackend:
+    name = "memory"
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self._tasks: dict[str, Task] = {}
+        self._order: dict[str, int] = {}
+        self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        self._delayed: list[tuple[float, int, str]] = []
+        self._leases: dict[str, Lease] = {}
+        self._keys: dict[tuple[str, str], str] = {}
+        self._schedules: dict[str, Schedule] = {}
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    # -- Broker -----------------------------------------------------------------------------
+    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+        with self._lock:
+            stored = [self._add(task) for task in tasks]
+            self._wake()
+        return stored
+
+    async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
+                    wait: float = 0.0) -> list[Lease]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            waiter: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                self._promote(None)
+                leases = self._claim(queues, n, lease_seconds, worker_id)
+                remaining = deadline - loop.time()
+                if leases or remaining <= 0:
+                    return leases
+                # Registered under the lock, so an enqueue right after cannot be missed.
+                self._waiters.append((loop, waiter))
+            try:
+                await asyncio.wait_for(waiter, timeout=remaining)
+            except TimeoutError:
+                pass
+            finally:
+                with self._lock:
+                    if (loop, waiter) in self._waiters:
+                        self._waiters.remove((loop, waiter))
+
+    async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
+        with self._lock:
+            return [self._extend(lease, lease_seconds) for lease in leases]
+
+    async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        with self._lock:
+            applied = [self._settle(s) for s in settlements]
+            self._wake()
+        return applied
+
+    # -- Sweeper ----------------------------------------------------------------------------
+    async def promote_due(self, limit: int) -> int:
+        with self._lock:
+            moved = self._promote(limit)
+            self._wake()
+        return moved
+
+    async def reclaim_expired(self, limit: int, lease_seconds: float) -> list[Lease]:
+        now = self._clock.now()
+        with self._lock:
+            expired = [lease for lease in self._leases.values() if lease.expires_at <= now][:limit]
+            fresh = [Lease(lease.task, next(self._tokens), now + lease_seconds) for lease in expired]
+            for lease in fresh:
+                self._leases[lease.task.id] = lease
+        return fresh
+
+    async def purge_finished(self, older_than: float, limit: int) -> int:
+        cutoff = self._clock.now() - older_than
+        with self._lock:
+            old = [t for t in self._tasks.values()
+                   if t.status in _FINISHED and t.finished_at is not None and t.finished_at < cutoff][:limit]
+            for task in old:
+                self._forget(task)
+        return len(old)
+
+    # -- TaskStore --------------------------------------------------------------------------
+    async def get(self, task_id: str) -> Task | None:
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    async def query(self, query: TaskQuery) -> Page:
+        before = int(query.cursor) if query.cursor and query.cursor.isdigit() else None
+        with self._lock:
+            matches = (t for t in sorted(self._tasks.values(), key=lambda t: -self._order[t.id])
+                       if _matches(t, query) and (before is None or self._order[t.id] < before))
+            items = list(itertools.islice(matches, query.limit + 1))
+        more = len(items) > query.limit
+        items = items[: query.limit]
+        cursor = str(self._order[items[-1].id]) if more else None
+        return Page(items, cursor)
+
+    async def transition(self, task: Task, expected: TaskStatus) -> bool:
+        with self._lock:
+            current = self._tasks.get(task.id)
+            if current is None or current.status != expected:
+                return False
+            self._leases.pop(task.id, None)
+            self._store(task)
+            self._wake()
+        return True
+
+    async def stats(self) -> Stats:
+        with self._lock:
+            by_status = {status: 0 for status in TaskStatus}
+            queued: dict[str, dict[Priority, int]] = {}
+            for task in self._tasks.values():
+                by_status[task.status] += 1
+                if task.status is TaskStatus.QUEUED:
+                    levels = queued.setdefault(task.queue, {p: 0 for p in Priority})
+                    levels[task.priority] += 1
+        return Stats(by_status, queued)
+
+    # -- ScheduleStore ----------------------------------------------------------------------
+    async def put_schedule(self, schedule: Schedule) -> None:
+        with self._lock:
+            self._schedules[schedule.name] = schedule
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        with self._lock:
+            return self._schedules.get(name)
+
+    async def delete_schedule(self, name: str) -> bool:
+        with self._lock:
+            return self._schedules.pop(name, None) is not None
+
+    async def schedules(self) -> list[Schedule]:
+        with self._lock:
+            return sorted(self._schedules.values(), key=lambda s: s.name)
+
+    async def advance_schedule(self, name: str, expected_next: float, next_run: float) -> bool:
+        with self._lock:
+            current = self._schedules.get(name)
+            if current is None or current.next_run != expected_next:
+                return False
+            self._schedules[name] = replace(current, next_run=next_run, last_run=expected_next)
+        return True
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- internals (callers hold the lock) --------------------------------------------------
+    def _add(self, task: Task) -> Task:
+        key = (task.tenant, task.idempotency_key) if task.idempotency_key else None
+        if key and key in self._keys and self._keys[key] in self._tasks:
+            return self._tasks[self._keys[key]]
+        if key:
+            self._keys[key] = task.id
+        self._order[task.id] = next(self._seq)
+        self._store(task)
+        return task
+
+    def _store(self, task: Task) -> None:
+        """Save a task and index it by its status (indexes are lazy: stale entries are skipped)."""
+        self._tasks[task.id] = task
+        seq = self._order[task.id]
+        if task.status is TaskStatus.QUEUED:
+            heapq.heappush(self._ready.setdefault(task.queue, []), (-task.priority, seq, task.id))
+        elif task.status is TaskStatus.SCHEDULED:
+            heapq.heappush(self._delayed, (task.run_at, seq, task.id))
+
+    def _forget(self, task: Task) -> None:
+        del self._tasks[task.id]
+        del self._order[task.id]
+        if task.idempotency_key:
+            self._keys.pop((task.tenant, task.idempotency_key), None)
+
+    def _claim(self, queues: Sequence[str], n: int, lease_seconds: float, worker_id: str) -> list[Lease]:
+        now = self._clock.now()
+        leases: list[Lease] = []
+        while len(leases) < n:
+            task = self._pop_ready(queues)
+            if task is None:
+                break
+            running = task.moved_to(TaskStatus.RUNNING, attempts=task.attempts + 1, started_at=now,
+                                    worker_id=worker_id)
+            self._tasks[task.id] = running
+            lease = Lease(running, next(self._tokens), now + lease_seconds)
+            self._leases[task.id] = lease
+            leases.append(lease)
+        return leases
+
+    def _pop_ready(self, queues: Sequence[str]) -> Task | None:
+        """The highest priority, oldest queued task across `queues`."""
+        best: tuple[int, int, str] | None = None
+        best_queue = ""
+        for queue in queues:
+            heap = self._ready.get(queue, [])
+            while heap and not self._is_ready(heap[0][2], heap[0][1]):
+                heapq.heappop(heap)
+            if heap and (best is None or heap[0] < best):
+                best, best_queue = heap[0], queue
+        if best is None:
+            return None
+        heapq.heappop(self._ready[best_queue])
+        return self._tasks[best[2]]
+
+    def _is_ready(self, task_id: str, seq: int) -> bool:
+        task = self._tasks.get(task_id)
+        return task is not None and task.status is TaskStatus.QUEUED and self._order[task_id] == seq
+
+    def _promote(self, limit: int | None) -> int:
+        now = self._clock.now()
+        moved = 0
+        while self._delayed and self._delayed[0][0] <= now and (limit is None or moved < limit):
+            run_at, _, task_id = heapq.heappop(self._delayed)
+            task = self._tasks.get(task_id)
+            if task is not None and task.status is TaskStatus.SCHEDULED and task.run_at == run_at:
+                self._store(task.moved_to(TaskStatus.QUEUED))
+                moved += 1
+        return moved
+
+    def _extend(self, lease: Lease, lease_seconds: float) -> Lease | None:
+        current = self._leases.get(lease.task.id)
+        if current is None or current.token != lease.token:
+            return None
+        renewed = replace(current, expires_at=self._clock.now() + lease_seconds)
+        self._leases[lease.task.id] = renewed
+        return renewed
+
+    def _settle(self, settlement: Settlement) -> bool:
+        task_id = settlement.task.id
+        current = self._leases.get(task_id)
+        if current is None or current.token != settlement.lease.token:
+            return False
+        del self._leases[task_id]
+        self._store(settlement.task)
+        return True
+
+    def _wake(self) -> None:
+        for loop, waiter in self._waiters:
+            loop.call_soon_threadsafe(_resolve, waiter)
+        self._waiters.clear()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _matches(task: Task, query: TaskQuery) -> bool:
+    return ((query.status is None or task.status is query.status)
+            and (query.type is None or task.type == query.type)
+            and (query.queue is None or task.queue == query.queue)
+            and (query.tenant is None or task.tenant == query.tenant))

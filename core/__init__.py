@@ -1,0 +1,1 @@
+"""hexq core: the domain model, ports, services and runtimes. Standard library only."""

@@ -1,0 +1,60 @@
+"""Tasks and schedules to and from plain JSON-ready dicts: the one wire and storage shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.model import Priority, Task, TaskStatus
+from core.schedule import Schedule
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "type": task.type,
+        "payload": dict(task.payload),
+        "queue": task.queue,
+        "priority": task.priority.name.lower(),
+        "status": task.status.value,
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "timeout": task.timeout,
+        "run_at": task.run_at,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "worker_id": task.worker_id,
+        "result": task.result,
+        "error": task.error,
+        "idempotency_key": task.idempotency_key,
+        "tenant": task.tenant,
+    }
+
+
+def task_from_dict(data: dict[str, Any]) -> Task:
+    """Inverse of task_to_dict, for trusted (stored) data only."""
+    fields = dict(data)
+    fields["priority"] = Priority.parse(fields["priority"])
+    fields["status"] = TaskStatus(fields["status"])
+    return Task(**fields)
+
+
+def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "name": schedule.name,
+        "spec": schedule.spec,
+        "type": schedule.type,
+        "payload": dict(schedule.payload),
+        "queue": schedule.queue,
+        "priority": schedule.priority.name.lower(),
+        "next_run": schedule.next_run,
+        "last_run": schedule.last_run,
+        "enabled": schedule.enabled,
+        "tenant": schedule.tenant,
+    }
+
+
+def schedule_from_dict(data: dict[str, Any]) -> Schedule:
+    fields = dict(data)
+    fields["priority"] = Priority.parse(fields["priority"])
+    return Schedule(**fields)

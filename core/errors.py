@@ -1,0 +1,57 @@
+"""The domain's error hierarchy. The API maps each to one HTTP status."""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Base of every error hexq raises on purpose."""
+
+
+class ValidationError(QueueError):
+    """A request is well-formed JSON but breaks the task schema (field named in `field`)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownTaskType(ValidationError):
+    """No handler is registered for the task type."""
+
+
+class TaskNotFound(QueueError):
+    """No task with that id (or not visible to the caller's tenant)."""
+
+
+class ScheduleNotFound(QueueError):
+    """No schedule with that name."""
+
+
+class IdempotencyMismatch(QueueError):
+    """The idempotency key was used before for a different request."""
+
+
+class InvalidTransition(QueueError):
+    """A status change that the transition table does not allow."""
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"cannot move a task from {current!r} to {target!r}")
+        self.current = current
+        self.target = target
+
+
+class StaleLease(QueueError):
+    """The lease's fencing token is no longer current: another worker owns the task now."""
+
+
+class BackendUnavailable(QueueError):
+    """The backend cannot be reached or is not ready; the caller should retry later."""
+
+    def __init__(self, backend: str, message: str = "backend unavailable", *, retry_after: float = 1.0) -> None:
+        super().__init__(f"{backend}: {message}")
+        self.backend = backend
+        self.retry_after = retry_after
+
+
+class ConfigurationError(QueueError):
+    """A setting has a value hexq cannot use."""

@@ -1,0 +1,148 @@
+"""The domain model: tasks, their statuses and the one transition table."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import IntEnum, StrEnum
+from typing import Any, Final
+
+from core.errors import InvalidTransition, ValidationError
+
+JSON = Any  # a value that json.dumps accepts; kept as Any because JSON is recursive
+
+
+class TaskStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+_S = TaskStatus
+# FAILED is the moment between a failed attempt and the decision: the worker moves a task
+# RUNNING -> FAILED -> SCHEDULED (retry) or DEAD in one settle, so FAILED is never stored.
+_NEXT: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
+    _S.SCHEDULED: frozenset({_S.QUEUED, _S.CANCELLED}),
+    _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.QUEUED, _S.DEAD}),
+    _S.FAILED: frozenset({_S.SCHEDULED, _S.DEAD}),
+    _S.SUCCEEDED: frozenset(),
+    _S.DEAD: frozenset({_S.QUEUED}),
+    _S.CANCELLED: frozenset(),
+}
+
+TERMINAL: Final = frozenset({_S.SUCCEEDED, _S.DEAD, _S.CANCELLED})
+
+
+def can_move(current: TaskStatus, target: TaskStatus) -> bool:
+    return target in _NEXT[current]
+
+
+class Priority(IntEnum):
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
+    @classmethod
+    def parse(cls, value: object) -> Priority:
+        """Accept a level name, an integer 0..3, or a boolean (`true` means high, as simple clients send)."""
+        if isinstance(value, bool):
+            return cls.HIGH if value else cls.NORMAL
+        if isinstance(value, int) and 0 <= value <= 3:
+            return cls(value)
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        raise ValidationError(
+            f"priority must be one of low, normal, high, critical, 0-3 or a boolean, not {value!r}", field="priority"
+        )
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One unit of work. Immutable: every change is a transition that returns a new Task."""
+
+    id: str
+    type: str
+    payload: Mapping[str, JSON]
+    queue: str = "default"
+    priority: Priority = Priority.NORMAL
+    status: TaskStatus = TaskStatus.QUEUED
+    attempts: int = 0
+    max_attempts: int = 3
+    timeout: float = 300.0
+    run_at: float = 0.0
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    result: JSON = None
+    error: str | None = None
+    idempotency_key: str | None = None
+    tenant: str = "default"
+
+    def moved_to(self, status: TaskStatus, **changes: Any) -> Task:
+        """Return this task in `status` with `changes` applied; raise InvalidTransition if not allowed."""
+        if not can_move(self.status, status):
+            raise InvalidTransition(self.status, status)
+        return replace(self, status=status, **changes)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's claim on a running task. `token` fences it: only the current token may settle."""
+
+    task: Task
+    token: int
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The outcome a worker (or the reaper) writes for a leased task: the task in its new state."""
+
+    lease: Lease
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """A bounded, paginated listing. `cursor` is opaque and comes from a previous Page."""
+
+    status: TaskStatus | None = None
+    type: str | None = None
+    queue: str | None = None
+    tenant: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Task]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts by status, and the queued depth by queue and priority."""
+
+    by_status: Mapping[TaskStatus, int] = field(default_factory=dict)
+    queued: Mapping[str, Mapping[Priority, int]] = field(default_factory=dict)
+
+    @property
+    def backlog(self) -> int:
+        return sum(sum(levels.values()) for levels in self.queued.values())

@@ -1,0 +1,124 @@
+"""The hexagon's ports: small Protocols over domain types only.
+
+One adapter object usually implements all of Broker, Sweeper, TaskStore and ScheduleStore
+(`Backend`), so that a backend can keep each operation atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
+from core.schedule import Schedule
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+class Broker(Protocol):
+    """Delivery of tasks to workers. At-least-once: a lease that is not settled in time expires."""
+
+    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+        """Store new tasks (status queued or scheduled), all in one round trip.
+
+        A task whose (tenant, idempotency_key) is already stored is not added: the stored task
+        is returned in its place. Returns one task per input, in order.
+        """
+        ...
+
+    async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
+                    wait: float = 0.0) -> list[Lease]:
+        """Lease up to `n` queued tasks from `queues`: strict priority, FIFO within a priority.
+
+        Each claimed task is moved to running with attempts + 1, started_at, worker_id and a fresh
+        fencing token. When none is ready, blocks up to `wait` seconds for one to arrive.
+        """
+        ...
+
+    async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
+        """Heartbeat: push each lease's expiry `lease_seconds` past now. None where the token is stale."""
+        ...
+
+    async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """Write each task's new state if its lease token is still current; False where it is stale.
+
+        The new state must be reachable from running (succeeded, scheduled for a retry, dead,
+        or queued when released).
+        """
+        ...
+
+
+class Sweeper(Protocol):
+    """Housekeeping run by the poller. Every method is bounded by `limit` and safe to run concurrently."""
+
+    async def promote_due(self, limit: int) -> int:
+        """Move scheduled tasks whose run_at has come (by the backend's clock) to queued."""
+        ...
+
+    async def reclaim_expired(self, limit: int, lease_seconds: float) -> list[Lease]:
+        """Take over running tasks whose lease expired: a fresh token, so the lost worker is fenced out.
+
+        The caller settles each returned lease (retry or dead); if it dies first, the lease expires again.
+        """
+        ...
+
+    async def purge_finished(self, older_than: float, limit: int) -> int:
+        """Delete succeeded and cancelled tasks that finished more than `older_than` seconds ago."""
+        ...
+
+
+class TaskStore(Protocol):
+    """Reads and out-of-lease writes (cancel, replay) of task state."""
+
+    async def get(self, task_id: str) -> Task | None: ...
+
+    async def query(self, query: TaskQuery) -> Page:
+        """Newest first, at most query.limit items."""
+        ...
+
+    async def transition(self, task: Task, expected: TaskStatus) -> bool:
+        """Compare-and-set: store `task` only if the stored status is still `expected`."""
+        ...
+
+    async def stats(self) -> Stats: ...
+
+
+class ScheduleStore(Protocol):
+    async def put_schedule(self, schedule: Schedule) -> None: ...
+
+    async def get_schedule(self, name: str) -> Schedule | None: ...
+
+    async def delete_schedule(self, name: str) -> bool: ...
+
+    async def schedules(self) -> list[Schedule]: ...
+
+    async def advance_schedule(self, name: str, expected_next: float, next_run: float) -> bool:
+        """Claim one firing: next_run `expected_next` -> `next_run`, last_run = `expected_next`.
+
+        False if next_run is no longer `expected_next` (another poller fired it) or the schedule is gone.
+        """
+        ...
+
+
+class Backend(Broker, Sweeper, TaskStore, ScheduleStore, Protocol):
+    """Everything a backend adapter provides, plus its lifecycle."""
+
+    name: str
+
+    async def ping(self) -> None:
+        """Raise BackendUnavailable unless the backend can serve requests now."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Invoker(Protocol):
+    """Starts worker invocations: in-process, a local process pool, or AWS Lambda."""
+
+    async def trigger(self, n: int) -> int:
+        """Start up to `n` invocations (fewer if at capacity). Returns how many were started."""
+        ...

@@ -1,0 +1,80 @@
+"""The task handler registry and the `@task` decorator.
+
+Handlers take the task's payload (a dict) and return a JSON value. They may be sync (run in a
+thread) or async (run on the worker's loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from core.errors import UnknownTaskType, ValidationError
+from core.retry import DEFAULT_RETRY, RetryPolicy
+
+NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+Handler = Callable[[dict[str, Any]], Any]
+F = TypeVar("F", bound=Handler)
+
+
+def check_name(value: object, what: str) -> str:
+    """Names become storage keys, so they are held to a small alphabet."""
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ValidationError(f"{what} must match {NAME.pattern}, got {value!r}", field=what)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    name: str
+    fn: Handler
+    max_attempts: int = 3
+    timeout: float = 300.0
+    retry: RetryPolicy = DEFAULT_RETRY
+    queue: str = "default"
+
+    @property
+    def is_async(self) -> bool:
+        return asyncio.iscoroutinefunction(self.fn)
+
+
+@dataclass
+class Registry:
+    _specs: dict[str, TaskSpec] = field(default_factory=dict)
+
+    def register(self, spec: TaskSpec) -> TaskSpec:
+        check_name(spec.name, "type")
+        check_name(spec.queue, "queue")
+        self._specs[spec.name] = spec
+        return spec
+
+    def task(self, name: str, *, max_attempts: int = 3, timeout: float = 300.0,
+             retry: RetryPolicy = DEFAULT_RETRY, queue: str = "default") -> Callable[[F], F]:
+        """Decorator: `@task("send_email", max_attempts=5, timeout=30)`."""
+
+        def decorate(fn: F) -> F:
+            self.register(TaskSpec(name, fn, max_attempts, timeout, retry, queue))
+            return fn
+
+        return decorate
+
+    def get(self, name: str) -> TaskSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownTaskType(f"unknown task type {name!r}", field="type") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[TaskSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: s.name))
+
+
+# Decorators run at import time, so handler modules need one registry to register into;
+# workers and the API import the modules named in HEXQ_TASKS and read this one.
+registry = Registry()
+task = registry.task

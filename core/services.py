@@ -1,0 +1,174 @@
+"""Application services: what the API, CLI and poller call. Validation of domain limits lives here."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from core.errors import IdempotencyMismatch, TaskNotFound, ValidationError
+from core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
+from core.ports import Backend, Clock
+from core.registry import Registry, check_name
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_attempts: int = 100
+    max_timeout: float = 86_400.0
+    max_delay: float = 366 * 86_400.0
+    max_bulk: int = 1000
+    max_page: int = 500
+    max_key_length: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    type: str
+    payload: Mapping[str, JSON]
+    priority: Priority = Priority.NORMAL
+    queue: str | None = None
+    delay: float | None = None
+    run_at: float | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    tenant: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    task: Task
+    created: bool  # False when an idempotency key returned an earlier task
+
+
+class TaskService:
+    """Submit, inspect, cancel and replay tasks.
+
+    Raises: ValidationError / UnknownTaskType for bad requests, TaskNotFound, IdempotencyMismatch,
+    InvalidTransition, and BackendUnavailable from the backend.
+    """
+
+    def __init__(self, backend: Backend, registry: Registry, clock: Clock, limits: Limits = Limits()) -> None:
+        self._backend = backend
+        self._registry = registry
+        self._clock = clock
+        self.limits = limits
+
+    async def submit(self, request: SubmitRequest) -> Submitted:
+        return (await self.submit_bulk([request]))[0]
+
+    async def submit_bulk(self, requests: Sequence[SubmitRequest]) -> list[Submitted]:
+        if not 1 <= len(requests) <= self.limits.max_bulk:
+            raise ValidationError(f"a bulk submit takes 1 to {self.limits.max_bulk} tasks", field="tasks")
+        now = self._clock.now()
+        tasks = [self._build(request, now) for request in requests]
+        stored = await self._backend.enqueue(tasks)
+        return [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
+
+    async def get(self, task_id: str, tenant: str | None = None) -> Task:
+        task = await self._backend.get(task_id)
+        # Another tenant's task is reported exactly like a missing one, so ids leak nothing.
+        if task is None or (tenant is not None and task.tenant != tenant):
+            raise TaskNotFound(f"no task {task_id!r}")
+        return task
+
+    async def query(self, query: TaskQuery) -> Page:
+        if not 1 <= query.limit <= self.limits.max_page:
+            raise ValidationError(f"limit must be 1 to {self.limits.max_page}", field="limit")
+        return await self._backend.query(query)
+
+    async def cancel(self, task_id: str, tenant: str | None = None) -> Task:
+        task = await self.get(task_id, tenant)
+        cancelled = task.moved_to(TaskStatus.CANCELLED, finished_at=self._clock.now())
+        if not await self._backend.transition(cancelled, expected=task.status):
+            return await self.cancel(task_id, tenant)  # it moved under us (e.g. promoted): decide again
+        return cancelled
+
+    async def stats(self) -> Stats:
+        return await self._backend.stats()
+
+    async def replay(self, task_ids: Sequence[str], tenant: str | None = None) -> list[Task]:
+        """Send dead tasks back to the queue with a fresh set of attempts."""
+        replayed = []
+        for task_id in task_ids:
+            task = await self.get(task_id, tenant)
+            again = task.moved_to(TaskStatus.QUEUED, attempts=0, run_at=self._clock.now(), finished_at=None,
+                                  worker_id=None)
+            if await self._backend.transition(again, expected=TaskStatus.DEAD):
+                replayed.append(again)
+        return replayed
+
+    def _submitted(self, new: Task, stored: Task) -> Submitted:
+        if stored.id == new.id:
+            return Submitted(stored, created=True)
+        if stored.type != new.type or dict(stored.payload) != dict(new.payload):
+            raise IdempotencyMismatch(f"idempotency key {new.idempotency_key!r} was used for a different task")
+        return Submitted(stored, created=False)
+
+    def _build(self, request: SubmitRequest, now: float) -> Task:
+        spec = self._registry.get(request.type)
+        _check_payload(request.payload)
+        run_at = self._run_at(request, now)
+        return Task(
+            id=new_task_id(),
+            type=spec.name,
+            payload=dict(request.payload),
+            queue=check_name(request.queue, "queue") if request.queue is not None else spec.queue,
+            priority=request.priority,
+            status=TaskStatus.SCHEDULED if run_at > now else TaskStatus.QUEUED,
+            max_attempts=self._max_attempts(request.max_attempts, spec.max_attempts),
+            timeout=self._timeout(request.timeout, spec.timeout),
+            run_at=run_at,
+            created_at=now,
+            idempotency_key=self._key(request.idempotency_key),
+            tenant=request.tenant,
+        )
+
+    def _run_at(self, request: SubmitRequest, now: float) -> float:
+        if request.delay is not None and request.run_at is not None:
+            raise ValidationError("give either delay or run_at, not both", field="delay")
+        if request.delay is not None:
+            _check_number(request.delay, 0, self.limits.max_delay, "delay")
+            return now + request.delay
+        if request.run_at is not None:
+            _check_number(request.run_at, 0, now + self.limits.max_delay, "run_at")
+            return max(request.run_at, now)
+        return now
+
+    def _max_attempts(self, value: int | None, default: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= self.limits.max_attempts:
+            raise ValidationError(f"max_attempts must be an integer 1 to {self.limits.max_attempts}",
+                                  field="max_attempts")
+        return value
+
+    def _timeout(self, value: float | None, default: float) -> float:
+        if value is None:
+            return default
+        _check_number(value, 0.001, self.limits.max_timeout, "timeout")
+        return float(value)
+
+    def _key(self, key: str | None) -> str | None:
+        if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= self.limits.max_key_length):
+            raise ValidationError(f"idempotency_key must be a string of 1 to {self.limits.max_key_length} characters",
+                                  field="idempotency_key")
+        return key
+
+
+def _check_number(value: object, low: float, high: float, name: str) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not low <= value <= high:  # type: ignore[operator]
+        raise ValidationError(f"{name} must be a number from {low:g} to {high:g}", field=name)
+
+
+def _check_payload(payload: object) -> None:
+    if not isinstance(payload, Mapping):
+        raise ValidationError("payload must be a JSON object", field="payload")
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"payload is not plain JSON: {exc}", field="payload") from exc
+

@@ -1,0 +1,219 @@
+"""One worker invocation: claim, run concurrently with a timeout each, heartbeat, settle, stop.
+
+An invocation stops claiming when the queue stays empty for `idle_wait`, when its time
+budget is spent, or when `stop` is set. What is still running then is given `grace` seconds and
+then released (re-queued at once rather than left for lease expiry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core import outcome
+from core.errors import BackendUnavailable, UnknownTaskType
+from core.model import JSON, Lease, Settlement, Task
+from core.ports import Broker, Clock
+from core.registry import Registry, TaskSpec
+from core.retry import DEFAULT_RETRY
+
+log = logging.getLogger("hexq.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    worker_id: str
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 10
+    lease_seconds: float = 30.0
+    idle_wait: float = 1.0
+    budget: float = 60.0
+    grace: float = 10.0
+
+
+@dataclass(slots=True)
+class Report:
+    worker_id: str
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    stale: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+    def count(self, task: Task) -> None:
+        name = {"succeeded": "succeeded", "scheduled": "retried", "dead": "dead", "queued": "released"}
+        attr = name.get(task.status.value)
+        if attr:
+            setattr(self, attr, getattr(self, attr) + 1)
+
+
+@dataclass(slots=True)
+class _Running:
+    lease: Lease
+    job: asyncio.Task[None] | None = None
+    lost: bool = False
+
+
+@dataclass
+class Invocation:
+    broker: Broker
+    registry: Registry
+    clock: Clock
+    config: WorkerConfig
+    rand: Callable[[], float] = random.random
+    _running: dict[str, _Running] = field(default_factory=dict)
+
+    async def run(self, stop: asyncio.Event | None = None) -> Report:
+        stop = stop or asyncio.Event()
+        report = Report(self.config.worker_id)
+        started = time.monotonic()
+        deadline = started + self.config.budget
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            report.reason = await self._claim_loop(report, stop, deadline)
+            await self._drain()
+        finally:
+            heartbeat.cancel()
+        report.seconds = time.monotonic() - started
+        return report
+
+    async def _claim_loop(self, report: Report, stop: asyncio.Event, deadline: float) -> str:
+        backoff = 0.05
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "budget"
+            free = self.config.concurrency - len(self._running)
+            if free <= 0:
+                await self._wait_any(stop, remaining)
+                continue
+            try:
+                leases = await self.broker.claim(
+                    self.config.queues, free, lease_seconds=self.config.lease_seconds,
+                    worker_id=self.config.worker_id, wait=min(self.config.idle_wait, remaining))
+            except BackendUnavailable as exc:  # workers outlive backend outages; they retry with backoff
+                log.warning("claim failed, retrying in %.2fs: %s", backoff, exc)
+                await _sleep_unless(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.05
+            if not leases and not self._running:
+                return "empty"
+            report.claimed += len(leases)
+            for lease in leases:
+                self._start(lease, report)
+        return "stopped"
+
+    def _start(self, lease: Lease, report: Report) -> None:
+        entry = _Running(lease)
+        self._running[lease.task.id] = entry
+        entry.job = asyncio.create_task(self._execute(entry, report))
+
+    async def _execute(self, entry: _Running, report: Report) -> None:
+        task = entry.lease.task
+        try:
+            new_state = await self._attempt(task)
+        except asyncio.CancelledError:
+            new_state = outcome.released(task, self.clock.now())
+        try:
+            if not entry.lost:
+                await self._settle(entry, new_state, report)
+        finally:
+            self._running.pop(task.id, None)
+
+    async def _attempt(self, task: Task) -> Task:
+        try:
+            spec = self.registry.get(task.type)
+        except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
+            return outcome.failed(task, f"unknown_task_type: {exc}", self.clock.now(), DEFAULT_RETRY, retryable=False)
+        try:
+            result = await asyncio.wait_for(_call(spec, task), timeout=task.timeout)
+            json.dumps(result, allow_nan=False)
+        except TimeoutError:
+            return self._failed(task, spec, f"timeout: exceeded {task.timeout:g}s")
+        except Exception as exc:  # a handler may raise anything; it becomes the task's error
+            return self._failed(task, spec, f"{type(exc).__name__}: {exc}")
+        return outcome.succeeded(task, result, self.clock.now())
+
+    def _failed(self, task: Task, spec: TaskSpec, error: str) -> Task:
+        return outcome.failed(task, error, self.clock.now(), spec.retry, rand=self.rand)
+
+    async def _settle(self, entry: _Running, new_state: Task, report: Report) -> None:
+        for delay in (0.05, 0.2, 1.0, 2.0, 5.0):
+            try:
+                applied = await self.broker.settle([Settlement(entry.lease, new_state)])
+            except BackendUnavailable as exc:
+                log.warning("settle of %s failed, retrying: %s", new_state.id, exc)
+                await asyncio.sleep(delay)
+                continue
+            if applied[0]:
+                report.count(new_state)
+            else:
+                report.stale += 1
+                log.warning("task %s: lease was lost before settling; another worker owns it", new_state.id)
+            return
+        log.error("task %s could not be settled; its lease will expire and it will run again", new_state.id)
+
+    async def _heartbeat(self) -> None:
+        interval = self.config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            entries = list(self._running.values())
+            if not entries:
+                continue
+            try:
+                renewed = await self.broker.extend([e.lease for e in entries], self.config.lease_seconds)
+            except BackendUnavailable as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for entry, lease in zip(entries, renewed, strict=True):
+                if lease is None:
+                    self._lose(entry)
+                else:
+                    entry.lease = lease
+
+    def _lose(self, entry: _Running) -> None:
+        """The lease went to someone else: stop running a task that is no longer ours."""
+        entry.lost = True
+        if entry.job is not None:
+            entry.job.cancel()
+
+    async def _drain(self) -> None:
+        # The budget bounds claiming; in-flight tasks then get `grace` to finish, so an invocation
+        # lasts at most budget + grace (the Lambda entry point sizes both from its deadline).
+        jobs = [e.job for e in self._running.values() if e.job is not None]
+        if not jobs:
+            return
+        _, pending = await asyncio.wait(jobs, timeout=self.config.grace)
+        for job in pending:
+            job.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _wait_any(self, stop: asyncio.Event, limit: float) -> None:
+        waits: set[asyncio.Future[object]] = {e.job for e in self._running.values() if e.job is not None}  # type: ignore[misc]
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait(waits | {stopper}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+
+
+async def _call(spec: TaskSpec, task: Task) -> JSON:
+    payload = dict(task.payload)
+    if spec.is_async:
+        return await spec.fn(payload)
+    # Sync handlers run in a thread. A timeout stops waiting for them but cannot kill the thread.
+    return await asyncio.to_thread(spec.fn, payload)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

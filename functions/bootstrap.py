@@ -1,0 +1,100 @@
+"""The composition root: builds the backend from its URL and wires the services.
+
+Adapters are imported inside their branch, so a deployment carries only the driver it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from core.clock import SystemClock
+from core.errors import ConfigurationError
+from core.poller import Poller, PollerConfig
+from core.ports import Backend, Clock, Invoker
+from core.registry import Registry
+from core.registry import registry as default_registry
+from core.schedules import ScheduleService
+from core.services import TaskService
+from core.worker import Invocation, WorkerConfig
+from functions.settings import Settings
+
+
+@dataclass
+class Container:
+    settings: Settings
+    backend: Backend
+    registry: Registry
+    clock: Clock
+    tasks: TaskService
+    schedules: ScheduleService
+
+    def invocation(self, worker_id: str) -> Invocation:
+        s = self.settings
+        config = WorkerConfig(worker_id=worker_id, queues=s.queues, concurrency=s.concurrency,
+                              lease_seconds=s.lease_seconds, idle_wait=s.idle_wait, budget=s.budget, grace=s.grace)
+        return Invocation(self.backend, self.registry, self.clock, config)
+
+    def poller(self, invoker: Invoker | None = None) -> Poller:
+        s = self.settings
+        config = PollerConfig(interval=s.poll_interval, batch=s.batch, max_invocations=s.invocation_cap,
+                              lease_seconds=s.lease_seconds, retention=s.retention)
+        return Poller(self.backend, self.schedules, self.registry, self.clock, config, invoker)
+
+
+def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Registry | None = None,
+              backend: Backend | None = None) -> Container:
+    clock = clock or SystemClock()
+    registry = registry if registry is not None else default_registry
+    load_task_modules(settings.task_modules)
+    backend = backend or make_backend(settings.backend_url, clock)
+    tasks = TaskService(backend, registry, clock)
+    schedules = ScheduleService(backend, tasks, registry, clock, cron_next)
+    return Container(settings, backend, registry, clock, tasks, schedules)
+
+
+def make_backend(url: str, clock: Clock) -> Backend:
+    parts = urlsplit(url)
+    match parts.scheme:
+        case "memory":
+            from adapters.memory import MemoryBackend
+
+            return MemoryBackend(clock)
+        case "sqlite":
+            from adapters.sqlite import SQLiteBackend
+
+            return SQLiteBackend(sqlite_path(url), clock)
+        case other:
+            raise ConfigurationError(f"HEXQ_BACKEND has an unsupported scheme {other!r} in {url!r}; "
+                                     "use memory:// or sqlite:///path.db")
+
+
+def sqlite_path(url: str) -> str:
+    """sqlite:///hexq.db is ./hexq.db; sqlite:////var/lib/hexq.db is absolute (SQLAlchemy's convention)."""
+    path = url.removeprefix("sqlite://")
+    if path.startswith("/"):
+        path = path[1:]
+    if not path:
+        raise ConfigurationError(f"HEXQ_BACKEND {url!r} names no database file; e.g. sqlite:///hexq.db")
+    return path
+
+
+def load_task_modules(names: tuple[str, ...]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigurationError(f"HEXQ_TASKS names module {name!r}, which cannot be imported: {exc}") from exc
+
+
+def cron_next(spec: str, after: float) -> float:
+    """Next fire time of a five-field cron expression, in UTC."""
+    from croniter import croniter
+
+    try:
+        start = datetime.fromtimestamp(after, UTC)
+        return float(croniter(spec, start).get_next(float))
+    except Exception as exc:  # croniter raises several unrelated types for a bad expression
+        raise ValueError(str(exc)) from exc
