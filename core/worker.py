@@ -70,10 +70,11 @@ class Invocation:
     config: WorkerConfig
     rand: Callable[[], float] = random.random
     _running: dict[str, _Running] = field(default_factory=dict)
+    report: Report = field(init=False)
 
     async def run(self, stop: asyncio.Event | None = None) -> Report:
         stop = stop or asyncio.Event()
-        report = Report(self.config.worker_id)
+        report = self.report = Report(self.config.worker_id)
         started = time.monotonic()
         deadline = started + self.config.budget
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -183,6 +184,7 @@ class Invocation:
     def _lose(self, entry: _Running) -> None:
         """The lease went to someone else: stop running a task that is no longer ours."""
         entry.lost = True
+        self.report.stale += 1
         if entry.job is not None:
             entry.job.cancel()
 

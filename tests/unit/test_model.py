@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from core.errors import InvalidTransition, ValidationError
+from core.model import Priority, Task, TaskStatus, can_move
+from core.retry import RetryPolicy
+
+
+def test_priority_parses_names_numbers_and_booleans() -> None:
+    assert Priority.parse("critical") is Priority.CRITICAL
+    assert Priority.parse("LOW") is Priority.LOW
+    assert Priority.parse(2) is Priority.HIGH
+    assert Priority.parse(True) is Priority.HIGH
+    assert Priority.parse(False) is Priority.NORMAL
+
+
+@pytest.mark.parametrize("bad", ["urgent", 4, -1, 1.5, None, [], "1"])
+def test_priority_rejects_anything_else(bad: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        Priority.parse(bad)
+    assert info.value.field == "priority"
+
+
+def test_transition_table_allows_the_lifecycle() -> None:
+    task = Task(id="t", type="echo", payload={}, status=TaskStatus.SCHEDULED)
+    task = task.moved_to(TaskStatus.QUEUED).moved_to(TaskStatus.RUNNING).moved_to(TaskStatus.FAILED)
+    task = task.moved_to(TaskStatus.SCHEDULED).moved_to(TaskStatus.QUEUED).moved_to(TaskStatus.RUNNING)
+    assert task.moved_to(TaskStatus.SUCCEEDED, result=1).result == 1
+
+
+@pytest.mark.parametrize(("current", "target"), [
+    (TaskStatus.SUCCEEDED, TaskStatus.QUEUED),
+    (TaskStatus.QUEUED, TaskStatus.SUCCEEDED),
+    (TaskStatus.RUNNING, TaskStatus.CANCELLED),
+    (TaskStatus.CANCELLED, TaskStatus.QUEUED),
+    (TaskStatus.SCHEDULED, TaskStatus.RUNNING),
+])
+def test_illegal_transitions_raise(current: TaskStatus, target: TaskStatus) -> None:
+    assert not can_move(current, target)
+    with pytest.raises(InvalidTransition):
+        Task(id="t", type="echo", payload={}, status=current).moved_to(target)
+
+
+def test_terminal_states_have_no_way_out_but_dead_replay() -> None:
+    assert not any(can_move(TaskStatus.SUCCEEDED, s) for s in TaskStatus)
+    assert not any(can_move(TaskStatus.CANCELLED, s) for s in TaskStatus)
+    assert [s for s in TaskStatus if can_move(TaskStatus.DEAD, s)] == [TaskStatus.QUEUED]
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    policy = RetryPolicy(base=1.0, cap=10.0, jitter=0.0)
+    assert [policy.delay(n) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert policy.delay(10_000) == 10.0
+
+
+def test_jitter_stays_within_its_share() -> None:
+    policy = RetryPolicy(base=8.0, cap=100.0, jitter=0.5)
+    assert policy.delay(1, rand=lambda: 0.0) == 8.0
+    assert policy.delay(1, rand=lambda: 0.999999) == pytest.approx(4.0, abs=1e-4)

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+
+from adapters.memory import MemoryBackend
+from core.clock import FakeClock
+from core.errors import IdempotencyMismatch, InvalidTransition, TaskNotFound, UnknownTaskType, ValidationError
+from core.model import Priority, TaskQuery, TaskStatus
+from core.registry import Registry
+from core.services import Limits, SubmitRequest, TaskService
+
+
+@pytest.fixture
+def service(registry: Registry, clock: FakeClock) -> TaskService:
+    return TaskService(MemoryBackend(clock), registry, clock, Limits(max_bulk=5))
+
+
+async def test_submit_fills_defaults_from_the_task_type(service: TaskService, clock: FakeClock) -> None:
+    submitted = await service.submit(SubmitRequest("boom", {"a": 1}))
+    task = submitted.task
+    assert submitted.created
+    assert (task.status, task.max_attempts, task.priority, task.queue) == (TaskStatus.QUEUED, 3, Priority.NORMAL,
+                                                                           "default")
+    assert task.created_at == clock.now() == task.run_at
+
+
+async def test_delay_makes_a_scheduled_task(service: TaskService, clock: FakeClock) -> None:
+    task = (await service.submit(SubmitRequest("echo", {}, delay=30))).task
+    assert task.status is TaskStatus.SCHEDULED
+    assert task.run_at == clock.now() + 30
+
+
+async def test_run_at_in_the_past_runs_now(service: TaskService, clock: FakeClock) -> None:
+    task = (await service.submit(SubmitRequest("echo", {}, run_at=clock.now() - 100))).task
+    assert task.status is TaskStatus.QUEUED
+
+
+@pytest.mark.parametrize(("request_", "field"), [
+    (SubmitRequest("echo", {}, delay=-1), "delay"),
+    (SubmitRequest("echo", {}, delay=float("nan")), "delay"),
+    (SubmitRequest("echo", {}, delay=1, run_at=5), "delay"),
+    (SubmitRequest("echo", {}, run_at=1e12), "run_at"),
+    (SubmitRequest("echo", {}, max_attempts=0), "max_attempts"),
+    (SubmitRequest("echo", {}, max_attempts=10**9), "max_attempts"),
+    (SubmitRequest("echo", {}, timeout=0), "timeout"),
+    (SubmitRequest("echo", {}, queue="bad queue!"), "queue"),
+    (SubmitRequest("echo", "not an object"), "payload"),  # type: ignore[arg-type]
+    (SubmitRequest("echo", {"x": float("inf")}), "payload"),
+    (SubmitRequest("echo", {}, idempotency_key=""), "idempotency_key"),
+])
+async def test_bad_requests_name_the_field(service: TaskService, request_: SubmitRequest, field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        await service.submit(request_)
+    assert info.value.field == field
+    assert (await service.stats()).by_status[TaskStatus.QUEUED] == 0
+
+
+async def test_unknown_type_is_refused(service: TaskService) -> None:
+    with pytest.raises(UnknownTaskType):
+        await service.submit(SubmitRequest("does.not.exist", {}))
+
+
+async def test_bulk_is_all_or_nothing_on_validation(service: TaskService) -> None:
+    with pytest.raises(ValidationError):
+        await service.submit_bulk([SubmitRequest("echo", {}), SubmitRequest("echo", {}, delay=-5)])
+    assert (await service.stats()).backlog == 0
+    with pytest.raises(ValidationError):
+        await service.submit_bulk([SubmitRequest("echo", {})] * 6)
+    done = await service.submit_bulk([SubmitRequest("echo", {"i": i}) for i in range(5)])
+    assert [s.task.payload["i"] for s in done] == list(range(5))
+
+
+async def test_idempotency_key_returns_the_original(service: TaskService) -> None:
+    first = await service.submit(SubmitRequest("echo", {"a": 1}, idempotency_key="k"))
+    again = await service.submit(SubmitRequest("echo", {"a": 1}, idempotency_key="k"))
+    assert (again.task.id, again.created) == (first.task.id, False)
+    other_tenant = await service.submit(SubmitRequest("echo", {"a": 1}, idempotency_key="k", tenant="b"))
+    assert other_tenant.created and other_tenant.task.id != first.task.id
+    with pytest.raises(IdempotencyMismatch):
+        await service.submit(SubmitRequest("echo", {"a": 2}, idempotency_key="k"))
+
+
+async def test_get_hides_other_tenants(service: TaskService) -> None:
+    task = (await service.submit(SubmitRequest("echo", {}, tenant="a"))).task
+    assert (await service.get(task.id, "a")).id == task.id
+    with pytest.raises(TaskNotFound):
+        await service.get(task.id, "b")
+    with pytest.raises(TaskNotFound):
+        await service.get("missing")
+
+
+async def test_cancel_queued_and_scheduled_but_not_finished(service: TaskService) -> None:
+    queued = (await service.submit(SubmitRequest("echo", {}))).task
+    later = (await service.submit(SubmitRequest("echo", {}, delay=60))).task
+    assert (await service.cancel(queued.id)).status is TaskStatus.CANCELLED
+    assert (await service.cancel(later.id)).status is TaskStatus.CANCELLED
+    with pytest.raises(InvalidTransition):
+        await service.cancel(queued.id)
+
+
+async def test_query_limit_is_bounded(service: TaskService) -> None:
+    with pytest.raises(ValidationError):
+        await service.query(TaskQuery(limit=0))
+    with pytest.raises(ValidationError):
+        await service.query(TaskQuery(limit=10_000))

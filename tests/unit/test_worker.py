@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapters.memory import MemoryBackend
+from core.clock import FakeClock
+from core.model import Priority, Settlement, Task, TaskStatus
+from core.registry import Registry
+from core.services import SubmitRequest, TaskService
+from core.worker import Invocation, WorkerConfig
+
+
+@pytest.fixture
+def backend(clock: FakeClock) -> MemoryBackend:
+    return MemoryBackend(clock)
+
+
+@pytest.fixture
+def service(backend: MemoryBackend, registry: Registry, clock: FakeClock) -> TaskService:
+    return TaskService(backend, registry, clock)
+
+
+def invocation(backend: MemoryBackend, registry: Registry, clock: FakeClock, **config: object) -> Invocation:
+    settings: dict[str, object] = {"worker_id": "w1", "idle_wait": 0.01, "budget": 10.0, "grace": 0.2}
+    settings.update(config)
+    return Invocation(backend, registry, clock, WorkerConfig(**settings), rand=lambda: 0.0)  # type: ignore[arg-type]
+
+
+async def submit(service: TaskService, type_: str, payload: dict[str, object] | None = None, **kw: object) -> Task:
+    return (await service.submit(SubmitRequest(type_, payload or {}, **kw))).task  # type: ignore[arg-type]
+
+
+async def until_running(service: TaskService, task_id: str) -> None:
+    for _ in range(1000):
+        if (await service.get(task_id)).status is TaskStatus.RUNNING:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"task {task_id} never started")
+
+
+async def test_runs_everything_then_stops_on_an_empty_queue(backend: MemoryBackend, registry: Registry,
+                                                            clock: FakeClock, service: TaskService) -> None:
+    ids = [(await submit(service, "echo", {"i": i})).id for i in range(25)]
+    ids.append((await submit(service, "sync_echo", {"sync": True})).id)
+    report = await invocation(backend, registry, clock, concurrency=4).run()
+    assert (report.claimed, report.succeeded, report.reason) == (26, 26, "empty")
+    done = [await service.get(i) for i in ids]
+    assert all(t.status is TaskStatus.SUCCEEDED and t.attempts == 1 and t.worker_id == "w1" for t in done)
+    assert done[3].result == {"i": 3}
+    assert done[-1].result == {"sync": True}
+
+
+async def test_higher_priority_runs_first(backend: MemoryBackend, registry: Registry, clock: FakeClock,
+                                          service: TaskService) -> None:
+    order: list[int] = []
+
+    @registry.task("record")
+    async def record(payload: dict[str, int]) -> None:
+        order.append(payload["n"])
+
+    for n, level in enumerate([Priority.LOW, Priority.NORMAL, Priority.CRITICAL, Priority.HIGH, Priority.CRITICAL]):
+        await submit(service, "record", {"n": n}, priority=level)
+    await invocation(backend, registry, clock, concurrency=1).run()
+    assert order == [2, 4, 3, 1, 0]
+
+
+async def test_failure_schedules_a_retry_with_backoff_then_dead_letters(
+        backend: MemoryBackend, registry: Registry, clock: FakeClock, service: TaskService) -> None:
+    task = await submit(service, "boom", {"message": "nope"})
+    report = await invocation(backend, registry, clock).run()
+    retried = await service.get(task.id)
+    assert (report.retried, retried.status, retried.attempts) == (1, TaskStatus.SCHEDULED, 1)
+    assert retried.run_at == clock.now() + 10.0  # base 10, first retry, no jitter
+    assert retried.error == "RuntimeError: nope"
+    for _ in range(2):
+        clock.advance(1000)
+        await invocation(backend, registry, clock).run()
+    dead = await service.get(task.id)
+    assert (dead.status, dead.attempts, dead.finished_at) == (TaskStatus.DEAD, 3, clock.now())
+
+
+async def test_a_handler_past_its_timeout_fails_the_attempt(backend: MemoryBackend, registry: Registry,
+                                                            clock: FakeClock, service: TaskService) -> None:
+    task = await submit(service, "slow", {"seconds": 30}, timeout=0.05, max_attempts=1)
+    await invocation(backend, registry, clock).run()
+    after = await service.get(task.id)
+    assert after.status is TaskStatus.DEAD
+    assert after.error is not None and after.error.startswith("timeout")
+
+
+async def test_a_result_that_is_not_json_fails(backend: MemoryBackend, registry: Registry, clock: FakeClock,
+                                               service: TaskService) -> None:
+    @registry.task("bad_result", max_attempts=1)
+    async def bad_result(payload: dict[str, object]) -> object:
+        return {1, 2}
+
+    task = await submit(service, "bad_result")
+    await invocation(backend, registry, clock).run()
+    assert (await service.get(task.id)).error == "TypeError: Object of type set is not JSON serializable"
+
+
+async def test_unknown_type_at_the_worker_dead_letters_without_retrying(
+        backend: MemoryBackend, registry: Registry, clock: FakeClock) -> None:
+    stray = Task(id="stray", type="only.on.new.workers", payload={}, max_attempts=5, created_at=clock.now())
+    await backend.enqueue([stray])
+    report = await invocation(backend, registry, clock).run()
+    dead = await backend.get("stray")
+    assert report.dead == 1
+    assert dead is not None and dead.status is TaskStatus.DEAD and dead.attempts == 1
+    assert dead.error is not None and dead.error.startswith("unknown_task_type")
+
+
+async def test_stop_releases_what_outlives_the_grace(backend: MemoryBackend, registry: Registry,
+                                                     clock: FakeClock, service: TaskService) -> None:
+    task = await submit(service, "slow", {"seconds": 30})
+    stop = asyncio.Event()
+    run = asyncio.create_task(invocation(backend, registry, clock, grace=0.05).run(stop))
+    await until_running(service, task.id)
+    stop.set()
+    report = await run
+    released = await service.get(task.id)
+    assert (report.reason, report.released) == ("stopped", 1)
+    assert (released.status, released.attempts, released.worker_id) == (TaskStatus.QUEUED, 1, None)
+
+
+async def test_stop_lets_short_tasks_finish_within_the_grace(backend: MemoryBackend, registry: Registry,
+                                                             clock: FakeClock, service: TaskService) -> None:
+    task = await submit(service, "slow", {"seconds": 0.05})
+    stop = asyncio.Event()
+    run = asyncio.create_task(invocation(backend, registry, clock, grace=5.0).run(stop))
+    await until_running(service, task.id)
+    stop.set()
+    assert (await run).succeeded == 1
+    assert (await service.get(task.id)).status is TaskStatus.SUCCEEDED
+
+
+async def test_heartbeat_keeps_a_long_task_leased(backend: MemoryBackend, registry: Registry, clock: FakeClock,
+                                                  service: TaskService) -> None:
+    task = await submit(service, "slow", {"seconds": 0.3})
+    run = asyncio.create_task(invocation(backend, registry, clock, lease_seconds=0.06).run())
+    for _ in range(10):  # the fake clock moves past the original lease many times over
+        await asyncio.sleep(0.03)
+        clock.advance(0.05)
+        assert await backend.reclaim_expired(10, 30.0) == []
+    report = await run
+    assert (report.succeeded, report.stale) == (1, 0)
+    assert (await service.get(task.id)).status is TaskStatus.SUCCEEDED
+
+
+async def test_a_lost_lease_stops_the_task_and_is_not_settled(backend: MemoryBackend, registry: Registry,
+                                                              clock: FakeClock, service: TaskService) -> None:
+    task = await submit(service, "slow", {"seconds": 30})
+    run = asyncio.create_task(invocation(backend, registry, clock, lease_seconds=0.09).run())
+    await until_running(service, task.id)
+    clock.advance(1.0)
+    [taken] = await backend.reclaim_expired(10, 30.0)  # as the reaper would after a long pause
+    report = await run
+    assert report.stale == 1
+    still = await service.get(task.id)
+    assert still.status is TaskStatus.RUNNING  # untouched by the fenced-out worker
+    done = still.moved_to(TaskStatus.SUCCEEDED)
+    assert await backend.settle([Settlement(taken, done)]) == [True]
+
+
+async def test_budget_ends_claiming(backend: MemoryBackend, registry: Registry, clock: FakeClock,
+                                    service: TaskService) -> None:
+    for _ in range(3):
+        await submit(service, "echo")
+    report = await invocation(backend, registry, clock, budget=0.0).run()
+    assert (report.reason, report.claimed) == ("budget", 0)
