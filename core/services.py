@@ -90,10 +90,15 @@ class TaskService:
         return await self._backend.stats()
 
     async def replay(self, task_ids: Sequence[str], tenant: str | None = None) -> list[Task]:
-        """Send dead tasks back to the queue with a fresh set of attempts."""
+        """Send dead tasks back to the queue with a fresh set of attempts.
+
+        Ids that are unknown, another tenant's or not dead are skipped: the answer lists what moved.
+        """
         replayed = []
-        for task_id in task_ids:
-            task = await self.get(task_id, tenant)
+        for task_id in dict.fromkeys(task_ids):
+            task = await self._backend.get(task_id)
+            if task is None or task.status is not TaskStatus.DEAD or (tenant is not None and task.tenant != tenant):
+                continue
             again = task.moved_to(TaskStatus.QUEUED, attempts=0, run_at=self._clock.now(), finished_at=None,
                                   worker_id=None)
             if await self._backend.transition(again, expected=TaskStatus.DEAD):

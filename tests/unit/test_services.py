@@ -5,7 +5,7 @@ import pytest
 from adapters.memory import MemoryBackend
 from core.clock import FakeClock
 from core.errors import IdempotencyMismatch, InvalidTransition, TaskNotFound, UnknownTaskType, ValidationError
-from core.model import Priority, TaskQuery, TaskStatus
+from core.model import Priority, Settlement, TaskQuery, TaskStatus
 from core.registry import Registry
 from core.services import Limits, SubmitRequest, TaskService
 
@@ -103,3 +103,14 @@ async def test_query_limit_is_bounded(service: TaskService) -> None:
         await service.query(TaskQuery(limit=0))
     with pytest.raises(ValidationError):
         await service.query(TaskQuery(limit=10_000))
+
+
+async def test_replay_moves_only_dead_tasks(service: TaskService, clock: FakeClock) -> None:
+    backend = service._backend
+    dead = (await service.submit(SubmitRequest("echo", {}, max_attempts=1))).task
+    alive = (await service.submit(SubmitRequest("echo", {}, delay=60))).task
+    [lease] = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w")
+    await backend.settle([Settlement(lease, lease.task.moved_to(TaskStatus.FAILED).moved_to(TaskStatus.DEAD))])
+    replayed = await service.replay([dead.id, dead.id, alive.id, "missing"])
+    assert [(t.id, t.status, t.attempts) for t in replayed] == [(dead.id, TaskStatus.QUEUED, 0)]
+    assert (await service.get(alive.id)).status is TaskStatus.SCHEDULED
