@@ -110,7 +110,7 @@ class MemoryBackend:
             return self._tasks.get(task_id)
 
     async def query(self, query: TaskQuery) -> Page:
-        before = int(query.cursor) if query.cursor and query.cursor.isdigit() else None
+        before = _cursor(query.cursor)
         with self._lock:
             matches = (t for t in sorted(self._tasks.values(), key=lambda t: -self._order[t.id])
                        if _matches(t, query) and (before is None or self._order[t.id] < before))
@@ -270,6 +270,14 @@ class MemoryBackend:
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _cursor(cursor: str | None) -> int | None:
+    """The seq a page continues below. Cursors come from clients: anything else starts from the newest
+    (str.isdigit alone accepts "²", and int() refuses more than 4300 digits)."""
+    if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
+        return int(cursor)
+    return None
 
 
 def _matches(task: Task, query: TaskQuery) -> bool:

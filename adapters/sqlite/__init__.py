@@ -1,0 +1,7 @@
+"""SQLite backend: `sqlite:///hexq.db`, the embedded default."""
+
+from __future__ import annotations
+
+from adapters.sqlite.backend import SQLiteBackend
+
+__all__ = ["SQLiteBackend"]

@@ -1,0 +1,99 @@
+"""The SQLite schema, connection setup and the transaction helper.
+
+Creating the schema is idempotent and runs inside BEGIN IMMEDIATE, so two processes that open a
+fresh file at the same moment take turns instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+TASKS = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- FIFO order within a priority, and the query cursor
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,                  -- JSON object
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,              -- core.model.Priority, 0 (low) .. 3 (critical)
+    status TEXT NOT NULL,                   -- core.model.TaskStatus value
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    timeout REAL NOT NULL,
+    run_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    worker_id TEXT,
+    result TEXT,                            -- JSON value, NULL for None
+    error TEXT,
+    idempotency_key TEXT,
+    tenant TEXT NOT NULL,
+    lease_token INTEGER,                    -- set only while running
+    lease_expires REAL
+)"""
+
+SCHEDULES = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    next_run REAL NOT NULL,
+    last_run REAL,
+    enabled INTEGER NOT NULL,
+    tenant TEXT NOT NULL
+)"""
+
+DDL = (
+    TASKS,
+    "CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, queue, priority DESC, seq)",
+    "CREATE INDEX IF NOT EXISTS tasks_due ON tasks (status, run_at)",
+    "CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (status, lease_expires)",
+    "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (status, finished_at)",
+    "CREATE INDEX IF NOT EXISTS tasks_listing ON tasks (status, seq)",  # query by status, newest first
+    "CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency ON tasks (tenant, idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL",
+    SCHEDULES,
+    # Fencing tokens come from one global counter, so a token is never reused, even across queues.
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO counters (name, value) VALUES ('lease_token', 0)",
+)
+
+
+def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """Open `path` in WAL mode and create the schema if it is missing.
+
+    isolation_level=None leaves transactions to us (explicit BEGIN IMMEDIATE); `timeout` is
+    SQLite's busy_timeout: how long a writer waits for another connection's lock.
+    """
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, not power loss
+        with transaction(conn):
+            for statement in DDL:
+                conn.execute(statement)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE takes the write lock up front, so a read-modify-write cannot be overtaken
+    between its read and its write (a DEFERRED one would fail with SQLITE_BUSY on upgrade)."""
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
