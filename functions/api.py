@@ -1,0 +1,189 @@
+"""The HTTP API: `create_app(container) -> Starlette`. Each handler parses, makes one service call, renders.
+
+Parsing lives in functions/wire.py and functions/body.py, error mapping in functions/errors.py,
+the contract in functions/openapi.py. State hangs off `app.state`; nothing here is global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core.codec import schedule_to_dict, task_to_dict
+from core.model import TaskStatus
+from core.schedules import ScheduleService
+from core.services import TaskService
+from functions import openapi, wire
+from functions.body import read_json
+from functions.bootstrap import Container
+from functions.errors import EXCEPTION_HANDLERS
+from functions.wire import JSONOut
+
+DEFAULT_TENANT = "default"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _TaskId(Convertor[str]):
+    """A task id segment: no ':' so that `/v1/tasks/{id}:cancel` is its own route."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("task_id", _TaskId())
+
+
+def _tenant(request: Request) -> str | None:
+    """The caller's tenant; None sees every tenant. API keys (a later issue) will decide this."""
+    return None
+
+
+def _owner(request: Request) -> str:
+    """The tenant that new tasks and schedules belong to."""
+    return _tenant(request) or DEFAULT_TENANT
+
+
+def _tasks(request: Request) -> TaskService:
+    return cast(TaskService, request.app.state.tasks)
+
+
+def _schedules(request: Request) -> ScheduleService:
+    return cast(ScheduleService, request.app.state.schedules)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    return await read_json(request, cast(int, request.app.state.body_limit))
+
+
+# -- tasks --------------------------------------------------------------------------------------
+async def submit_task(request: Request) -> Response:
+    submit = wire.submit_request(await _body(request), tenant=_owner(request),
+                                 header_key=request.headers.get("idempotency-key"))
+    return wire.submitted_response(await _tasks(request).submit(submit))
+
+
+async def submit_tasks(request: Request) -> Response:
+    submits = wire.bulk_requests(await _body(request), tenant=_owner(request))
+    submitted = await _tasks(request).submit_bulk(submits)
+    return JSONOut({"tasks": [task_to_dict(s.task) for s in submitted]}, status_code=202)
+
+
+async def list_tasks(request: Request) -> Response:
+    page = await _tasks(request).query(wire.task_query(request.query_params, tenant=_tenant(request)))
+    return JSONOut(wire.page_to_dict(page))
+
+
+async def get_task(request: Request) -> Response:
+    task = await _tasks(request).get(request.path_params["id"], _tenant(request))
+    return JSONOut(task_to_dict(task))
+
+
+async def cancel_task(request: Request) -> Response:
+    task = await _tasks(request).cancel(request.path_params["id"], _tenant(request))
+    return JSONOut(task_to_dict(task))
+
+
+async def stats(request: Request) -> Response:
+    return JSONOut(wire.stats_to_dict(await _tasks(request).stats()))
+
+
+# -- dead letters -------------------------------------------------------------------------------
+async def list_dead(request: Request) -> Response:
+    query = wire.task_query(request.query_params, tenant=_tenant(request), status=TaskStatus.DEAD)
+    return JSONOut(wire.page_to_dict(await _tasks(request).query(query)))
+
+
+async def replay_dead(request: Request) -> Response:
+    replayed = await _tasks(request).replay(wire.replay_ids(await _body(request)), _tenant(request))
+    return JSONOut({"replayed": [task_to_dict(task) for task in replayed]})
+
+
+# -- schedules ----------------------------------------------------------------------------------
+async def list_schedules(request: Request) -> Response:
+    return JSONOut(wire.schedules_to_dict(await _schedules(request).all()))
+
+
+async def get_schedule(request: Request) -> Response:
+    return JSONOut(schedule_to_dict(await _schedules(request).get(request.path_params["name"])))
+
+
+async def put_schedule(request: Request) -> Response:
+    put = wire.schedule_put(await _body(request))
+    schedule = await _schedules(request).put(
+        request.path_params["name"], put.spec, put.type, put.payload, queue=put.queue, priority=put.priority,
+        enabled=put.enabled, tenant=_owner(request))
+    return JSONOut(schedule_to_dict(schedule))
+
+
+async def delete_schedule(request: Request) -> Response:
+    await _schedules(request).delete(request.path_params["name"])
+    return Response(status_code=204)
+
+
+# -- meta ---------------------------------------------------------------------------------------
+async def index(request: Request) -> Response:
+    links = {"openapi": "/openapi.json", "tasks": "/v1/tasks", "stats": "/v1/stats", "dead": "/v1/dead",
+             "schedules": "/v1/schedules", "health": "/healthz", "ready": "/readyz"}
+    return JSONOut({"name": "hexq", "links": links})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONOut({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    await request.app.state.backend.ping()  # BackendUnavailable -> 503 with Retry-After
+    return JSONOut({"status": "ready"})
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONOut(request.app.state.openapi)
+
+
+def _route(path: str, **handlers: Endpoint) -> Route:
+    """One Route per path, whatever its methods, so that a 405 lists all of them in Allow."""
+
+    async def by_method(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    name = "_".join(handler.__name__ for handler in handlers.values())
+    return Route(path, by_method, methods=list(handlers), name=name)
+
+
+def routes() -> list[Route]:
+    return [
+        _route("/", GET=index),
+        _route("/healthz", GET=healthz),
+        _route("/readyz", GET=readyz),
+        _route("/openapi.json", GET=openapi_json),
+        _route("/v1/tasks", GET=list_tasks, POST=submit_task),
+        _route("/v1/tasks:bulk", POST=submit_tasks),
+        _route("/v1/tasks/{id:task_id}", GET=get_task),
+        _route("/v1/tasks/{id:task_id}:cancel", POST=cancel_task),
+        _route("/v1/stats", GET=stats),
+        _route("/v1/dead", GET=list_dead),
+        _route("/v1/dead:replay", POST=replay_dead),
+        _route("/v1/schedules", GET=list_schedules),
+        _route("/v1/schedules/{name}", GET=get_schedule, PUT=put_schedule, DELETE=delete_schedule),
+    ]
+
+
+def create_app(container: Container) -> Starlette:
+    app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS)
+    app.state.tasks = container.tasks
+    app.state.schedules = container.schedules
+    app.state.backend = container.backend
+    app.state.body_limit = container.settings.body_limit
+    app.state.openapi = openapi.document()
+    return app

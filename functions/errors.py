@@ -1,0 +1,122 @@
+"""Errors as JSON: `{"error": code, "message": text, "details": {...} | null}`, in one exception_handlers map.
+
+Domain errors (core.errors) become 4xx/503 here and nowhere else; anything unexpected becomes a
+JSON 500 `internal_error`, so even a bug answers in the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ExceptionHandler
+
+from core.errors import (
+    BackendUnavailable,
+    IdempotencyMismatch,
+    InvalidTransition,
+    ScheduleNotFound,
+    TaskNotFound,
+    UnknownTaskType,
+    ValidationError,
+)
+from functions.wire import JSONOut
+
+log = logging.getLogger("hexq.api")
+
+
+class ApiError(Exception):
+    """A client error found by the HTTP layer itself, before any service is called."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class BadJSON(ApiError):
+    """The body is not one well-formed JSON object (syntax, encoding, NaN, nesting depth)."""
+
+    code = "bad_json"
+
+
+class BodyTooLarge(ApiError):
+    """The body passed the configured cap while it was being read."""
+
+    status = 413
+    code = "body_too_large"
+
+
+def error_response(status: int, code: str, message: str, details: Mapping[str, Any] | None = None,
+                   headers: Mapping[str, str] | None = None) -> Response:
+    return JSONOut({"error": code, "message": message, "details": details}, status_code=status, headers=headers)
+
+
+# Looked up along the exception's MRO, so UnknownTaskType wins over its base ValidationError.
+_DOMAIN: Mapping[type[Exception], tuple[int, str]] = {
+    UnknownTaskType: (422, "unknown_task_type"),
+    ValidationError: (422, "validation_error"),
+    IdempotencyMismatch: (422, "idempotency_mismatch"),
+    TaskNotFound: (404, "not_found"),
+    ScheduleNotFound: (404, "not_found"),
+    InvalidTransition: (409, "invalid_transition"),
+}
+_HTTP_CODES: Mapping[int, str] = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
+    status, code = next(_DOMAIN[cls] for cls in type(exc).__mro__ if cls in _DOMAIN)
+    details: dict[str, Any] | None = None
+    if isinstance(exc, ValidationError):
+        details = {"field": exc.field}
+    elif isinstance(exc, InvalidTransition):
+        details = {"current": str(exc.current), "target": str(exc.target)}
+    return error_response(status, code, str(exc), details)
+
+
+async def _api(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, str(exc), exc.details)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BackendUnavailable)
+    seconds = exc.retry_after
+    retry_after = str(max(0, math.ceil(seconds))) if math.isfinite(seconds) else "1"
+    return error_response(503, "backend_unavailable", str(exc), {"retry_after": int(retry_after)},
+                          headers={"Retry-After": retry_after})
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = {404: f"no endpoint at {request.url.path}",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
+    return error_response(exc.status_code, code, message, None, exc.headers)
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    # Nobody is left to read this; answering keeps a vanished client out of the 500 logs.
+    return error_response(400, "client_disconnected", "the client went away before the body was read")
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; the server log has the details")
+
+
+EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
+    **{cls: _domain for cls in _DOMAIN},
+    ApiError: _api,
+    BackendUnavailable: _unavailable,
+    HTTPException: _http,
+    ClientDisconnect: _disconnected,
+    Exception: _internal,
+}

@@ -1,0 +1,240 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at /openapi.json.
+
+Written by hand as data (not generated from the handlers) so that it is the reviewed contract;
+tests/functions checks it against the OpenAPI schema and against the app's routes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from core.model import Priority, TaskStatus
+from core.services import Limits
+from functions.body import MAX_DEPTH
+from functions.wire import MAX_REPLAY
+
+Schema = dict[str, Any]
+
+_LIMITS = Limits()  # the defaults TaskService enforces
+_STATUSES = [s.value for s in TaskStatus]
+_PRIORITY_NAMES = [p.name.lower() for p in Priority]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def _obj(properties: dict[str, Schema], required: list[str], *, closed: bool = True, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "required": required, **extra}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _json(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    names = {400: "BadJSON", 404: "NotFound", 409: "Conflict", 413: "TooLarge", 422: "Invalid", 503: "Unavailable"}
+    return {str(status): {"$ref": f"#/components/responses/{names[status]}"} for status in statuses}
+
+
+def _op(op_id: str, summary: str, responses: dict[str, Any], *, params: list[Any] | None = None,
+        body: Schema | None = None, tag: str = "tasks") -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return operation
+
+
+def _param(name: str, where: str, schema: Schema, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
+            "description": description}
+
+
+_PRIORITY: Schema = {
+    "description": "A level name, 0 (low) to 3 (critical), or a boolean (true means high, false normal).",
+    "oneOf": [{"type": "string", "enum": _PRIORITY_NAMES}, {"type": "integer", "minimum": 0, "maximum": 3},
+              {"type": "boolean"}],
+}
+_SUBMIT: Schema = _obj({
+    "type": {"type": "string", "description": "A registered task type."},
+    "payload": {"type": "object", "default": {}, "description": "Passed to the handler."},
+    "priority": _PRIORITY,
+    "queue": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+    "delay": {"type": "number", "minimum": 0, "description": "Seconds from now; not with run_at."},
+    "run_at": {"description": "Epoch seconds or an ISO-8601 time (UTC when it has no offset); not with delay.",
+               "oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "format": "date-time"}]},
+    "max_attempts": {"type": "integer", "minimum": 1, "maximum": _LIMITS.max_attempts},
+    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": _LIMITS.max_timeout},
+    "idempotency_key": {"type": "string", "minLength": 1, "maxLength": _LIMITS.max_key_length,
+                        "description": "Resubmitting with the same key returns the first task (200)."},
+}, ["type"], description="Null for an optional field means its default. Unknown fields are rejected (422).")
+
+_TASK: Schema = _obj({
+    "id": {"type": "string"}, "type": {"type": "string"}, "payload": {"type": "object"},
+    "queue": {"type": "string"}, "priority": {"type": "string", "enum": _PRIORITY_NAMES},
+    "status": {"type": "string", "enum": _STATUSES}, "attempts": {"type": "integer"},
+    "max_attempts": {"type": "integer"}, "timeout": {"type": "number"},
+    "run_at": {"type": "number", "description": "Epoch seconds."}, "created_at": {"type": "number"},
+    "started_at": _nullable("number"), "finished_at": _nullable("number"), "worker_id": _nullable("string"),
+    "result": {"description": "The handler's JSON result, once succeeded."}, "error": _nullable("string"),
+    "idempotency_key": _nullable("string"), "tenant": {"type": "string"},
+}, ["id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout", "run_at",
+    "created_at", "started_at", "finished_at", "worker_id", "result", "error", "idempotency_key", "tenant"],
+    closed=False)
+
+_SCHEDULE_PUT: Schema = _obj({
+    "spec": {"type": "string", "description": "Five-field cron (UTC) or '@every 1h30m' (at least 1s).",
+             "examples": ["*/5 * * * *", "@every 1m"]},
+    "type": {"type": "string"}, "payload": {"type": "object", "default": {}}, "priority": _PRIORITY,
+    "queue": {"type": "string", "default": "default", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+    "enabled": {"type": "boolean", "default": True},
+}, ["spec", "type"])
+
+_SCHEDULE: Schema = _obj({
+    "name": {"type": "string"}, "spec": {"type": "string"}, "type": {"type": "string"},
+    "payload": {"type": "object"}, "queue": {"type": "string"},
+    "priority": {"type": "string", "enum": _PRIORITY_NAMES}, "next_run": {"type": "number"},
+    "last_run": _nullable("number"), "enabled": {"type": "boolean"}, "tenant": {"type": "string"},
+}, ["name", "spec", "type", "payload", "queue", "priority", "next_run", "last_run", "enabled", "tenant"], closed=False)
+
+_ERROR: Schema = _obj({
+    "error": {"type": "string", "description": "A stable machine-readable code.", "enum": [
+        "bad_json", "body_too_large", "validation_error", "unknown_task_type", "idempotency_mismatch", "not_found",
+        "method_not_allowed", "invalid_transition", "backend_unavailable", "client_disconnected", "http_error",
+        "internal_error"]},
+    "message": {"type": "string", "description": "For humans; may change."},
+    "details": {"type": ["object", "null"], "description": "validation errors: {field: 'tasks[3].priority'}; "
+                "invalid_transition: {current, target}; backend_unavailable: {retry_after}."},
+}, ["error", "message", "details"])
+
+_COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+
+_SCHEMAS: dict[str, Schema] = {
+    "Error": _ERROR, "Task": _TASK, "SubmitTask": _SUBMIT, "Schedule": _SCHEDULE, "SchedulePut": _SCHEDULE_PUT,
+    "TaskPage": _obj({"tasks": {"type": "array", "items": _ref("Task")},
+                      "next_cursor": _nullable("string", description="Pass as ?cursor= for the next page.")},
+                     ["tasks", "next_cursor"]),
+    "TaskList": _obj({"tasks": {"type": "array", "items": _ref("Task")}}, ["tasks"]),
+    "BulkSubmit": _obj({"tasks": {"type": "array", "items": _ref("SubmitTask"), "minItems": 1,
+                                    "maxItems": _LIMITS.max_bulk}},
+                       ["tasks"]),
+    "Replay": _obj({"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                            "maxItems": MAX_REPLAY}}, ["ids"]),
+    "Replayed": _obj({"replayed": {"type": "array", "items": _ref("Task")}}, ["replayed"]),
+    "ScheduleList": _obj({"schedules": {"type": "array", "items": _ref("Schedule")}}, ["schedules"]),
+    "Stats": _obj({
+        "by_status": {**_COUNTS, "propertyNames": {"enum": _STATUSES}},
+        "queued": {"type": "object", "description": "Queued tasks by queue, then by priority name.",
+                   "additionalProperties": {**_COUNTS, "propertyNames": {"enum": _PRIORITY_NAMES}}},
+        "backlog": {"type": "integer", "minimum": 0, "description": "All queued tasks."},
+    }, ["by_status", "queued", "backlog"]),
+    "Status": _obj({"status": {"type": "string", "enum": ["ok", "ready"]}}, ["status"]),
+    "Index": {"type": "object", "properties": {"name": {"type": "string"},
+                                               "links": {"type": "object",
+                                                         "additionalProperties": {"type": "string"}}}},
+}
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+_ERR = _ref("Error")
+_RESPONSES: dict[str, Any] = {
+    "BadJSON": _json(_ERR, f"bad_json: not UTF-8, not one JSON object, NaN/Infinity, or nested over {MAX_DEPTH}."),
+    "TooLarge": _json(_ERR, "body_too_large: the body passed the size cap (counted while reading)."),
+    "Invalid": _json(_ERR, "validation_error (details.field names the field), unknown_task_type, or "
+                     "idempotency_mismatch."),
+    "NotFound": _json(_ERR, "not_found: no such task or schedule (or another tenant's)."),
+    "Conflict": _json(_ERR, "invalid_transition: e.g. cancelling a task that is running or finished."),
+    "Unavailable": _json(_ERR, "backend_unavailable: retry after Retry-After seconds.", _RETRY_AFTER),
+}
+
+_ID = _param("id", "path", {"type": "string"}, "Task id.")
+_NAME = _param("name", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, "Schedule name.")
+_LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": _LIMITS.max_page, "default": 50},
+                "Page size.")
+_CURSOR = _param("cursor", "query", {"type": "string"}, "next_cursor from the previous page.")
+_TYPE = _param("type", "query", {"type": "string"}, "Only tasks of this type.")
+_QUEUE = _param("queue", "query", {"type": "string"}, "Only tasks in this queue.")
+_STATUS = _param("status", "query", {"type": "string", "enum": _STATUSES}, "Only tasks in this status.")
+_KEY = _param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200},
+              "Same as the body's idempotency_key (they must agree if both are given).")
+
+
+def _paths() -> dict[str, Any]:
+    task = _json(_ref("Task"), "The task.")
+    location = {"Location": {"description": "/v1/tasks/{id}", "schema": {"type": "string"}}}
+    submit = {
+        "202": _json(_ref("Task"), "Accepted: the new task.", location),
+        "200": _json(_ref("Task"), "The idempotency key was seen before: the original task.", {
+            **location, "Idempotent-Replayed": {"description": "Always 'true'.", "schema": {"type": "string"}}}),
+        **_errors(400, 413, 422, 503),
+    }
+    return {
+        "/": {"get": _op("index", "Links to the API.", {"200": _json(_ref("Index"), "Links.")}, tag="meta")},
+        "/healthz": {"get": _op("healthz", "The process is alive (never checks the backend).",
+                                {"200": _json(_ref("Status"), "Alive.")}, tag="meta")},
+        "/readyz": {"get": _op("readyz", "The backend answers a ping.",
+                               {"200": _json(_ref("Status"), "Ready."), **_errors(503)}, tag="meta")},
+        "/openapi.json": {"get": _op("openapi", "This document.",
+                                     {"200": _json({"type": "object"}, "OpenAPI 3.1.")}, tag="meta")},
+        "/v1/tasks": {
+            "post": _op("submitTask", "Submit a task.", submit, params=[_KEY], body=_ref("SubmitTask")),
+            "get": _op("listTasks", "List tasks, newest first.",
+                       {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
+                       params=[_STATUS, _TYPE, _QUEUE, _LIMIT, _CURSOR]),
+        },
+        "/v1/tasks:bulk": {"post": _op(
+            "submitTasks", "Submit many tasks in one round trip: all or nothing.",
+            {"202": _json(_ref("TaskList"), "The tasks, in request order."), **_errors(400, 413, 422, 503)},
+            body=_ref("BulkSubmit"))},
+        "/v1/tasks/{id}": {"get": _op("getTask", "One task.", {"200": task, **_errors(404, 503)}, params=[_ID])},
+        "/v1/tasks/{id}:cancel": {"post": _op(
+            "cancelTask", "Cancel a queued or scheduled task.",
+            {"200": _json(_ref("Task"), "The cancelled task."), **_errors(404, 409, 503)}, params=[_ID])},
+        "/v1/stats": {"get": _op("stats", "Counts by status and the queued depth.",
+                                 {"200": _json(_ref("Stats"), "Counts."), **_errors(503)})},
+        "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
+                                {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
+                                params=[_TYPE, _QUEUE, _LIMIT, _CURSOR], tag="dead letters")},
+        "/v1/dead:replay": {"post": _op(
+            "replayDead", "Queue dead tasks again with fresh attempts. Unknown or not-dead ids are skipped.",
+            {"200": _json(_ref("Replayed"), "The tasks that were dead and are queued again."),
+             **_errors(400, 413, 422, 503)}, body=_ref("Replay"), tag="dead letters")},
+        "/v1/schedules": {"get": _op("listSchedules", "All schedules, by name.",
+                                     {"200": _json(_ref("ScheduleList"), "Schedules."), **_errors(503)},
+                                     tag="schedules")},
+        "/v1/schedules/{name}": {
+            "get": _op("getSchedule", "One schedule.",
+                       {"200": _json(_ref("Schedule"), "The schedule."), **_errors(404, 503)},
+                       params=[_NAME], tag="schedules"),
+            "put": _op("putSchedule", "Create or replace a schedule.",
+                       {"200": _json(_ref("Schedule"), "The stored schedule."), **_errors(400, 413, 422, 503)},
+                       params=[_NAME], body=_ref("SchedulePut"), tag="schedules"),
+            "delete": _op("deleteSchedule", "Delete a schedule.",
+                          {"204": {"description": "Deleted."}, **_errors(404, 503)}, params=[_NAME],
+                          tag="schedules"),
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy each call: the app keeps one, and nothing it does can touch this module's tables."""
+    return copy.deepcopy({
+        "openapi": "3.1.0",
+        "info": {"title": "hexq", "version": "1", "description": (
+            "A distributed task queue. Every error is JSON {error, message, details}; a wrong method is 405 "
+            "method_not_allowed. Tasks are delivered at least once.")},
+        "paths": _paths(),
+        "components": {"schemas": _SCHEMAS, "responses": _RESPONSES},
+    })

@@ -1,0 +1,240 @@
+"""The wire format: JSON bodies and query strings into service requests, and results back to JSON.
+
+Parsing checks shapes and types (unknown fields, wrong types, field paths); the services check
+domain limits (ranges, names, registered types). Both raise core.errors.ValidationError, so a
+client sees one kind of 422 whichever layer noticed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.responses import JSONResponse
+
+from core.codec import schedule_to_dict, task_to_dict
+from core.errors import ValidationError
+from core.model import JSON, Page, Priority, Stats, TaskQuery, TaskStatus
+from core.schedule import Schedule
+from core.services import SubmitRequest, Submitted
+
+SUBMIT_FIELDS = ("type", "payload", "priority", "queue", "delay", "run_at", "max_attempts", "timeout",
+                 "idempotency_key")
+SCHEDULE_FIELDS = ("spec", "type", "payload", "queue", "priority", "enabled")
+MAX_REPLAY = 1000
+DEFAULT_LIMIT = 50
+_CURSOR = re.compile(r"^[A-Za-z0-9_.:=+/-]{1,256}$")
+
+
+class JSONOut(JSONResponse):
+    """JSONResponse that cannot fail on stored text: unpaired surrogates fall back to \\u escapes."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+# -- requests -----------------------------------------------------------------------------------
+def submit_request(body: Mapping[str, Any], *, tenant: str, header_key: str | None = None) -> SubmitRequest:
+    _only(body, SUBMIT_FIELDS)
+    return SubmitRequest(
+        type=_required(body, "type"),
+        payload=_payload(body),
+        priority=_priority(body),
+        queue=_str(body, "queue"),
+        delay=_number(body.get("delay"), "delay"),
+        run_at=_run_at(body.get("run_at")),
+        max_attempts=_int(body, "max_attempts"),
+        timeout=_number(body.get("timeout"), "timeout"),
+        idempotency_key=_idempotency_key(body, header_key),
+        tenant=tenant,
+    )
+
+
+def bulk_requests(body: Mapping[str, Any], *, tenant: str) -> list[SubmitRequest]:
+    _only(body, ("tasks",))
+    items = body.get("tasks")
+    if not isinstance(items, list):
+        raise ValidationError("tasks must be an array of task objects", field="tasks")
+    return [_bulk_item(i, item, tenant) for i, item in enumerate(items)]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePut:
+    spec: str
+    type: str
+    payload: Mapping[str, JSON]
+    queue: str
+    priority: Priority
+    enabled: bool
+
+
+def schedule_put(body: Mapping[str, Any]) -> SchedulePut:
+    _only(body, SCHEDULE_FIELDS)
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValidationError("enabled must be true or false", field="enabled")
+    return SchedulePut(spec=_required(body, "spec"), type=_required(body, "type"),
+                       payload=_payload(body), queue=_str(body, "queue") or "default", priority=_priority(body),
+                       enabled=enabled)
+
+
+def replay_ids(body: Mapping[str, Any]) -> list[str]:
+    _only(body, ("ids",))
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_REPLAY:
+        raise ValidationError(f"ids must be an array of 1 to {MAX_REPLAY} task ids", field="ids")
+    for i, task_id in enumerate(ids):
+        if not isinstance(task_id, str):
+            raise ValidationError("a task id must be a string", field=f"ids[{i}]")
+    return ids
+
+
+def task_query(params: QueryParams, *, tenant: str | None, status: TaskStatus | None = None) -> TaskQuery:
+    """GET filters. Empty values count as absent; `status` fixes the status (the dead-letter view)."""
+    return TaskQuery(status=status or _status(params.get("status") or None), type=params.get("type") or None,
+                     queue=params.get("queue") or None, tenant=tenant, limit=_limit(params.get("limit") or None),
+                     cursor=_cursor(params.get("cursor") or None))
+
+
+# -- responses ----------------------------------------------------------------------------------
+def submitted_response(submitted: Submitted) -> JSONOut:
+    """202 for a new task; 200 and `Idempotent-Replayed: true` when the key returned an earlier one."""
+    headers = {"Location": f"/v1/tasks/{submitted.task.id}"}
+    if not submitted.created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONOut(task_to_dict(submitted.task), status_code=202 if submitted.created else 200, headers=headers)
+
+
+def page_to_dict(page: Page) -> dict[str, Any]:
+    return {"tasks": [task_to_dict(task) for task in page.items], "next_cursor": page.next_cursor}
+
+
+def stats_to_dict(stats: Stats) -> dict[str, Any]:
+    return {
+        "by_status": {str(status): n for status, n in stats.by_status.items()},
+        "queued": {queue: {level.name.lower(): n for level, n in levels.items()}
+                   for queue, levels in stats.queued.items()},
+        "backlog": stats.backlog,
+    }
+
+
+def schedules_to_dict(schedules: Sequence[Schedule]) -> dict[str, Any]:
+    return {"schedules": [schedule_to_dict(schedule) for schedule in schedules]}
+
+
+# -- field helpers ------------------------------------------------------------------------------
+def _only(body: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ValidationError(f"unknown field {unknown[0][:64]!r}; allowed fields: {', '.join(allowed)}",
+                              field=unknown[0])
+
+
+def _bulk_item(index: int, item: object, tenant: str) -> SubmitRequest:
+    """One element of a bulk submit; its errors name it, as in `tasks[3].priority`."""
+    name = f"tasks[{index}]"
+    try:
+        if not isinstance(item, dict):
+            raise ValidationError("must be a JSON object")
+        return submit_request(item, tenant=tenant)
+    except ValidationError as exc:
+        raise type(exc)(f"{name}: {exc}", field=f"{name}.{exc.field}" if exc.field else name) from None
+
+
+def _required(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} is required and must be a string", field=name)
+    return value
+
+
+def _str(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string", field=name)
+    return value
+
+
+def _payload(body: Mapping[str, Any]) -> dict[str, JSON]:
+    payload = body.get("payload")
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise ValidationError("payload must be a JSON object", field="payload")
+    return payload
+
+
+def _priority(body: Mapping[str, Any]) -> Priority:
+    value = body.get("priority")
+    return Priority.NORMAL if value is None else Priority.parse(value)
+
+
+def _number(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{name} must be a number of seconds", field=name)
+    try:
+        return float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise ValidationError(f"{name} is out of range", field=name) from None
+
+
+def _int(body: Mapping[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValidationError(f"{name} must be an integer", field=name)
+    return value
+
+
+def _run_at(value: object) -> float | None:
+    """Epoch seconds, or an ISO-8601 time (a time without an offset is taken as UTC)."""
+    if not isinstance(value, str):
+        return _number(value, "run_at")
+    try:
+        moment = datetime.fromisoformat(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
+        raise ValidationError(f"run_at must be epoch seconds or an ISO-8601 time, not {value[:64]!r}",
+                              field="run_at") from None
+
+
+def _idempotency_key(body: Mapping[str, Any], header: str | None) -> str | None:
+    key = _str(body, "idempotency_key")
+    if header is not None and key is not None and header != key:
+        raise ValidationError("the Idempotency-Key header and the body's idempotency_key differ",
+                              field="idempotency_key")
+    return key if key is not None else header
+
+
+def _status(value: str | None) -> TaskStatus | None:
+    if value is None:
+        return None
+    try:
+        return TaskStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in TaskStatus)
+        raise ValidationError(f"status must be one of {allowed}, not {value[:64]!r}", field="status") from None
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationError(f"limit must be an integer, not {value[:64]!r}", field="limit") from None
+
+
+def _cursor(value: str | None) -> str | None:
+    if value is not None and not _CURSOR.match(value):
+        raise ValidationError("cursor is not one this API returned", field="cursor")
+    return value
