@@ -62,10 +62,10 @@ class Registry:
         return decorate
 
     def get(self, name: str) -> TaskSpec:
-        try:
-            return self._specs[name]
-        except KeyError:
-            raise UnknownTaskType(f"unknown task type {name!r}", field="type") from None
+        spec = self._specs.get(name) if isinstance(name, str) else None
+        if spec is None:
+            raise UnknownTaskType(f"unknown task type {name!r}", field="type")
+        return spec
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs

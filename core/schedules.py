@@ -32,6 +32,8 @@ class ScheduleService:
         self._registry.get(type)
         if not isinstance(spec, str):
             raise ValidationError("spec must be a string", field="spec")
+        if not isinstance(enabled, bool):
+            raise ValidationError("enabled must be a boolean", field="enabled")
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload must be a JSON object", field="payload")
         first = next_fire(spec, self._clock.now(), self._cron_next)

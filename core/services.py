@@ -57,13 +57,16 @@ class TaskService:
         self.limits = limits
 
     async def submit(self, request: SubmitRequest) -> Submitted:
-        return (await self.submit_bulk([request]))[0]
+        return (await self._enqueue([self._build(request, self._clock.now())]))[0]
 
     async def submit_bulk(self, requests: Sequence[SubmitRequest]) -> list[Submitted]:
+        """All or nothing on validation: one bad element (named `tasks[i]`) and nothing is enqueued."""
         if not 1 <= len(requests) <= self.limits.max_bulk:
             raise ValidationError(f"a bulk submit takes 1 to {self.limits.max_bulk} tasks", field="tasks")
         now = self._clock.now()
-        tasks = [self._build(request, now) for request in requests]
+        return await self._enqueue([self._build_item(i, request, now) for i, request in enumerate(requests)])
+
+    async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
         stored = await self._backend.enqueue(tasks)
         return [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
 
@@ -108,9 +111,18 @@ class TaskService:
     def _submitted(self, new: Task, stored: Task) -> Submitted:
         if stored.id == new.id:
             return Submitted(stored, created=True)
-        if stored.type != new.type or dict(stored.payload) != dict(new.payload):
+        same = (stored.type, dict(stored.payload), stored.queue, stored.priority) == (
+            new.type, dict(new.payload), new.queue, new.priority)
+        if not same:
             raise IdempotencyMismatch(f"idempotency key {new.idempotency_key!r} was used for a different task")
         return Submitted(stored, created=False)
+
+    def _build_item(self, index: int, request: SubmitRequest, now: float) -> Task:
+        try:
+            return self._build(request, now)
+        except ValidationError as exc:
+            # Name the element, so a client can find the bad one among a thousand.
+            raise type(exc)(f"tasks[{index}]: {exc}", field=f"tasks[{index}].{exc.field}") from exc
 
     def _build(self, request: SubmitRequest, now: float) -> Task:
         spec = self._registry.get(request.type)
@@ -164,8 +176,9 @@ class TaskService:
 
 
 def _check_number(value: object, low: float, high: float, name: str) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not low <= value <= high:  # type: ignore[operator]
+    # Compare before isfinite: math.isfinite(10**400) raises OverflowError on a huge int.
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not low <= value <= high or not math.isfinite(value):  # type: ignore[operator, arg-type]
         raise ValidationError(f"{name} must be a number from {low:g} to {high:g}", field=name)
 
 

@@ -96,10 +96,13 @@ class Invocation:
             if free <= 0:
                 await self._wait_any(stop, remaining)
                 continue
+            # While tasks run, a claim must wait a little even if idle_wait is 0, or this loop would
+            # spin without ever letting the running handlers have the event loop.
+            wait = self.config.idle_wait if not self._running else max(self.config.idle_wait, 0.05)
             try:
                 leases = await self.broker.claim(
                     self.config.queues, free, lease_seconds=self.config.lease_seconds,
-                    worker_id=self.config.worker_id, wait=min(self.config.idle_wait, remaining))
+                    worker_id=self.config.worker_id, wait=min(wait, remaining))
             except BackendUnavailable as exc:  # workers outlive backend outages; they retry with backoff
                 log.warning("claim failed, retrying in %.2fs: %s", backoff, exc)
                 await _sleep_unless(stop, backoff)

@@ -114,3 +114,21 @@ async def test_replay_moves_only_dead_tasks(service: TaskService, clock: FakeClo
     replayed = await service.replay([dead.id, dead.id, alive.id, "missing"])
     assert [(t.id, t.status, t.attempts) for t in replayed] == [(dead.id, TaskStatus.QUEUED, 0)]
     assert (await service.get(alive.id)).status is TaskStatus.SCHEDULED
+
+
+@pytest.mark.parametrize("field", ["delay", "timeout", "run_at"])
+async def test_a_huge_integer_is_a_validation_error_not_an_overflow(service: TaskService, field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        await service.submit(SubmitRequest("echo", {}, **{field: 10**400}))  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+async def test_odd_type_names_are_unknown_types(service: TaskService) -> None:
+    with pytest.raises(UnknownTaskType):
+        await service.submit(SubmitRequest(["echo"], {}))  # type: ignore[arg-type]
+
+
+async def test_a_key_reused_with_another_priority_is_a_mismatch(service: TaskService) -> None:
+    await service.submit(SubmitRequest("echo", {}, idempotency_key="k"))
+    with pytest.raises(IdempotencyMismatch):
+        await service.submit(SubmitRequest("echo", {}, idempotency_key="k", priority=Priority.HIGH))
