@@ -170,3 +170,11 @@ async def test_budget_ends_claiming(backend: MemoryBackend, registry: Registry, 
         await submit(service, "echo")
     report = await invocation(backend, registry, clock, budget=0.0).run()
     assert (report.reason, report.claimed) == ("budget", 0)
+
+
+async def test_idle_wait_zero_still_lets_running_tasks_finish(backend: MemoryBackend, registry: Registry,
+                                                              clock: FakeClock, service: TaskService) -> None:
+    task = await submit(service, "slow", {"seconds": 0.05})
+    report = await asyncio.wait_for(invocation(backend, registry, clock, idle_wait=0.0).run(), timeout=10)
+    assert (report.succeeded, report.reason) == (1, "empty")
+    assert (await service.get(task.id)).status is TaskStatus.SUCCEEDED
