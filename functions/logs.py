@@ -1,0 +1,61 @@
+"""Logging for every entry point: one JSON object per line on stderr.
+
+Each line has ts, level, logger and message, plus whatever the call passed as `extra`
+(`log.info("settled", extra={"task_id": t.id})`), so task ids are searchable fields, not text.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from core.errors import ConfigurationError
+
+# Attributes every LogRecord has; anything else on a record came in through `extra`.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",
+                                                                                 "color_message"}
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return _json.dumps(line, default=str)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (test runners swap it), like logging's lastResort."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+
+def configure_logging(level: str = "INFO", json: bool = True) -> None:
+    """Send all logging (hexq's, uvicorn's, libraries') to stderr at `level`. Calling it again replaces
+    the handler it installed before; handlers someone else put on the root logger are left alone."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ConfigurationError(f"HEXQ_LOG_LEVEL has value {level!r}; use DEBUG, INFO, WARNING or ERROR")
+    handler = _Stderr()
+    handler.setFormatter(JSONFormatter() if json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                                                         "%(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Stderr)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
