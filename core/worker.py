@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core import outcome
+from core.acks import AckBuffer
 from core.errors import BackendUnavailable, UnknownTaskType
 from core.model import JSON, Lease, Settlement, Task
 from core.ports import Broker, Clock
@@ -71,18 +72,24 @@ class Invocation:
     rand: Callable[[], float] = random.random
     _running: dict[str, _Running] = field(default_factory=dict)
     report: Report = field(init=False)
+    _acks: AckBuffer = field(init=False)
+    _slot_freed: asyncio.Event = field(init=False)
 
     async def run(self, stop: asyncio.Event | None = None) -> Report:
         stop = stop or asyncio.Event()
         report = self.report = Report(self.config.worker_id)
+        self._acks = AckBuffer(self.broker, self._settled)
+        self._slot_freed = asyncio.Event()
         started = time.monotonic()
         deadline = started + self.config.budget
         heartbeat = asyncio.create_task(self._heartbeat())
+        self._acks.start()
         try:
             report.reason = await self._claim_loop(report, stop, deadline)
             await self._drain()
         finally:
             heartbeat.cancel()
+            await self._acks.close()
         report.seconds = time.monotonic() - started
         return report
 
@@ -94,7 +101,7 @@ class Invocation:
                 return "budget"
             free = self.config.concurrency - len(self._running)
             if free <= 0:
-                await self._wait_any(stop, remaining)
+                await self._wait_for_slot(stop, remaining)
                 continue
             # While tasks run, a claim must wait a little even if idle_wait is 0, or this loop would
             # spin without ever letting the running handlers have the event loop.
@@ -113,25 +120,36 @@ class Invocation:
                 return "empty"
             report.claimed += len(leases)
             for lease in leases:
-                self._start(lease, report)
+                self._start(lease)
         return "stopped"
 
-    def _start(self, lease: Lease, report: Report) -> None:
+    def _start(self, lease: Lease) -> None:
         entry = _Running(lease)
         self._running[lease.task.id] = entry
-        entry.job = asyncio.create_task(self._execute(entry, report))
+        entry.job = asyncio.create_task(self._execute(entry))
 
-    async def _execute(self, entry: _Running, report: Report) -> None:
+    async def _execute(self, entry: _Running) -> None:
         task = entry.lease.task
         try:
             new_state = await self._attempt(task)
         except asyncio.CancelledError:
             new_state = outcome.released(task, self.clock.now())
-        try:
-            if not entry.lost:
-                await self._settle(entry, new_state, report)
-        finally:
-            self._running.pop(task.id, None)
+        if entry.lost:
+            self._free(task.id)
+        else:  # the entry keeps its slot (and its heartbeat) until the settle lands
+            self._acks.put(Settlement(entry.lease, new_state))
+
+    def _settled(self, settlement: Settlement, applied: bool | None) -> None:
+        if applied:
+            self.report.count(settlement.task)
+        elif applied is False:
+            self.report.stale += 1
+            log.warning("task %s: lease was lost before settling; another worker owns it", settlement.task.id)
+        self._free(settlement.task.id)
+
+    def _free(self, task_id: str) -> None:
+        self._running.pop(task_id, None)
+        self._slot_freed.set()
 
     async def _attempt(self, task: Task) -> Task:
         try:
@@ -139,7 +157,8 @@ class Invocation:
         except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
             return outcome.failed(task, f"unknown_task_type: {exc}", self.clock.now(), DEFAULT_RETRY, retryable=False)
         try:
-            result = await asyncio.wait_for(_call(spec, task), timeout=task.timeout)
+            async with asyncio.timeout(task.timeout):
+                result = await _call(spec, task)
             json.dumps(result, allow_nan=False)
         except TimeoutError:
             return self._failed(task, spec, f"timeout: exceeded {task.timeout:g}s")
@@ -149,22 +168,6 @@ class Invocation:
 
     def _failed(self, task: Task, spec: TaskSpec, error: str) -> Task:
         return outcome.failed(task, error, self.clock.now(), spec.retry, rand=self.rand)
-
-    async def _settle(self, entry: _Running, new_state: Task, report: Report) -> None:
-        for delay in (0.05, 0.2, 1.0, 2.0, 5.0):
-            try:
-                applied = await self.broker.settle([Settlement(entry.lease, new_state)])
-            except BackendUnavailable as exc:
-                log.warning("settle of %s failed, retrying: %s", new_state.id, exc)
-                await asyncio.sleep(delay)
-                continue
-            if applied[0]:
-                report.count(new_state)
-            else:
-                report.stale += 1
-                log.warning("task %s: lease was lost before settling; another worker owns it", new_state.id)
-            return
-        log.error("task %s could not be settled; its lease will expire and it will run again", new_state.id)
 
     async def _heartbeat(self) -> None:
         interval = self.config.lease_seconds / 3
@@ -202,11 +205,13 @@ class Invocation:
             job.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _wait_any(self, stop: asyncio.Event, limit: float) -> None:
-        waits: set[asyncio.Future[object]] = {e.job for e in self._running.values() if e.job is not None}  # type: ignore[misc]
+    async def _wait_for_slot(self, stop: asyncio.Event, limit: float) -> None:
+        self._slot_freed.clear()
         stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait(waits | {stopper}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        freed = asyncio.ensure_future(self._slot_freed.wait())
+        await asyncio.wait({stopper, freed}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        freed.cancel()
 
 
 async def _call(spec: TaskSpec, task: Task) -> JSON:

@@ -7,6 +7,7 @@ fresh file at the same moment take turns instead of failing.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -74,7 +75,7 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     try:
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(conn, busy_timeout)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, not power loss
         with transaction(conn):
             for statement in DDL:
@@ -83,6 +84,20 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is locked"
+    at once (without its busy handler) when another connection is doing the same: so retry."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager
