@@ -17,6 +17,8 @@ from core.retry import DEFAULT_RETRY, RetryPolicy
 
 NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 Handler = Callable[[dict[str, Any]], Any]
+Validator = Callable[[dict[str, Any]], object]
+"""Checks a payload at submit time; raises ValueError or TypeError with a message naming the field."""
 F = TypeVar("F", bound=Handler)
 
 
@@ -35,10 +37,20 @@ class TaskSpec:
     timeout: float = 300.0
     retry: RetryPolicy = DEFAULT_RETRY
     queue: str = "default"
+    validate: Validator | None = None
 
     @property
     def is_async(self) -> bool:
         return asyncio.iscoroutinefunction(self.fn)
+
+    def check(self, payload: dict[str, Any]) -> None:
+        """Refuse a payload the handler could never accept, at submit (422) rather than after retries."""
+        if self.validate is None:
+            return
+        try:
+            self.validate(payload)
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(f"{self.name}: {exc}", field="payload") from exc
 
 
 @dataclass
@@ -52,11 +64,12 @@ class Registry:
         return spec
 
     def task(self, name: str, *, max_attempts: int = 3, timeout: float = 300.0,
-             retry: RetryPolicy = DEFAULT_RETRY, queue: str = "default") -> Callable[[F], F]:
-        """Decorator: `@task("send_email", max_attempts=5, timeout=30)`."""
+             retry: RetryPolicy = DEFAULT_RETRY, queue: str = "default",
+             validate: Validator | None = None) -> Callable[[F], F]:
+        """Decorator: `@task("send_email", max_attempts=5, timeout=30, validate=check_email)`."""
 
         def decorate(fn: F) -> F:
-            self.register(TaskSpec(name, fn, max_attempts, timeout, retry, queue))
+            self.register(TaskSpec(name, fn, max_attempts, timeout, retry, queue, validate))
             return fn
 
         return decorate

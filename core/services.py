@@ -127,6 +127,7 @@ class TaskService:
     def _build(self, request: SubmitRequest, now: float) -> Task:
         spec = self._registry.get(request.type)
         _check_payload(request.payload)
+        spec.check(dict(request.payload))
         run_at = self._run_at(request, now)
         return Task(
             id=new_task_id(),

@@ -1,8 +1,8 @@
 """Built-in task types, so the embedded demo does real work: sleep, echo, fail, checksum, webhook.
 
 They are registered in the global registry when this module is imported (HEXQ_TASKS defaults
-to it). A bad payload raises ValueError with a message naming the field; the worker stores it
-as the task's error.
+to it). Each has a validator, so a bad payload is refused at submit with a 422 naming the field;
+the handlers parse with the same functions.
 """
 
 from __future__ import annotations
@@ -26,10 +26,18 @@ MAX_WEBHOOK_TIMEOUT = 30.0
 ALGORITHMS = frozenset(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake_"))
 
 
-@task("sleep", timeout=MAX_SLEEP + 30)
+def _seconds(payload: dict[str, Any]) -> float:
+    return _number(payload, "seconds", 1.0, 0.0, MAX_SLEEP)
+
+
+def _probability(payload: dict[str, Any]) -> float:
+    return _number(payload, "probability", 0.5, 0.0, 1.0)
+
+
+@task("sleep", timeout=MAX_SLEEP + 30, validate=_seconds)
 async def sleep(payload: dict[str, Any]) -> dict[str, float]:
     """{"seconds": 0..60 (default 1)} -> {"slept": seconds}. Async: costs the worker no thread."""
-    seconds = _number(payload, "seconds", 1.0, 0.0, MAX_SLEEP)
+    seconds = _seconds(payload)
     await asyncio.sleep(seconds)
     return {"slept": seconds}
 
@@ -40,19 +48,16 @@ def echo(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-@task("fail")
+@task("fail", validate=_probability)
 def fail(payload: dict[str, Any]) -> dict[str, float]:
     """{"probability": 0..1 (default 0.5)}: raises RuntimeError that often, to exercise retries and the DLQ."""
-    probability = _number(payload, "probability", 0.5, 0.0, 1.0)
+    probability = _probability(payload)
     if random.random() < probability:
         raise RuntimeError(f"failed on purpose (probability {probability:g})")
     return {"probability": probability}
 
 
-@task("checksum", timeout=120)
-def checksum(payload: dict[str, Any]) -> dict[str, Any]:
-    """{"data": str, "rounds": 1..100000 (default 1), "algorithm": "sha256"}: hash `data`, then re-hash
-    the digest `rounds - 1` more times. CPU work, so it runs in a thread."""
+def _checksum_args(payload: dict[str, Any]) -> tuple[str, int, str]:
     data = payload.get("data", "")
     if not isinstance(data, str):
         raise ValueError(f"checksum: data must be a string, not {type(data).__name__}")
@@ -60,19 +65,31 @@ def checksum(payload: dict[str, Any]) -> dict[str, Any]:
     algorithm = payload.get("algorithm", "sha256")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"checksum: algorithm must be one of {', '.join(sorted(ALGORITHMS))}, not {algorithm!r}")
+    return data, rounds, algorithm
+
+
+def _webhook_args(payload: dict[str, Any]) -> tuple[str, bytes, float]:
+    url = _url(payload.get("url"))
+    body = json.dumps(payload.get("body", {}), allow_nan=False).encode()
+    return url, body, _number(payload, "timeout", 10.0, 0.1, MAX_WEBHOOK_TIMEOUT)
+
+
+@task("checksum", timeout=120, validate=_checksum_args)
+def checksum(payload: dict[str, Any]) -> dict[str, Any]:
+    """{"data": str, "rounds": 1..100000 (default 1), "algorithm": "sha256"}: hash `data`, then re-hash
+    the digest `rounds - 1` more times. CPU work, so it runs in a thread."""
+    data, rounds, algorithm = _checksum_args(payload)
     digest = data.encode()
     for _ in range(rounds):
         digest = hashlib.new(algorithm, digest).digest()
     return {"algorithm": algorithm, "rounds": rounds, "digest": digest.hex()}
 
 
-@task("webhook", timeout=MAX_WEBHOOK_TIMEOUT + 30, max_attempts=5)
+@task("webhook", timeout=MAX_WEBHOOK_TIMEOUT + 30, max_attempts=5, validate=_webhook_args)
 def webhook(payload: dict[str, Any]) -> dict[str, int]:
     """{"url": http(s) URL, "body": JSON (default {}), "timeout": 0.1..30 s (default 10)}: POST the body as
     JSON and return {"status": code}. Redirects are not followed; any non-2xx raises, so the task retries."""
-    url = _url(payload.get("url"))
-    body = json.dumps(payload.get("body", {}), allow_nan=False).encode()
-    timeout = _number(payload, "timeout", 10.0, 0.1, MAX_WEBHOOK_TIMEOUT)
+    url, body, timeout = _webhook_args(payload)
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "hexq-webhook"})
     opener = urllib.request.build_opener(_NoRedirect())

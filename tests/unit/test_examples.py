@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 
+from adapters.memory import MemoryBackend
+from core.clock import FakeClock
+from core.errors import ValidationError
 from core.registry import registry
+from core.services import SubmitRequest, TaskService
 from functions import examples
 
 
@@ -133,3 +137,16 @@ def test_webhook_raises_on_non_2xx_so_the_task_retries(hook_url: str, path: str,
 def test_webhook_rejects_bad_payloads_without_sending(payload: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         examples.webhook(payload)
+
+
+@pytest.mark.parametrize(("type_", "payload"), [
+    ("sleep", {"seconds": 1000}), ("fail", {"probability": 2}), ("checksum", {"data": 5}),
+    ("checksum", {"rounds": 0}), ("webhook", {"url": "ftp://example.invalid/"}),
+])
+async def test_bad_example_payloads_are_refused_at_submit(type_: str, payload: dict[str, object]) -> None:
+    clock = FakeClock()
+    service = TaskService(MemoryBackend(clock), registry, clock)
+    with pytest.raises(ValidationError) as info:
+        await service.submit(SubmitRequest(type_, payload))
+    assert info.value.field == "payload"
+    assert (await service.stats()).backlog == 0

@@ -132,3 +132,16 @@ async def test_a_key_reused_with_another_priority_is_a_mismatch(service: TaskSer
     await service.submit(SubmitRequest("echo", {}, idempotency_key="k"))
     with pytest.raises(IdempotencyMismatch):
         await service.submit(SubmitRequest("echo", {}, idempotency_key="k", priority=Priority.HIGH))
+
+
+async def test_a_validator_refuses_a_bad_payload_at_submit(registry: Registry, clock: FakeClock) -> None:
+    def positive(payload: dict[str, object]) -> None:
+        if not isinstance(payload.get("n"), int) or payload["n"] <= 0:  # type: ignore[operator]
+            raise ValueError("n must be a positive integer")
+
+    registry.task("count", validate=positive)(lambda payload: payload)
+    service = TaskService(MemoryBackend(clock), registry, clock)
+    with pytest.raises(ValidationError) as info:
+        await service.submit(SubmitRequest("count", {"n": -1}))
+    assert (info.value.field, str(info.value)) == ("payload", "count: n must be a positive integer")
+    assert (await service.submit(SubmitRequest("count", {"n": 2}))).created
