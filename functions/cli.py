@@ -19,11 +19,10 @@ from urllib.parse import urlsplit
 from core.codec import task_to_dict
 from core.errors import ConfigurationError, QueueError, TaskNotFound, ValidationError
 from core.model import Priority, Task, TaskQuery, TaskStatus
-from core.registry import check_name
 from core.services import SubmitRequest
 from functions.bootstrap import Container, bootstrap
 from functions.logs import configure_logging
-from functions.settings import Settings
+from functions.settings import Settings, env_name
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -36,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         overrides = {k.removeprefix(_PREFIX): v for k, v in vars(args).items() if k.startswith(_PREFIX)}
-        settings = _checked(Settings.from_env().override(**overrides))
+        settings = Settings.from_env().override(**overrides)
         configure_logging(settings.log_level)
         command: Command = args.command
         return command(settings, args)
@@ -192,28 +191,6 @@ def _payload(raw: str) -> dict[str, Any]:
     return payload
 
 
-def _checked(settings: Settings) -> Settings:
-    """Catch values that would make hexq misbehave (a zero lease, a negative grace) before anything runs."""
-    for name, low in _LOWER_BOUNDS.items():
-        value = getattr(settings, name)
-        if value <= low if name in _POSITIVE else value < low:
-            raise ConfigurationError(f"{name} must be {'above' if name in _POSITIVE else 'at least'} {low:g}, "
-                                     f"not {value}")
-    if not 0 <= settings.port <= 65535:
-        raise ConfigurationError(f"port must be 0 to 65535, not {settings.port}")
-    if not settings.queues:
-        raise ConfigurationError("give at least one queue name")
-    for queue in settings.queues:
-        check_name(queue, "queue")
-    return settings
-
-
-_LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "max_invocations": 0,
-                 "lease_seconds": 0, "idle_wait": 0, "budget": 0, "poll_interval": 0, "grace": 0, "retention": 0}
-# Zero is not allowed for these: e.g. idle_wait 0 turns a waiting claim into a busy loop.
-_POSITIVE = frozenset({"lease_seconds", "idle_wait", "budget", "poll_interval"})
-
-
 def _stats_table(stats: dict[str, Any]) -> str:
     rows = [f"{'status':<10} {'count':>8}"]
     rows += [f"{status:<10} {n:>8}" for status, n in stats["by_status"].items()]
@@ -316,7 +293,7 @@ _PREFIX = "setting:"
 def _setting(parser: argparse.ArgumentParser, flag: str, name: str, kind: Callable[[str], Any], metavar: str,
              help: str, env: str | None = None) -> None:
     """A flag that overrides Settings.<name>; its dest is prefixed so no other option can collide with it."""
-    env = env or {"lease_seconds": "HEXQ_LEASE"}.get(name, "HEXQ_" + name.upper())
+    env = env or env_name(name)
     parser.add_argument(flag, dest=_PREFIX + name, type=kind, metavar=metavar, help=f"{help} [{env}]")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from core.errors import ConfigurationError
+from core.registry import check_name
 
 DEFAULT_BACKEND = "sqlite:///hexq.db"
 
@@ -32,12 +33,26 @@ class Settings:
     retention: float = 7 * 86_400.0
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        """Refuse values that would make hexq misbehave (a zero lease, a negative grace) before anything runs."""
+        for name, low in _LOWER_BOUNDS.items():
+            value = getattr(self, name)
+            if value <= low if name in _POSITIVE else value < low:
+                raise ConfigurationError(f"{env_name(name)} must be {'above' if name in _POSITIVE else 'at least'} "
+                                         f"{low:g}, not {value}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"HEXQ_PORT must be 0 to 65535, not {self.port}")
+        if not self.queues:
+            raise ConfigurationError("HEXQ_QUEUES names no queue")
+        for queue in self.queues:
+            check_name(queue, "queue")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(_ENV_NAMES.get(f.name, "HEXQ_" + f.name.upper()))
+            raw = env.get(env_name(f.name))
             if raw is not None:
                 values[f.name] = _parse(f.name, raw, _PARSERS[f.name])
         return cls(**values)
@@ -51,11 +66,20 @@ class Settings:
         return self.max_invocations or self.workers
 
 
+def env_name(field: str) -> str:
+    """The environment variable behind a setting."""
+    return _ENV_NAMES.get(field, "HEXQ_" + field.upper())
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 _ENV_NAMES = {"backend_url": "HEXQ_BACKEND", "lease_seconds": "HEXQ_LEASE", "task_modules": "HEXQ_TASKS"}
+_LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "max_invocations": 0,
+                 "lease_seconds": 0, "idle_wait": 0, "budget": 0, "poll_interval": 0, "grace": 0, "retention": 0}
+# Zero is not allowed for these: e.g. idle_wait 0 turns a waiting claim into a busy loop.
+_POSITIVE = frozenset({"lease_seconds", "idle_wait", "budget", "poll_interval"})
 _PARSERS: dict[str, Callable[[str], Any]] = {
     f.name: {"int": int, "float": float, "str": str}.get(str(f.type), _csv) for f in fields(Settings)
 }
@@ -65,5 +89,5 @@ def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
     try:
         return parser(raw)
     except ValueError:
-        env = _ENV_NAMES.get(name, "HEXQ_" + name.upper())
-        raise ConfigurationError(f"{env} has value {raw!r}, which is not a valid {parser.__name__}") from None
+        raise ConfigurationError(f"{env_name(name)} has value {raw!r}, "
+                                 f"which is not a valid {parser.__name__}") from None

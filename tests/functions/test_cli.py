@@ -127,7 +127,7 @@ def test_status_of_an_unknown_task_exits_1(backend: str, capsys: pytest.CaptureF
     (["submit", "echo", "--queue", "bad queue!"], "queue"),
     (["dead", "--limit", "0"], "limit"),
     (["dead", "--replay"], "--replay needs task ids"),
-    (["worker", "--concurrency", "0"], "concurrency must be at least 1"),
+    (["worker", "--concurrency", "0"], "HEXQ_CONCURRENCY must be at least 1"),
 ])
 def test_user_errors_exit_2_with_a_message(backend: str, capsys: pytest.CaptureFixture[str], argv: list[str],
                                            message: str) -> None:
@@ -139,8 +139,8 @@ def test_user_errors_exit_2_with_a_message(backend: str, capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("env, message", [
     ({"HEXQ_PORT": "eighty"}, "HEXQ_PORT has value 'eighty'"),
-    ({"HEXQ_GRACE": "-1"}, "grace must be at least 0"),
-    ({"HEXQ_IDLE_WAIT": "0"}, "idle_wait must be above 0"),
+    ({"HEXQ_GRACE": "-1"}, "HEXQ_GRACE must be at least 0"),
+    ({"HEXQ_IDLE_WAIT": "0"}, "HEXQ_IDLE_WAIT must be above 0"),
     ({"HEXQ_LOG_LEVEL": "loud"}, "HEXQ_LOG_LEVEL has value 'loud'"),
     ({"HEXQ_TASKS": "no_such_module_here"}, "no_such_module_here"),
 ])
