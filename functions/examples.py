@@ -1,4 +1,4 @@
-"""Built-in task types, so the embedded demo does real work: sleep, echo, fail, checksum, webhook.
+"""Built-in task types, so the embedded demo does real work: sleep, noop, echo, fail, checksum, webhook.
 
 They are registered in the global registry when this module is imported (HEXQ_TASKS defaults
 to it). Each has a validator, so a bad payload is refused at submit with a 422 naming the field;
@@ -40,6 +40,11 @@ async def sleep(payload: dict[str, Any]) -> dict[str, float]:
     seconds = _seconds(payload)
     await asyncio.sleep(seconds)
     return {"slept": seconds}
+
+
+@task("noop")
+async def noop(payload: dict[str, Any]) -> None:
+    """Does nothing: what `hexq bench` drains, so it measures hexq rather than the handler."""
 
 
 @task("echo")
