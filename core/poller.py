@@ -11,11 +11,10 @@ import math
 from dataclasses import dataclass
 
 from core import outcome
-from core.errors import BackendUnavailable, UnknownTaskType
+from core.errors import BackendUnavailable
 from core.model import Settlement
 from core.ports import Backend, Clock, Invoker
 from core.registry import Registry
-from core.retry import DEFAULT_RETRY, RetryPolicy
 from core.schedules import ScheduleService
 
 log = logging.getLogger("hexq.poller")
@@ -80,18 +79,10 @@ class Poller:
         if not leases:
             return 0
         now = self._clock.now()
-        settlements = [
-            Settlement(lease, outcome.failed(lease.task, "lease expired: worker lost or hung", now,
-                                             self._policy(lease.task.type)))
-            for lease in leases
-        ]
-        return sum(await self._backend.settle(settlements))
-
-    def _policy(self, task_type: str) -> RetryPolicy:
-        try:
-            return self._registry.get(task_type).retry
-        except UnknownTaskType:
-            return DEFAULT_RETRY
+        settlements = [Settlement(lease, outcome.lost(lease.task, now)) for lease in leases]
+        applied = sum(await self._backend.settle(settlements))
+        await self._backend.promote_due(len(settlements))  # due now: back in the queue this tick
+        return applied
 
     async def _invoke(self, backlog: int) -> int:
         if self._invoker is None or backlog == 0:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core import outcome
+from core import context, outcome
 from core.acks import AckBuffer
 from core.errors import BackendUnavailable, UnknownTaskType
 from core.model import JSON, Lease, Settlement, Task
@@ -216,6 +216,7 @@ class Invocation:
 
 async def _call(spec: TaskSpec, task: Task) -> JSON:
     payload = dict(task.payload)
+    context.bind(task)
     if spec.is_async:
         return await spec.fn(payload)
     # Sync handlers run in a thread. A timeout stops waiting for them but cannot kill the thread.

@@ -6,6 +6,7 @@ import pytest
 
 from adapters.memory import MemoryBackend
 from core.clock import FakeClock
+from core.context import current_task
 from core.model import Priority, Settlement, Task, TaskStatus
 from core.registry import Registry
 from core.services import SubmitRequest, TaskService
@@ -178,3 +179,19 @@ async def test_idle_wait_zero_still_lets_running_tasks_finish(backend: MemoryBac
     report = await asyncio.wait_for(invocation(backend, registry, clock, idle_wait=0.0).run(), timeout=10)
     assert (report.succeeded, report.reason) == (1, "empty")
     assert (await service.get(task.id)).status is TaskStatus.SUCCEEDED
+
+
+async def test_a_handler_can_see_its_own_task(backend: MemoryBackend, registry: Registry, clock: FakeClock,
+                                              service: TaskService) -> None:
+    seen: list[tuple[str, int]] = []
+
+    @registry.task("introspect")
+    def introspect(payload: dict[str, object]) -> None:  # sync: runs in a thread, the context comes along
+        running = current_task()
+        seen.append((running.id, running.attempts))
+
+    task = await submit(service, "introspect")
+    await invocation(backend, registry, clock).run()
+    assert seen == [(task.id, 1)]
+    with pytest.raises(LookupError):
+        current_task()
