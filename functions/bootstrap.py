@@ -66,9 +66,15 @@ def make_backend(url: str, clock: Clock) -> Backend:
             from adapters.sqlite import SQLiteBackend
 
             return SQLiteBackend(sqlite_path(url), clock)
+        case "redis" | "rediss" | "redis+cluster":
+            # No clock: Redis compares due times and leases with the server's TIME, not ours.
+            from adapters.redis import RedisBackend
+
+            return RedisBackend.from_url(url)
         case other:
             raise ConfigurationError(f"HEXQ_BACKEND has an unsupported scheme {other!r} in {url!r}; "
-                                     "use memory:// or sqlite:///path.db")
+                                     "use memory://, sqlite:///path.db, redis://host:port/db, rediss://... "
+                                     "or redis+cluster://host:port,host:port")
 
 
 def sqlite_path(url: str) -> str:

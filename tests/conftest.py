@@ -44,3 +44,29 @@ def make_registry() -> Registry:
 @pytest.fixture
 def registry() -> Registry:
     return make_registry()
+
+
+# -- Redis servers (owned by the Redis adapter; helpers in tests/redis_server.py) ---------------------
+# Session-scoped: one server (a container or a redis-server process) and one 3-master cluster per
+# run, started only when a test asks for them. Tests flush the database themselves.
+# (Imported here rather than at the top so that this section stays self-contained.)
+from collections.abc import Iterator  # noqa: E402
+
+import redis_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server.single_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server.cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for used in redis_server.USED:
+        terminalreporter.write_line(f"redis: {used}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import LinkedClock, fresh_backend
 
 from adapters.memory import MemoryBackend
 from adapters.sqlite import SQLiteBackend
@@ -21,12 +22,14 @@ from core.registry import Registry, TaskSpec
 from core.retry import RetryPolicy
 from core.services import TaskService
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
+            pytest.param("redis_cluster", marks=pytest.mark.redis)]
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    # Linked, so that advance() also moves the Redis backends' test-clock key (see adapters.redis).
+    return LinkedClock()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -44,6 +47,18 @@ async def sqlite_backend(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Back
     backend = SQLiteBackend(str(tmp_path / "hexq.db"), clock)
     yield backend
     await backend.close()
+
+
+@pytest.fixture
+async def redis_backend(redis_url: str, clock: LinkedClock) -> AsyncIterator[Backend]:
+    async with fresh_backend(redis_url, clock) as backend:
+        yield backend
+
+
+@pytest.fixture
+async def redis_cluster_backend(redis_cluster_url: str, clock: LinkedClock) -> AsyncIterator[Backend]:
+    async with fresh_backend(redis_cluster_url, clock) as backend:
+        yield backend
 
 
 def _handler(payload: dict[str, Any]) -> Any:

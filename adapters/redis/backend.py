@@ -1,0 +1,182 @@
+"""RedisBackend: every Backend operation as one round trip, each multi-key one a Lua script."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+from adapters.redis import records
+from adapters.redis._lua import Scripts
+from adapters.redis.connection import Client, Target, connect, parse, translated
+from adapters.redis.keys import Keys, check_part, is_part, schedule_fields
+from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from core.schedule import Schedule
+
+PROMOTE_LIMIT = 1000  # due tasks a claim promotes first; the poller's promote_due moves the rest
+QUERY_SCAN = 2000  # index entries one query examines at most (see query.lua)
+_MIN_BLOCK = 0.01  # BLPOP treats a timeout that rounds to 0 ms as "forever"
+_BLOCK_MARGIN = 1.0  # a blocked BLPOP gets this long past its own timeout before it counts as hung
+
+
+class RedisBackend:
+    """A Backend on Redis or Redis Cluster (see the adapters.redis docstring for the design).
+
+    Parameters:
+        target: where to connect (connection.parse of a backend URL).
+        test_clock: test mode only. Scripts then read "now" from the partition's test-clock key,
+            which tests set and advance, instead of the server's TIME. Never set in production.
+
+    Raises BackendUnavailable when Redis cannot be reached in time, is loading, out of memory,
+    failing over or read-only; ValidationError for a queue name or task id that cannot be a key part.
+    """
+
+    name = "redis"
+
+    def __init__(self, target: Target, *, test_clock: bool = False) -> None:
+        self._target = target
+        self.keys = Keys(target.partition)
+        self._client: Client = connect(target)
+        self._blocking: Client | None = None  # made on the first waiting claim: API processes never need it
+        self._scripts = Scripts(self._client)
+        self._block = self.keys.block()
+        self._common = ["1" if test_clock else "0", *self.keys.prefixes()]
+
+    @classmethod
+    def from_url(cls, url: str, *, test_clock: bool = False) -> RedisBackend:
+        """redis://, rediss:// or redis+cluster:// (connection.py lists the options). Connects lazily."""
+        return cls(parse(url), test_clock=test_clock)
+
+    async def _run(self, script: str, *args: records.Arg) -> Any:
+        with translated():
+            return await self._scripts.run(script, self._block, [*self._common, *args])
+
+    # -- Broker -----------------------------------------------------------------------------
+    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+        if not tasks:
+            return []
+        args = [arg for task in tasks for arg in records.task_args(task)]
+        stored = await self._run("enqueue", *args)
+        return [task if found == 0 else records.decode_task(found) for task, found in zip(tasks, stored, strict=True)]
+
+    async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
+                    wait: float = 0.0) -> list[Lease]:
+        names = [check_part(queue, "queue") for queue in queues]
+        if n <= 0 or not names:
+            return []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            _, next_due_in, found = await self._run("claim", n, records.number(lease_seconds), worker_id,
+                                                    PROMOTE_LIMIT, *names)
+            remaining = deadline - loop.time()
+            if found or remaining <= 0:
+                return [records.decode_lease(lease) for lease in found]
+            # Idle: block on the queues' wake lists until an enqueue (or a promotion, release or
+            # replay) pushes a token, or until the earliest scheduled task is due.
+            if next_due_in:
+                remaining = min(remaining, float(next_due_in))
+            await self._await_wake(names, max(remaining, _MIN_BLOCK))
+
+    async def _await_wake(self, queues: Sequence[str], seconds: float) -> None:
+        if self._blocking is None:
+            self._blocking = connect(self._target, blocking=True)
+        with translated():
+            # The client has no socket timeout (BLPOP may block longer), so a hung server is
+            # caught here instead.
+            async with asyncio.timeout(seconds + self._target.timeout + _BLOCK_MARGIN):
+                await self._blocking.blpop([self.keys.wake(queue) for queue in queues], timeout=seconds)
+
+    async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
+        if not leases:
+            return []
+        pairs = [arg for lease in leases for arg in (lease.task.id, str(lease.token))]
+        expiries = await self._run("extend", records.number(lease_seconds), *pairs)
+        return [None if expires is None else Lease(lease.task, lease.token, float(expires))
+                for lease, expires in zip(leases, expiries, strict=True)]
+
+    async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        if not settlements:
+            return []
+        args = [arg for s in settlements for arg in (str(s.lease.token), *records.task_args(s.task))]
+        return [bool(applied) for applied in await self._run("settle", *args)]
+
+    # -- Sweeper ----------------------------------------------------------------------------
+    async def promote_due(self, limit: int) -> int:
+        return int(await self._run("promote", max(limit, 0)))
+
+    async def reclaim_expired(self, limit: int, lease_seconds: float) -> list[Lease]:
+        found = await self._run("reclaim", max(limit, 0), records.number(lease_seconds))
+        return [records.decode_lease(lease) for lease in found]
+
+    async def purge_finished(self, older_than: float, limit: int) -> int:
+        return int(await self._run("purge", records.number(older_than), max(limit, 0)))
+
+    # -- TaskStore --------------------------------------------------------------------------
+    async def get(self, task_id: str) -> Task | None:
+        if not is_part(task_id):  # ids come from URLs; one that cannot be a key names no task
+            return None
+        with translated():
+            record = await self._client.hmget(self.keys.task(task_id),
+                                              ["data", "status", "attempts", "started_at", "worker_id"])
+        return None if record[0] is None else records.decode_task(record)
+
+    async def query(self, query: TaskQuery) -> Page:
+        status = query.status.value if query.status else ""
+        items, cursor = await self._run("query", status, query.type or "", query.queue or "", query.tenant or "",
+                                        max(query.limit, 0), records.parse_cursor(query.cursor), QUERY_SCAN)
+        return Page([records.decode_task(item) for item in items], cursor or None)
+
+    async def transition(self, task: Task, expected: TaskStatus) -> bool:
+        return bool(await self._run("transition", expected.value, *records.task_args(task)))
+
+    async def stats(self) -> Stats:
+        statuses = list(TaskStatus)
+        counts, queues = await self._run("stats", *(status.value for status in statuses))
+        queued = {row[0]: {Priority(level): int(count) for level, count in enumerate(row[1:])} for row in queues}
+        return Stats(dict(zip(statuses, map(int, counts), strict=True)), queued)
+
+    # -- ScheduleStore ----------------------------------------------------------------------
+    async def put_schedule(self, schedule: Schedule) -> None:
+        data_field, runs_field = schedule_fields(schedule.name)
+        data, runs = records.schedule_values(schedule)
+        with translated():  # one HSET of both fields: atomic without a script
+            await self._client.hset(self.keys.schedules, mapping={data_field: data, runs_field: runs})
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        with translated():
+            data, runs = cast(list[str | None], await self._client.hmget(self.keys.schedules,
+                                                                        list(schedule_fields(name))))
+        return None if data is None or runs is None else records.decode_schedule(data, runs)
+
+    async def delete_schedule(self, name: str) -> bool:
+        with translated():
+            return bool(await self._client.hdel(self.keys.schedules, *schedule_fields(name)))
+
+    async def schedules(self) -> list[Schedule]:
+        with translated():
+            fields = cast(dict[str, str], await self._client.hgetall(self.keys.schedules))
+        names = sorted(field[2:] for field in fields if field.startswith("d:"))
+        return [records.decode_schedule(fields[f"d:{name}"], fields[f"r:{name}"]) for name in names
+                if f"r:{name}" in fields]
+
+    async def advance_schedule(self, name: str, expected_next: float, next_run: float) -> bool:
+        with translated():
+            advanced = await self._scripts.run("schedule_advance", [self.keys.schedules],
+                                               [schedule_fields(name)[1], records.number(expected_next),
+                                                records.number(next_run)])
+        return bool(advanced)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Readiness: a PING answered now (a server still loading its dataset answers LOADING)."""
+        with translated():
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close both connection pools; a later call opens new ones."""
+        clients = [self._client] + ([self._blocking] if self._blocking is not None else [])
+        self._blocking = None
+        with translated():
+            for client in clients:
+                await client.aclose()

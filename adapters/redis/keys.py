@@ -1,0 +1,89 @@
+"""The Redis key schema: the only place that spells hexq's key names.
+
+Every key of a partition starts with `hexq:{<partition>}:`, so all of them hash to the one
+cluster slot of the tag `{<partition>}` and every script touches one slot. Key parts (partition,
+queue, task id, status) must match `[A-Za-z0-9_.:-]{1,64}`; user data (tenants, idempotency keys,
+schedule names, worker ids, payloads) only ever appears in hash fields, values and ARGV.
+The Lua scripts get full key names (KEYS) and prefixes (ARGV) from here and only append parts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from core.errors import ValidationError
+
+PART = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+DEFAULT_PARTITION = "hexq"
+
+
+def is_part(value: object) -> bool:
+    return isinstance(value, str) and PART.fullmatch(value) is not None
+
+
+def check_part(value: object, what: str) -> str:
+    """`value` if it may be spelled into a key name; ValidationError naming `what` otherwise."""
+    if not is_part(value):
+        raise ValidationError(f"{what} must match {PART.pattern}, got {value!r}", field=what)
+    return value  # type: ignore[return-value]  # is_part checked it is a str
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys of one partition: one hash tag, so one slot (see adapters.redis for why)."""
+
+    partition: str = DEFAULT_PARTITION
+
+    def __post_init__(self) -> None:
+        check_part(self.partition, "partition")
+
+    def _key(self, name: str) -> str:
+        return f"hexq:{{{self.partition}}}:{name}"
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.partition}}}"
+
+    # -- fixed keys, passed as KEYS in this order (the block _lib.lua documents) ---------------
+    @property
+    def test_clock(self) -> str:
+        return self._key("test:clock")
+
+    def block(self) -> list[str]:
+        return [self.test_clock, *(self._key(name) for name in
+                                   ("seq", "token", "all", "delayed", "leases", "finished", "idem", "queues"))]
+
+    # -- prefixes, passed as ARGV[2..5]: the scripts append a task id, status or queue ----------
+    def prefixes(self) -> list[str]:
+        return [self._key("task:"), self._key("status:"), self._key("ready:"), self._key("wake:")]
+
+    # -- single keys the client reads or blocks on directly -------------------------------------
+    def task(self, task_id: str) -> str:
+        return self._key("task:" + check_part(task_id, "task id"))
+
+    def status(self, status: str) -> str:
+        return self._key("status:" + check_part(status, "status"))
+
+    def ready(self, queue: str) -> str:
+        return self._key("ready:" + check_part(queue, "queue"))
+
+    def wake(self, queue: str) -> str:
+        return self._key("wake:" + check_part(queue, "queue"))
+
+    @property
+    def schedules(self) -> str:
+        return self._key("schedules")
+
+
+# -- hash fields (user data is fine here: fields are not key names) ------------------------------
+def idempotency_field(tenant: str, key: str | None) -> str:
+    """The field of the `idem` hash for (tenant, key); '' when the task has no key.
+    JSON keeps the pair unambiguous whatever characters the two strings hold."""
+    return "" if key is None else json.dumps([tenant, key], separators=(",", ":"))
+
+
+def schedule_fields(name: str) -> tuple[str, str]:
+    """Fields of the `schedules` hash: the schedule's JSON, and its "<next_run>|<last_run>"."""
+    return f"d:{name}", f"r:{name}"

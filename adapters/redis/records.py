@@ -1,0 +1,78 @@
+"""Tasks and schedules to and from what the scripts take (ARGV) and return (records).
+
+A task is stored as its core.codec JSON (`data`) plus a few plain fields the scripts index and
+change. Scripts never re-encode the JSON (Lua's cjson would alter user data), so a claim writes
+status, attempts, started_at and worker_id as fields, and decode_task lays them over `data`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from adapters.redis.keys import check_part, idempotency_field
+from core.codec import schedule_from_dict, schedule_to_dict, task_from_dict, task_to_dict
+from core.model import Lease, Task
+from core.schedule import Schedule
+
+Arg = str | int | float
+Record = Sequence[Any]  # data, status, attempts, started_at, worker_id (None where a field is absent)
+
+MAX_CURSOR_DIGITS = 18  # a seq fits a signed 64-bit integer
+
+
+def number(value: float) -> str:
+    """repr() is the shortest text that round-trips a double; the scripts parse it exactly."""
+    return repr(float(value))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def task_args(task: Task) -> list[Arg]:
+    """The 11 values _lib.lua's task_at() reads, in its order."""
+    return [check_part(task.id, "task id"), task.status.value, check_part(task.queue, "queue"), int(task.priority),
+            task.type, task.tenant, task.attempts, number(task.run_at),
+            "" if task.finished_at is None else number(task.finished_at),
+            idempotency_field(task.tenant, task.idempotency_key), _dumps(task_to_dict(task))]
+
+
+def decode_task(record: Record) -> Task:
+    data, status, attempts, started_at, worker_id = record[:5]
+    fields = json.loads(data)
+    fields["status"] = status
+    fields["attempts"] = int(attempts)
+    if started_at is not None:  # written by a claim since the last full write
+        fields["started_at"] = float(started_at)
+    if worker_id is not None:
+        fields["worker_id"] = worker_id
+    return task_from_dict(fields)
+
+
+def decode_lease(record: Record) -> Lease:
+    """A claim's or reclaim's entry: the task's record, then token and expiry."""
+    return Lease(decode_task(record), int(record[5]), float(record[6]))
+
+
+def parse_cursor(cursor: str | None) -> str:
+    """The seq a page continues below, or '' (from the newest) for anything that is not one.
+    Cursors come from clients: str.isdigit alone accepts "²"."""
+    if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) <= MAX_CURSOR_DIGITS:
+        return str(int(cursor))
+    return ""
+
+
+def schedule_values(schedule: Schedule) -> tuple[str, str]:
+    """The schedule's JSON, and its runs as "<next_run>|<last_run>" (the part advance changes)."""
+    last = "" if schedule.last_run is None else number(schedule.last_run)
+    return _dumps(schedule_to_dict(schedule)), f"{number(schedule.next_run)}|{last}"
+
+
+def decode_schedule(data: str, runs: str) -> Schedule:
+    fields = json.loads(data)
+    next_run, _, last_run = runs.partition("|")
+    fields["next_run"] = float(next_run)
+    fields["last_run"] = float(last_run) if last_run else None
+    return schedule_from_dict(fields)

@@ -1,0 +1,21 @@
+-- extend: heartbeat; push each lease's expiry to now + lease seconds if its token is still current.
+-- KEYS    the fixed block (see _lib.lua)
+-- ARGV[1..5] the common prefix (see _lib.lua)
+-- ARGV[6] lease seconds   ARGV[7..] pairs of (task id, token)
+-- Returns: one entry per pair: the new expiry, or false (nil) where the token is stale.
+
+local expires = fmt(now() + tonumber(ARGV[6]))
+local out = {}
+for at = 7, #ARGV, 2 do
+    local id = ARGV[at]
+    local key = task_key(id)
+    local status, token = unpack(redis.call('HMGET', key, 'status', 'token'))
+    if status == 'running' and token == ARGV[at + 1] then
+        redis.call('HSET', key, 'expires', expires)
+        redis.call('ZADD', KEYS[6], expires, id)
+        out[#out + 1] = expires
+    else
+        out[#out + 1] = false
+    end
+end
+return out
