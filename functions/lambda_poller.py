@@ -1,0 +1,62 @@
+"""AWS Lambda entry point for the poller, run by an EventBridge schedule (template.yaml, every minute).
+
+Each call is one poller tick (core.poller): promote due tasks, recover expired leases, fire cron
+schedules, purge old results, then start ceil(backlog / batch) worker invocations, at most
+HEXQ_MAX_INVOCATIONS (or HEXQ_WORKERS), as asynchronous invokes of the worker function named by
+HEXQ_WORKER_FUNCTION (functions.lambda_invoker). Returns the TickReport as a dict.
+
+Like the worker, it keeps one container and one event loop per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from core.errors import ConfigurationError
+from core.ports import Invoker
+from functions.bootstrap import Container, bootstrap
+from functions.lambda_invoker import LambdaInvoker
+from functions.settings import Settings
+
+log = logging.getLogger("hexq.poller")
+
+WORKER_FUNCTION_ENV = "HEXQ_WORKER_FUNCTION"
+
+
+class PollerHandler:
+    """The Lambda handler: `handler(event, context)` runs one tick; the event's content does not matter."""
+
+    def __init__(self, container: Container, invoker: Invoker, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.container = container
+        self.invoker = invoker
+        self.loop = loop or asyncio.new_event_loop()
+
+    def __call__(self, event: Mapping[str, Any], context: object) -> dict[str, Any]:
+        report = asdict(self.loop.run_until_complete(self.container.poller(self.invoker).tick()))
+        log.info("tick", extra=report)
+        return report
+
+    def close(self) -> None:
+        """Close the backend and the loop (Lambda never needs this; tests and scripts do)."""
+        self.loop.run_until_complete(self.container.backend.close())
+        self.loop.close()
+
+
+def worker_function(env: Mapping[str, str]) -> str:
+    name = env.get(WORKER_FUNCTION_ENV, "").strip()
+    if not name:
+        raise ConfigurationError(f"{WORKER_FUNCTION_ENV} must name the worker Lambda function the poller invokes")
+    return name
+
+
+def make_handler(container: Container, env: Mapping[str, str] | None = None) -> PollerHandler:
+    invoker = LambdaInvoker(worker_function(os.environ if env is None else env), cap=container.settings.invocation_cap)
+    return PollerHandler(container, invoker)
+
+
+handler = make_handler(bootstrap(Settings.from_env()))

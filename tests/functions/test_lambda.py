@@ -1,0 +1,456 @@
+"""The Lambda entry points, driven in-process with the sample events in infra/events/ and a fake context.
+
+The Lambda modules build their container when imported (the cold start), so each test imports them
+afresh under its own HEXQ_* environment (`load_lambda`) and closes what they opened afterwards. API and
+worker get separate containers over one SQLite file, as two Lambda functions share a backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+import pytest
+from botocore.stub import Stubber  # type: ignore[import-untyped]
+
+from core.model import Priority, TaskStatus
+from core.services import SubmitRequest
+from functions.bootstrap import Container
+from functions.lambda_invoker import PAYLOAD, LambdaInvoker
+from functions.settings import Settings, env_name
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "infra" / "events"
+PLACEHOLDER = "__TASK_ID__"
+MALFORMED_MESSAGE = "2e1424d4-f796-459a-8184-9c92662be6da"  # the second record of sqs-batch.json
+API_FLAVOURS = ["api-v2", "api-v1", "alb"]
+
+
+@dataclass
+class FakeContext:
+    """What the Lambda runtime passes as `context`, as far as hexq and Mangum look at it."""
+
+    remaining_ms: int = 60_000
+    aws_request_id: str = "6f0c6bf8-0b7c-4c47-9b1e-3f1a2b3c4d5e"
+    function_name: str = "hexq-WorkerFunction"
+    log_stream_name: str = "2024/03/12/[$LATEST]0123456789abcdef"
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self.remaining_ms - (time.monotonic() - self.started) * 1000))
+
+
+def event(name: str, task_id: str | None = None) -> dict[str, Any]:
+    text = (EVENTS / f"{name}.json").read_text()
+    loaded: dict[str, Any] = json.loads(text.replace(PLACEHOLDER, task_id) if task_id else text)
+    return loaded
+
+
+def body(response: dict[str, Any]) -> Any:
+    assert not response.get("isBase64Encoded")
+    return json.loads(str(response["body"]))
+
+
+@pytest.fixture
+def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean HEXQ_* environment on a fresh SQLite file, as template.yaml would set it."""
+    for setting in fields(Settings):
+        monkeypatch.delenv(env_name(setting.name), raising=False)
+    db = tmp_path / "hexq.db"
+    monkeypatch.setenv("HEXQ_BACKEND", f"sqlite:///{db}")
+    monkeypatch.setenv("HEXQ_IDLE_WAIT", "0.05")
+    monkeypatch.setenv("HEXQ_WORKER_FUNCTION", "hexq-WorkerFunction")
+    return db
+
+
+@pytest.fixture
+def load_lambda(lambda_env: Path) -> Iterator[Callable[[str], ModuleType]]:
+    """load_lambda("lambda_api") -> the module, imported now (a cold start); closed at teardown."""
+    loaded: list[tuple[ModuleType, asyncio.AbstractEventLoop | None]] = []
+
+    def load(name: str) -> ModuleType:
+        qualified = f"functions.{name}"
+        sys.modules.pop(qualified, None)
+        loop = None
+        if name == "lambda_api":  # Mangum runs on the thread's current loop: give it one of its own
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+        module = importlib.import_module(qualified)
+        loaded.append((module, loop))
+        return module
+
+    yield load
+    for module, loop in reversed(loaded):
+        sys.modules.pop(module.__name__, None)
+        if loop is None:
+            module.handler.close()
+        else:
+            loop.run_until_complete(module.handler.app.state.backend.close())
+            loop.close()
+            asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def api(load_lambda: Callable[[str], ModuleType]) -> Callable[..., dict[str, Any]]:
+    return load_lambda("lambda_api").handler  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def worker(load_lambda: Callable[[str], ModuleType]) -> ModuleType:
+    return load_lambda("lambda_worker")
+
+
+def submit(api: Callable[..., dict[str, Any]], flavour: str = "api-v2") -> str:
+    response = api(event(f"{flavour}-submit"), FakeContext())
+    assert response["statusCode"] == 202, response
+    task = body(response)
+    assert task["status"] == "queued"
+    return str(task["id"])
+
+
+# -- the API (Mangum) -------------------------------------------------------------------------------
+@pytest.mark.parametrize("flavour", API_FLAVOURS)
+def test_submit_run_and_read_a_task_through_each_event_kind(
+        flavour: str, api: Callable[..., dict[str, Any]], worker: ModuleType) -> None:
+    task_id = submit(api, flavour)
+
+    report = worker.handler({}, FakeContext())
+
+    assert report["claimed"] == 1 and report["succeeded"] == 1
+    assert report["worker_id"] == f"lambda:{FakeContext().aws_request_id}"
+    response = api(event(f"{flavour}-status", task_id), FakeContext())
+    assert response["statusCode"] == 200
+    task = body(response)
+    assert (task["id"], task["status"], task["result"]) == (task_id, "succeeded", {"hello": "lambda"})
+
+
+def test_api_responses_carry_headers_in_the_shape_of_each_event_kind(api: Callable[..., dict[str, Any]]) -> None:
+    v2, v1, alb = (api(event(f"{flavour}-submit"), FakeContext()) for flavour in API_FLAVOURS)
+
+    assert v2["headers"]["content-type"] == "application/json"
+    assert v1["headers"]["content-type"] == "application/json" and "multiValueHeaders" in v1
+    assert alb["headers"]["content-type"] == "application/json" and "multiValueHeaders" not in alb
+    assert v2["headers"]["location"] == f"/v1/tasks/{body(v2)['id']}"
+
+
+def test_api_errors_are_json_with_the_right_status(api: Callable[..., dict[str, Any]]) -> None:
+    unknown_type = event("api-v2-submit")
+    unknown_type["body"] = json.dumps({"type": "does.not.exist", "payload": {}})
+    bad_json = event("api-v1-submit")
+    bad_json["body"] = "{not json"
+
+    assert api(unknown_type, FakeContext())["statusCode"] == 422
+    assert body(api(bad_json, FakeContext()))["error"] == "bad_json"
+    missing = api(event("api-v2-status", "0123456789abcdef"), FakeContext())
+    assert missing["statusCode"] == 404 and body(missing)["error"] == "not_found"
+
+
+def test_the_container_is_built_once_per_cold_start(load_lambda: Callable[[str], ModuleType]) -> None:
+    module = load_lambda("lambda_api")
+    backend = module.handler.app.state.backend
+
+    for flavour in API_FLAVOURS:
+        module.handler(event(f"{flavour}-submit"), FakeContext())
+
+    assert module.handler.app.state.backend is backend
+    assert module.handler.lifespan == "off"
+
+
+# -- the worker: direct invocations -----------------------------------------------------------------
+def test_a_poller_trigger_with_nothing_queued_returns_an_empty_report(worker: ModuleType) -> None:
+    report = worker.handler(event("worker-direct"), FakeContext())
+
+    assert report["claimed"] == 0 and report["reason"] == "empty"
+
+
+@pytest.mark.parametrize(("remaining", "expected"), [
+    (300.0, (60.0, 180.0)),   # template.yaml's worker: HEXQ_BUDGET=60, HEXQ_GRACE=180, Timeout=300
+    (63.0, (30.0, 30.0)),     # the budget takes at most half of what is left after the margin
+    (10.0, (3.5, 3.5)),
+    (2.0, (0.0, 0.0)),        # less than the margin: claim nothing
+])
+def test_time_plan_fits_budget_grace_and_margin_before_the_deadline(
+        worker: ModuleType, remaining: float, expected: tuple[float, float]) -> None:
+    settings = Settings(budget=60.0, grace=180.0)
+
+    budget, grace = worker.time_plan(settings, remaining)
+
+    assert (budget, grace) == pytest.approx(expected)
+    assert budget + grace + worker.SAFETY_MARGIN <= max(remaining, worker.SAFETY_MARGIN)
+
+
+def _submit(handler: Any, container: Container, request: SubmitRequest) -> str:
+    return str(handler.loop.run_until_complete(container.tasks.submit(request)).task.id)
+
+
+def _get(handler: Any, container: Container, task_id: str) -> Any:
+    return handler.loop.run_until_complete(container.backend.get(task_id))
+
+
+@pytest.fixture
+def memory_worker(worker: ModuleType, container: Container) -> Iterator[Any]:
+    """The worker handler over the test registry on memory:// (one process is enough here)."""
+    handler = worker.WorkerHandler(container)
+    yield handler
+    handler.close()
+
+
+def test_running_tasks_are_released_before_the_lambda_deadline(memory_worker: Any, container: Container,
+                                                                worker: ModuleType) -> None:
+    task_id = _submit(memory_worker, container, SubmitRequest("slow", {"seconds": 30}))
+    context = FakeContext(remaining_ms=int((worker.SAFETY_MARGIN + 0.6) * 1000))  # budget 0.3 s, grace 0.3 s
+
+    report = memory_worker({}, context)
+
+    assert (report["claimed"], report["released"]) == (1, 1)
+    assert context.get_remaining_time_in_millis() > worker.SAFETY_MARGIN * 1000 - 500
+    task = _get(memory_worker, container, task_id)
+    assert task.status is TaskStatus.QUEUED and task.attempts == 1
+
+
+def test_no_time_left_means_nothing_is_claimed(memory_worker: Any, container: Container) -> None:
+    task_id = _submit(memory_worker, container, SubmitRequest("echo", {}))
+
+    report = memory_worker({}, FakeContext(remaining_ms=1_000))
+
+    assert (report["claimed"], report["reason"]) == (0, "budget")
+    assert _get(memory_worker, container, task_id).status is TaskStatus.QUEUED
+
+
+def test_one_event_loop_serves_every_warm_invocation(memory_worker: Any, container: Container) -> None:
+    loop = memory_worker.loop
+    for _ in range(3):
+        _submit(memory_worker, container, SubmitRequest("echo", {}))
+        assert memory_worker({}, FakeContext())["succeeded"] == 1
+
+    assert memory_worker.loop is loop and not loop.is_closed()
+
+
+# -- the worker: SQS batches ------------------------------------------------------------------------
+def sqs_batch(*bodies: str) -> dict[str, Any]:
+    template = event("sqs-batch")["Records"][0]
+    return {"Records": [dict(template, messageId=f"m{i}", body=b) for i, b in enumerate(bodies)]}
+
+
+def reference(task_id: str) -> str:
+    return json.dumps({"task_id": task_id})
+
+
+def failures(answer: dict[str, Any]) -> list[str]:
+    assert set(answer) == {"batchItemFailures"}
+    return [item["itemIdentifier"] for item in answer["batchItemFailures"]]
+
+
+def test_an_sqs_batch_fails_only_its_malformed_record(api: Callable[..., dict[str, Any]], worker: ModuleType) -> None:
+    task_id = submit(api)
+
+    answer = worker.handler(event("sqs-batch", task_id), FakeContext())
+
+    assert failures(answer) == [MALFORMED_MESSAGE]
+    assert body(api(event("api-v2-status", task_id), FakeContext()))["status"] == "succeeded"
+
+
+def test_unknown_tasks_fail_their_records_and_finished_ones_are_done(memory_worker: Any, container: Container) -> None:
+    done = _submit(memory_worker, container, SubmitRequest("echo", {}))
+    memory_worker({}, FakeContext())
+
+    answer = memory_worker(sqs_batch(reference("no-such-task"), reference(done), reference(done)), FakeContext())
+
+    assert failures(answer) == ["m0"]
+
+
+def test_a_named_task_that_another_task_outranks_stays_queued_and_fails_its_record(
+        memory_worker: Any, container: Container) -> None:
+    """The honest limit of the stand-in: claims follow priority, not the ids the batch names."""
+    named = _submit(memory_worker, container, SubmitRequest("echo", {"n": 1}, priority=Priority.LOW))
+    urgent = _submit(memory_worker, container, SubmitRequest("echo", {"n": 2}, priority=Priority.CRITICAL))
+
+    first = memory_worker(sqs_batch(reference(named)), FakeContext())
+    again = memory_worker(sqs_batch(reference(named)), FakeContext())  # SQS delivers the record again
+
+    assert failures(first) == ["m0"] and failures(again) == []
+    assert _get(memory_worker, container, urgent).status is TaskStatus.SUCCEEDED
+    assert _get(memory_worker, container, named).status is TaskStatus.SUCCEEDED
+
+
+def test_a_batch_claims_no_more_tasks_than_it_names(memory_worker: Any, container: Container) -> None:
+    ids = [_submit(memory_worker, container, SubmitRequest("echo", {"n": n})) for n in range(5)]
+
+    answer = memory_worker(sqs_batch(reference(ids[0]), reference(ids[1])), FakeContext())
+
+    assert failures(answer) == []
+    statuses = [_get(memory_worker, container, task_id).status for task_id in ids]
+    assert statuses == [TaskStatus.SUCCEEDED] * 2 + [TaskStatus.QUEUED] * 3
+
+
+def test_a_batch_of_only_bad_records_runs_nothing(memory_worker: Any, container: Container) -> None:
+    queued = _submit(memory_worker, container, SubmitRequest("echo", {}))
+
+    answer = memory_worker(sqs_batch("", "[]", reference("missing")), FakeContext())
+
+    assert failures(answer) == ["m0", "m1", "m2"]
+    assert _get(memory_worker, container, queued).status is TaskStatus.QUEUED
+
+
+@pytest.mark.parametrize("text", [
+    "", "not json", "null", "[]", '"abc"', "{}", '{"id": "abc"}', '{"task_id": 5}', '{"task_id": ""}',
+    '{"task_id": null}', json.dumps({"task_id": "x" * 257}), "[" * 100_000, "{" * 50_000 + "}" * 50_000,
+])
+def test_task_reference_refuses_anything_but_a_task_id(worker: ModuleType, text: str) -> None:
+    assert worker.task_reference(text) is None
+
+
+def test_task_reference_reads_the_task_id(worker: ModuleType) -> None:
+    assert worker.task_reference('{"task_id": "abc123", "extra": 1}') == "abc123"
+    assert worker.task_reference(None) is None
+
+
+@pytest.mark.parametrize(("event_", "is_batch"), [
+    ({}, False),
+    ({"source": "hexq.poller"}, False),
+    ({"Records": []}, False),
+    ({"Records": [{"eventSource": "aws:s3"}]}, False),
+    ({"Records": [{"eventSource": "aws:sqs", "body": "{}", "messageId": "a"}]}, True),
+])
+def test_only_sqs_records_count_as_a_batch(worker: ModuleType, event_: dict[str, Any], is_batch: bool) -> None:
+    assert worker.is_sqs_batch(event_) is is_batch
+
+
+# -- warm invocations on Redis: loop-bound clients survive between calls ----------------------------
+@pytest.mark.redis
+def test_warm_invocations_reuse_their_redis_connections(redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                         load_lambda: Callable[[str], ModuleType]) -> None:
+    """redis.asyncio pools belong to the loop that opened them: one loop per process keeps them usable."""
+    partition = f"lambda{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("HEXQ_BACKEND", f"{redis_url}{'&' if '?' in redis_url else '?'}partition={partition}")
+    api = load_lambda("lambda_api").handler
+    worker = load_lambda("lambda_worker").handler
+
+    for flavour in API_FLAVOURS:  # each round: a warm API call, a warm worker call on the same client
+        task_id = submit(api, flavour)
+        assert worker({}, FakeContext())["succeeded"] == 1
+        assert body(api(event(f"{flavour}-status", task_id), FakeContext()))["status"] == "succeeded"
+    assert failures(worker(sqs_batch(reference(submit(api)), "bad"), FakeContext())) == ["m1"]
+
+
+# -- the poller -------------------------------------------------------------------------------------
+def test_the_scheduled_tick_reports_housekeeping(load_lambda: Callable[[str], ModuleType]) -> None:
+    poller = load_lambda("lambda_poller")
+
+    report = poller.handler(event("schedule-tick"), FakeContext())
+
+    assert report == {"promoted": 0, "recovered": 0, "fired": 0, "purged": 0, "backlog": 0, "invoked": 0}
+
+
+def test_the_poller_refuses_to_start_without_a_worker_function(load_lambda: Callable[[str], ModuleType]) -> None:
+    from core.errors import ConfigurationError
+
+    poller = load_lambda("lambda_poller")
+    with pytest.raises(ConfigurationError, match="HEXQ_WORKER_FUNCTION"):
+        poller.make_handler(poller.handler.container, env={})
+
+
+def lambda_client() -> Any:
+    return boto3.client("lambda", region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def expect_invokes(stubber: Stubber, n: int, function: str = "hexq-WorkerFunction") -> None:
+    for _ in range(n):
+        stubber.add_response("invoke", {"StatusCode": 202},
+                             {"FunctionName": function, "InvocationType": "Event", "Payload": PAYLOAD})
+
+
+@pytest.mark.parametrize(("backlog", "cap", "expected"), [(25, 5, 3), (25, 2, 2), (10, 5, 1), (0, 5, 0)])
+def test_a_tick_starts_ceil_backlog_over_batch_workers_up_to_the_cap(
+        load_lambda: Callable[[str], ModuleType], make_container: Callable[..., Container],
+        backlog: int, cap: int, expected: int) -> None:
+    poller = load_lambda("lambda_poller")
+    container = make_container(batch=10, max_invocations=cap)
+    client = lambda_client()
+    handler = poller.PollerHandler(container, LambdaInvoker("hexq-WorkerFunction", cap=cap, client=client))
+    if backlog:
+        handler.loop.run_until_complete(container.tasks.submit_bulk([SubmitRequest("echo", {})] * backlog))
+
+    with Stubber(client) as stubber:
+        expect_invokes(stubber, expected)
+        report = handler(event("schedule-tick"), FakeContext())
+        stubber.assert_no_pending_responses()
+    handler.close()
+
+    assert (report["backlog"], report["invoked"]) == (backlog, expected)
+    assert expected == min(math.ceil(backlog / 10), cap)
+
+
+# -- LambdaInvoker ----------------------------------------------------------------------------------
+async def test_the_invoker_sends_async_invokes_capped() -> None:
+    client = lambda_client()
+    with Stubber(client) as stubber:
+        expect_invokes(stubber, 3, "w")
+        assert await LambdaInvoker("w", cap=3, client=client).trigger(7) == 3
+        stubber.assert_no_pending_responses()
+
+
+async def test_a_throttled_invoke_stops_the_round_and_counts_what_started() -> None:
+    client = lambda_client()
+    with Stubber(client) as stubber:
+        expect_invokes(stubber, 1, "w")
+        stubber.add_client_error("invoke", "TooManyRequestsException", "Rate exceeded", 429)
+        assert await LambdaInvoker("w", cap=5, client=client).trigger(5) == 1
+        stubber.assert_no_pending_responses()
+
+
+class _ThreadRecordingClient:
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.threads.append(threading.get_ident())
+        return {"StatusCode": 202}
+
+
+async def test_invokes_run_off_the_event_loop_thread() -> None:
+    client = _ThreadRecordingClient()
+
+    assert await LambdaInvoker("w", cap=2, client=client).trigger(2) == 2
+
+    assert client.threads and threading.get_ident() not in client.threads
+
+
+async def test_zero_invocations_touch_no_client() -> None:
+    assert await LambdaInvoker("w", cap=0, client=object()).trigger(3) == 0
+    assert await LambdaInvoker("w", cap=3, client=object()).trigger(0) == 0
+
+
+def test_the_client_is_created_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    invoker = LambdaInvoker("w", cap=1)
+
+    client = invoker._lambda()
+
+    assert client.meta.service_model.service_name == "lambda"
+    assert invoker._lambda() is client
+
+
+# -- cold start -------------------------------------------------------------------------------------
+def test_the_lambda_modules_import_no_aws_sdk_unless_the_aws_backend_is_chosen(lambda_env: Path) -> None:
+    code = ("import sys, functions.lambda_api, functions.lambda_worker, functions.lambda_poller; "
+            "print(sorted(m for m in ('boto3', 'botocore', 'redis', 'uvicorn') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, check=True)
+
+    assert result.stdout.strip() == "[]"
+    assert not lambda_env.exists()  # nothing connects at import
