@@ -1,4 +1,4 @@
-"""The `hexq` command: serve | worker | poller | submit | status | stats | dead.
+"""The `hexq` command: serve | worker | poller | submit | status | stats | dead | bench.
 
 Settings come from HEXQ_* environment variables (Settings.from_env); a flag overrides its variable.
 submit/status/stats/dead talk to the backend directly — no server needs to be running.
@@ -20,6 +20,7 @@ from core.codec import task_to_dict
 from core.errors import ConfigurationError, QueueError, TaskNotFound, ValidationError
 from core.model import Priority, Task, TaskQuery, TaskStatus
 from core.services import SubmitRequest
+from functions.bench.options import add_arguments as _bench_arguments
 from functions.bootstrap import Container, bootstrap
 from functions.logs import configure_logging
 from functions.settings import Settings, env_name
@@ -148,6 +149,12 @@ async def _replay(container: Container, ids: list[str] | None, *, replay_all: bo
     return 0
 
 
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from functions.bench.runner import run_command
+
+    return run_command(settings, args)
+
+
 # -- helpers --------------------------------------------------------------------------------------
 def _with_container(settings: Settings, run: Callable[[Container], Awaitable[int]]) -> int:
     async def body() -> int:
@@ -272,6 +279,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--replay-all", action="store_true", help="send every dead task back to the queue")
     dead.add_argument("--limit", type=int, default=50, metavar="N", help="how many to list (default 50)")
     dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    # Not `command(...)`: the common --tasks (task modules) would clash with bench's --tasks N.
+    bench = sub.add_parser("bench", help="measure enqueue, drain and latency for a backend",
+                           description="measure enqueue, drain and latency for a backend")
+    bench.set_defaults(command=_bench)
+    _bench_arguments(bench)
     return parser
 
 

@@ -1,0 +1,69 @@
+"""Latency phase: one worker, a submitter at a steady rate, submit-to-start and submit-to-finish.
+
+The submitter is open-loop: task i is due at start + i / rate whatever happened to task i - 1, so a
+slow backend shows up as latency rather than as a lower offered rate (a submitter that falls behind
+catches up at once, and `achieved_rate` says so). Latencies come from each task's own timestamps,
+read back after the run: started_at - created_at and finished_at - created_at. created_at is this
+process's clock; started_at and finished_at are the worker's clock (or Redis's TIME): one machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from functions.bench import pool
+from functions.bench.context import Bench, Show
+from functions.bench.enqueue import noop
+from functions.bench.figures import percentiles
+
+WARMUP = 0.3  # after the worker is up: its first claim opens its connection
+
+
+async def latency(b: Bench) -> dict[str, Any]:
+    queue, total = b.queues.latency, b.options.latency_tasks
+    workers = await pool.start(b, "latency", queue, 1)
+    try:
+        await asyncio.sleep(WARMUP)
+        deadline = b.deadline()
+        with b.meter.phase(f"latency: {b.options.rate:g}/s", total) as show:
+            submitted, submit_seconds, elapsed = await _submit(b, queue, total, deadline, show, workers)
+        with b.meter.phase("latency: waiting for the rest", submitted) as show:
+            await workers.wait(submitted, deadline, show)
+    finally:
+        await workers.stop()
+    tasks = await b.finished(queue, submitted)
+    to_start = [t.started_at - t.created_at for t in tasks if t.started_at is not None]
+    to_finish = [t.finished_at - t.created_at for t in tasks if t.finished_at is not None]
+    return {
+        "mode": "in-process" if b.local else "processes", "rate": b.options.rate, "duration": b.options.duration,
+        "tasks": total, "submitted": submitted, "completed": len(tasks), "complete": len(tasks) == total,
+        # n submits span n - 1 intervals
+        "achieved_rate": round((submitted - 1) / elapsed, 1) if submitted > 1 and elapsed > 0 else None,
+        "submit_ms": percentiles(submit_seconds),
+        "submit_to_start_ms": percentiles(to_start),
+        "submit_to_finish_ms": percentiles(to_finish),
+    }
+
+
+async def _submit(b: Bench, queue: str, total: int, deadline: float, show: Show,
+                  workers: pool.Pool) -> tuple[int, list[float], float]:
+    """Submit `total` tasks at `rate` per second; return how many, each submit's duration, and the time taken."""
+    request, service, interval = noop(queue), b.container.tasks, 1.0 / b.options.rate
+    durations: list[float] = []
+    started = time.perf_counter()
+    for i in range(total):
+        delay = started + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if time.monotonic() >= deadline:
+            break
+        before = time.perf_counter()
+        await service.submit(request)
+        durations.append(time.perf_counter() - before)
+        if i % 20 == 0:
+            show(i + 1)
+            workers.check()
+    show(len(durations))
+    return len(durations), durations, time.perf_counter() - started

@@ -1,0 +1,87 @@
+"""The bench's command-line options, parsed into one frozen BenchOptions.
+
+The bench does not take the common `--tasks MODULES` flag (here `--tasks` is a task count), and it
+does not read HEXQ_BACKEND: a benchmark fills the backend with thousands of noop tasks, so it only
+writes where `--backend` says, and otherwise into a temporary SQLite file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from core.errors import ConfigurationError
+
+PHASES = ("client", "http", "bulk", "drain", "latency")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    backend: str | None = None  # None, "sqlite" or "sqlite://": a temporary SQLite file
+    tasks: int = 5000
+    workers: int = 2
+    concurrency: int = 200
+    rate: float = 200.0
+    duration: float = 5.0
+    timeout: float = 30.0
+    connections: int = 16
+    chunk: int = 1000
+    skip: frozenset[str] = frozenset()
+    json: bool = False
+    profile: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, low in (("tasks", 1), ("workers", 1), ("concurrency", 1), ("connections", 1), ("chunk", 1)):
+            if getattr(self, name) < low:
+                raise ConfigurationError(f"bench: --{name} must be at least {low}, not {getattr(self, name)}")
+        for name in ("rate", "duration", "timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"bench: --{name} must be above 0, not {getattr(self, name)}")
+        if self.chunk > 1000:
+            raise ConfigurationError(f"bench: --chunk must be at most 1000 (the bulk submit limit), not {self.chunk}")
+        unknown = self.skip - set(PHASES)
+        if unknown:
+            raise ConfigurationError(f"bench: --skip takes {','.join(PHASES)}; unknown: {','.join(sorted(unknown))}")
+
+    def runs(self, phase: str) -> bool:
+        return phase not in self.skip
+
+    @property
+    def latency_tasks(self) -> int:
+        return max(1, round(self.rate * self.duration))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--backend", dest="bench_backend", metavar="URL",
+        help="memory://, sqlite:///path.db, redis://127.0.0.1:6379/0 (default: a temporary SQLite file)")
+    add("--tasks", dest="bench_tasks", type=int, default=5000, metavar="N",
+        help="tasks per enqueue phase and for the drain (5000)")
+    add("--workers", dest="bench_workers", type=int, default=2, metavar="W", help="worker processes for the drain (2)")
+    add("--concurrency", dest="bench_concurrency", type=int, default=200, metavar="C",
+        help="tasks each worker runs at once (200: noop tasks, so this measures the queue)")
+    add("--rate", dest="bench_rate", type=float, default=200.0, metavar="R",
+        help="submits per second in the latency phase (200)")
+    add("--duration", dest="bench_duration", type=float, default=5.0, metavar="S",
+        help="seconds the latency phase submits for (5)")
+    add("--timeout", dest="bench_timeout", type=float, default=30.0, metavar="S",
+        help="each phase stops after this long and reports what it did (30)")
+    add("--connections", dest="bench_connections", type=int, default=16, metavar="N",
+        help="connections of the concurrent HTTP client (16)")
+    add("--skip", dest="bench_skip", type=_phases, default=frozenset(), metavar="PHASES",
+        help=f"comma-separated phases to leave out: {','.join(PHASES)}")
+    add("--json", dest="bench_json", action="store_true", help="print one JSON object instead of tables")
+    add("--profile", dest="bench_profile", metavar="DIR",
+        help="run the worker and HTTP server processes under cProfile, writing DIR/*.prof (main threads only: "
+             "SQLite's work runs in threads, which need a sampling profiler such as py-spy)")
+
+
+def from_args(args: argparse.Namespace) -> BenchOptions:
+    return BenchOptions(backend=args.bench_backend, tasks=args.bench_tasks, workers=args.bench_workers,
+                        concurrency=args.bench_concurrency, rate=args.bench_rate, duration=args.bench_duration,
+                        timeout=args.bench_timeout, connections=args.bench_connections, skip=args.bench_skip,
+                        json=args.bench_json, profile=args.bench_profile)
+
+
+def _phases(raw: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())

@@ -1,0 +1,162 @@
+"""`hexq bench`: run the phases in order against one backend and report every figure.
+
+Phases (each skippable with --skip, each stopping by itself at --timeout):
+  client   TaskService.submit in a loop, in this process
+  http     POST /v1/tasks one by one on a kept-alive connection, then over --connections at once,
+           against the API in a child process
+  bulk     TaskService.submit_bulk in chunks of 1000; these tasks are the drain's backlog
+  drain    W `hexq worker` processes (in-process workers for memory://) clear N noop tasks
+  latency  one worker, submits at --rate for --duration; percentiles of submit-to-start/finish
+
+Without --backend the bench uses a temporary SQLite file. With a persistent backend named by URL,
+what the bench queued and did not drain is drained at the end, so it leaves no queued tasks behind
+(the succeeded ones stay until the poller purges them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from rich.console import Console
+
+from functions.bench import enqueue
+from functions.bench.context import Bench, Meter
+from functions.bench.drain import drain
+from functions.bench.figures import machine, redact
+from functions.bench.latency import latency
+from functions.bench.options import BenchOptions, from_args
+from functions.bench.table import render
+from functions.bootstrap import bootstrap
+from functions.settings import Settings
+
+_TEMPORARY = ("sqlite", "sqlite:", "sqlite://", "sqlite:///")
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """The CLI entry: exit 0 when every phase finished, 1 when one stopped at its timeout."""
+    options = from_args(args)
+    tty = sys.stdout.isatty()
+    console = Console(width=None if tty else 150)  # piped output: wide enough that the tables do not wrap
+    progress = (Console(stderr=True) if options.json else console) if tty else None
+    report = asyncio.run(run_bench(options, settings, progress))
+    if options.json:
+        print(json.dumps(report, indent=2))
+    else:
+        render(report, console)
+    return 0 if report["complete"] else 1
+
+
+async def run_bench(options: BenchOptions, settings: Settings | None = None,
+                    console: Console | None = None) -> dict[str, Any]:
+    """Run every phase not skipped and return the report (see the module docstring)."""
+    settings = settings or Settings()
+    started, clock = datetime.now(UTC), time.monotonic()
+    # httpx logs every request at INFO, and the in-process workers every invocation: the bench would
+    # time its own logging.
+    with _quiet("httpx", "httpcore", "hexq.worker"), tempfile.TemporaryDirectory(prefix="hexq-bench-") as tmp:
+        url, temporary = backend_url(options.backend, Path(tmp))
+        modules = tuple(dict.fromkeys((*settings.task_modules, "functions.examples")))
+        container = bootstrap(settings.override(backend_url=url, task_modules=modules))
+        try:
+            with Meter(console) as meter:
+                b = Bench(options, container, url, Path(tmp), meter)
+                report = await _phases(b)
+                if not temporary and not b.local:
+                    await _cleanup(b)
+        finally:
+            await container.backend.close()
+    done = [p for p in (*report["enqueue"].values(), report["drain"], report["latency"]) if p is not None]
+    return {
+        "backend": redact(url), "backend_kind": urlsplit(url).scheme, "temporary_backend": temporary,
+        "machine": machine(), "started_at": started.isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - clock, 3), "config": _config(options),
+        **report, "complete": all(p["complete"] for p in done), "notes": b.notes,
+    }
+
+
+def backend_url(given: str | None, workdir: Path) -> tuple[str, bool]:
+    """The URL to bench, and whether it is a temporary SQLite file made for this run."""
+    if given is None or given in _TEMPORARY:
+        return f"sqlite:///{workdir / 'bench.db'}", True  # an absolute path: sqlite:////tmp/...
+    if given in ("memory", "memory:"):
+        return "memory://", False
+    return given, False
+
+
+async def _phases(b: Bench) -> dict[str, Any]:
+    o = b.options
+    report: dict[str, Any] = {"enqueue": {"client": None, "http": None, "http_concurrent": None, "bulk": None},
+                              "drain": None, "latency": None}
+    if o.runs("client"):
+        report["enqueue"]["client"] = (await enqueue.client(b)).to_dict()
+    if o.runs("http"):
+        report["enqueue"].update(await _http(b))
+    if o.runs("bulk"):
+        report["enqueue"]["bulk"] = (await enqueue.bulk(b)).to_dict(chunk=min(o.chunk, o.tasks))
+    if o.runs("drain"):
+        report["drain"] = await drain(b)
+    if o.runs("latency"):
+        report["latency"] = await latency(b)
+    if b.local and (report["drain"] or report["latency"]):
+        b.notes.append("memory:// lives in one process: the drain and latency workers ran in the bench process "
+                       "(run_worker on its event loop), not as worker processes; the HTTP server had its own "
+                       "memory backend")
+    return report
+
+
+async def _http(b: Bench) -> dict[str, Any]:
+    try:
+        import httpx  # noqa: F401  # a dev dependency
+    except ImportError:
+        b.notes.append("the sequential HTTP phase was skipped: it uses httpx, which is not installed")
+        return await enqueue.http(b, sequential=False)
+    return await enqueue.http(b)
+
+
+async def _cleanup(b: Bench) -> None:
+    """Drain what this run left queued in a persistent backend (bounded by --timeout)."""
+    settings = b.container.settings.override(queues=b.queues.all(), concurrency=500, idle_wait=0.05)
+    invocation = replace(b.container, settings=settings).invocation("bench-cleanup")
+    stop = asyncio.Event()
+    started = time.monotonic()
+    job = asyncio.create_task(invocation.run(stop))
+    done, _ = await asyncio.wait({job}, timeout=b.options.timeout)
+    if not done:
+        stop.set()
+        b.notes.append("cleanup stopped at --timeout: some bench tasks are still queued in bench.* queues")
+    report = await job
+    if report.claimed:
+        b.notes.append(f"cleanup: ran the {report.claimed} bench tasks left queued, so none stay behind "
+                       f"({time.monotonic() - started:.1f} s, not in any figure)")
+
+
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _config(o: BenchOptions) -> dict[str, Any]:
+    return {"tasks": o.tasks, "workers": o.workers, "concurrency": o.concurrency, "rate": o.rate,
+            "duration": o.duration, "timeout": o.timeout, "connections": o.connections, "chunk": o.chunk,
+            "skipped": sorted(o.skip)}
