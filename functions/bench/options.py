@@ -71,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--skip", dest="bench_skip", type=_phases, default=frozenset(), metavar="PHASES",
         help=f"comma-separated phases to leave out: {','.join(PHASES)}")
     add("--json", dest="bench_json", action="store_true", help="print one JSON object instead of tables")
+    add("--cold-start", dest="bench_cold_start", action="store_true",
+        help="instead of the phases: import-and-bootstrap time of each Lambda module per backend, and package size")
     add("--profile", dest="bench_profile", metavar="DIR",
         help="run the worker and HTTP server processes under cProfile, writing DIR/*.prof (main threads only: "
              "SQLite's work runs in threads, which need a sampling profiler such as py-spy)")

@@ -47,6 +47,12 @@ _TEMPORARY = ("sqlite", "sqlite:", "sqlite://", "sqlite:///")
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     """The CLI entry: exit 0 when every phase finished, 1 when one stopped at its timeout."""
+    if args.bench_cold_start:
+        from functions.bench import coldstart
+
+        figures = coldstart.cold_start()
+        print(json.dumps(figures, indent=2) if args.bench_json else coldstart.render(figures))
+        return 0
     options = from_args(args)
     tty = sys.stdout.isatty()
     console = Console(width=None if tty else 150)  # piped output: wide enough that the tables do not wrap

@@ -183,3 +183,15 @@ def test_memory_http_phases_use_a_server_process(capsys: pytest.CaptureFixture[s
     report = bench(capsys, "--backend", "memory://", "--skip", "client,bulk,drain,latency")
     check_report(report, {"http"})
     assert report["enqueue"]["http_concurrent"]["connections"] == 4
+
+
+@pytest.mark.slow
+def test_cold_start_measures_each_lambda_module_without_boto3_on_sqlite() -> None:
+    from functions.bench import coldstart
+
+    figures = coldstart._measure("functions.lambda_api", coldstart.BACKENDS["sqlite"], runs=1)
+    assert figures["imports_boto3"] is False and figures["ms"] > 0
+    assert coldstart.package_size() > 1_000_000  # starlette, mangum, redis and hexq itself at the least
+    text = coldstart.render({"runs": 1, "package_bytes": 5e6, "imports": {
+        "sqlite": {m: {"ms": 1.0, "imports_boto3": False, "imports_redis": False} for m in coldstart.MODULES}}})
+    assert "lambda_api" in text and "5.0 MB" in text
