@@ -17,6 +17,7 @@ from dataclasses import replace
 from core.clock import SystemClock
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
+from core.ratelimit import Bucket, take
 from core.schedule import Schedule
 
 _FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
@@ -37,6 +38,7 @@ class MemoryBackend:
         self._leases: dict[str, Lease] = {}
         self._keys: dict[tuple[str, str], str] = {}
         self._schedules: dict[str, Schedule] = {}
+        self._buckets: dict[str, Bucket] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     # -- Broker -----------------------------------------------------------------------------
@@ -165,6 +167,19 @@ class MemoryBackend:
                 return False
             self._schedules[name] = replace(current, next_run=next_run, last_run=expected_next)
         return True
+
+    # -- RateLimiter ------------------------------------------------------------------------
+    async def acquire(self, key: str, rate: float, burst: int) -> float:
+        with self._lock:
+            bucket, wait = take(self._buckets.get(key), self._clock.now(), rate, burst)
+            self._buckets[key] = bucket
+        return wait
+
+    # -- TenantCounter ----------------------------------------------------------------------
+    async def count_waiting(self, tenant: str) -> int:
+        with self._lock:
+            return sum(1 for task in self._tasks.values()
+                       if task.tenant == tenant and task.status in (TaskStatus.QUEUED, TaskStatus.SCHEDULED))
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -27,6 +27,10 @@ class ScheduleNotFound(QueueError):
     """No schedule with that name."""
 
 
+class ScheduleNameTaken(QueueError):
+    """Schedule names are global, and this one belongs to another tenant."""
+
+
 class IdempotencyMismatch(QueueError):
     """The idempotency key was used before for a different request."""
 
@@ -55,3 +59,13 @@ class BackendUnavailable(QueueError):
 
 class ConfigurationError(QueueError):
     """A setting has a value hexq cannot use."""
+
+
+class QueueFull(QueueError):
+    """The tenant already has its cap of waiting (queued or scheduled) tasks; retry after some finish."""
+
+    def __init__(self, tenant: str, limit: int, *, retry_after: float = 5.0) -> None:
+        super().__init__(f"tenant {tenant!r} already has {limit} or more queued tasks, the most it may have")
+        self.tenant = tenant
+        self.limit = limit
+        self.retry_after = retry_after

@@ -1,13 +1,13 @@
 """The hexagon's ports: small Protocols over domain types only.
 
-One adapter object usually implements all of Broker, Sweeper, TaskStore and ScheduleStore
-(`Backend`), so that a backend can keep each operation atomic.
+One adapter object usually implements all of Broker, Sweeper, TaskStore, ScheduleStore and
+RateLimiter (`Backend`), so that a backend can keep each operation atomic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.schedule import Schedule
@@ -104,7 +104,30 @@ class ScheduleStore(Protocol):
         ...
 
 
-class Backend(Broker, Sweeper, TaskStore, ScheduleStore, Protocol):
+class RateLimiter(Protocol):
+    """Token buckets shared by every process on the backend (the API's per-key request limits)."""
+
+    async def acquire(self, key: str, rate: float, burst: int) -> float:
+        """Take one token from bucket `key`, which holds up to `burst` tokens and refills `rate` a second.
+
+        Returns 0.0 when the token was taken, otherwise the seconds until one will be there (nothing is
+        taken then). A bucket not seen before starts full. Atomic across processes; time is the
+        backend's clock (Redis: the server's TIME). Raises ValueError unless rate > 0 and burst >= 1,
+        and BackendUnavailable when the backend cannot answer.
+        """
+        ...
+
+
+@runtime_checkable
+class TenantCounter(Protocol):
+    """Optional: backends that can count one tenant's waiting tasks cheaply (memory, SQLite)."""
+
+    async def count_waiting(self, tenant: str) -> int:
+        """Tasks of `tenant` that are queued or scheduled (not yet claimed, not finished)."""
+        ...
+
+
+class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, Protocol):
     """Everything a backend adapter provides, plus its lifecycle."""
 
     name: str

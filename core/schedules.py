@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from core.errors import ScheduleNotFound, ValidationError
+from core.errors import QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
 from core.model import JSON, Priority
 from core.ports import Clock, ScheduleStore
 from core.registry import Registry, check_name
@@ -26,7 +26,9 @@ class ScheduleService:
 
     async def put(self, name: str, spec: str, type: str, payload: Mapping[str, JSON] | None = None, *,
                   queue: str = "default", priority: Priority = Priority.NORMAL, enabled: bool = True,
-                  tenant: str = "default") -> Schedule:
+                  tenant: str | None = "default") -> Schedule:
+        """Create or replace. Names are global: another tenant's name raises ScheduleNameTaken. Tenant None
+        (a caller who sees every tenant) replaces a schedule keeping its tenant, and creates under "default"."""
         check_name(name, "name")
         check_name(queue, "queue")
         self._registry.get(type)
@@ -37,22 +39,29 @@ class ScheduleService:
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload must be a JSON object", field="payload")
         first = next_fire(spec, self._clock.now(), self._cron_next)
-        schedule = Schedule(name, spec, type, dict(payload or {}), queue, priority, first, None, enabled, tenant)
+        existing = await self._store.get_schedule(name)
+        if tenant is not None and existing is not None and existing.tenant != tenant:
+            raise ScheduleNameTaken(f"schedule name {name!r} is taken")
+        owner = tenant or (existing.tenant if existing is not None else "default")
+        schedule = Schedule(name, spec, type, dict(payload or {}), queue, priority, first, None, enabled, owner)
         await self._store.put_schedule(schedule)
         return schedule
 
-    async def get(self, name: str) -> Schedule:
+    async def get(self, name: str, tenant: str | None = None) -> Schedule:
         schedule = await self._store.get_schedule(name)
-        if schedule is None:
+        # Another tenant's schedule is reported exactly like a missing one (tenant None sees all).
+        if schedule is None or (tenant is not None and schedule.tenant != tenant):
             raise ScheduleNotFound(f"no schedule {name!r}")
         return schedule
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, tenant: str | None = None) -> None:
+        if tenant is not None:
+            await self.get(name, tenant)
         if not await self._store.delete_schedule(name):
             raise ScheduleNotFound(f"no schedule {name!r}")
 
-    async def all(self) -> list[Schedule]:
-        return await self._store.schedules()
+    async def all(self, tenant: str | None = None) -> list[Schedule]:
+        return [s for s in await self._store.schedules() if tenant is None or s.tenant == tenant]
 
     async def fire_due(self) -> int:
         """Submit one task for each due schedule. Missed runs are coalesced into one firing.
@@ -76,7 +85,7 @@ class ScheduleService:
                                 idempotency_key=f"schedule:{schedule.name}:{schedule.next_run:.3f}")
         try:
             await self._tasks.submit(request)
-        except ValidationError as exc:  # e.g. the type was unregistered since: keep firing the others
+        except (ValidationError, QueueFull) as exc:  # e.g. the type was unregistered since: fire the others
             log.warning("schedule %s could not submit: %s", schedule.name, exc)
             return False
         return True

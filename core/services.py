@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.errors import IdempotencyMismatch, TaskNotFound, ValidationError
+from core.errors import ConfigurationError, IdempotencyMismatch, QueueFull, TaskNotFound, ValidationError
 from core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
-from core.ports import Backend, Clock
+from core.ports import Backend, Clock, TenantCounter
 from core.registry import Registry, check_name
 
 
@@ -21,6 +22,7 @@ class Limits:
     max_bulk: int = 1000
     max_page: int = 500
     max_key_length: int = 200
+    max_queued_per_tenant: int = 0  # waiting (queued + scheduled) tasks per tenant; 0 = unlimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,9 @@ class TaskService:
     """Submit, inspect, cancel and replay tasks.
 
     Raises: ValidationError / UnknownTaskType for bad requests, TaskNotFound, IdempotencyMismatch,
-    InvalidTransition, and BackendUnavailable from the backend.
+    InvalidTransition, QueueFull when a tenant is at limits.max_queued_per_tenant, and
+    BackendUnavailable from the backend. ConfigurationError (at construction) when a queued cap is
+    set and the backend cannot count a tenant's tasks (Redis, for now).
     """
 
     def __init__(self, backend: Backend, registry: Registry, clock: Clock, limits: Limits = Limits()) -> None:
@@ -55,6 +59,12 @@ class TaskService:
         self._registry = registry
         self._clock = clock
         self.limits = limits
+        self._counter: TenantCounter | None = None
+        if limits.max_queued_per_tenant > 0:
+            if not isinstance(backend, TenantCounter):
+                raise ConfigurationError(f"the {backend.name} backend cannot count a tenant's queued tasks, so it "
+                                         "cannot enforce a per-tenant cap")
+            self._counter = backend
 
     async def submit(self, request: SubmitRequest) -> Submitted:
         return (await self._enqueue([self._build(request, self._clock.now())]))[0]
@@ -67,6 +77,7 @@ class TaskService:
         return await self._enqueue([self._build_item(i, request, now) for i, request in enumerate(requests)])
 
     async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
+        await self._check_capacity(tasks)
         stored = await self._backend.enqueue(tasks)
         return [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
 
@@ -107,6 +118,16 @@ class TaskService:
             if await self._backend.transition(again, expected=TaskStatus.DEAD):
                 replayed.append(again)
         return replayed
+
+    async def _check_capacity(self, tasks: list[Task]) -> None:
+        """A soft cap: the count and the enqueue are two steps, so concurrent submits can overshoot it by
+        their number. Idempotent resubmits count as new ones (a tenant at its cap gets QueueFull)."""
+        if self._counter is None:
+            return
+        cap = self.limits.max_queued_per_tenant
+        for tenant, adding in Counter(task.tenant for task in tasks).items():
+            if await self._counter.count_waiting(tenant) + adding > cap:
+                raise QueueFull(tenant, cap)
 
     def _submitted(self, new: Task, stored: Task) -> Submitted:
         if stored.id == new.id:

@@ -2,10 +2,13 @@
 
 Parsing lives in functions/wire.py and functions/body.py, error mapping in functions/errors.py,
 the contract in functions/openapi.py. State hangs off `app.state`; nothing here is global.
+Every /v1 handler names the scope it needs with `@_needs(...)`: API keys, tenants and rate limits
+are checked in functions/auth.py before the handler runs (and before any body is read).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -15,17 +18,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.auth import ApiKey, Scope
 from core.codec import schedule_to_dict, task_to_dict
 from core.model import TaskStatus
 from core.schedules import ScheduleService
 from core.services import TaskService
 from functions import openapi, wire
+from functions.auth import Guard, load_keys, owner_of, tenant_of
 from functions.body import read_json
 from functions.bootstrap import Container
 from functions.errors import EXCEPTION_HANDLERS
 from functions.wire import JSONOut
 
-DEFAULT_TENANT = "default"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -44,14 +48,33 @@ class _TaskId(Convertor[str]):
 register_url_convertor("task_id", _TaskId())
 
 
+def _needs(scope: Scope) -> Callable[[Endpoint], Endpoint]:
+    """The endpoint answers only callers whose key has `scope` (and a token left); see functions/auth.py."""
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> Response:
+            guard = cast(Guard, request.app.state.guard)
+            request.state.api_key = await guard.admit(request.headers, scope)
+            return await endpoint(request)
+
+        return guarded
+
+    return decorate
+
+
+def _key(request: Request) -> ApiKey | None:
+    return cast(ApiKey | None, getattr(request.state, "api_key", None))
+
+
 def _tenant(request: Request) -> str | None:
-    """The caller's tenant; None sees every tenant. API keys (a later issue) will decide this."""
-    return None
+    """The caller's tenant; None sees every tenant (no keys configured, or an operator key of tenant '*')."""
+    return tenant_of(_key(request))
 
 
 def _owner(request: Request) -> str:
     """The tenant that new tasks and schedules belong to."""
-    return _tenant(request) or DEFAULT_TENANT
+    return owner_of(_key(request))
 
 
 def _tasks(request: Request) -> TaskService:
@@ -67,67 +90,79 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 # -- tasks --------------------------------------------------------------------------------------
+@_needs(Scope.SUBMIT)
 async def submit_task(request: Request) -> Response:
     submit = wire.submit_request(await _body(request), tenant=_owner(request),
                                  header_key=request.headers.get("idempotency-key"))
     return wire.submitted_response(await _tasks(request).submit(submit))
 
 
+@_needs(Scope.SUBMIT)
 async def submit_tasks(request: Request) -> Response:
     submits = wire.bulk_requests(await _body(request), tenant=_owner(request))
     submitted = await _tasks(request).submit_bulk(submits)
     return JSONOut({"tasks": [task_to_dict(s.task) for s in submitted]}, status_code=202)
 
 
+@_needs(Scope.READ)
 async def list_tasks(request: Request) -> Response:
     page = await _tasks(request).query(wire.task_query(request.query_params, tenant=_tenant(request)))
     return JSONOut(wire.page_to_dict(page))
 
 
+@_needs(Scope.READ)
 async def get_task(request: Request) -> Response:
     task = await _tasks(request).get(request.path_params["id"], _tenant(request))
     return JSONOut(task_to_dict(task))
 
 
+@_needs(Scope.SUBMIT)
 async def cancel_task(request: Request) -> Response:
     task = await _tasks(request).cancel(request.path_params["id"], _tenant(request))
     return JSONOut(task_to_dict(task))
 
 
+@_needs(Scope.READ)
 async def stats(request: Request) -> Response:
     return JSONOut(wire.stats_to_dict(await _tasks(request).stats()))
 
 
 # -- dead letters -------------------------------------------------------------------------------
+@_needs(Scope.READ)
 async def list_dead(request: Request) -> Response:
     query = wire.task_query(request.query_params, tenant=_tenant(request), status=TaskStatus.DEAD)
     return JSONOut(wire.page_to_dict(await _tasks(request).query(query)))
 
 
+@_needs(Scope.ADMIN)
 async def replay_dead(request: Request) -> Response:
     replayed = await _tasks(request).replay(wire.replay_ids(await _body(request)), _tenant(request))
     return JSONOut({"replayed": [task_to_dict(task) for task in replayed]})
 
 
 # -- schedules ----------------------------------------------------------------------------------
+@_needs(Scope.READ)
 async def list_schedules(request: Request) -> Response:
-    return JSONOut(wire.schedules_to_dict(await _schedules(request).all()))
+    return JSONOut(wire.schedules_to_dict(await _schedules(request).all(_tenant(request))))
 
 
+@_needs(Scope.READ)
 async def get_schedule(request: Request) -> Response:
-    return JSONOut(schedule_to_dict(await _schedules(request).get(request.path_params["name"])))
+    return JSONOut(schedule_to_dict(await _schedules(request).get(request.path_params["name"], _tenant(request))))
 
 
+@_needs(Scope.ADMIN)
 async def put_schedule(request: Request) -> Response:
     put = wire.schedule_put(await _body(request))
     schedule = await _schedules(request).put(
         request.path_params["name"], put.spec, put.type, put.payload, queue=put.queue, priority=put.priority,
-        enabled=put.enabled, tenant=_owner(request))
+        enabled=put.enabled, tenant=_tenant(request))
     return JSONOut(schedule_to_dict(schedule))
 
 
+@_needs(Scope.ADMIN)
 async def delete_schedule(request: Request) -> Response:
-    await _schedules(request).delete(request.path_params["name"])
+    await _schedules(request).delete(request.path_params["name"], _tenant(request))
     return Response(status_code=204)
 
 
@@ -186,4 +221,6 @@ def create_app(container: Container) -> Starlette:
     app.state.backend = container.backend
     app.state.body_limit = container.settings.body_limit
     app.state.openapi = openapi.document()
+    settings = container.settings
+    app.state.guard = Guard(load_keys(settings), container.backend, settings.rate_per_second, settings.burst)
     return app

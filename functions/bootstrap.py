@@ -17,7 +17,7 @@ from core.ports import Backend, Clock, Invoker
 from core.registry import Registry
 from core.registry import registry as default_registry
 from core.schedules import ScheduleService
-from core.services import TaskService
+from core.services import Limits, TaskService
 from core.worker import Invocation, WorkerConfig
 from functions.settings import Settings
 
@@ -50,7 +50,10 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
     registry = registry if registry is not None else default_registry
     load_task_modules(settings.task_modules)
     backend = backend or make_backend(settings.backend_url, clock)
-    tasks = TaskService(backend, registry, clock)
+    try:
+        tasks = TaskService(backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"HEXQ_MAX_QUEUED_PER_TENANT: {exc} (not implemented there yet)") from None
     schedules = ScheduleService(backend, tasks, registry, clock, cron_next)
     return Container(settings, backend, registry, clock, tasks, schedules)
 

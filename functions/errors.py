@@ -20,6 +20,8 @@ from core.errors import (
     BackendUnavailable,
     IdempotencyMismatch,
     InvalidTransition,
+    QueueFull,
+    ScheduleNameTaken,
     ScheduleNotFound,
     TaskNotFound,
     UnknownTaskType,
@@ -36,9 +38,11 @@ class ApiError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, message: str, details: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.details = details
+        self.headers = headers
 
 
 class BadJSON(ApiError):
@@ -54,6 +58,44 @@ class BodyTooLarge(ApiError):
     code = "body_too_large"
 
 
+class Unauthorized(ApiError):
+    """No API key, an unknown one, or a revoked one: one answer for all three, so none can be told apart."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("a valid API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                         headers={"WWW-Authenticate": 'Bearer realm="hexq"'})
+
+
+class Forbidden(ApiError):
+    """The key is valid but lacks the scope the endpoint needs."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the {scope!r} scope", {"scope": scope})
+
+
+class RateLimited(ApiError):
+    """The key's token bucket is empty."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, wait: float) -> None:
+        seconds = retry_after(wait)
+        super().__init__(f"too many requests for this API key; retry in {seconds}s", {"retry_after": seconds},
+                         headers={"Retry-After": str(seconds)})
+
+
+def retry_after(seconds: float) -> int:
+    """Whole seconds for a Retry-After header: rounded up, and at least 1 (0 would invite a busy retry loop)."""
+    return max(1, math.ceil(seconds)) if math.isfinite(seconds) else 1
+
+
 def error_response(status: int, code: str, message: str, details: Mapping[str, Any] | None = None,
                    headers: Mapping[str, str] | None = None) -> Response:
     return JSONOut({"error": code, "message": message, "details": details}, status_code=status, headers=headers)
@@ -67,6 +109,7 @@ _DOMAIN: Mapping[type[Exception], tuple[int, str]] = {
     TaskNotFound: (404, "not_found"),
     ScheduleNotFound: (404, "not_found"),
     InvalidTransition: (409, "invalid_transition"),
+    ScheduleNameTaken: (409, "name_taken"),
 }
 _HTTP_CODES: Mapping[int, str] = {404: "not_found", 405: "method_not_allowed"}
 
@@ -83,7 +126,7 @@ async def _domain(request: Request, exc: Exception) -> Response:
 
 async def _api(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, str(exc), exc.details)
+    return error_response(exc.status, exc.code, str(exc), exc.details, exc.headers)
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
@@ -92,6 +135,13 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     retry_after = str(max(0, math.ceil(seconds))) if math.isfinite(seconds) else "1"
     return error_response(503, "backend_unavailable", str(exc), {"retry_after": int(retry_after)},
                           headers={"Retry-After": retry_after})
+
+
+async def _queue_full(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, QueueFull)
+    seconds = retry_after(exc.retry_after)
+    return error_response(429, "queue_full", str(exc), {"limit": exc.limit, "retry_after": seconds},
+                          headers={"Retry-After": str(seconds)})
 
 
 async def _http(request: Request, exc: Exception) -> Response:
@@ -116,6 +166,7 @@ EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
     **{cls: _domain for cls in _DOMAIN},
     ApiError: _api,
     BackendUnavailable: _unavailable,
+    QueueFull: _queue_full,
     HTTPException: _http,
     ClientDisconnect: _disconnected,
     Exception: _internal,

@@ -44,13 +44,29 @@ def _json(schema: Schema, description: str, headers: dict[str, Any] | None = Non
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    names = {400: "BadJSON", 404: "NotFound", 409: "Conflict", 413: "TooLarge", 422: "Invalid", 503: "Unavailable"}
+    names = {400: "BadJSON", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+             413: "TooLarge", 422: "Invalid", 429: "TooMany", 503: "Unavailable"}
     return {str(status): {"$ref": f"#/components/responses/{names[status]}"} for status in statuses}
 
 
+# Either header carries the key; an operation lists both as alternatives.
+_SECURITY: list[dict[str, list[str]]] = [{"bearerKey": []}, {"headerKey": []}]
+_SECURITY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>."},
+    "headerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: <API key>."},
+}
+
+
 def _op(op_id: str, summary: str, responses: dict[str, Any], *, params: list[Any] | None = None,
-        body: Schema | None = None, tag: str = "tasks") -> dict[str, Any]:
+        body: Schema | None = None, tag: str = "tasks", scope: str | None = None) -> dict[str, Any]:
+    """An operation; with a `scope`, a protected one: security schemes, the scope in its description,
+    and the 401/403/429 every protected operation can answer."""
+    if scope is not None:
+        responses = {**responses, **_errors(401, 403, 429)}
     operation: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
+    if scope is not None:
+        operation["security"] = _SECURITY
+        operation["description"] = f"Needs an API key with the `{scope}` scope (or `admin`) when keys are configured."
     if params:
         operation["parameters"] = params
     if body is not None:
@@ -113,11 +129,12 @@ _SCHEDULE: Schema = _obj({
 _ERROR: Schema = _obj({
     "error": {"type": "string", "description": "A stable machine-readable code.", "enum": [
         "bad_json", "body_too_large", "validation_error", "unknown_task_type", "idempotency_mismatch", "not_found",
-        "method_not_allowed", "invalid_transition", "backend_unavailable", "client_disconnected", "http_error",
-        "internal_error"]},
+        "method_not_allowed", "invalid_transition", "name_taken", "backend_unavailable", "client_disconnected",
+        "http_error", "internal_error", "unauthorized", "forbidden", "rate_limited", "queue_full"]},
     "message": {"type": "string", "description": "For humans; may change."},
     "details": {"type": ["object", "null"], "description": "validation errors: {field: 'tasks[3].priority'}; "
-                "invalid_transition: {current, target}; backend_unavailable: {retry_after}."},
+                "invalid_transition: {current, target}; backend_unavailable, rate_limited: {retry_after}; "
+                "queue_full: {limit, retry_after}; forbidden: {scope}."},
 }, ["error", "message", "details"])
 
 _COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
@@ -155,7 +172,13 @@ _RESPONSES: dict[str, Any] = {
     "Invalid": _json(_ERR, "validation_error (details.field names the field), unknown_task_type, or "
                      "idempotency_mismatch."),
     "NotFound": _json(_ERR, "not_found: no such task or schedule (or another tenant's)."),
-    "Conflict": _json(_ERR, "invalid_transition: e.g. cancelling a task that is running or finished."),
+    "Conflict": _json(_ERR, "invalid_transition: e.g. cancelling a task that is running or finished; name_taken: "
+                      "another tenant has a schedule of that name."),
+    "Unauthorized": _json(_ERR, "unauthorized: no API key, an unknown one or a revoked one (one answer for all).",
+                          {"WWW-Authenticate": {"description": "Bearer realm=\"hexq\"", "schema": {"type": "string"}}}),
+    "Forbidden": _json(_ERR, "forbidden: the key lacks the scope this operation needs (details.scope)."),
+    "TooMany": _json(_ERR, "rate_limited: the key's request rate is used up; queue_full (submits): the tenant "
+                     "has HEXQ_MAX_QUEUED_PER_TENANT tasks waiting. Retry after Retry-After seconds.", _RETRY_AFTER),
     "Unavailable": _json(_ERR, "backend_unavailable: retry after Retry-After seconds.", _RETRY_AFTER),
 }
 
@@ -189,41 +212,45 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": {"get": _op("openapi", "This document.",
                                      {"200": _json({"type": "object"}, "OpenAPI 3.1.")}, tag="meta")},
         "/v1/tasks": {
-            "post": _op("submitTask", "Submit a task.", submit, params=[_KEY], body=_ref("SubmitTask")),
+            "post": _op("submitTask", "Submit a task.", submit, params=[_KEY], body=_ref("SubmitTask"), scope="submit"),
             "get": _op("listTasks", "List tasks, newest first.",
                        {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
-                       params=[_STATUS, _TYPE, _QUEUE, _LIMIT, _CURSOR]),
+                       params=[_STATUS, _TYPE, _QUEUE, _LIMIT, _CURSOR], scope="read"),
         },
         "/v1/tasks:bulk": {"post": _op(
             "submitTasks", "Submit many tasks in one round trip: all or nothing.",
             {"202": _json(_ref("TaskList"), "The tasks, in request order."), **_errors(400, 413, 422, 503)},
-            body=_ref("BulkSubmit"))},
-        "/v1/tasks/{id}": {"get": _op("getTask", "One task.", {"200": task, **_errors(404, 503)}, params=[_ID])},
+            body=_ref("BulkSubmit"), scope="submit")},
+        "/v1/tasks/{id}": {"get": _op("getTask", "One task.", {"200": task, **_errors(404, 503)}, params=[_ID],
+                                        scope="read")},
         "/v1/tasks/{id}:cancel": {"post": _op(
             "cancelTask", "Cancel a queued or scheduled task.",
-            {"200": _json(_ref("Task"), "The cancelled task."), **_errors(404, 409, 503)}, params=[_ID])},
+            {"200": _json(_ref("Task"), "The cancelled task."), **_errors(404, 409, 503)}, params=[_ID],
+            scope="submit")},
         "/v1/stats": {"get": _op("stats", "Counts by status and the queued depth.",
-                                 {"200": _json(_ref("Stats"), "Counts."), **_errors(503)})},
+                                 {"200": _json(_ref("Stats"), "Counts."), **_errors(503)}, scope="read")},
         "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
                                 {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
-                                params=[_TYPE, _QUEUE, _LIMIT, _CURSOR], tag="dead letters")},
+                                params=[_TYPE, _QUEUE, _LIMIT, _CURSOR], tag="dead letters",
+                                scope="read")},
         "/v1/dead:replay": {"post": _op(
             "replayDead", "Queue dead tasks again with fresh attempts. Unknown or not-dead ids are skipped.",
             {"200": _json(_ref("Replayed"), "The tasks that were dead and are queued again."),
-             **_errors(400, 413, 422, 503)}, body=_ref("Replay"), tag="dead letters")},
+             **_errors(400, 413, 422, 503)}, body=_ref("Replay"), tag="dead letters", scope="admin")},
         "/v1/schedules": {"get": _op("listSchedules", "All schedules, by name.",
                                      {"200": _json(_ref("ScheduleList"), "Schedules."), **_errors(503)},
-                                     tag="schedules")},
+                                     tag="schedules", scope="read")},
         "/v1/schedules/{name}": {
             "get": _op("getSchedule", "One schedule.",
                        {"200": _json(_ref("Schedule"), "The schedule."), **_errors(404, 503)},
-                       params=[_NAME], tag="schedules"),
+                       params=[_NAME], tag="schedules", scope="read"),
             "put": _op("putSchedule", "Create or replace a schedule.",
-                       {"200": _json(_ref("Schedule"), "The stored schedule."), **_errors(400, 413, 422, 503)},
-                       params=[_NAME], body=_ref("SchedulePut"), tag="schedules"),
+                       {"200": _json(_ref("Schedule"), "The stored schedule."),
+                        **_errors(400, 409, 413, 422, 503)},
+                       params=[_NAME], body=_ref("SchedulePut"), tag="schedules", scope="admin"),
             "delete": _op("deleteSchedule", "Delete a schedule.",
                           {"204": {"description": "Deleted."}, **_errors(404, 503)}, params=[_NAME],
-                          tag="schedules"),
+                          tag="schedules", scope="admin"),
         },
     }
 
@@ -234,7 +261,16 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "hexq", "version": "1", "description": (
             "A distributed task queue. Every error is JSON {error, message, details}; a wrong method is 405 "
-            "method_not_allowed. Tasks are delivered at least once.")},
+            "method_not_allowed. Tasks are delivered at least once.\n\n"
+            "Authentication: when the server has API keys (HEXQ_API_KEYS), every /v1 operation needs one, sent as "
+            "`Authorization: Bearer <key>` or `X-API-Key: <key>` (never in the URL); /, /healthz, /readyz and "
+            "/openapi.json stay open. A missing, unknown or revoked key is 401 unauthorized; a key without the "
+            "operation's scope is 403 forbidden. Scopes: submit (submit, bulk submit, cancel), read (tasks, stats, "
+            "dead letters, schedules), admin (replay dead letters, put and delete schedules; implies the others). "
+            "A key belongs to a tenant and sees only that tenant's tasks and schedules: another tenant's is 404 "
+            "not_found. Exception: /v1/stats counts every tenant's tasks (stats are not per tenant). Each key has a "
+            "token bucket (HEXQ_RATE, HEXQ_BURST): over it, 429 rate_limited with Retry-After. With no keys "
+            "configured the API is open and every caller sees every tenant.")},
         "paths": _paths(),
-        "components": {"schemas": _SCHEMAS, "responses": _RESPONSES},
+        "components": {"schemas": _SCHEMAS, "responses": _RESPONSES, "securitySchemes": _SECURITY_SCHEMES},
     })

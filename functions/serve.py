@@ -29,12 +29,14 @@ from functions.worker import stop_on_signals
 log = logging.getLogger("hexq.serve")
 
 
-def check_bind(host: str, insecure: bool) -> None:
-    """Refuse a non-loopback address: until API keys exist, anyone who reaches the port owns the queue."""
-    if insecure or is_loopback(host):
+def check_bind(host: str, insecure: bool, *, keys: bool = False) -> None:
+    """Refuse a non-loopback address unless API keys are configured: without them, anyone who reaches the
+    port owns the queue."""
+    if insecure or keys or is_loopback(host):
         return
-    raise ConfigurationError(f"refusing to bind {host!r}: hexq serve has no API keys yet, so it only listens on "
-                             "loopback (127.0.0.1, ::1, localhost). Pass --insecure-bind to expose it anyway.")
+    raise ConfigurationError(f"refusing to bind {host!r}: no API keys are configured, so hexq serve only listens on "
+                             "loopback (127.0.0.1, ::1, localhost). Configure HEXQ_API_KEYS (see `python -m "
+                             "functions.auth keygen`), or pass --insecure-bind to expose it anyway.")
 
 
 def is_loopback(host: str) -> bool:
@@ -47,7 +49,9 @@ def is_loopback(host: str) -> bool:
 
 
 async def serve(settings: Settings, *, insecure_bind: bool = False) -> int:
-    check_bind(settings.host, insecure_bind)
+    from functions.auth import load_keys  # a bad key entry stops serve here, before anything binds
+
+    check_bind(settings.host, insecure_bind, keys=bool(load_keys(settings)))
     container = bootstrap(settings)
     try:
         with _bound_socket(settings.host, settings.port) as sock:

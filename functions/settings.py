@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from core.errors import ConfigurationError
+from core.ratelimit import parse_rate
 from core.registry import check_name
 
 DEFAULT_BACKEND = "sqlite:///hexq.db"
@@ -32,6 +33,12 @@ class Settings:
     body_limit: int = 256 * 1024
     retention: float = 7 * 86_400.0
     log_level: str = "INFO"
+    # API keys (functions/auth.py): entries inline and/or in a file; both empty = an open API.
+    api_keys: str = field(default="", repr=False)
+    api_keys_file: str = ""
+    rate: str = "100/s"  # each API key's bucket refills this fast ("0": no limit) ...
+    burst: int = 200  # ... and holds this many requests
+    max_queued_per_tenant: int = 0  # 0: unlimited
 
     def __post_init__(self) -> None:
         """Refuse values that would make hexq misbehave (a zero lease, a negative grace) before anything runs."""
@@ -46,6 +53,10 @@ class Settings:
             raise ConfigurationError("HEXQ_QUEUES names no queue")
         for queue in self.queues:
             check_name(queue, "queue")
+        try:
+            parse_rate(self.rate)
+        except ValueError as exc:
+            raise ConfigurationError(f"HEXQ_RATE: {exc}") from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +76,10 @@ class Settings:
     def invocation_cap(self) -> int:
         return self.max_invocations or self.workers
 
+    @property
+    def rate_per_second(self) -> float:
+        return parse_rate(self.rate)
+
 
 def env_name(field: str) -> str:
     """The environment variable behind a setting."""
@@ -76,7 +91,8 @@ def _csv(raw: str) -> tuple[str, ...]:
 
 
 _ENV_NAMES = {"backend_url": "HEXQ_BACKEND", "lease_seconds": "HEXQ_LEASE", "task_modules": "HEXQ_TASKS"}
-_LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "max_invocations": 0,
+_LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "max_invocations": 0, "burst": 1,
+                 "max_queued_per_tenant": 0,
                  "lease_seconds": 0, "idle_wait": 0, "budget": 0, "poll_interval": 0, "grace": 0, "retention": 0}
 # Zero is not allowed for these: e.g. idle_wait 0 turns a waiting claim into a busy loop.
 _POSITIVE = frozenset({"lease_seconds", "idle_wait", "budget", "poll_interval"})

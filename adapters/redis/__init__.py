@@ -24,6 +24,8 @@ Keys (keys.py spells them all; _lib.lua documents the block every script gets):
     queues           SET   queues that may hold ready tasks (stats)
     wake:<queue>     LIST  wake tokens for blocked claimers
     schedules        HASH  d:<name> -> schedule JSON, r:<name> -> "<next_run>|<last_run>"
+    rate:<hash>      HASH  tokens, updated: a RateLimiter bucket; <hash> is 32 hex digits of the
+                           SHA-256 of the bucket's name (caller data never spells a key)
 
 Every multi-key operation is one Lua script (scripts/*.lua), so claim, settle, extend, bulk
 enqueue, promotion and reclaim are each one round trip and atomic. Due times and lease expiries

@@ -14,7 +14,8 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-TASK_SCRIPTS = ("enqueue", "claim", "extend", "settle", "transition", "promote", "reclaim", "purge", "query", "stats")
+TASK_SCRIPTS = ("enqueue", "claim", "extend", "settle", "transition", "promote", "reclaim", "purge", "query", "stats",
+                "ratelimit")
 STANDALONE_SCRIPTS = ("schedule_advance",)
 LIBRARY = "_lib"
 

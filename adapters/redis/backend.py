@@ -11,6 +11,7 @@ from adapters.redis._lua import Scripts
 from adapters.redis.connection import Client, Target, connect, parse, translated
 from adapters.redis.keys import Keys, check_part, is_part, schedule_fields
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from core.ratelimit import check
 from core.schedule import Schedule
 
 PROMOTE_LIMIT = 1000  # due tasks a claim promotes first; the poller's promote_due moves the rest
@@ -166,6 +167,14 @@ class RedisBackend:
                                                [schedule_fields(name)[1], records.number(expected_next),
                                                 records.number(next_run)])
         return bool(advanced)
+
+    # -- RateLimiter ------------------------------------------------------------------------
+    async def acquire(self, key: str, rate: float, burst: int) -> float:
+        check(rate, burst)
+        with translated():
+            wait = await self._scripts.run("ratelimit", [*self._block, self.keys.rate_bucket(key)],
+                                           [*self._common, records.number(rate), int(burst)])
+        return float(wait)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -9,6 +9,7 @@ The Lua scripts get full key names (KEYS) and prefixes (ARGV) from here and only
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -75,6 +76,11 @@ class Keys:
     @property
     def schedules(self) -> str:
         return self._key("schedules")
+
+    def rate_bucket(self, name: str) -> str:
+        """A RateLimiter bucket. Bucket names are caller data, so the key holds a hash of the name, never
+        the name: any string is safe, and every bucket key has the same short shape."""
+        return self._key("rate:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32])
 
 
 # -- hash fields (user data is fine here: fields are not key names) ------------------------------

@@ -126,6 +126,14 @@ class SQLiteBackend:
     async def advance_schedule(self, name: str, expected_next: float, next_run: float) -> bool:
         return await self._run(ops.advance_schedule, name, expected_next, next_run)
 
+    # -- RateLimiter ------------------------------------------------------------------------
+    async def acquire(self, key: str, rate: float, burst: int) -> float:
+        return await self._run(ops.acquire, self._clock, key, rate, burst)
+
+    # -- TenantCounter ----------------------------------------------------------------------
+    async def count_waiting(self, tenant: str) -> int:
+        return await self._run(ops.count_waiting, tenant)
+
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:
         await self._run(ops.ping)

@@ -23,6 +23,7 @@ from adapters.sqlite.rows import (
 from adapters.sqlite.schema import transaction
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
+from core.ratelimit import Bucket, take
 from core.schedule import Schedule
 
 _MAX_CURSOR_DIGITS = 18  # fits a signed 64-bit integer
@@ -210,6 +211,23 @@ def advance_schedule(conn: sqlite3.Connection, name: str, expected_next: float, 
     cursor = conn.execute("UPDATE schedules SET next_run = ?, last_run = ? WHERE name = ? AND next_run = ?",
                           (next_run, expected_next, name, expected_next))
     return cursor.rowcount == 1
+
+
+# -- RateLimiter ----------------------------------------------------------------------------
+def acquire(conn: sqlite3.Connection, clock: Clock, key: str, rate: float, burst: int) -> float:
+    with transaction(conn):  # IMMEDIATE: two processes cannot both take the last token
+        row = conn.execute("SELECT tokens, updated FROM rate_buckets WHERE key = ?", (key,)).fetchone()
+        bucket, wait = take(None if row is None else Bucket(row["tokens"], row["updated"]), clock.now(), rate, burst)
+        conn.execute("INSERT OR REPLACE INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)",
+                     (key, bucket.tokens, bucket.updated))
+    return wait
+
+
+# -- TenantCounter --------------------------------------------------------------------------
+def count_waiting(conn: sqlite3.Connection, tenant: str) -> int:
+    (count,) = conn.execute("SELECT COUNT(*) FROM tasks WHERE tenant = ? AND status IN ('queued', 'scheduled')",
+                            (tenant,)).fetchone()
+    return int(count)
 
 
 def ping(conn: sqlite3.Connection) -> None:

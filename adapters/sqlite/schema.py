@@ -57,12 +57,15 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (status, lease_expires)",
     "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (status, finished_at)",
     "CREATE INDEX IF NOT EXISTS tasks_listing ON tasks (status, seq)",  # query by status, newest first
+    "CREATE INDEX IF NOT EXISTS tasks_tenant ON tasks (tenant, status)",  # the per-tenant queued cap
     "CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency ON tasks (tenant, idempotency_key)"
     " WHERE idempotency_key IS NOT NULL",
     SCHEDULES,
     # Fencing tokens come from one global counter, so a token is never reused, even across queues.
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO counters (name, value) VALUES ('lease_token', 0)",
+    # Token buckets of the RateLimiter port: one row per bucket (per API key), so no purge is needed.
+    "CREATE TABLE IF NOT EXISTS rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
 )
 
 
