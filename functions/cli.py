@@ -149,6 +149,12 @@ async def _replay(container: Container, ids: list[str] | None, *, replay_all: bo
     return 0
 
 
+def _keygen(settings: Settings, args: argparse.Namespace) -> int:
+    from functions.auth import main as auth_main
+
+    return auth_main(["keygen", *args.rest])
+
+
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from functions.bench.runner import run_command
 
@@ -252,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
     _setting(serve, "--host", "host", str, "HOST", "loopback only unless --insecure-bind (127.0.0.1)")
     _setting(serve, "--port", "port", int, "PORT", "default 8000")
     _setting(serve, "--workers", "workers", int, "N", "worker processes (2)")
-    serve.add_argument("--insecure-bind", action="store_true", help="allow a non-loopback --host (no API keys yet!)")
+    serve.add_argument("--insecure-bind", action="store_true",
+                       help="allow a non-loopback --host without API keys (anyone who reaches it owns the queue)")
     command("worker", _worker, "run worker invocations back to back until SIGTERM/SIGINT", running)
     command("poller", _poller, "promote due tasks, recover expired leases, fire schedules (no workers)", running)
 
@@ -280,6 +287,11 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--limit", type=int, default=50, metavar="N", help="how many to list (default 50)")
     dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    keygen = sub.add_parser("keygen", help="make an API key: prints the secret once and its HEXQ_API_KEYS entry",
+                            add_help=False)
+    keygen.add_argument("rest", nargs=argparse.REMAINDER)
+    keygen.set_defaults(command=_keygen)
+
     # Not `command(...)`: the common --tasks (task modules) would clash with bench's --tasks N.
     bench = sub.add_parser("bench", help="measure enqueue, drain and latency for a backend",
                            description="measure enqueue, drain and latency for a backend")
@@ -298,6 +310,9 @@ _TUNING: tuple[tuple[str, str, Callable[[str], Any], str, str], ...] = (
     ("--batch", "batch", int, "N", "backlog per worker invocation the poller starts (10)"),
     ("--max-invocations", "max_invocations", int, "N", "cap on invocations at once (0: --workers)"),
     ("--body-limit", "body_limit", int, "BYTES", "largest request body the API accepts (262144)"),
+    ("--rate", "rate", str, "RATE", "requests per API key, e.g. 100/s; 0 = no limit (100/s)"),
+    ("--burst", "burst", int, "N", "requests an API key may send at once (200)"),
+    ("--max-queued-per-tenant", "max_queued_per_tenant", int, "N", "waiting tasks per tenant; 0 = unlimited (0)"),
     ("--retention", "retention", float, "S", "finished tasks are purged after this (604800 = 7 days)"),
 )
 _PREFIX = "setting:"

@@ -264,3 +264,15 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "functions.cli", "--help"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0 and "serve" in done.stdout and "submit" in done.stdout
+
+
+def test_keygen_prints_a_secret_once_and_an_entry_that_holds_only_its_hash(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    assert main(["keygen", "ci", "--tenant", "acme", "--scopes", "submit,read"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    secret = out[0].rsplit(" ", 1)[1]
+    entry = out[1].rsplit(" ", 1)[1]
+    assert entry == f"ci:acme:read+submit:sha256={hashlib.sha256(secret.encode()).hexdigest()}"
+    assert secret not in entry
