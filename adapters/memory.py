@@ -139,7 +139,9 @@ class MemoryBackend:
             for task in self._tasks.values():
                 by_status[task.status] += 1
                 if task.status is TaskStatus.QUEUED:
-                    levels = queued.setdefault(task.queue, {p: 0 for p in Priority})
+                    levels = queued.get(task.queue)
+                    if levels is None:  # a dict per queue, not per task: the poller calls this every tick
+                        levels = queued[task.queue] = {p: 0 for p in Priority}
                     levels[task.priority] += 1
         return Stats(by_status, queued)
 
