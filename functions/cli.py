@@ -52,13 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from functions.serve import serve
 
-    return asyncio.run(serve(settings, insecure_bind=args.insecure_bind))
+    return asyncio.run(serve(settings, insecure_bind=args.insecure_bind, strict=args.strict))
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from functions.worker import default_worker_id, run_worker
 
     async def run(container: Container) -> int:
+        from functions.redis_check import startup_check
+
+        await startup_check(settings.backend_url, strict=args.strict)
         worker_id = default_worker_id()
         print(f"hexq worker {worker_id} on {','.join(settings.queues)} (backend {settings.backend_url}, "
               f"concurrency {settings.concurrency})", flush=True)
@@ -260,7 +263,10 @@ def _parser() -> argparse.ArgumentParser:
     _setting(serve, "--workers", "workers", int, "N", "worker processes (2)")
     serve.add_argument("--insecure-bind", action="store_true",
                        help="allow a non-loopback --host without API keys (anyone who reaches it owns the queue)")
-    command("worker", _worker, "run worker invocations back to back until SIGTERM/SIGINT", running)
+    worker = command("worker", _worker, "run worker invocations back to back until SIGTERM/SIGINT", running)
+    for p in (serve, worker):
+        p.add_argument("--strict", action="store_true",
+                       help="refuse to start on a Redis without maxmemory-policy noeviction and persistence")
     command("poller", _poller, "promote due tasks, recover expired leases, fire schedules (no workers)", running)
 
     submit = command("submit", _submit, "submit a task and print it as JSON")

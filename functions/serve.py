@@ -48,10 +48,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(settings: Settings, *, insecure_bind: bool = False) -> int:
+async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool = False) -> int:
     from functions.auth import load_keys  # a bad key entry stops serve here, before anything binds
+    from functions.redis_check import startup_check
 
     check_bind(settings.host, insecure_bind, keys=bool(load_keys(settings)))
+    await startup_check(settings.backend_url, strict=strict)  # Redis: warn (or, --strict, refuse) when unsafe
     container = bootstrap(settings)
     try:
         with _bound_socket(settings.host, settings.port) as sock:

@@ -1,0 +1,159 @@
+"""RELIABILITY T25: a Hypothesis state machine over the memory and SQLite backends, with a FakeClock.
+
+Rules: enqueue, claim, settle success, settle failure, let leases expire and reclaim them (as the poller
+does), promote due tasks, cancel, and try to settle with a stale token. After every step: each task is in
+exactly one status; running <=> the model holds its current lease; attempts <= max_attempts; a succeeded
+task is never claimed again; a stale token never settles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from adapters.memory import MemoryBackend
+from adapters.sqlite import SQLiteBackend
+from core import outcome
+from core.clock import FakeClock
+from core.errors import InvalidTransition
+from core.model import Lease, Settlement, TaskQuery, TaskStatus
+from core.registry import Registry
+from core.retry import RetryPolicy
+from core.services import SubmitRequest, TaskService
+
+pytestmark = pytest.mark.reliability
+
+LEASE = 30.0
+POLICY = RetryPolicy(base=5.0, cap=20.0, jitter=0.0)
+
+
+def _registry() -> Registry:
+    registry = Registry()
+
+    @registry.task("job", max_attempts=3)
+    async def job(payload: dict[str, Any]) -> None:
+        return None
+
+    return registry
+
+
+class QueueMachine(RuleBasedStateMachine):
+    backend_kind = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = FakeClock()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.backend: Any = (MemoryBackend(self.clock) if self.backend_kind == "memory"
+                             else SQLiteBackend(str(Path(self.tmp.name) / "hexq.db"), self.clock))
+        self.service = TaskService(self.backend, _registry(), self.clock)
+        self.ids: list[str] = []
+        self.current: dict[str, Lease] = {}  # task id -> the lease a worker holds now
+        self.stale: list[Lease] = []
+        self.succeeded: set[str] = set()
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.run(self.backend.close())
+        self.loop.close()
+        self.tmp.cleanup()
+
+    @rule(delay=st.sampled_from([None, 0.0, 10.0]))
+    def enqueue(self, delay: float | None) -> None:
+        task = self.run(self.service.submit(SubmitRequest("job", {}, delay=delay))).task
+        self.ids.append(task.id)
+
+    @rule(n=st.integers(1, 3))
+    def claim(self, n: int) -> None:
+        leases = self.run(self.backend.claim(["default"], n, lease_seconds=LEASE, worker_id="w"))
+        for lease in leases:
+            assert lease.task.id not in self.succeeded, "a succeeded task was claimed again"
+            assert lease.task.id not in self.current
+            assert lease.task.status is TaskStatus.RUNNING and lease.expires_at > self.clock.now()
+            self.current[lease.task.id] = lease
+
+    def _settle(self, lease: Lease, task: Any) -> bool:
+        return bool(self.run(self.backend.settle([Settlement(lease, task)]))[0])
+
+    @precondition(lambda self: self.current)
+    @rule(data=st.data())
+    def settle_success(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(sorted(self.current)))
+        lease = self.current.pop(task_id)
+        assert self._settle(lease, outcome.succeeded(lease.task, None, self.clock.now()))
+        self.stale.append(lease)
+        self.succeeded.add(task_id)
+
+    @precondition(lambda self: self.current)
+    @rule(data=st.data())
+    def settle_failure(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(sorted(self.current)))
+        lease = self.current.pop(task_id)
+        assert self._settle(lease, outcome.failed(lease.task, "boom", self.clock.now(), POLICY, rand=lambda: 0.5))
+        self.stale.append(lease)
+
+    @rule()
+    def expire_and_reclaim(self) -> None:
+        self.clock.advance(LEASE + 1)
+        reclaimed = self.run(self.backend.reclaim_expired(100, LEASE))
+        assert {lease.task.id for lease in reclaimed} == set(self.current)
+        for lease in reclaimed:
+            self.stale.append(self.current.pop(lease.task.id))
+            assert self._settle(lease, outcome.lost(lease.task, self.clock.now()))
+            self.stale.append(lease)
+
+    @rule(seconds=st.sampled_from([0.0, 5.0, 25.0]))
+    def promote_due(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.run(self.backend.promote_due(100))
+
+    @precondition(lambda self: self.ids)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(self.ids))
+        before = self.run(self.backend.get(task_id))
+        try:
+            self.run(self.service.cancel(task_id))
+        except InvalidTransition:
+            assert before.status not in (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
+
+    @precondition(lambda self: self.stale)
+    @rule(data=st.data())
+    def stale_token_never_settles(self, data: st.DataObject) -> None:
+        lease = data.draw(st.sampled_from(self.stale))
+        assert not self._settle(lease, outcome.succeeded(lease.task, "late", self.clock.now()))
+
+    @invariant()
+    def every_task_in_one_status_and_running_iff_leased(self) -> None:
+        seen: dict[str, TaskStatus] = {}
+        for status in TaskStatus:
+            page = self.run(self.backend.query(TaskQuery(status=status, limit=500)))
+            for task in page.items:
+                assert task.id not in seen, f"{task.id} is both {seen[task.id]} and {status}"
+                seen[task.id] = status
+                assert task.attempts <= task.max_attempts
+        assert set(seen) == set(self.ids)
+        assert {i for i, s in seen.items() if s is TaskStatus.RUNNING} == set(self.current)
+        assert all(seen[i] is TaskStatus.SUCCEEDED for i in self.succeeded)
+
+
+class SQLiteQueueMachine(QueueMachine):
+    backend_kind = "sqlite"
+
+
+BOUNDED = settings(max_examples=50, stateful_step_count=30, deadline=None, database=None,
+                   suppress_health_check=[HealthCheck.too_slow])
+TestMemoryStateMachine = QueueMachine.TestCase
+TestMemoryStateMachine.settings = BOUNDED
+TestSQLiteStateMachine = SQLiteQueueMachine.TestCase
+TestSQLiteStateMachine.settings = BOUNDED
