@@ -74,10 +74,14 @@ def make_backend(url: str, clock: Clock) -> Backend:
             from adapters.redis import RedisBackend
 
             return RedisBackend.from_url(url)
+        case "aws":
+            from adapters.aws import AwsBackend
+
+            return AwsBackend.from_url(url, clock)
         case other:
             raise ConfigurationError(f"HEXQ_BACKEND has an unsupported scheme {other!r} in {url!r}; "
                                      "use memory://, sqlite:///path.db, redis://host:port/db, rediss://... "
-                                     "or redis+cluster://host:port,host:port")
+                                     "redis+cluster://host:port,host:port or aws://?region=...&prefix=...")
 
 
 def sqlite_path(url: str) -> str:

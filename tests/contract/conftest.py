@@ -6,6 +6,7 @@ backend a test asks for is built (getfixturevalue), so a missing server skips on
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from core.retry import RetryPolicy
 from core.services import TaskService
 
 BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
-            pytest.param("redis_cluster", marks=pytest.mark.redis)]
+            pytest.param("redis_cluster", marks=pytest.mark.redis), pytest.param("aws", marks=pytest.mark.aws)]
 
 
 @pytest.fixture
@@ -90,3 +91,162 @@ def make_task(clock: FakeClock) -> Callable[..., Task]:
         return Task(**(defaults | fields))
 
     return make
+
+
+# -- aws: DynamoDB + SQS under moto, in process (no request leaves the machine) --------------------------
+AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_CONFIG_FILE": "/nonexistent/hexq-test", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/hexq-test"}
+AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS",
+             "AWS_ENDPOINT_URL_DYNAMODB", "AWS_CA_BUNDLE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+
+
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region, and nothing that could point boto3 at a real account or endpoint."""
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in AWS_UNSET:
+        monkeypatch.delenv(name, raising=False)
+
+
+def sqs_best_effort_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto deliver standard-queue messages newest first.
+
+    moto hands them out in send order, which real SQS does not promise ("best-effort ordering").
+    Newest first is an order SQS may produce, so the aws leg runs against what SQS guarantees
+    rather than what moto happens to do: every test that relies on FIFO fails on aws, and is
+    marked as the capability gap below instead of passing by luck.
+    """
+    from moto.sqs.models import Queue
+
+    def newest_first(queue: Queue) -> list[Any]:
+        return [m for m in reversed(queue._messages) if m.visible and not m.delayed]
+
+    monkeypatch.setattr(Queue, "messages", property(newest_first))
+
+
+_BOTO_SESSIONS: list[Any] = []
+
+
+def aws_client_factory() -> Callable[[str], Any]:
+    """Clients from one boto3 session for the whole run: it loads the service models once (a fresh
+    session per test costs ~0.2 s). Call it with the fake credentials in place; clients are per test."""
+    import boto3
+
+    if not _BOTO_SESSIONS:
+        _BOTO_SESSIONS.append(boto3.session.Session(region_name="us-east-1"))
+    return lambda service: _BOTO_SESSIONS[0].client(service, region_name="us-east-1")
+
+
+def dynamodb_atomic_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's DynamoDB handle one request at a time.
+
+    DynamoDB checks a ConditionExpression and writes atomically; moto checks, then writes, with no
+    lock, so two threads can both pass the same condition (seen: a token bucket handing out six
+    tokens of five). The aws adapter's fencing and idempotency rest on that atomicity, so the
+    emulator must give it. (SQS is left concurrent: a long poll must not hold up other requests.)
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    original = DynamoHandler.call_action
+
+    def atomic(self: DynamoHandler) -> Any:
+        with lock:
+            return original(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", atomic)
+
+
+@pytest.fixture
+def aws_clients(aws_backend: Backend) -> Callable[[str], Any]:
+    """The client factory of the aws leg, inside its mock_aws (for tests that use SQS or DynamoDB by hand)."""
+    return aws_client_factory()
+
+
+@pytest.fixture
+async def aws_backend(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
+    """A fresh table and queues per test, in moto's mock_aws; one-second long polls keep waits short."""
+    moto = pytest.importorskip("moto")
+    from adapters.aws import AwsBackend, AwsConfig
+
+    fake_aws_credentials(monkeypatch)
+    sqs_best_effort_order(monkeypatch)
+    dynamodb_atomic_writes(monkeypatch)
+    with moto.mock_aws():
+        backend = AwsBackend(AwsConfig("us-east-1", prefix="hexq-test", long_poll=1), clock,
+                             client_factory=aws_client_factory())
+        await backend.create_resources()
+        yield backend
+        await backend.close()
+
+
+# -- capabilities: what each backend gives beyond the ports, and the tests that rely on it ----------------
+# A test that relies on a capability a backend lacks is marked xfail(strict=True) for that backend: the
+# gap is stated and checked (it must keep failing), never skipped. The table is printed after a run.
+CAPABILITIES: dict[str, str] = {
+    "priority": "strict priority across the four levels",
+    "fifo": "FIFO within a priority level (a released or retried task keeps its place)",
+    "exactly_once_receive": "the transport hands a queued task out once (no duplicate deliveries)",
+}
+HAS: dict[str, frozenset[str]] = {
+    "memory": frozenset(CAPABILITIES),
+    "sqlite": frozenset(CAPABILITIES),
+    "redis": frozenset(CAPABILITIES),
+    "redis_cluster": frozenset(CAPABILITIES),
+    "aws": frozenset({"priority"}),
+}
+GAPS: dict[tuple[str, str], str] = {
+    ("aws", "fifo"): "SQS standard queues are best-effort ordered, and a released or retried task is sent "
+                     "to the back of its level",
+    ("aws", "exactly_once_receive"): "SQS delivers at least once; the conditional claim drops duplicates, so "
+                                     "each queued task is still claimed once (test_aws_only)",
+}
+RELIES_ON: dict[str, tuple[str, ...]] = {
+    "test_strict_priority_across_the_four_levels": ("priority", "fifo"),  # FIFO within each level, too
+    "test_fifo_within_a_priority_level": ("fifo",),
+    "test_claim_takes_only_from_the_given_queues": ("fifo",),  # the last claim's order
+    "test_batch_claim_takes_up_to_n": ("fifo",),
+    "test_priority_is_strict_across_a_queue_set": ("priority",),
+    "test_pages_of_a_filtered_query": ("fifo",),  # the claim must take the oldest five
+}
+_HERE = Path(__file__).parent
+_RAN: set[str] = set()
+
+
+def requires(backend_name: str, capability: str) -> pytest.MarkDecorator | None:
+    """The mark for a test that relies on `capability` run on `backend_name`: None, or a strict xfail."""
+    if capability in HAS[backend_name]:
+        return None
+    return pytest.mark.xfail(strict=True, reason=f"capability gap: {backend_name} has no {capability}: "
+                                                 f"{GAPS[backend_name, capability]}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("backend") if callspec is not None else None
+        if name not in HAS or _HERE not in item.path.parents:
+            continue
+        _RAN.add(name)
+        for capability in RELIES_ON.get(getattr(item, "originalname", item.name), ()):
+            mark = requires(name, capability)
+            if mark is not None:
+                item.add_marker(mark)
+
+
+def capability_table(backends: list[str]) -> list[str]:
+    """The README's capability table (markdown), with the reason for every gap under it."""
+    lines = [f"| capability | {' | '.join(backends)} |", f"|---|{'---|' * len(backends)}"]
+    for capability, meaning in CAPABILITIES.items():
+        cells = ["yes" if capability in HAS[b] else "no" for b in backends]
+        lines.append(f"| {capability}: {meaning} | {' | '.join(cells)} |")
+    lines += [f"- {b} / {c}: {why}" for (b, c), why in GAPS.items() if b in backends]
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _RAN:
+        terminalreporter.section("contract capabilities (no = strict xfail where a test relies on it)")
+        for line in capability_table([b for b in HAS if b in _RAN]):
+            terminalreporter.write_line(line)

@@ -144,12 +144,13 @@ def test_sqs_feeds_the_worker_with_partial_batch_failures(template: dict[str, An
         assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 
 
-def test_the_table_is_on_demand_with_ttl_and_a_status_index(template: dict[str, Any]) -> None:
+def test_the_table_is_on_demand_with_ttl_and_its_status_indexes(template: dict[str, Any]) -> None:
     table = template["Resources"]["TaskTable"]["Properties"]
 
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["TimeToLiveSpecification"]["Enabled"] is True
-    assert [i["KeySchema"][0]["AttributeName"] for i in table["GlobalSecondaryIndexes"]] == ["status"]
+    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in table["GlobalSecondaryIndexes"]}
+    assert indexes == {"by-status": ["status", "seq"], "by-due": ["status", "due"]}
 
 
 def test_aws_policies_are_scoped_to_the_stack_resources(template: dict[str, Any]) -> None:

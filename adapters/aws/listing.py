@@ -1,0 +1,148 @@
+"""Listings and counts over the `by-status` index (status, seq), each read bounded.
+
+A listing without a status filter merges the seven status partitions newest first. The other
+filters (type, queue, tenant) are projected into the index and applied as a FilterExpression; the
+page's tasks are then read from the table itself (BatchGetItem, consistent). Every partition read
+examines at most QUERY_SCAN index entries per call: when that bound cuts a page short, the page
+comes back short with a cursor below the last entry examined, so following cursors still sees every
+match exactly once (as the Redis backend does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.aws import items
+from adapters.aws.items import Item, num
+from adapters.aws.table import Table
+from core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
+
+QUERY_SCAN = 2_000  # index entries one listing examines per status partition
+STATS_SCAN = 100_000  # index entries counted per status; past it a count is a lower bound
+_MAX_CURSOR_DIGITS = 18
+_BATCH_GET = 100
+
+
+@dataclass
+class _Partition:
+    matches: list[tuple[int, Item]] = field(default_factory=list)  # (seq, key), newest first
+    floor: int | None = None  # set when the scan bound stopped the read: entries down to here were examined
+
+
+def query(table: Table, q: TaskQuery) -> Page:
+    limit = max(q.limit, 0)
+    if limit == 0:
+        return Page([])
+    before = parse_cursor(q.cursor)
+    parts = [_scan(table, status, q, before, limit + 1) for status in ([q.status] if q.status else TaskStatus)]
+    floors = [p.floor for p in parts if p.floor is not None]
+    known = max(floors) if floors else None  # every partition was read down to here
+    merged = _unique(sorted((m for p in parts for m in p.matches if known is None or m[0] >= known),
+                            key=lambda m: -m[0]))
+    page = merged[:limit]
+    if len(merged) > limit:
+        cursor: str | None = str(page[-1][0])
+    else:
+        cursor = None if known is None else str(known)
+    tasks = _hydrate(table, [key for _, key in page])
+    return Page([t for t in tasks if q.status is None or t.status is q.status], cursor)
+
+
+def _scan(table: Table, status: TaskStatus, q: TaskQuery, before: int | None, wanted: int) -> _Partition:
+    names, values = {"#status": "status"}, {":s": {"S": status.value}}
+    condition = "#status = :s"
+    if before is not None:
+        condition += " AND #seq < :before"
+        names["#seq"], values[":before"] = "seq", num(before)
+    filters = []
+    for name in ("type", "queue", "tenant"):
+        if (value := getattr(q, name)) is not None:
+            filters.append(f"#{name} = :{name}")
+            names[f"#{name}"], values[f":{name}"] = name, {"S": value}
+    extra: dict[str, Any] = {"FilterExpression": " AND ".join(filters)} if filters else {}
+    part, scanned, start = _Partition(), 0, None
+    while len(part.matches) < wanted and scanned < QUERY_SCAN:
+        page = max(wanted - len(part.matches), 100 if filters else 0)
+        answer = table.call("query", IndexName=items.BY_STATUS, ScanIndexForward=False,
+                            KeyConditionExpression=condition, Limit=min(page, QUERY_SCAN - scanned),
+                            ExpressionAttributeNames=names, ExpressionAttributeValues=values, **extra,
+                            **({"ExclusiveStartKey": start} if start else {}))
+        scanned += int(answer.get("ScannedCount", 0))
+        part.matches += [(int(found["seq"]["N"]), {"pk": found["pk"], "sk": found["sk"]})
+                         for found in answer.get("Items", [])]
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            return part
+    if len(part.matches) < wanted and start:
+        part.floor = int(start["seq"]["N"])
+    return part
+
+
+def _unique(matches: list[tuple[int, Item]]) -> list[tuple[int, Item]]:
+    """A task that changed status between two partition reads shows up twice: keep it once."""
+    seen: set[str] = set()
+    unique = []
+    for seq, key in matches:
+        if key["pk"]["S"] not in seen:
+            seen.add(key["pk"]["S"])
+            unique.append((seq, key))
+    return unique
+
+
+def _hydrate(table: Table, keys: list[Item]) -> list[Task]:
+    """The tasks of `keys`, in that order, read consistently; tasks deleted meanwhile are left out."""
+    found: dict[str, Item] = {}
+    for start in range(0, len(keys), _BATCH_GET):
+        pending: dict[str, Any] = {table.name: {"Keys": keys[start:start + _BATCH_GET], "ConsistentRead": True}}
+        while pending:
+            answer = table.db.batch_get_item(RequestItems=pending)
+            found |= {item["pk"]["S"]: item for item in answer.get("Responses", {}).get(table.name, [])}
+            pending = answer.get("UnprocessedKeys") or {}
+    return [items.decode_task(found[key["pk"]["S"]]) for key in keys if key["pk"]["S"] in found]
+
+
+def stats(table: Table) -> Stats:
+    by_status: dict[TaskStatus, int] = {s: _count(table, s) for s in TaskStatus if s is not TaskStatus.QUEUED}
+    queued: dict[str, dict[Priority, int]] = {}
+    for entry in _entries(table, TaskStatus.QUEUED, ProjectionExpression="#queue, #priority",
+                          ExpressionAttributeNames={"#status": "status", "#queue": "queue", "#priority": "priority"}):
+        levels = queued.setdefault(entry["queue"]["S"], {p: 0 for p in Priority})
+        levels[Priority(int(entry["priority"]["N"]))] += 1
+    by_status[TaskStatus.QUEUED] = sum(sum(levels.values()) for levels in queued.values())
+    return Stats(by_status, queued)
+
+
+def _count(table: Table, status: TaskStatus) -> int:
+    total, start = 0, None
+    while total < STATS_SCAN:
+        answer = table.call("query", IndexName=items.BY_STATUS, Select="COUNT", KeyConditionExpression="#status = :s",
+                            ExpressionAttributeNames={"#status": "status"},
+                            ExpressionAttributeValues={":s": {"S": status.value}},
+                            **({"ExclusiveStartKey": start} if start else {}))
+        total += int(answer.get("Count", 0))
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            break
+    return total
+
+
+def _entries(table: Table, status: TaskStatus, **projection: Any) -> list[Item]:
+    entries: list[Item] = []
+    start = None
+    while len(entries) < STATS_SCAN:
+        answer = table.call("query", IndexName=items.BY_STATUS, KeyConditionExpression="#status = :s",
+                            ExpressionAttributeValues={":s": {"S": status.value}}, **projection,
+                            **({"ExclusiveStartKey": start} if start else {}))
+        entries += answer.get("Items", [])
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            break
+    return entries
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """The seq a page continues below. Cursors come from clients: anything else starts from the newest."""
+    if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) <= _MAX_CURSOR_DIGITS:
+        return int(cursor)
+    return None
