@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -454,3 +455,42 @@ def test_the_lambda_modules_import_no_aws_sdk_unless_the_aws_backend_is_chosen(l
 
     assert result.stdout.strip() == "[]"
     assert not lambda_env.exists()  # nothing connects at import
+
+
+# -- the same events on the distributed backends ------------------------------------------------------
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_CONFIG_FILE": "/nonexistent/hexq-test", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/hexq-test"}
+
+
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), pytest.param("aws", marks=pytest.mark.aws)])
+def distributed_env(request: pytest.FixtureRequest, lambda_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """HEXQ_BACKEND on Redis (a fresh partition) or on moto's SQS + DynamoDB, set before any cold start."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        monkeypatch.setenv("HEXQ_BACKEND", f"{url}{'&' if '?' in url else '?'}partition=events{os.getpid()}")
+        yield "redis"
+        return
+    moto = pytest.importorskip("moto")
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HEXQ_BACKEND", "aws://?region=us-east-1&prefix=hexq-events&long_poll=1")
+    with moto.mock_aws():
+        yield "aws"
+
+
+@pytest.mark.parametrize("flavour", API_FLAVOURS)
+def test_each_event_kind_on_redis_and_aws(distributed_env: str, flavour: str,
+                                          load_lambda: Callable[[str], ModuleType]) -> None:
+    api_module = load_lambda("lambda_api")
+    backend = api_module.handler.app.state.backend
+    if distributed_env == "aws":  # on AWS template.yaml makes the table and queues
+        asyncio.get_event_loop().run_until_complete(backend.create_resources())
+    worker_module = load_lambda("lambda_worker")
+    task_id = submit(api_module.handler, flavour)
+
+    report = worker_module.handler({}, FakeContext())
+
+    assert report["succeeded"] >= 1
+    task = body(api_module.handler(event(f"{flavour}-status", task_id), FakeContext()))
+    assert (task["id"], task["status"]) == (task_id, "succeeded")
