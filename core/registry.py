@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from core.errors import UnknownTaskType, ValidationError
+from core.errors import ConfigurationError, UnknownTaskType, ValidationError
+from core.ratelimit import parse_rate
 from core.retry import DEFAULT_RETRY, RetryPolicy
 
 NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -38,6 +39,13 @@ class TaskSpec:
     retry: RetryPolicy = DEFAULT_RETRY
     queue: str = "default"
     validate: Validator | None = None
+    rate: float = 0.0  # starts a second across all workers (a shared token bucket); 0 = no limit
+    concurrency: int = 0  # at once in one worker process; 0 = no limit
+
+    @property
+    def burst(self) -> int:
+        """A rate-limited type may start one second's worth at once (at least one)."""
+        return max(1, int(self.rate))
 
     @property
     def is_async(self) -> bool:
@@ -60,16 +68,23 @@ class Registry:
     def register(self, spec: TaskSpec) -> TaskSpec:
         check_name(spec.name, "type")
         check_name(spec.queue, "queue")
+        if spec.rate < 0 or spec.concurrency < 0:
+            raise ConfigurationError(f"task {spec.name!r}: rate and concurrency must not be negative")
         self._specs[spec.name] = spec
         return spec
 
     def task(self, name: str, *, max_attempts: int = 3, timeout: float = 300.0,
              retry: RetryPolicy = DEFAULT_RETRY, queue: str = "default",
-             validate: Validator | None = None) -> Callable[[F], F]:
-        """Decorator: `@task("send_email", max_attempts=5, timeout=30, validate=check_email)`."""
+             validate: Validator | None = None, rate: str | None = None,
+             concurrency: int = 0) -> Callable[[F], F]:
+        """Decorator: `@task("send_email", max_attempts=5, timeout=30, rate="10/s", concurrency=4)`."""
+        try:
+            per_second = parse_rate(rate) if rate is not None else 0.0
+        except ValueError as exc:
+            raise ConfigurationError(f"task {name!r}: {exc}") from None
 
         def decorate(fn: F) -> F:
-            self.register(TaskSpec(name, fn, max_attempts, timeout, retry, queue, validate))
+            self.register(TaskSpec(name, fn, max_attempts, timeout, retry, queue, validate, per_second, concurrency))
             return fn
 
         return decorate

@@ -8,18 +8,19 @@ then released (re-queued at once rather than left for lease expiry).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from core import context, outcome
 from core.acks import AckBuffer
 from core.errors import BackendUnavailable, UnknownTaskType
 from core.model import JSON, Lease, Settlement, Task
-from core.ports import Broker, Clock
+from core.ports import Broker, Clock, RateLimiter
 from core.registry import Registry, TaskSpec
 from core.retry import DEFAULT_RETRY
 
@@ -70,7 +71,9 @@ class Invocation:
     clock: Clock
     config: WorkerConfig
     rand: Callable[[], float] = random.random
+    limiter: RateLimiter | None = None
     _running: dict[str, _Running] = field(default_factory=dict)
+    _type_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     report: Report = field(init=False)
     _acks: AckBuffer = field(init=False)
     _slot_freed: asyncio.Event = field(init=False)
@@ -157,14 +160,37 @@ class Invocation:
         except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
             return outcome.failed(task, f"unknown_task_type: {exc}", self.clock.now(), DEFAULT_RETRY, retryable=False)
         try:
-            async with asyncio.timeout(task.timeout):
-                result = await _call(spec, task)
+            async with self._limits(spec):
+                async with asyncio.timeout(task.timeout):
+                    result = await _call(spec, task)
             json.dumps(result, allow_nan=False)
         except TimeoutError:
             return self._failed(task, spec, f"timeout: exceeded {task.timeout:g}s")
         except Exception as exc:  # a handler may raise anything; it becomes the task's error
             return self._failed(task, spec, f"{type(exc).__name__}: {exc}")
         return outcome.succeeded(task, result, self.clock.now())
+
+    @contextlib.asynccontextmanager
+    async def _limits(self, spec: TaskSpec) -> AsyncIterator[None]:
+        """Per-type limits, waited for while the lease is held (heartbeats keep it): a slot of the
+        type's concurrency in this process, then a token of its rate from the backend's shared bucket."""
+        slots = self._type_slots.get(spec.name)
+        if slots is None and spec.concurrency:
+            slots = self._type_slots[spec.name] = asyncio.Semaphore(spec.concurrency)
+        async with slots if slots is not None else contextlib.nullcontext():
+            if spec.rate and self.limiter is not None:
+                await self._token(self.limiter, spec)
+            yield
+
+    @staticmethod
+    async def _token(limiter: RateLimiter, spec: TaskSpec) -> None:
+        # The bucket is shared by every worker on the backend, so there is nothing local to wait on:
+        # sleep for as long as the backend says a token takes, then ask again.
+        for _ in range(1_000_000):
+            wait = await limiter.acquire(f"type:{spec.name}", spec.rate, spec.burst)
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
 
     def _failed(self, task: Task, spec: TaskSpec, error: str) -> Task:
         return outcome.failed(task, error, self.clock.now(), spec.retry, rand=self.rand)

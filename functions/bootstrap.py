@@ -35,7 +35,7 @@ class Container:
         s = self.settings
         config = WorkerConfig(worker_id=worker_id, queues=s.queues, concurrency=s.concurrency,
                               lease_seconds=s.lease_seconds, idle_wait=s.idle_wait, budget=s.budget, grace=s.grace)
-        return Invocation(self.backend, self.registry, self.clock, config)
+        return Invocation(self.backend, self.registry, self.clock, config, limiter=self.backend)
 
     def poller(self, invoker: Invoker | None = None) -> Poller:
         s = self.settings

@@ -195,3 +195,48 @@ async def test_a_handler_can_see_its_own_task(backend: MemoryBackend, registry: 
     assert seen == [(task.id, 1)]
     with pytest.raises(LookupError):
         current_task()
+
+
+async def test_a_type_rate_is_taken_from_the_backends_shared_bucket(backend: MemoryBackend, registry: Registry,
+                                                                    clock: FakeClock, service: TaskService) -> None:
+    asked: list[tuple[str, float, int]] = []
+
+    class CountingLimiter:
+        async def acquire(self, key: str, rate: float, burst: int) -> float:
+            asked.append((key, rate, burst))
+            return 0.0 if len(asked) % 2 else 0.001  # every other ask has to wait a moment
+
+    registry.task("limited", rate="5/s")(lambda payload: None)
+    for _ in range(3):
+        await submit(service, "limited")
+    await submit(service, "echo")
+    config = WorkerConfig(worker_id="w1", idle_wait=0.01, grace=0.2)
+    report = await Invocation(backend, registry, clock, config, limiter=CountingLimiter()).run()
+    assert report.succeeded == 4
+    assert {a for a in asked} == {("type:limited", 5.0, 5)}  # echo has no rate: never asked
+    assert len(asked) == 5  # three tokens, two of them after one wait
+
+
+async def test_a_type_concurrency_caps_it_within_a_worker(backend: MemoryBackend, registry: Registry,
+                                                          clock: FakeClock, service: TaskService) -> None:
+    running, peak = 0, 0
+
+    @registry.task("narrow", concurrency=2)
+    async def narrow(payload: dict[str, object]) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    for _ in range(8):
+        await submit(service, "narrow")
+    report = await invocation(backend, registry, clock, concurrency=8).run()
+    assert (report.succeeded, peak) == (8, 2)
+
+
+def test_a_bad_type_rate_is_refused_at_registration(registry: Registry) -> None:
+    from core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="fast"):
+        registry.task("fast", rate="lots")(lambda payload: None)
