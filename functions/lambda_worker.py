@@ -11,16 +11,15 @@ Two kinds of event reach it:
   Returns the invocation's Report as a dict.
 
 - An SQS event-source batch — `{"Records": [{"eventSource": "aws:sqs", "messageId", "body"}, ...]}` whose
-  bodies are task references `{"task_id": "..."}`, meaning "run that task if it is still queued". Until
-  the aws backend exists this is a stand-in: the Broker port has no claim-by-id, so the handler runs one
-  invocation that claims at most as many tasks as the batch names queued ones (by the queues' usual
-  priority order, so not necessarily those very tasks), then reads each named task again. A record
+  bodies are task references `{"task_id": "..."}`, meaning "run that task if it is still queued". On the
+  aws backend (which can claim by id) the invocation leases exactly the named tasks that are still
+  queued. Other backends have no claim-by-id, so there the invocation claims at most as many tasks as
+  the batch names queued ones (in the queues' usual priority order, so not necessarily those very
+  tasks). Either way each named task is read again afterwards. A record
   fails — and SQS delivers it again later — when its body is not a task reference, its task is
   unknown, or its task is still queued; a task that ran (here or elsewhere), waits for a retry, or is
   finished needs nothing more from that message. The answer is
   `{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}`, so one bad record never fails the batch.
-  With the aws backend, SQS delivery becomes the broker itself (one queue per priority level): the
-  record *is* the claim, and this branch will run and settle exactly the tasks delivered.
 
 The container and one event loop are built once per cold start and reused while the process is warm.
 One loop rather than asyncio.run per call: asyncio.run closes its loop, and clients bound to a loop
@@ -35,7 +34,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.model import Lease, Settlement, Task, TaskStatus
 from core.ports import Broker
@@ -102,7 +101,7 @@ async def run_batch(container: Container, records: Sequence[Mapping[str, Any]],
     before = await _read(container, named)
     queued = sum(1 for task in before.values() if task is not None and task.status is TaskStatus.QUEUED)
     if queued:
-        report = await invocation(container, context, broker=CappedBroker(container.backend, queued)).run()
+        report = await invocation(container, context, broker=_batch_broker(container, before)).run()
         log.info("sqs batch invocation done", extra=asdict(report))
         before = await _read(container, named)
     for task_id, message_ids in named.items():
@@ -112,6 +111,15 @@ async def run_batch(container: Container, records: Sequence[Mapping[str, Any]],
     if failures:
         log.warning("%d of %d SQS records go back to the queue", len(failures), len(records))
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+
+
+def _batch_broker(container: Container, named: Mapping[str, Task | None]) -> Broker:
+    """Exactly the named tasks where the backend can claim by id (aws), else as many as are named."""
+    queued = [task_id for task_id, task in named.items() if task is not None and task.status is TaskStatus.QUEUED]
+    backend = container.backend
+    if isinstance(backend, ClaimsById):
+        return NamedBroker(backend, queued)
+    return CappedBroker(backend, len(queued))
 
 
 def task_reference(body: object) -> str | None:
@@ -207,3 +215,31 @@ def make_handler(container: Container) -> WorkerHandler:
 
 # The cold start: built once per process, reused by every warm invocation.
 handler = make_handler(bootstrap(Settings.from_env()))
+
+
+@runtime_checkable
+class ClaimsById(Protocol):
+    """Backends whose SQS record is the delivery itself (aws) can lease exactly the tasks it names."""
+
+    async def claim_ids(self, task_ids: Sequence[str], *, lease_seconds: float, worker_id: str) -> list[Lease]: ...
+
+
+class NamedBroker(CappedBroker):
+    """Hands out exactly the named tasks (those still queued), then answers claims like an empty queue."""
+
+    def __init__(self, inner: Broker, task_ids: Sequence[str]) -> None:
+        super().__init__(inner, len(task_ids))
+        self._ids = list(task_ids)
+        assert isinstance(inner, ClaimsById)
+        self._by_id = inner
+
+    async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
+                    wait: float = 0.0) -> list[Lease]:
+        if not self._ids:
+            await self._exhausted(wait)
+            return []
+        ids, self._ids = self._ids[:n], self._ids[n:]
+        leases = await self._by_id.claim_ids(ids, lease_seconds=lease_seconds, worker_id=worker_id)
+        self._left -= len(ids)
+        self._open += len(leases)
+        return leases

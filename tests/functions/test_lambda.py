@@ -494,3 +494,39 @@ def test_each_event_kind_on_redis_and_aws(distributed_env: str, flavour: str,
     assert report["succeeded"] >= 1
     task = body(api_module.handler(event(f"{flavour}-status", task_id), FakeContext()))
     assert (task["id"], task["status"]) == (task_id, "succeeded")
+
+
+@pytest.fixture
+def aws_env(lambda_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    moto = pytest.importorskip("moto")
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HEXQ_BACKEND", "aws://?region=us-east-1&prefix=hexq-batch&long_poll=1")
+    with moto.mock_aws():
+        yield
+
+
+@pytest.mark.aws
+def test_on_aws_an_sqs_batch_runs_exactly_the_tasks_it_names(aws_env: None,
+                                                            load_lambda: Callable[[str], ModuleType]) -> None:
+    api_module = load_lambda("lambda_api")
+    asyncio.get_event_loop().run_until_complete(api_module.handler.app.state.backend.create_resources())
+    worker_module = load_lambda("lambda_worker")
+    ids = []
+    for priority in ("low", "critical"):
+        response = api_module.handler(_post_event({"type": "echo", "payload": {}, "priority": priority}), FakeContext())
+        ids.append(body(response)["id"])
+    named, urgent = ids
+
+    answer = worker_module.handler(sqs_batch(reference(named)), FakeContext())
+
+    assert failures(answer) == []  # the named low-priority task ran although a critical one waits
+    status = {i: body(api_module.handler(event("api-v2-status", i), FakeContext()))["status"] for i in ids}
+    assert status == {named: "succeeded", urgent: "queued"}
+
+
+def _post_event(payload: dict[str, Any]) -> dict[str, Any]:
+    submit_event = event("api-v2-submit")
+    submit_event["body"] = json.dumps(payload)
+    submit_event["isBase64Encoded"] = False
+    return submit_event
