@@ -15,8 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,63 +35,12 @@ from functions.settings import Settings
 pytestmark = pytest.mark.reliability
 
 MiB = 1024 * 1024
+from served import Served, hexq_serve  # noqa: E402
+
 CAP = 256 * 1024
 
 
-# -- a real `hexq serve` ------------------------------------------------------------------------------
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-
-@contextmanager
-def hexq_serve(tmp: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[Served]:
-    out = tmp / "serve.out"
-    environ = {**os.environ, "HEXQ_BACKEND": f"sqlite:///{tmp}/hexq.db", "HEXQ_LOG_LEVEL": "WARNING",
-               **(env or {})}
-    with out.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "functions.cli", "serve", "--port", "0", *args],
-                                   stdout=sink, stderr=subprocess.STDOUT, env=environ, cwd=tmp)
-    try:
-        deadline = time.monotonic() + 60
-        url = None
-        while url is None:
-            text = out.read_text(errors="replace")
-            for line in text.splitlines():
-                if line.startswith("hexq serving on "):
-                    url = line.split()[3]
-            if process.poll() is not None:
-                raise AssertionError(f"hexq serve exited {process.returncode}:\n{text}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"hexq serve did not start:\n{text}")
-            time.sleep(0.05)
-        while not _healthy(url):  # the socket is bound before uvicorn listens on it
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"hexq serve does not answer:\n{out.read_text(errors='replace')}")
-            time.sleep(0.05)
-        yield Served(process, url, out)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+# -- a real `hexq serve`: served.py
 
 
 @pytest.fixture(scope="module")

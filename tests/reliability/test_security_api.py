@@ -7,60 +7,23 @@ fresh `partition=` per test. Figures are printed; run with -s to see them.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from served import hexq_serve
 
 from core.auth import Scope, entry, new_secret
 
 pytestmark = pytest.mark.reliability
 
 
-# -- a real `hexq serve` (kept in this module: fixtures stay out of the shared conftest) -------------------
-@contextmanager
-def hexq_serve(tmp: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[str]:
-    out = tmp / "serve.out"
-    environ = {**os.environ, "HEXQ_BACKEND": f"sqlite:///{tmp}/hexq.db", "HEXQ_LOG_LEVEL": "WARNING",
-               **(env or {})}
-    with out.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "functions.cli", "serve", "--port", "0", *args],
-                                   stdout=sink, stderr=subprocess.STDOUT, env=environ, cwd=tmp)
-    try:
-        deadline = time.monotonic() + 60
-        url = None
-        while url is None or not _healthy(url):
-            text = out.read_text(errors="replace")
-            url = next((line.split()[3] for line in text.splitlines() if line.startswith("hexq serving on ")), None)
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"hexq serve did not start ({process.returncode}):\n{text}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+# -- a real `hexq serve`: served.py
 
 
 def make_key(name: str, tenant: str, *, rate: str | None = None, burst: int | None = None) -> tuple[str, str]:
@@ -90,7 +53,8 @@ async def test_fifty_concurrent_submits_with_one_key_create_one_task(tmp_path: P
     env = {**backend_env, "HEXQ_API_KEYS": f"{acme_entry},{globex_entry}", "HEXQ_TASKS": "functions.examples"}
     # No workers pick the task up mid-test (a delayed task), so the listing is stable.
     body = {"type": "echo", "payload": {"order": 42}, "delay": 3600}
-    with hexq_serve(tmp_path, env=env) as url:
+    with hexq_serve(tmp_path, env=env) as served:
+        url = served.url
         async with httpx.AsyncClient(base_url=url, timeout=30,
                                      limits=httpx.Limits(max_connections=50)) as client:
             headers = {**bearer(acme), "Idempotency-Key": "order-42"}
@@ -140,7 +104,8 @@ async def test_a_burst_is_limited_per_key_and_the_other_key_is_unaffected(tmp_pa
     flood, flood_entry = make_key("flood", "acme", rate=f"{RATE:g}/s", burst=BURST)
     calm, calm_entry = make_key("calm", "globex", rate="0")
     env = {"HEXQ_API_KEYS": f"{flood_entry},{calm_entry}", "HEXQ_TASKS": "functions.examples"}
-    with hexq_serve(tmp_path, env=env, args=("--workers", "2", "--poll-interval", "0.2")) as url:
+    with hexq_serve(tmp_path, env=env, args=("--workers", "2", "--poll-interval", "0.2")) as served:
+        url = served.url
         statuses: Counter[int] = Counter()
         retry_afters: list[int] = []
         calm_latencies: list[float] = []
