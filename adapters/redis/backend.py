@@ -70,6 +70,7 @@ class RedisBackend:
         while True:
             _, next_due_in, found = await self._run("claim", n, records.number(lease_seconds), worker_id,
                                                     PROMOTE_LIMIT, *names)
+            _raise_if_cancelled()
             remaining = deadline - loop.time()
             if found or remaining <= 0:
                 return [records.decode_lease(lease) for lease in found]
@@ -78,6 +79,7 @@ class RedisBackend:
             if next_due_in:
                 remaining = min(remaining, float(next_due_in))
             await self._await_wake(names, max(remaining, _MIN_BLOCK))
+            _raise_if_cancelled()
 
     async def _await_wake(self, queues: Sequence[str], seconds: float) -> None:
         if self._blocking is None:
@@ -189,3 +191,12 @@ class RedisBackend:
         with translated():
             for client in clients:
                 await client.aclose()
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation the driver swallowed: redis-py's async cluster client can absorb a
+    CancelledError (seen in CI as a cancelled claim that went on waiting) and leave the task
+    cancelling. Claimed leases are returned only when nobody asked to stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
