@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -79,3 +80,13 @@ def client(make_client: ClientFactory) -> TestClient:
 def down_client(make_client: ClientFactory, make_container: Callable[..., Container],
                 clock: FakeClock) -> TestClient:
     return make_client(make_container(backend=DownBackend(clock)))
+
+
+@pytest.fixture(autouse=True)
+def _keep_root_logger() -> Iterator[None]:
+    """The CLI's main() configures logging for the process; put the root logger back for the next test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +18,6 @@ TINY = ["--tasks", "200", "--rate", "100", "--duration", "1", "--concurrency", "
         "--timeout", "60"]
 THROUGHPUT = {"tasks": int, "seconds": float, "per_second": float, "complete": bool}
 PERCENTILES = ("p50", "p95", "p99", "max", "mean")
-
-
-@pytest.fixture(autouse=True)
-def _keep_root_logger() -> Iterator[None]:
-    """main() configures logging for the process; put the root logger back for the next test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import subprocess
 import sys
 import threading
@@ -20,16 +19,6 @@ from functions.cli import main
 from functions.serve import is_loopback
 from functions.settings import Settings
 from functions.worker import run_worker
-
-
-@pytest.fixture(autouse=True)
-def _keep_root_logger() -> Iterator[None]:
-    """main() configures logging for the process; put the root logger back for the next test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
