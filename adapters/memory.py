@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
+from core import quota
 from core.clock import SystemClock
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
@@ -177,11 +178,17 @@ class MemoryBackend:
             self._buckets[key] = bucket
         return wait
 
-    # -- TenantCounter ----------------------------------------------------------------------
+    # -- TenantQuota ------------------------------------------------------------------------
     async def count_waiting(self, tenant: str) -> int:
         with self._lock:
-            return sum(1 for task in self._tasks.values()
-                       if task.tenant == tenant and task.status in (TaskStatus.QUEUED, TaskStatus.SCHEDULED))
+            return self._waiting(tenant)
+
+    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
+        with self._lock:
+            quota.check(tasks, cap, self._known, self._waiting)
+            stored = [self._add(task) for task in tasks]
+            self._wake()
+        return stored
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:
@@ -191,6 +198,13 @@ class MemoryBackend:
         return None
 
     # -- internals (callers hold the lock) --------------------------------------------------
+    def _waiting(self, tenant: str) -> int:
+        return sum(1 for task in self._tasks.values() if task.tenant == tenant and task.status in quota.WAITING)
+
+    def _known(self, task: Task) -> bool:
+        key = (task.tenant, task.idempotency_key) if task.idempotency_key else None
+        return task.id in self._tasks or (key is not None and self._keys.get(key) in self._tasks)
+
     def _add(self, task: Task) -> Task:
         key = (task.tenant, task.idempotency_key) if task.idempotency_key else None
         if key and key in self._keys and self._keys[key] in self._tasks:

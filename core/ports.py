@@ -119,11 +119,21 @@ class RateLimiter(Protocol):
 
 
 @runtime_checkable
-class TenantCounter(Protocol):
-    """Optional: backends that can count one tenant's waiting tasks cheaply (memory, SQLite)."""
+class TenantQuota(Protocol):
+    """Optional: backends that can cap a tenant's waiting (queued or scheduled) tasks.
+
+    Every adapter hexq ships has it; memory, SQLite and Redis check and store in one atomic step, AWS
+    counts first and then stores (concurrent submits may overshoot the cap by their number).
+    """
 
     async def count_waiting(self, tenant: str) -> int:
         """Tasks of `tenant` that are queued or scheduled (not yet claimed, not finished)."""
+        ...
+
+    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
+        """As `Broker.enqueue`, unless a tenant would then have more than `cap` waiting tasks: then raise
+        QueueFull for that tenant and store none of `tasks`. Tasks answered by an earlier one (same
+        idempotency key or id) add nothing to the count."""
         ...
 
 

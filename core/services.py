@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.errors import ConfigurationError, IdempotencyMismatch, QueueFull, TaskNotFound, ValidationError
+from core.errors import ConfigurationError, IdempotencyMismatch, TaskNotFound, ValidationError
 from core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
-from core.ports import Backend, Clock, TenantCounter
+from core.ports import Backend, Clock, TenantQuota
 from core.registry import Registry, check_name
 
 
@@ -51,7 +50,7 @@ class TaskService:
     Raises: ValidationError / UnknownTaskType for bad requests, TaskNotFound, IdempotencyMismatch,
     InvalidTransition, QueueFull when a tenant is at limits.max_queued_per_tenant, and
     BackendUnavailable from the backend. ConfigurationError (at construction) when a queued cap is
-    set and the backend cannot count a tenant's tasks (Redis, for now).
+    set and the backend cannot cap a tenant's waiting tasks (no TenantQuota).
     """
 
     def __init__(self, backend: Backend, registry: Registry, clock: Clock, limits: Limits = Limits()) -> None:
@@ -59,12 +58,12 @@ class TaskService:
         self._registry = registry
         self._clock = clock
         self.limits = limits
-        self._counter: TenantCounter | None = None
+        self._quota: TenantQuota | None = None
         if limits.max_queued_per_tenant > 0:
-            if not isinstance(backend, TenantCounter):
+            if not isinstance(backend, TenantQuota):
                 raise ConfigurationError(f"the {backend.name} backend cannot count a tenant's queued tasks, so it "
                                          "cannot enforce a per-tenant cap")
-            self._counter = backend
+            self._quota = backend
 
     async def submit(self, request: SubmitRequest) -> Submitted:
         return (await self._enqueue([self._build(request, self._clock.now())]))[0]
@@ -77,8 +76,10 @@ class TaskService:
         return await self._enqueue([self._build_item(i, request, now) for i, request in enumerate(requests)])
 
     async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
-        await self._check_capacity(tasks)
-        stored = await self._backend.enqueue(tasks)
+        if self._quota is None:
+            stored = await self._backend.enqueue(tasks)
+        else:
+            stored = await self._quota.enqueue_within(tasks, self.limits.max_queued_per_tenant)
         return [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
 
     async def get(self, task_id: str, tenant: str | None = None) -> Task:
@@ -118,16 +119,6 @@ class TaskService:
             if await self._backend.transition(again, expected=TaskStatus.DEAD):
                 replayed.append(again)
         return replayed
-
-    async def _check_capacity(self, tasks: list[Task]) -> None:
-        """A soft cap: the count and the enqueue are two steps, so concurrent submits can overshoot it by
-        their number. Idempotent resubmits count as new ones (a tenant at its cap gets QueueFull)."""
-        if self._counter is None:
-            return
-        cap = self.limits.max_queued_per_tenant
-        for tenant, adding in Counter(task.tenant for task in tasks).items():
-            if await self._counter.count_waiting(tenant) + adding > cap:
-                raise QueueFull(tenant, cap)
 
     def _submitted(self, new: Task, stored: Task) -> Submitted:
         if stored.id == new.id:

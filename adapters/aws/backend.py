@@ -13,6 +13,7 @@ from adapters.aws.errors import translated
 from adapters.aws.queues import LEVELS, Message, Queues
 from adapters.aws.resources import create_resources
 from adapters.aws.table import Table, check_size
+from core import quota
 from core.clock import SystemClock
 from core.errors import ValidationError
 from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
@@ -243,6 +244,21 @@ class AwsBackend:
     # -- RateLimiter ------------------------------------------------------------------------
     async def acquire(self, key: str, rate: float, burst: int) -> float:
         return await self._run(schedules.acquire, self._table, self._clock, key, rate, burst)
+
+    # -- TenantQuota ------------------------------------------------------------------------
+    async def count_waiting(self, tenant: str) -> int:
+        return await self._run(listing.count_waiting, self._table, tenant)
+
+    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
+        """Counts, then stores: DynamoDB has no cheap atomic count, so submits that race each other
+        may overshoot the cap by their number (memory, SQLite and Redis check atomically)."""
+        if not tasks:
+            return []
+        return await self._run(self._enqueue_within, tasks, cap)
+
+    def _enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
+        quota.check(tasks, cap, self._table.known, lambda tenant: listing.count_waiting(self._table, tenant))
+        return self._enqueue(tasks)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -113,12 +113,22 @@ def stats(table: Table) -> Stats:
     return Stats(by_status, queued)
 
 
-def _count(table: Table, status: TaskStatus) -> int:
+def count_waiting(table: Table, tenant: str) -> int:
+    """A tenant's queued and scheduled tasks: two index reads filtered on tenant (each bounded by STATS_SCAN)."""
+    return sum(_count(table, status, tenant) for status in (TaskStatus.QUEUED, TaskStatus.SCHEDULED))
+
+
+def _count(table: Table, status: TaskStatus, tenant: str | None = None) -> int:
+    names, values = {"#status": "status"}, {":s": {"S": status.value}}
+    where: dict[str, Any] = {}
+    if tenant is not None:
+        names["#tenant"] = "tenant"
+        values[":tenant"] = {"S": tenant}
+        where["FilterExpression"] = "#tenant = :tenant"
     total, start = 0, None
     while total < STATS_SCAN:
         answer = table.call("query", IndexName=items.BY_STATUS, Select="COUNT", KeyConditionExpression="#status = :s",
-                            ExpressionAttributeNames={"#status": "status"},
-                            ExpressionAttributeValues={":s": {"S": status.value}},
+                            ExpressionAttributeNames=names, ExpressionAttributeValues=values, **where,
                             **({"ExclusiveStartKey": start} if start else {}))
         total += int(answer.get("Count", 0))
         start = answer.get("LastEvaluatedKey")

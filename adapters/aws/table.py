@@ -115,6 +115,13 @@ class Table:
                     "ExpressionAttributeValues": {":stale": {"S": stale}}}
         return {"Put": put}
 
+    def known(self, task: Task) -> bool:
+        """Whether an earlier task answers `task` (its idempotency key names a task that still exists)."""
+        if task.idempotency_key is None:
+            return False
+        owner = self._owner(items.idem_key(task.tenant, task.idempotency_key))
+        return owner is not None and self.get(owner) is not None
+
     def _owner(self, key: Item) -> str | None:
         found = self.call("get_item", Key=key, ConsistentRead=True).get("Item")
         return None if found is None else str(found["task_id"]["S"])

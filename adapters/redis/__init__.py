@@ -22,6 +22,8 @@ Keys (keys.py spells them all; _lib.lua documents the block every script gets):
     idem             HASH  json([tenant, key]) -> id   idempotency keys (user data stays in fields)
     seq, token       INCR counters: FIFO order / cursors, and fencing tokens
     queues           SET   queues that may hold ready tasks (stats)
+    waiting          HASH  tenant -> its queued + scheduled tasks: the per-tenant cap, which the
+                           enqueue script checks before it stores anything
     wake:<queue>     LIST  wake tokens for blocked claimers
     schedules        HASH  d:<name> -> schedule JSON, r:<name> -> "<next_run>|<last_run>"
     rate:<hash>      HASH  tokens, updated: a RateLimiter bucket; <hash> is 32 hex digits of the

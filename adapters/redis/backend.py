@@ -10,6 +10,7 @@ from adapters.redis import records
 from adapters.redis._lua import Scripts
 from adapters.redis.connection import Client, Target, connect, parse, translated
 from adapters.redis.keys import Keys, check_part, is_part, schedule_fields
+from core.errors import QueueFull
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ratelimit import check
 from core.schedule import Schedule
@@ -54,10 +55,15 @@ class RedisBackend:
 
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+        return await self._enqueue(tasks, 0)
+
+    async def _enqueue(self, tasks: Sequence[Task], cap: int) -> list[Task]:
         if not tasks:
             return []
         args = [arg for task in tasks for arg in records.task_args(task)]
-        stored = await self._run("enqueue", *args)
+        outcome, stored = await self._run("enqueue", cap, *args)
+        if outcome == "full":
+            raise QueueFull(stored, cap)
         return [task if found == 0 else records.decode_task(found) for task, found in zip(tasks, stored, strict=True)]
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
@@ -177,6 +183,18 @@ class RedisBackend:
             wait = await self._scripts.run("ratelimit", [*self._block, self.keys.rate_bucket(key)],
                                            [*self._common, records.number(rate), int(burst)])
         return float(wait)
+
+    # -- TenantQuota ------------------------------------------------------------------------
+    async def count_waiting(self, tenant: str) -> int:
+        with translated():
+            count = await self._client.hget(self.keys.waiting, tenant)
+        return max(0, int(count or 0))
+
+    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
+        """The cap is checked inside the enqueue script, so concurrent submits cannot overshoot it."""
+        if cap < 1:
+            raise ValueError(f"cap must be at least 1, got {cap}")
+        return await self._enqueue(tasks, cap)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

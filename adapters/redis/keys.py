@@ -54,7 +54,13 @@ class Keys:
 
     def block(self) -> list[str]:
         return [self.test_clock, *(self._key(name) for name in
-                                   ("seq", "token", "all", "delayed", "leases", "finished", "idem", "queues"))]
+                                   ("seq", "token", "all", "delayed", "leases", "finished", "idem", "queues")),
+                self.waiting]
+
+    @property
+    def waiting(self) -> str:
+        """HASH tenant -> that tenant's queued + scheduled tasks (KEYS[10]; the scripts keep it)."""
+        return self._key("waiting")
 
     # -- prefixes, passed as ARGV[2..5]: the scripts append a task id, status or queue ----------
     def prefixes(self) -> list[str]:

@@ -130,9 +130,14 @@ class SQLiteBackend:
     async def acquire(self, key: str, rate: float, burst: int) -> float:
         return await self._run(ops.acquire, self._clock, key, rate, burst)
 
-    # -- TenantCounter ----------------------------------------------------------------------
+    # -- TenantQuota ------------------------------------------------------------------------
     async def count_waiting(self, tenant: str) -> int:
         return await self._run(ops.count_waiting, tenant)
+
+    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
+        stored = await self._run(ops.enqueue_within, tasks, cap)
+        self._wakeups.wake_all()
+        return stored
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -21,6 +21,7 @@ from adapters.sqlite.rows import (
     task_values,
 )
 from adapters.sqlite.schema import transaction
+from core import quota
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
 from core.ratelimit import Bucket, take
@@ -223,11 +224,23 @@ def acquire(conn: sqlite3.Connection, clock: Clock, key: str, rate: float, burst
     return wait
 
 
-# -- TenantCounter --------------------------------------------------------------------------
+# -- TenantQuota ----------------------------------------------------------------------------
 def count_waiting(conn: sqlite3.Connection, tenant: str) -> int:
     (count,) = conn.execute("SELECT COUNT(*) FROM tasks WHERE tenant = ? AND status IN ('queued', 'scheduled')",
                             (tenant,)).fetchone()
     return int(count)
+
+
+def enqueue_within(conn: sqlite3.Connection, tasks: Sequence[Task], cap: int) -> list[Task]:
+    with transaction(conn):  # the count and the inserts in one write transaction: no overshoot
+        quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
+        return [_add(conn, task) for task in tasks]
+
+
+def _known(conn: sqlite3.Connection, task: Task) -> bool:
+    row = conn.execute("SELECT 1 FROM tasks WHERE id = ? OR (tenant = ? AND idempotency_key = ?)",
+                       (task.id, task.tenant, task.idempotency_key)).fetchone()
+    return row is not None
 
 
 def ping(conn: sqlite3.Connection) -> None:

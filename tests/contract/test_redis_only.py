@@ -96,7 +96,8 @@ def test_scripts_reject_invalid_key_parts(redis_url: str, bad: str, make_task: M
         common = ["1", *keys.prefixes()]
         task_args = [bad, "queued", "default", 1, "echo", "default", 0, "1.0", "", "", "{}"]
         queue_args = ["id1", "queued", bad, 1, "echo", "default", 0, "1.0", "", "", "{}"]
-        for script, args in (("enqueue", task_args), ("enqueue", queue_args), ("claim", [1, "30.0", "w", 10, bad])):
+        for script, args in (("enqueue", [0, *task_args]), ("enqueue", [0, *queue_args]),
+                             ("claim", [1, "30.0", "w", 10, bad])):
             with pytest.raises(redis.ResponseError, match="hexq: invalid key part"):
                 client.eval(source(script), len(keys.block()), *keys.block(), *common, *args)
         assert client.keys("*") == [keys.test_clock]  # nothing was written

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from starlette.testclient import TestClient
@@ -12,9 +13,11 @@ from starlette.testclient import TestClient
 from core.auth import Scope, entry, new_secret
 from core.clock import FakeClock
 from core.errors import ConfigurationError
+from core.ports import Backend
+from core.registry import Registry
 from core.schedules import ScheduleService
-from functions.bootstrap import Container, bootstrap
-from functions.settings import Settings
+from core.services import Limits, TaskService
+from functions.bootstrap import Container
 
 ClientFactory = Callable[..., TestClient]
 SECRETS = {name: new_secret() for name in ("a", "b", "slow", "free")}
@@ -170,7 +173,7 @@ def test_a_schedule_of_a_full_tenant_skips_its_firing(make_container: Callable[.
     assert asyncio.run(scenario()) == 1
 
 
-def test_redis_cannot_enforce_the_cap_yet_and_says_so() -> None:
-    settings = Settings(backend_url="redis://127.0.0.1:1/0", task_modules=(), max_queued_per_tenant=10)
-    with pytest.raises(ConfigurationError, match="HEXQ_MAX_QUEUED_PER_TENANT: the redis backend cannot count"):
-        bootstrap(settings)
+def test_a_backend_that_cannot_cap_a_tenant_is_refused_at_startup() -> None:
+    uncapped = cast(Backend, SimpleNamespace(name="uncapped"))  # no TenantQuota methods
+    with pytest.raises(ConfigurationError, match="the uncapped backend cannot count"):
+        TaskService(uncapped, Registry(), FakeClock(), Limits(max_queued_per_tenant=10))

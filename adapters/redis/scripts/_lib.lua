@@ -11,6 +11,7 @@
 --   KEYS[7] hexq:{p}:finished    ZSET task id -> finished_at (succeeded and cancelled tasks)
 --   KEYS[8] hexq:{p}:idem        HASH json([tenant, idempotency key]) -> task id
 --   KEYS[9] hexq:{p}:queues      SET of queue names that may have ready tasks (for stats)
+--   KEYS[10] hexq:{p}:waiting    HASH tenant -> its queued + scheduled tasks (the per-tenant cap)
 --   ARGV[1] '1' = test-clock mode (now is KEYS[1]), '0' = now is the server's TIME
 --   ARGV[2] task hash prefix    hexq:{p}:task:    + id     HASH (fields below)
 --   ARGV[3] status set prefix   hexq:{p}:status:  + status ZSET task id -> seq
@@ -73,6 +74,14 @@ local function wake(queue)
     redis.call('LTRIM', key, 0, WAKE_CAP - 1)
 end
 
+-- Keep KEYS[10] in step: every move into or out of queued/scheduled passes here (a move between
+-- the two, a promotion, changes nothing). A count that would drop to zero or below is deleted, so
+-- tasks stored before the count existed make it read low, never stick high.
+local function count_waiting(tenant, status, delta)
+    if status ~= 'queued' and status ~= 'scheduled' then return end
+    if redis.call('HINCRBY', KEYS[10], tenant, delta) <= 0 then redis.call('HDEL', KEYS[10], tenant) end
+end
+
 -- The task as the client decodes it (records.decode_task): data plus the fields that override it.
 local function record(key)
     return redis.call('HMGET', key, 'data', 'status', 'attempts', 'started_at', 'worker_id')
@@ -92,10 +101,11 @@ local function index(id, status, queue, priority, seq, run_at, finished_at)
     end
 end
 
--- Remove a task from every index its current status put it in.
+-- Remove a task from every index its current status put it in, and from its tenant's count.
 local function unindex(id, key)
-    local status, queue = unpack(redis.call('HMGET', key, 'status', 'queue'))
+    local status, queue, tenant = unpack(redis.call('HMGET', key, 'status', 'queue', 'tenant'))
     redis.call('ZREM', status_key(status), id)
+    count_waiting(tenant, status, -1)
     if status == 'queued' then
         redis.call('ZREM', ready_key(queue), id)
     elseif status == 'scheduled' then

@@ -49,13 +49,14 @@ while #leases < n do
     heads[best] = head(queues[best])
 
     local key = task_key(id)
-    local status, seq = unpack(redis.call('HMGET', key, 'status', 'seq'))
+    local status, seq, tenant = unpack(redis.call('HMGET', key, 'status', 'seq', 'tenant'))
     if status == 'queued' then  -- always, unless an index was damaged: then the entry is dropped
         local token = redis.call('INCR', KEYS[3])
         redis.call('HINCRBY', key, 'attempts', 1)
         redis.call('HSET', key, 'status', 'running', 'started_at', started, 'worker_id', worker,
                    'token', token, 'expires', expires)
         redis.call('ZREM', status_key('queued'), id)
+        count_waiting(tenant, 'queued', -1)
         redis.call('ZADD', status_key('running'), seq, id)
         redis.call('ZADD', KEYS[6], expires, id)
         local lease = record(key)

@@ -1,29 +1,51 @@
--- enqueue: store new tasks, all of one bulk submit in one call.
+-- enqueue: store new tasks, all of one bulk submit in one call, within a per-tenant cap.
 -- KEYS    the fixed block (see _lib.lua)
 -- ARGV[1..5] the common prefix (see _lib.lua)
--- ARGV[6..] 11 values per task (records.task_args): id, status, queue, priority, type, tenant,
+-- ARGV[6] the cap on each tenant's waiting (queued + scheduled) tasks; '0' = no cap
+-- ARGV[7..] 11 values per task (records.task_args): id, status, queue, priority, type, tenant,
 --           attempts, run_at, finished_at ('' = none), idem field ('' = no idempotency key), data
--- Returns: one entry per task, in order: 0 when the task was stored as given, or the record
---          (data, status, attempts, started_at, worker_id) of the task stored earlier under the
---          same (tenant, idempotency key) or the same id, which is returned in its place.
+-- Returns: {'stored', entries} with one entry per task, in order: 0 when the task was stored as
+--          given, or the record (data, status, attempts, started_at, worker_id) of the task stored
+--          earlier under the same (tenant, idempotency key) or the same id, returned in its place;
+--          or {'full', tenant} when that tenant would go over the cap: then nothing is stored.
 
--- Check every task before writing any: a script is atomic only if it does not fail half way.
-for at = 6, #ARGV, TASK_ARGS do
-    status_key(task_at(at).status)
+local cap = tonumber(ARGV[6])
+local FIRST = 7
+
+-- The task stored earlier that answers this one (same tenant and idempotency key, or same id).
+local function earlier(t)
+    if t.idem ~= '' then
+        local other = redis.call('HGET', KEYS[8], t.idem)
+        if other and redis.call('EXISTS', task_key(other)) == 1 then return task_key(other) end
+    end
+    if redis.call('EXISTS', task_key(t.id)) == 1 then return task_key(t.id) end
+    return nil
+end
+
+-- Check every task (and the cap) before writing any: a script is atomic only if it does not fail
+-- or return half way.
+local adding, seen = {}, {}
+for at = FIRST, #ARGV, TASK_ARGS do
+    local t = task_at(at)
+    status_key(t.status)
+    local repeated = seen['i' .. t.id] or (t.idem ~= '' and seen['k' .. t.idem])
+    if not repeated and not earlier(t) and (t.status == 'queued' or t.status == 'scheduled') then
+        adding[t.tenant] = (adding[t.tenant] or 0) + 1
+    end
+    seen['i' .. t.id] = true
+    if t.idem ~= '' then seen['k' .. t.idem] = true end
+end
+if cap > 0 then
+    for tenant, n in pairs(adding) do
+        if tonumber(redis.call('HGET', KEYS[10], tenant) or '0') + n > cap then return {'full', tenant} end
+    end
 end
 
 local out = {}
-for at = 6, #ARGV, TASK_ARGS do
+for at = FIRST, #ARGV, TASK_ARGS do
     local t = task_at(at)
     local key = task_key(t.id)
-    local existing = nil
-    if t.idem ~= '' then
-        local other = redis.call('HGET', KEYS[8], t.idem)
-        if other and redis.call('EXISTS', task_key(other)) == 1 then existing = task_key(other) end
-    end
-    -- The same id twice (a client retrying a bulk submit after a timeout) is not stored again.
-    if not existing and redis.call('EXISTS', key) == 1 then existing = key end
-
+    local existing = earlier(t)
     if existing then
         out[#out + 1] = record(existing)
     else
@@ -36,7 +58,8 @@ for at = 6, #ARGV, TASK_ARGS do
         end
         redis.call('ZADD', KEYS[4], seq, t.id)
         index(t.id, t.status, t.queue, t.priority, seq, t.run_at, t.finished_at)
+        count_waiting(t.tenant, t.status, 1)
         out[#out + 1] = 0
     end
 end
-return out
+return {'stored', out}

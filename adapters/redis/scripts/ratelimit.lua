@@ -1,6 +1,6 @@
 -- ratelimit: take one token from a token bucket (the RateLimiter port; core/ratelimit.py `take`).
--- KEYS[1..9] the fixed block (see _lib.lua; only KEYS[1], the test clock, is read)
--- KEYS[10] hexq:{p}:rate:<sha256 of the bucket name, 32 hex>   HASH tokens, updated (seconds)
+-- KEYS[1..10] the fixed block (see _lib.lua; only KEYS[1], the test clock, is read)
+-- KEYS[11] hexq:{p}:rate:<sha256 of the bucket name, 32 hex>   HASH tokens, updated (seconds)
 -- ARGV[1..5] the common prefix (see _lib.lua)
 -- ARGV[6] rate (tokens a second, > 0)   ARGV[7] burst (bucket size, >= 1)
 -- Returns: '0' when a token was taken, else the seconds until one will be there, as text
@@ -15,7 +15,7 @@ if not rate or rate <= 0 or rate ~= rate or rate == math.huge or not burst or bu
     fail('rate must be above 0 and burst at least 1')
 end
 local at = now()
-local tokens, updated = unpack(redis.call('HMGET', KEYS[10], 'tokens', 'updated'))
+local tokens, updated = unpack(redis.call('HMGET', KEYS[11], 'tokens', 'updated'))
 if tokens then
     tokens = math.min(burst, tonumber(tokens) + math.max(0, at - tonumber(updated)) * rate)
 else
@@ -28,8 +28,8 @@ if tokens + rate * SLACK_SECONDS >= 1 then
 else
     wait = (1 - tokens) / rate
 end
-redis.call('HSET', KEYS[10], 'tokens', fmt(tokens), 'updated', fmt(at))
+redis.call('HSET', KEYS[11], 'tokens', fmt(tokens), 'updated', fmt(at))
 if ARGV[1] ~= '1' then
-    redis.call('PEXPIRE', KEYS[10], math.ceil((burst - tokens) / rate * 1000) + 1000)
+    redis.call('PEXPIRE', KEYS[11], math.ceil((burst - tokens) / rate * 1000) + 1000)
 end
 return fmt(wait)

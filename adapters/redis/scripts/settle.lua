@@ -17,6 +17,7 @@ for at = 6, #ARGV, TASK_ARGS + 1 do
         unindex(t.id, key)
         write(key, t)
         index(t.id, t.status, t.queue, t.priority, seq, t.run_at, t.finished_at)
+        count_waiting(t.tenant, t.status, 1)
         out[#out + 1] = 1
     else
         out[#out + 1] = 0

@@ -12,4 +12,5 @@ local seq = redis.call('HGET', key, 'seq')
 unindex(t.id, key)
 write(key, t)
 index(t.id, t.status, t.queue, t.priority, seq, t.run_at, t.finished_at)
+count_waiting(t.tenant, t.status, 1)
 return 1
