@@ -133,6 +133,10 @@ class MemoryBackend:
             self._wake()
         return True
 
+    async def backlog(self) -> int:
+        with self._lock:
+            return sum(1 for task in self._tasks.values() if task.status is TaskStatus.QUEUED)
+
     async def stats(self) -> Stats:
         with self._lock:
             by_status = {status: 0 for status in TaskStatus}

@@ -56,7 +56,7 @@ class Poller:
         recovered = await self._recover()
         fired = await self._schedules.fire_due()
         purged = await self._backend.purge_finished(self._config.retention, limit)
-        backlog = (await self._backend.stats()).backlog
+        backlog = await self._backend.backlog()
         invoked = await self._invoke(backlog)
         return TickReport(promoted, recovered, fired, purged, backlog, invoked)
 

@@ -70,6 +70,11 @@ class Sweeper(Protocol):
         """Delete succeeded and cancelled tasks that finished more than `older_than` seconds ago."""
         ...
 
+    async def backlog(self) -> int:
+        """Queued tasks across every queue: what the poller sizes worker invocations by, every tick.
+        Cheaper than stats() (which counts every status), and may be a lower bound past a scan limit."""
+        ...
+
 
 class TaskStore(Protocol):
     """Reads and out-of-lease writes (cancel, replay) of task state."""

@@ -222,6 +222,9 @@ class AwsBackend:
             self._send([task])
         return changed
 
+    async def backlog(self) -> int:
+        return await self._run(listing.backlog, self._table)
+
     async def stats(self) -> Stats:
         return await self._run(listing.stats, self._table)
 

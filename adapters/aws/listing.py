@@ -113,6 +113,10 @@ def stats(table: Table) -> Stats:
     return Stats(by_status, queued)
 
 
+def backlog(table: Table) -> int:
+    return _count(table, TaskStatus.QUEUED)
+
+
 def count_waiting(table: Table, tenant: str) -> int:
     """A tenant's queued and scheduled tasks: two index reads filtered on tenant (each bounded by STATS_SCAN)."""
     return sum(_count(table, status, tenant) for status in (TaskStatus.QUEUED, TaskStatus.SCHEDULED))

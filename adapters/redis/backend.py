@@ -139,6 +139,10 @@ class RedisBackend:
     async def transition(self, task: Task, expected: TaskStatus) -> bool:
         return bool(await self._run("transition", expected.value, *records.task_args(task)))
 
+    async def backlog(self) -> int:
+        with translated():
+            return int(await self._client.zcard(self.keys.status(TaskStatus.QUEUED.value)))
+
     async def stats(self) -> Stats:
         statuses = list(TaskStatus)
         counts, queues = await self._run("stats", *(status.value for status in statuses))

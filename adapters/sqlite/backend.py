@@ -107,6 +107,9 @@ class SQLiteBackend:
         self._wakeups.wake_all()
         return changed
 
+    async def backlog(self) -> int:
+        return await self._run(ops.backlog)
+
     async def stats(self) -> Stats:
         return await self._run(ops.stats)
 

@@ -178,6 +178,11 @@ def transition(conn: sqlite3.Connection, task: Task, expected: TaskStatus) -> bo
     return cursor.rowcount == 1
 
 
+def backlog(conn: sqlite3.Connection) -> int:
+    (count,) = conn.execute("SELECT COUNT(*) FROM tasks WHERE status = 'queued'").fetchone()  # tasks_claim's prefix
+    return int(count)
+
+
 def stats(conn: sqlite3.Connection) -> Stats:
     by_status = {status: 0 for status in TaskStatus}
     queued: dict[str, dict[Priority, int]] = {}

@@ -161,7 +161,7 @@ async def test_stats_count_by_status_and_queued_by_queue_and_priority(backend: B
                                TaskStatus.CANCELLED: 0}
     assert stats.queued == {"default": {Priority.LOW: 2, Priority.NORMAL: 0, Priority.HIGH: 0, Priority.CRITICAL: 0},
                             "emails": {Priority.LOW: 0, Priority.NORMAL: 0, Priority.HIGH: 0, Priority.CRITICAL: 1}}
-    assert stats.backlog == 3
+    assert stats.backlog == await backend.backlog() == 3
 
 
 async def test_stats_of_an_empty_backend(backend: Backend) -> None:
@@ -169,7 +169,7 @@ async def test_stats_of_an_empty_backend(backend: Backend) -> None:
 
     assert stats.by_status == {status: 0 for status in TaskStatus}
     assert stats.queued == {}
-    assert stats.backlog == 0
+    assert stats.backlog == await backend.backlog() == 0
 
 
 # -- query ----------------------------------------------------------------------------------
