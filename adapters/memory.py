@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from core import quota
+from core import idempotency, quota
 from core.clock import SystemClock
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
@@ -45,6 +45,7 @@ class MemoryBackend:
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
         with self._lock:
+            idempotency.check(tasks, self._earlier)
             stored = [self._add(task) for task in tasks]
             self._wake()
         return stored
@@ -189,6 +190,7 @@ class MemoryBackend:
 
     async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
         with self._lock:
+            idempotency.check(tasks, self._earlier)
             quota.check(tasks, cap, self._known, self._waiting)
             stored = [self._add(task) for task in tasks]
             self._wake()
@@ -204,6 +206,10 @@ class MemoryBackend:
     # -- internals (callers hold the lock) --------------------------------------------------
     def _waiting(self, tenant: str) -> int:
         return sum(1 for task in self._tasks.values() if task.tenant == tenant and task.status in quota.WAITING)
+
+    def _earlier(self, task: Task) -> Task | None:
+        task_id = self._keys.get((task.tenant, task.idempotency_key)) if task.idempotency_key else None
+        return None if task_id is None else self._tasks.get(task_id)
 
     def _known(self, task: Task) -> bool:
         key = (task.tenant, task.idempotency_key) if task.idempotency_key else None

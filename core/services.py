@@ -7,7 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.errors import ConfigurationError, IdempotencyMismatch, TaskNotFound, ValidationError
+from core import idempotency
+from core.errors import ConfigurationError, TaskNotFound, ValidationError
 from core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
 from core.ports import Backend, Clock, TenantQuota
 from core.registry import Registry, check_name
@@ -123,10 +124,8 @@ class TaskService:
     def _submitted(self, new: Task, stored: Task) -> Submitted:
         if stored.id == new.id:
             return Submitted(stored, created=True)
-        same = (stored.type, dict(stored.payload), stored.queue, stored.priority) == (
-            new.type, dict(new.payload), new.queue, new.priority)
-        if not same:
-            raise IdempotencyMismatch(f"idempotency key {new.idempotency_key!r} was used for a different task")
+        if idempotency.fingerprint(stored) != idempotency.fingerprint(new):  # the adapters check first; this
+            raise idempotency.mismatch(new.idempotency_key)  # is for a stored task they did not see (a race on AWS)
         return Submitted(stored, created=False)
 
     def _build_item(self, index: int, request: SubmitRequest, now: float) -> Task:

@@ -13,7 +13,7 @@ from adapters.aws.errors import translated
 from adapters.aws.queues import LEVELS, Message, Queues
 from adapters.aws.resources import create_resources
 from adapters.aws.table import Table, check_size
-from core import quota
+from core import idempotency, quota
 from core.clock import SystemClock
 from core.errors import ValidationError
 from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
@@ -83,6 +83,8 @@ class AwsBackend:
         now = self._clock.now()
         for task in tasks:  # before any write or send
             check_size(task, now)
+        # Reads, then writes: a submit racing this one with the same key is caught by the service instead.
+        idempotency.check(tasks, self._table.earlier)
         first: dict[tuple[str, str], int] = {}
         owner = [first.setdefault((t.tenant, t.idempotency_key), i) if t.idempotency_key is not None else i
                  for i, t in enumerate(tasks)]  # a key repeated in the batch returns its first task

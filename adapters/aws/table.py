@@ -115,12 +115,16 @@ class Table:
                     "ExpressionAttributeValues": {":stale": {"S": stale}}}
         return {"Put": put}
 
-    def known(self, task: Task) -> bool:
-        """Whether an earlier task answers `task` (its idempotency key names a task that still exists)."""
+    def earlier(self, task: Task) -> Task | None:
+        """The task `task`'s idempotency key names, if it has one and that task still exists."""
         if task.idempotency_key is None:
-            return False
+            return None
         owner = self._owner(items.idem_key(task.tenant, task.idempotency_key))
-        return owner is not None and self.get(owner) is not None
+        return None if owner is None else self.get(owner)
+
+    def known(self, task: Task) -> bool:
+        """Whether an earlier task answers `task` (see `earlier`)."""
+        return self.earlier(task) is not None
 
     def _owner(self, key: Item) -> str | None:
         found = self.call("get_item", Key=key, ConsistentRead=True).get("Item")

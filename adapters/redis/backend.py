@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -10,6 +11,7 @@ from adapters.redis import records
 from adapters.redis._lua import Scripts
 from adapters.redis.connection import Client, Target, connect, parse, translated
 from adapters.redis.keys import Keys, check_part, is_part, schedule_fields
+from core import idempotency
 from core.errors import QueueFull
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ratelimit import check
@@ -60,10 +62,12 @@ class RedisBackend:
     async def _enqueue(self, tasks: Sequence[Task], cap: int) -> list[Task]:
         if not tasks:
             return []
-        args = [arg for task in tasks for arg in records.task_args(task)]
+        args = [arg for task in tasks for arg in (*records.task_args(task), idempotency.fingerprint(task))]
         outcome, stored = await self._run("enqueue", cap, *args)
         if outcome == "full":
             raise QueueFull(stored, cap)
+        if outcome == "mismatch":
+            raise idempotency.mismatch(json.loads(stored)[1])
         return [task if found == 0 else records.decode_task(found) for task, found in zip(tasks, stored, strict=True)]
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,

@@ -21,7 +21,7 @@ from adapters.sqlite.rows import (
     task_values,
 )
 from adapters.sqlite.schema import transaction
-from core import quota
+from core import idempotency, quota
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
 from core.ratelimit import Bucket, take
@@ -33,17 +33,25 @@ _MAX_CURSOR_DIGITS = 18  # fits a signed 64-bit integer
 # -- Broker ---------------------------------------------------------------------------------
 def enqueue(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]:
     with transaction(conn):
+        idempotency.check(tasks, lambda task: _earlier(conn, task))
         return [_add(conn, task) for task in tasks]
 
 
 def _add(conn: sqlite3.Connection, task: Task) -> Task:
-    if task.idempotency_key is not None:
-        row = conn.execute(f"{SELECT_TASKS} WHERE tenant = ? AND idempotency_key = ?",
-                           (task.tenant, task.idempotency_key)).fetchone()
-        if row is not None:
-            return task_from_row(row)
+    stored = _earlier(conn, task)
+    if stored is not None:
+        return stored
     conn.execute(INSERT_TASK, task_values(task))
     return task
+
+
+def _earlier(conn: sqlite3.Connection, task: Task) -> Task | None:
+    """The task stored under `task`'s (tenant, idempotency key), if it has one."""
+    if task.idempotency_key is None:
+        return None
+    row = conn.execute(f"{SELECT_TASKS} WHERE tenant = ? AND idempotency_key = ?",
+                       (task.tenant, task.idempotency_key)).fetchone()
+    return None if row is None else task_from_row(row)
 
 
 def claim(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str], n: int, lease_seconds: float,
@@ -238,6 +246,7 @@ def count_waiting(conn: sqlite3.Connection, tenant: str) -> int:
 
 def enqueue_within(conn: sqlite3.Connection, tasks: Sequence[Task], cap: int) -> list[Task]:
     with transaction(conn):  # the count and the inserts in one write transaction: no overshoot
+        idempotency.check(tasks, lambda task: _earlier(conn, task))
         quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
         return [_add(conn, task) for task in tasks]
 

@@ -226,7 +226,7 @@ async def test_a_result_too_large_to_store_is_replaced_by_a_note(aws: AwsBackend
 
 # -- idempotency ----------------------------------------------------------------------------------------------
 async def test_ten_concurrent_submits_of_one_key_store_one_task(aws: AwsBackend, make_task: MakeTask, sqs: Any) -> None:
-    candidates = [make_task(idempotency_key="order-42", payload={"i": i}) for i in range(10)]
+    candidates = [make_task(idempotency_key="order-42", payload={"order": 42}) for _ in range(10)]  # retries
     results: list[Task] = []
     start = threading.Barrier(len(candidates))
 

@@ -124,6 +124,19 @@ async def test_reused_key_with_a_different_payload_is_a_mismatch(service: TaskSe
         await service.submit(SubmitRequest(type="echo", payload={"a": 2}, idempotency_key="k"))
 
 
+async def test_a_bulk_reusing_a_key_for_a_different_request_stores_nothing(backend: Backend,
+                                                                           make_task: MakeTask) -> None:
+    await backend.enqueue([make_task(payload={"a": 1}, idempotency_key="k")])
+    fresh, clash = make_task(), make_task(payload={"a": 2}, idempotency_key="k")
+
+    with pytest.raises(IdempotencyMismatch):
+        await backend.enqueue([fresh, clash])
+    with pytest.raises(IdempotencyMismatch):  # two different requests under one key within the bulk
+        await backend.enqueue([fresh, make_task(idempotency_key="j"), make_task(payload={"b": 1}, idempotency_key="j")])
+    assert await backend.get(fresh.id) is None
+    assert len((await backend.query(TaskQuery())).items) == 1
+
+
 async def test_duplicate_keys_within_one_batch_store_one_task(backend: Backend, make_task: MakeTask) -> None:
     first, second = make_task(idempotency_key="k"), make_task(idempotency_key="k")
 

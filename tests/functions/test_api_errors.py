@@ -279,7 +279,6 @@ def test_a_bulk_of_one_names_the_element_too(client: TestClient) -> None:
     assert_error(client.post("/v1/tasks:bulk", json=body), 422, "validation_error", "tasks[0].max_attempts")
 
 
-@pytest.mark.xfail(reason="core: submit_bulk enqueues first and checks idempotency keys after", strict=True)
 def test_a_bulk_reusing_a_key_for_a_different_task_enqueues_nothing(client: TestClient) -> None:
     client.post("/v1/tasks", json={"type": "echo", "payload": {"a": 1}, "idempotency_key": "k"})
     body = {"tasks": [{"type": "echo"}, {"type": "echo", "payload": {"a": 2}, "idempotency_key": "k"}]}

@@ -2,15 +2,19 @@
 -- KEYS    the fixed block (see _lib.lua)
 -- ARGV[1..5] the common prefix (see _lib.lua)
 -- ARGV[6] the cap on each tenant's waiting (queued + scheduled) tasks; '0' = no cap
--- ARGV[7..] 11 values per task (records.task_args): id, status, queue, priority, type, tenant,
---           attempts, run_at, finished_at ('' = none), idem field ('' = no idempotency key), data
+-- ARGV[7..] 12 values per task: the 11 of records.task_args (id, status, queue, priority, type,
+--           tenant, attempts, run_at, finished_at ('' = none), idem field ('' = no idempotency
+--           key), data), then the request's fingerprint (core.idempotency.fingerprint)
 -- Returns: {'stored', entries} with one entry per task, in order: 0 when the task was stored as
 --          given, or the record (data, status, attempts, started_at, worker_id) of the task stored
 --          earlier under the same (tenant, idempotency key) or the same id, returned in its place;
---          or {'full', tenant} when that tenant would go over the cap: then nothing is stored.
+--          {'full', tenant} when that tenant would go over the cap; or {'mismatch', idem field} when
+--          a key names a different request (stored before, or earlier in this call). Nothing is
+--          stored then.
 
 local cap = tonumber(ARGV[6])
 local FIRST = 7
+local STRIDE = TASK_ARGS + 1
 
 -- The task stored earlier that answers this one (same tenant and idempotency key, or same id).
 local function earlier(t)
@@ -24,12 +28,21 @@ end
 
 -- Check every task (and the cap) before writing any: a script is atomic only if it does not fail
 -- or return half way.
-local adding, seen = {}, {}
-for at = FIRST, #ARGV, TASK_ARGS do
+local adding, seen, fingerprints = {}, {}, {}
+for at = FIRST, #ARGV, STRIDE do
     local t = task_at(at)
+    local fp = ARGV[at + TASK_ARGS]
     status_key(t.status)
     local repeated = seen['i' .. t.id] or (t.idem ~= '' and seen['k' .. t.idem])
-    if not repeated and not earlier(t) and (t.status == 'queued' or t.status == 'scheduled') then
+    local existing = earlier(t)
+    if t.idem ~= '' then
+        if fingerprints[t.idem] == nil then
+            -- A task stored before fingerprints were kept has none: the client compares those.
+            fingerprints[t.idem] = (existing and redis.call('HGET', existing, 'fp')) or fp
+        end
+        if fingerprints[t.idem] ~= fp then return {'mismatch', t.idem} end
+    end
+    if not repeated and not existing and (t.status == 'queued' or t.status == 'scheduled') then
         adding[t.tenant] = (adding[t.tenant] or 0) + 1
     end
     seen['i' .. t.id] = true
@@ -42,7 +55,7 @@ if cap > 0 then
 end
 
 local out = {}
-for at = FIRST, #ARGV, TASK_ARGS do
+for at = FIRST, #ARGV, STRIDE do
     local t = task_at(at)
     local key = task_key(t.id)
     local existing = earlier(t)
@@ -51,7 +64,7 @@ for at = FIRST, #ARGV, TASK_ARGS do
     else
         local seq = redis.call('INCR', KEYS[2])
         write(key, t)
-        redis.call('HSET', key, 'seq', seq)
+        redis.call('HSET', key, 'seq', seq, 'fp', ARGV[at + TASK_ARGS])
         if t.idem ~= '' then
             redis.call('HSET', KEYS[8], t.idem, t.id)
             redis.call('HSET', key, 'idem', t.idem)
