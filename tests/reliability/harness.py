@@ -104,6 +104,15 @@ class RedisServer:
             self.process = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
         self.wait_ready(timeout)
 
+    def spawn(self, *extra: str) -> None:
+        """Start on the same port and directory WITHOUT waiting for PONG, with `extra` arguments after
+        args() (e.g. the hidden `--key-load-delay` to watch it answer LOADING, T9); wait_ready() later."""
+        if self.process is not None and self.process.poll() is None:
+            self.kill9()
+        self.starts += 1
+        with (self.dir / f"redis-{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen([*self.args(), *extra], stdout=log, stderr=subprocess.STDOUT)
+
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Ready means PING answers PONG (a server still LOADING its AOF raises BusyLoadingError)."""
         started = time.monotonic()

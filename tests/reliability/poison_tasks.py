@@ -6,6 +6,8 @@ PYTHONPATH). Every execution appends one line `n task_id attempt pid t_start t_e
     rel_sleep    {"n", "seconds" 0..60, "first": 0..60}: sleep ("first" on attempt 1, if given), then record
     rel_raise    {"n"}: records, then always raises (poison T12a)
     rel_exit     {"n"}: records, then os._exit(1) kills its worker process (poison T12b; queue "poison")
+    rel_segv     {"n"}: records, then sends its own process SIGSEGV, which kills it by the signal (poison T12c;
+                 queue "poison-segv")
     rel_timeout  {"n", "seconds"}: sleeps past its 1 s timeout; the cancellation is recorded (T13)
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import signal
 import time
 from typing import Any
 
@@ -54,6 +58,23 @@ async def rel_raise(payload: dict[str, Any]) -> None:
 def rel_exit(payload: dict[str, Any]) -> None:
     _record(payload, time.time())
     os._exit(1)
+
+
+@task("rel_segv", max_attempts=3, retry=FAST_RETRY, queue="poison-segv")
+def rel_segv(payload: dict[str, Any]) -> None:
+    """A crash by signal, as a segfaulting C extension would. It runs in a worker thread (sync handlers go
+    through asyncio.to_thread), so it cannot reset signal handlers itself (only the main thread may); it
+    refuses to run if Python handles SIGSEGV, since that would turn the crash into something else. With
+    faulthandler enabled (PYTHONFAULTHANDLER, -X faulthandler) the traceback is printed and the signal
+    re-raised with the default action, so the process still dies by SIGSEGV (T12 runs it that way)."""
+    if signal.getsignal(signal.SIGSEGV) not in (signal.SIG_DFL, None):
+        raise RuntimeError(f"SIGSEGV is handled in Python ({signal.getsignal(signal.SIGSEGV)!r}): no crash")
+    _record(payload, time.time())
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))  # no core file (the default action dumps one)
+    os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(5.0)  # the default action kills the process before this returns
+    raise RuntimeError("still alive 5 s after SIGSEGV")
 
 
 @task("rel_timeout", timeout=TIMEOUT, max_attempts=3, retry=FAST_RETRY)

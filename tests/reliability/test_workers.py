@@ -5,6 +5,7 @@ processes on a SQLite file in tmp_path. Tasks are submitted and read back direct
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -187,51 +188,66 @@ def test_t6_heartbeat_keeps_a_long_task(tmp_path: Path, procs: Procs) -> None:
 @pytest.mark.chaos
 @pytest.mark.timeout(180)
 def test_t12_poison_tasks_are_dead_lettered_after_three_attempts(tmp_path: Path, procs: Procs) -> None:
-    """(a) a handler that always raises, (b) one that os._exit(1)s its worker: with max_attempts=3 each
-    is dead after exactly 3 attempts with its last error; 50 healthy tasks alongside all complete once."""
+    """(a) a handler that always raises, (b) one that os._exit(1)s its worker, (c) one that sends its worker
+    SIGSEGV: with max_attempts=3 each is dead after exactly 3 attempts with its last error; 50 healthy tasks
+    alongside all complete once. (b) and (c) each have their own queue and a supervised worker that is
+    respawned after every crash; (c)'s runs with faulthandler on and must still die by the signal (rc -11)."""
     url = _backend(tmp_path)
     env = _ledger_env(tmp_path, HEXQ_LEASE="2", HEXQ_GRACE="1")
     direct = Direct(url)
-    supervisor = None
+    supervisors: list[Supervisor] = []
     try:
         raising = direct.submit("rel_raise", {"n": 1000})
-        exiting = direct.submit("rel_exit", {"n": 2000})  # queue "poison": only the supervised worker takes it
+        exiting = direct.submit("rel_exit", {"n": 2000})  # queue "poison": only its supervised worker takes it
+        segving = direct.submit("rel_segv", {"n": 3000})  # queue "poison-segv": likewise
+        poison = (raising, exiting, segving)
         healthy = direct.submit_bulk([SubmitRequest(type="ledger", payload={"n": n, "ms": 20}) for n in range(50)])
         t0 = time.monotonic()
         procs.start("poller", "poller", "--backend", url, env=env)
         procs.start("worker", "worker", "--backend", url, env=env)
-        supervisor = Supervisor(lambda: procs.start("poison-worker", "worker", "--backend", url,
-                                                    env={**env, "HEXQ_QUEUES": "poison"}), max_respawns=5)
+        for name, extra in (("poison-worker", {"HEXQ_QUEUES": "poison"}),
+                            ("segv-worker", {"HEXQ_QUEUES": "poison-segv", "PYTHONFAULTHANDLER": "1"})):
+            supervisors.append(Supervisor(lambda name=name, extra=extra: procs.start(
+                name, "worker", "--backend", url, env={**env, **extra}), max_respawns=5))
+        exit_supervisor, segv_supervisor = supervisors
         dead_at: dict[str, float] = {}
 
         def settled() -> bool:
-            for poison in (raising, exiting):
-                if poison.id not in dead_at and direct.get(poison.id).is_terminal:
-                    dead_at[poison.id] = time.monotonic() - t0
+            for task in poison:
+                if task.id not in dead_at and direct.get(task.id).is_terminal:
+                    dead_at[task.id] = time.monotonic() - t0
             counts = direct.by_status()
-            return len(dead_at) == 2 and sum(counts[s] for s in TERMINAL) >= 52
+            return len(dead_at) == len(poison) and sum(counts[s] for s in TERMINAL) >= 50 + len(poison)
 
         wait_for(settled, "poison tasks dead and healthy tasks done", 120, 0.2)
         wall_s = time.monotonic() - t0
-        supervisor.stop()
-        raised, exited = direct.get(raising.id), direct.get(exiting.id)
+        for supervisor in supervisors:
+            supervisor.stop()
+        raised, exited, segved = (direct.get(t.id) for t in poison)
         final_healthy = final_of(direct.get(t.id) for t in healthy)
     finally:
-        if supervisor is not None:
+        for supervisor in supervisors:
             supervisor.stop()
         direct.close()
     ledger = read_ledger(tmp_path / "ledger.txt")
-    runs = {n: [e for e in ledger.executions if e.n == n] for n in (1000, 2000)}
+    runs = {n: [e for e in ledger.executions if e.n == n] for n in (1000, 2000, 3000)}
     healthy_ledger = type(ledger)([e for e in ledger.executions if e.n < 1000], ledger.torn)
     verdict = check({t.id: int(t.payload["n"]) for t in healthy}, final_healthy, healthy_ledger, killed=False)
-    poison_not_dead = sum(1 for t in (raised, exited) if t.status is not TaskStatus.DEAD)
+    poison_not_dead = sum(1 for t in (raised, exited, segved) if t.status is not TaskStatus.DEAD)
+    segv_logs = "\n".join(p.log() for p in procs.started if p.name == "segv-worker")
     figures = report(tmp_path / "report.jsonl", "T12_poison", verdict, api=None, wall_s=wall_s,
-                     accepted=verdict.accepted + 2, lost=verdict.lost + poison_not_dead, dlq=2 - poison_not_dead,
+                     accepted=verdict.accepted + len(poison), lost=verdict.lost + poison_not_dead,
+                     dlq=len(poison) - poison_not_dead,
                      raise_attempts=raised.attempts, raise_error=raised.error,
                      raise_to_dlq_s=round(dead_at[raising.id], 3),
                      exit_attempts=exited.attempts, exit_error=exited.error,
                      exit_to_dlq_s=round(dead_at[exiting.id], 3),
-                     exit_executions=len(runs[2000]), worker_respawns=supervisor.respawns if supervisor else 0,
+                     exit_executions=len(runs[2000]), exit_worker_exits=exit_supervisor.exits,
+                     segv_attempts=segved.attempts, segv_error=segved.error,
+                     segv_to_dlq_s=round(dead_at[segving.id], 3),
+                     segv_executions=len(runs[3000]), segv_worker_exits=segv_supervisor.exits,
+                     segv_faulthandler_tracebacks=segv_logs.count("Fatal Python error: Segmentation fault"),
+                     worker_respawns=exit_supervisor.respawns + segv_supervisor.respawns,
                      healthy_completed=verdict.completed)
     assert_passes(figures, procs.logs)
     assert raised.status is TaskStatus.DEAD and raised.attempts == 3, raised
@@ -240,6 +256,12 @@ def test_t12_poison_tasks_are_dead_lettered_after_three_attempts(tmp_path: Path,
     assert exited.status is TaskStatus.DEAD and exited.attempts == 3, exited
     assert exited.error == "lease expired: worker lost or hung", exited.error
     assert len(runs[2000]) == 3
+    assert exit_supervisor.exits == [1, 1, 1], exit_supervisor.exits
+    assert segved.status is TaskStatus.DEAD and segved.attempts == 3, (segved, procs.logs())
+    assert segved.error == "lease expired: worker lost or hung", segved.error
+    assert len(runs[3000]) == 3
+    assert segv_supervisor.exits == [-signal.SIGSEGV] * 3, segv_supervisor.exits  # died by the signal
+    assert figures["segv_faulthandler_tracebacks"] == 3, segv_logs[-3000:]
     assert verdict.completed == 50 and verdict.duplicated == 0
 
 
