@@ -225,8 +225,8 @@ def requires(backend_name: str, capability: str) -> pytest.MarkDecorator | None:
     """The mark for a test that relies on `capability` run on `backend_name`: None, or a strict xfail."""
     if capability in HAS[backend_name]:
         return None
-    return pytest.mark.xfail(strict=(backend_name, capability) not in RACES, reason=f"capability gap: {backend_name} has no {capability}: "
-                                                 f"{GAPS[backend_name, capability]}")
+    why = f"capability gap: {backend_name} has no {capability}: {GAPS[backend_name, capability]}"
+    return pytest.mark.xfail(strict=(backend_name, capability) not in RACES, reason=why)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
