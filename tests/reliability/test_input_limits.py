@@ -35,6 +35,7 @@ from functions.settings import Settings
 pytestmark = pytest.mark.reliability
 
 MiB = 1024 * 1024
+from harness import report  # noqa: E402
 from served import Served, hexq_serve  # noqa: E402
 
 CAP = 256 * 1024
@@ -86,8 +87,9 @@ def test_a_huge_body_gets_413_without_being_read(served: Served, size: int, decl
     elapsed = time.perf_counter() - started
     rss_delta = (served.rss_kib() - rss_before) / 1024
 
-    print(f"\nT18 {size // MiB} MiB {'content-length' if declared else 'chunked'}: {response.status_code} in "
-          f"{elapsed * 1000:.0f} ms, client sent {sent[0] / MiB:.2f} MiB, server RSS delta {rss_delta:+.1f} MiB")
+    report(served.log.parent / "report.jsonl", "T18_huge_body", None, api=None, wall_s=elapsed,
+           api_5xx=int(response.status_code >= 500), body_mib=size // MiB, content_length=declared,
+           status=response.status_code, sent_mib=round(sent[0] / MiB, 2), rss_delta_mib=round(rss_delta, 1))
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
     assert response.json()["details"] == {"limit": CAP}
@@ -128,8 +130,8 @@ def test_the_413_arrives_before_the_rest_of_a_100_mib_body_is_sent(served: Serve
                 break
             answer += data
     elapsed = time.perf_counter() - started
-    print(f"\nT18 raw 100 MiB {'content-length' if declared else 'chunked'}: {answer[:12].decode()!r} after sending "
-          f"{sent / 1024:.0f} KiB, {elapsed * 1000:.0f} ms")
+    report(served.log.parent / "report.jsonl", "T18_raw_100_mib", None, api=None, wall_s=elapsed,
+           content_length=declared, status_line=answer[:12].decode(errors="replace"), sent_kib=round(sent / 1024))
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     nothing_enqueued(served.url)
 
@@ -160,6 +162,7 @@ MALFORMED: dict[str, tuple[bytes, dict[str, str], set[int], str]] = {
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_input_is_a_4xx_and_enqueues_nothing(served: Served, name: str) -> None:
     body, headers, statuses, code = MALFORMED[name]
+    answered: dict[str, int] = {}
     for path in ("/v1/tasks", "/v1/tasks:bulk"):
         if path.endswith("bulk") and code == "validation_error":
             body_ = b'{"tasks":[' + body + b"]}"
@@ -167,11 +170,14 @@ def test_malformed_input_is_a_4xx_and_enqueues_nothing(served: Served, name: str
             body_ = body
         response = httpx.post(f"{served.url}{path}", content=body_,
                               headers={"content-type": "application/json", **headers}, timeout=30)
+        answered[path] = response.status_code
         assert response.status_code in statuses, (path, response.text)
         assert response.json()["error"] == code
         if code == "validation_error":
             assert response.json()["details"]["field"]  # the field path is named
     nothing_enqueued(served.url)
+    report(served.log.parent / "report.jsonl", "T19_malformed", None, api=None, wall_s=0.0, case=name,
+           api_5xx=sum(status >= 500 for status in answered.values()), statuses=answered, error=code, enqueued=0)
 
 
 # -- T19: fuzz every POST/PUT endpoint in-process -----------------------------------------------------------
@@ -327,6 +333,8 @@ async def test_a_worker_without_the_type_dead_letters_it_at_once(tmp_path: Path)
         assert dead.status == "dead"
         assert dead.error is not None and dead.error.startswith("unknown_task_type"), dead.error
         assert dead.attempts == 1 and dead.max_attempts == 5  # no retry: 0 retries for an unknown type
+        report(tmp_path / "report.jsonl", "T20_unknown_type_at_the_worker", None, api=None, wall_s=0.0, accepted=2,
+               completed=1, dlq=1, retries_for_unknown_type=dead.attempts - 1, error=dead.error)
         done = await backend.get(known.id)
         assert done is not None and done.status == "succeeded"
         assert worker.returncode == 0

@@ -7,7 +7,6 @@ fresh `partition=` per test. Figures are printed; run with -s to see them.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import uuid
 from collections import Counter
@@ -17,6 +16,7 @@ from typing import Any
 import flood
 import httpx
 import pytest
+from harness import report
 from served import hexq_serve
 
 from core.auth import Scope, entry, new_secret
@@ -62,7 +62,9 @@ async def test_fifty_concurrent_submits_with_one_key_create_one_task(tmp_path: P
             responses = await asyncio.gather(*(client.post("/v1/tasks", json=body, headers=headers)
                                                for _ in range(50)))
             statuses = Counter(r.status_code for r in responses)
-            print(f"\nT16 {backend_env.get('HEXQ_BACKEND', 'sqlite').split('?')[0]}: 50 concurrent -> {dict(statuses)}")
+            report(tmp_path / "report.jsonl", "T16_idempotency_concurrent", None, api=None, wall_s=0.0,
+                   accepted=statuses[202], backend=backend_env.get("HEXQ_BACKEND", "sqlite").split(":")[0],
+                   statuses={str(k): v for k, v in statuses.items()})
             assert statuses[202] == 1, statuses
             assert set(statuses) <= {200, 202, 409}, statuses
             ids = {r.json()["id"] for r in responses if r.status_code in (200, 202)}
@@ -129,12 +131,7 @@ async def test_a_burst_is_limited_per_key_and_the_other_key_is_unaffected(tmp_pa
 
             accepted = statuses[202]
             expected = BURST + RATE * elapsed
-            print(f"\nT22: {TOTAL} POSTs x{CONCURRENCY} in {elapsed:.1f}s ({TOTAL / elapsed:.0f} req/s): "
-                  f"flood accepted {accepted} (expected ~{expected:.0f}), 429 {statuses[429]}, "
-                  f"5xx {sum(n for s, n in statuses.items() if s >= 500)}, statuses {dict(statuses)}; "
-                  f"calm key {len(calm_latencies)} requests {dict(calm_statuses)}, p50 "
-                  f"{_pct(calm_latencies, 0.5) * 1000:.0f} ms, p99 {_pct(calm_latencies, 0.99) * 1000:.0f} ms, "
-                  f"mean {statistics.mean(calm_latencies) * 1000:.0f} ms")
+            api_5xx = sum(n for s, n in statuses.items() if s >= 500)
             assert set(statuses) <= {202, 429}, statuses
             assert set(results.errors) <= {"rate_limited"}, results.errors
             assert sum(statuses.values()) == TOTAL
@@ -158,6 +155,10 @@ async def test_a_burst_is_limited_per_key_and_the_other_key_is_unaffected(tmp_pa
                 if by_status.get("succeeded", 0) >= total_accepted:
                     break
                 await asyncio.sleep(0.5)
-            print(f"T22: completed {by_status} of {total_accepted} accepted, "
-                  f"drained {time.perf_counter() - started - elapsed:.1f}s after the burst")
+            report(tmp_path / "report.jsonl", "T22_burst_rate_limit", None, api=None, wall_s=elapsed,
+                   accepted=accepted, completed=by_status.get("succeeded", 0), api_5xx=api_5xx, requests=TOTAL,
+                   concurrency=CONCURRENCY, rate=RATE, burst=BURST, expected_accepted=round(expected),
+                   rejected_429=statuses[429], requests_per_s=round(TOTAL / elapsed), calm_requests=len(calm_latencies),
+                   calm_p50_s=round(_pct(calm_latencies, 0.5), 3), calm_p99_s=round(_pct(calm_latencies, 0.99), 3),
+                   drained_s=round(time.perf_counter() - started - elapsed, 2))
             assert by_status.get("succeeded", 0) == total_accepted == sum(by_status.values()), by_status
