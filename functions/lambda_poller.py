@@ -5,6 +5,9 @@ schedules, purge old results, then start ceil(backlog / batch) worker invocation
 HEXQ_MAX_INVOCATIONS (or HEXQ_WORKERS), as asynchronous invokes of the worker function named by
 HEXQ_WORKER_FUNCTION (functions.lambda_invoker). Returns the TickReport as a dict.
 
+With HEXQ_POLLER_INVOKES=false the tick does the housekeeping only: template.yaml sets it for
+Backend=aws, where the SQS event sources run the worker function, so the queues have one consumer.
+
 Like the worker, it keeps one container and one event loop per process.
 """
 
@@ -26,12 +29,14 @@ from functions.settings import Settings
 log = logging.getLogger("hexq.poller")
 
 WORKER_FUNCTION_ENV = "HEXQ_WORKER_FUNCTION"
+INVOKES_ENV = "HEXQ_POLLER_INVOKES"
 
 
 class PollerHandler:
     """The Lambda handler: `handler(event, context)` runs one tick; the event's content does not matter."""
 
-    def __init__(self, container: Container, invoker: Invoker, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, container: Container, invoker: Invoker | None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.container = container
         self.invoker = invoker
         self.loop = loop or asyncio.new_event_loop()
@@ -54,8 +59,18 @@ def worker_function(env: Mapping[str, str]) -> str:
     return name
 
 
+def invokes(env: Mapping[str, str]) -> bool:
+    value = env.get(INVOKES_ENV, "true").strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigurationError(f"{INVOKES_ENV} must be true or false, not {value!r}")
+    return value == "true"
+
+
 def make_handler(container: Container, env: Mapping[str, str] | None = None) -> PollerHandler:
-    invoker = LambdaInvoker(worker_function(os.environ if env is None else env), cap=container.settings.invocation_cap)
+    env = os.environ if env is None else env
+    if not invokes(env):
+        return PollerHandler(container, None)  # something else (SQS event sources) runs the workers
+    invoker = LambdaInvoker(worker_function(env), cap=container.settings.invocation_cap)
     return PollerHandler(container, invoker)
 
 

@@ -364,6 +364,21 @@ def test_the_poller_refuses_to_start_without_a_worker_function(load_lambda: Call
         poller.make_handler(poller.handler.container, env={})
 
 
+def test_a_poller_told_not_to_invoke_does_housekeeping_only(load_lambda: Callable[[str], ModuleType]) -> None:
+    from core.errors import ConfigurationError
+
+    poller = load_lambda("lambda_poller")
+    sweeper = poller.make_handler(poller.handler.container, env={"HEXQ_POLLER_INVOKES": "false"})
+    try:
+        sweeper.loop.run_until_complete(sweeper.container.tasks.submit(SubmitRequest(type="echo", payload={})))
+        report = sweeper(event("schedule-tick"), FakeContext())
+    finally:
+        sweeper.loop.close()  # not sweeper.close(): the container is the module handler's
+    assert (report["backlog"], report["invoked"]) == (1, 0)
+    with pytest.raises(ConfigurationError, match="HEXQ_POLLER_INVOKES"):
+        poller.make_handler(poller.handler.container, env={"HEXQ_POLLER_INVOKES": "maybe"})
+
+
 def lambda_client() -> Any:
     return boto3.client("lambda", region_name="us-east-1", aws_access_key_id="testing",
                         aws_secret_access_key="testing")

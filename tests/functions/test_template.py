@@ -106,6 +106,8 @@ def test_the_poller_ticks_every_minute_and_may_invoke_only_the_worker(template: 
 
     assert [e["Properties"]["Schedule"] for e in poller["Events"].values()] == ["rate(1 minute)"]
     assert poller["Environment"]["Variables"]["HEXQ_WORKER_FUNCTION"] == {"Ref": "WorkerFunction"}
+    # With Backend=aws the SQS event sources are the workers' one trigger.
+    assert poller["Environment"]["Variables"]["HEXQ_POLLER_INVOKES"] == {"Fn::If": ["IsAws", "false", "true"]}
     assert statements == [{"Sid": "StartWorkers", "Effect": "Allow", "Action": "lambda:InvokeFunction",
                            "Resource": {"Fn::GetAtt": ["WorkerFunction", "Arn"]}}]
 
