@@ -79,12 +79,17 @@ class AwsBackend:
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
         return await self._run(self._enqueue, tasks) if tasks else []
 
-    def _enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+    def _enqueue(self, tasks: Sequence[Task], cap: int = 0) -> list[Task]:
         now = self._clock.now()
-        for task in tasks:  # before any write or send
+        for task in tasks:  # before any read, write or send
             check_size(task, now)
-        # Reads, then writes: a submit racing this one with the same key is caught by the service instead.
-        idempotency.check(tasks, self._table.earlier)
+        # Reads, then writes: a submit racing this one with the same key is caught by the service instead,
+        # and racing submits may overshoot the cap by their number.
+        earlier = self._table.earlier_lookup()  # one read per key for both checks
+        idempotency.check(tasks, earlier)
+        if cap:
+            quota.check(tasks, cap, lambda task: earlier(task) is not None,
+                        lambda tenant: listing.count_waiting(self._table, tenant))
         first: dict[tuple[str, str], int] = {}
         owner = [first.setdefault((t.tenant, t.idempotency_key), i) if t.idempotency_key is not None else i
                  for i, t in enumerate(tasks)]  # a key repeated in the batch returns its first task
@@ -259,11 +264,9 @@ class AwsBackend:
         may overshoot the cap by their number (memory, SQLite and Redis check atomically)."""
         if not tasks:
             return []
-        return await self._run(self._enqueue_within, tasks, cap)
-
-    def _enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
-        quota.check(tasks, cap, self._table.known, lambda tenant: listing.count_waiting(self._table, tenant))
-        return self._enqueue(tasks)
+        if cap < 1:
+            raise ValueError(f"cap must be at least 1, got {cap}")
+        return await self._run(self._enqueue, tasks, cap)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -122,9 +122,17 @@ class Table:
         owner = self._owner(items.idem_key(task.tenant, task.idempotency_key))
         return None if owner is None else self.get(owner)
 
-    def known(self, task: Task) -> bool:
-        """Whether an earlier task answers `task` (see `earlier`)."""
-        return self.earlier(task) is not None
+    def earlier_lookup(self) -> Callable[[Task], Task | None]:
+        """`earlier` that reads each (tenant, key) once: for checks that ask about one batch twice."""
+        seen: dict[tuple[str, str | None], Task | None] = {}
+
+        def lookup(task: Task) -> Task | None:
+            mark = (task.tenant, task.idempotency_key)
+            if mark not in seen:
+                seen[mark] = self.earlier(task)
+            return seen[mark]
+
+        return lookup
 
     def _owner(self, key: Item) -> str | None:
         found = self.call("get_item", Key=key, ConsistentRead=True).get("Item")
