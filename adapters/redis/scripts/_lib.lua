@@ -87,6 +87,18 @@ local function record(key)
     return redis.call('HMGET', key, 'data', 'status', 'attempts', 'started_at', 'worker_id')
 end
 
+-- Lease a running task under a fresh fencing token until `expires`; `...` are more field/value
+-- pairs for the same HSET. Returns the lease as the client decodes it (records.decode_lease).
+local function lease(id, key, expires, ...)
+    local token = redis.call('INCR', KEYS[3])
+    redis.call('HSET', key, 'token', token, 'expires', expires, ...)
+    redis.call('ZADD', KEYS[6], expires, id)
+    local out = record(key)
+    out[6] = token
+    out[7] = expires
+    return out
+end
+
 -- Add a task to the indexes of its status. Queued tasks also wake one blocked claimer.
 local function index(id, status, queue, priority, seq, run_at, finished_at)
     redis.call('ZADD', status_key(status), seq, id)

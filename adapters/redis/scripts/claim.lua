@@ -51,18 +51,12 @@ while #leases < n do
     local key = task_key(id)
     local status, seq, tenant = unpack(redis.call('HMGET', key, 'status', 'seq', 'tenant'))
     if status == 'queued' then  -- always, unless an index was damaged: then the entry is dropped
-        local token = redis.call('INCR', KEYS[3])
         redis.call('HINCRBY', key, 'attempts', 1)
-        redis.call('HSET', key, 'status', 'running', 'started_at', started, 'worker_id', worker,
-                   'token', token, 'expires', expires)
         redis.call('ZREM', status_key('queued'), id)
         count_waiting(tenant, 'queued', -1)
         redis.call('ZADD', status_key('running'), seq, id)
-        redis.call('ZADD', KEYS[6], expires, id)
-        local lease = record(key)
-        lease[6] = token
-        lease[7] = expires
-        leases[#leases + 1] = lease
+        leases[#leases + 1] = lease(id, key, expires, 'status', 'running', 'started_at', started,
+                                    'worker_id', worker)
     end
 end
 

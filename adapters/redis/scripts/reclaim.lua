@@ -13,13 +13,7 @@ local out = {}
 for _, id in ipairs(ids) do
     local key = task_key(id)
     if redis.call('HGET', key, 'status') == 'running' then
-        local token = redis.call('INCR', KEYS[3])
-        redis.call('HSET', key, 'token', token, 'expires', expires)
-        redis.call('ZADD', KEYS[6], expires, id)
-        local lease = record(key)
-        lease[6] = token
-        lease[7] = expires
-        out[#out + 1] = lease
+        out[#out + 1] = lease(id, key, expires)
     else
         redis.call('ZREM', KEYS[6], id)  -- a damaged index entry; nothing holds this lease
     end
