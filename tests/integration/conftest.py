@@ -7,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import httpx
 import pytest
+from processes import wait_healthy
 
 # Fast ticks and short idle waits keep the tests quick; a test may override any of them.
 FAST_ENV = {"HEXQ_POLL_INTERVAL": "0.2", "HEXQ_IDLE_WAIT": "0.5", "HEXQ_LOG_LEVEL": "INFO"}
@@ -94,22 +93,7 @@ def serve(hexq: Callable[..., Proc], tmp_path: Path) -> Callable[..., Served]:
         db = tmp_path / "hexq.db"
         proc = hexq("serve", "--port", str(port), "--backend", backend or f"sqlite:///{db}", *argv, env=env)
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(proc, url)
+        wait_healthy(proc.process, url, proc.log)
         return Served(proc, url, db)
 
     return start
-
-
-def wait_healthy(proc: Proc, url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, trust_env=False, timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc.process.poll() is not None:
-                pytest.fail(f"hexq exited with {proc.process.returncode}:\n{proc.log()[-4000:]}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"{url}/healthz did not answer within {timeout}s:\n{proc.log()[-4000:]}")

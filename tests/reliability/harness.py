@@ -354,21 +354,6 @@ class ApiCounts:
             return sum(n for code, n in self.statuses.items() if code >= 500 and code != 503)
 
 
-def wait_healthy(proc: Proc, url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, trust_env=False, timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                pytest.fail(f"hexq serve exited with {proc.process.returncode}:\n{proc.log()[-4000:]}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"{url}/healthz did not answer within {timeout}s:\n{proc.log()[-4000:]}")
-
-
 def api_tasks(client: httpx.Client, counts: ApiCounts, **filters: Any) -> list[dict[str, Any]]:
     tasks: list[dict[str, Any]] = []
     cursor = None

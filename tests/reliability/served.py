@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from processes import stop, wait_healthy
 
 
 @dataclass
@@ -50,22 +49,8 @@ def hexq_serve(tmp: Path, *, env: dict[str, str] | None = None, args: tuple[str,
             if time.monotonic() > deadline:
                 raise AssertionError(f"hexq serve did not start:\n{text}")
             time.sleep(0.05)
-        while not _healthy(url):  # the socket is bound before uvicorn listens on it
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"hexq serve does not answer:\n{out.read_text(errors='replace')}")
-            time.sleep(0.05)
+        # The socket is bound before uvicorn listens on it.
+        wait_healthy(process, url, lambda: out.read_text(errors="replace"), max(1.0, deadline - time.monotonic()))
         yield Served(process, url, out)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        stop(process)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ pytestmark = pytest.mark.reliability
 
 MiB = 1024 * 1024
 from harness import report  # noqa: E402
+from processes import stop  # noqa: E402
 from served import Served, hexq_serve  # noqa: E402
 
 CAP = 256 * 1024
@@ -321,12 +321,7 @@ async def test_a_worker_without_the_type_dead_letters_it_at_once(tmp_path: Path)
 
             assert await _wait_for(settled, 60), (tmp_path / "worker.log").read_text()
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop(worker)
             log.close()
         dead = await backend.get(ghost.id)
         assert dead is not None

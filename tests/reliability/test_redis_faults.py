@@ -37,8 +37,8 @@ from harness import (
     read_ledger,
     report,
     wait_for,
-    wait_healthy,
 )
+from processes import wait_healthy
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -51,7 +51,7 @@ def _serve(procs: Procs, backend: str, env: dict[str, str]) -> tuple[str, Any]:
     port = free_port()
     proc = procs.start("serve", "serve", "--port", str(port), "--backend", backend, env=env)
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(proc, url)
+    wait_healthy(proc.process, url, proc.log, timeout=60.0)
     return url, proc
 
 
