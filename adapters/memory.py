@@ -212,8 +212,7 @@ class MemoryBackend:
         return None if task_id is None else self._tasks.get(task_id)
 
     def _known(self, task: Task) -> bool:
-        key = (task.tenant, task.idempotency_key) if task.idempotency_key else None
-        return task.id in self._tasks or (key is not None and self._keys.get(key) in self._tasks)
+        return task.id in self._tasks or self._earlier(task) is not None
 
     def _add(self, task: Task) -> Task:
         key = (task.tenant, task.idempotency_key) if task.idempotency_key else None
