@@ -6,21 +6,60 @@ the container (backend, services) is built here once per cold start, the only mo
 and reused while the process is warm. Mangum keeps one event loop for the process, so clients bound to
 a loop (redis.asyncio) survive between invocations.
 
+No open API by default, the stance of `hexq serve` (which refuses a public bind without keys): an API
+Gateway URL is public, so without API keys (HEXQ_API_KEYS / HEXQ_API_KEYS_FILE) the function serves
+nothing unless HEXQ_ALLOW_OPEN_API=true (template.yaml's AllowOpenApi) says it may. Refused, it answers
+every request with a JSON 503 `api_keys_required` naming the fix, and touches no backend. It does not
+fail its cold start instead: Lambda would then retry the init on every request and API Gateway would
+answer its own bare 500, with the reason only in the function's logs.
+
 Nothing connects at import: the backend opens its connection on the first request. Drivers are
 imported by bootstrap only for the backend chosen (no boto3 unless HEXQ_BACKEND is aws://).
 """
 
 from __future__ import annotations
 
-from mangum import Mangum
+import logging
+import os
+from collections.abc import Mapping
 
+from mangum import Mangum
+from starlette.types import Receive, Scope, Send
+
+from core.errors import ConfigurationError
 from functions.api import create_app
+from functions.auth import load_keys
 from functions.bootstrap import Container, bootstrap
+from functions.errors import error_response
 from functions.settings import Settings
 
+log = logging.getLogger("hexq.api")
 
-def make_handler(container: Container) -> Mangum:
-    return Mangum(create_app(container), lifespan="off")
+OPEN_API_ENV = "HEXQ_ALLOW_OPEN_API"
+REFUSAL = ("this hexq API has no API keys, and an API without keys is open to anyone who has its URL, so it "
+           "serves nothing: configure keys (the stack's ApiKeys parameter, HEXQ_API_KEYS; `hexq keygen` prints "
+           f"an entry), or deploy with AllowOpenApi=true ({OPEN_API_ENV}=true) to run it open on purpose")
+
+
+def make_handler(container: Container, env: Mapping[str, str] | None = None) -> Mangum:
+    """The API behind Mangum; without keys, only when `env` (default os.environ) allows an open API."""
+    env = os.environ if env is None else env
+    if load_keys(container.settings) or allows_open_api(env):
+        return Mangum(create_app(container), lifespan="off")
+    log.error("refusing to serve: %s", REFUSAL)
+    return Mangum(refuse, lifespan="off")
+
+
+def allows_open_api(env: Mapping[str, str]) -> bool:
+    value = env.get(OPEN_API_ENV, "false").strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigurationError(f"{OPEN_API_ENV} must be true or false, not {value!r}")
+    return value == "true"
+
+
+async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+    """Every request to an API that may not run open: 503, in the JSON shape of every hexq error."""
+    await error_response(503, "api_keys_required", REFUSAL, {"setting": OPEN_API_ENV})(scope, receive, send)
 
 
 handler = make_handler(bootstrap(Settings.from_env()))

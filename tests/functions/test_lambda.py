@@ -74,6 +74,7 @@ def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HEXQ_BACKEND", f"sqlite:///{db}")
     monkeypatch.setenv("HEXQ_IDLE_WAIT", "0.05")
     monkeypatch.setenv("HEXQ_WORKER_FUNCTION", "hexq-WorkerFunction")
+    monkeypatch.setenv("HEXQ_ALLOW_OPEN_API", "true")  # these tests run the API without keys
     return db
 
 
@@ -99,7 +100,8 @@ def load_lambda(lambda_env: Path) -> Iterator[Callable[[str], ModuleType]]:
         if loop is None:
             module.handler.close()
         else:
-            loop.run_until_complete(module.handler.app.state.backend.close())
+            if hasattr(module.handler.app, "state"):  # not when the API refused to serve
+                loop.run_until_complete(module.handler.app.state.backend.close())
             loop.close()
             asyncio.set_event_loop(None)
 
@@ -168,6 +170,54 @@ def test_the_container_is_built_once_per_cold_start(load_lambda: Callable[[str],
 
     assert module.handler.app.state.backend is backend
     assert module.handler.lifespan == "off"
+
+
+# -- the API refuses to run open unless allowed (template.yaml's AllowOpenApi) ---------------------------
+@pytest.mark.parametrize("allow", [None, "false", "False "])
+def test_an_api_without_keys_answers_every_request_with_503_unless_allowed(
+        load_lambda: Callable[[str], ModuleType], lambda_env: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, allow: str | None) -> None:
+    if allow is None:
+        monkeypatch.delenv("HEXQ_ALLOW_OPEN_API")
+    else:
+        monkeypatch.setenv("HEXQ_ALLOW_OPEN_API", allow)
+    api = load_lambda("lambda_api").handler
+
+    responses = [api(event(f"{flavour}-{kind}", "0123456789abcdef"), FakeContext())
+                 for flavour in API_FLAVOURS for kind in ("submit", "status")]
+
+    assert {r["statusCode"] for r in responses} == {503}
+    assert {body(r)["error"] for r in responses} == {"api_keys_required"}
+    assert "AllowOpenApi=true" in body(responses[0])["message"] and "ApiKeys" in body(responses[0])["message"]
+    assert not lambda_env.exists()  # the backend is never touched
+    assert any("refusing to serve" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_an_api_with_keys_serves_whatever_the_open_api_setting(load_lambda: Callable[[str], ModuleType],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.auth import Scope, entry, new_secret
+
+    secret = new_secret()
+    monkeypatch.setenv("HEXQ_API_KEYS", entry("ci", "acme", [Scope.SUBMIT, Scope.READ], secret))
+    monkeypatch.setenv("HEXQ_ALLOW_OPEN_API", "false")
+    api = load_lambda("lambda_api").handler
+    anonymous = event("api-v2-submit")
+    signed = event("api-v2-submit")
+    signed["headers"]["authorization"] = f"Bearer {secret}"
+
+    assert api(anonymous, FakeContext())["statusCode"] == 401
+    assert api(signed, FakeContext())["statusCode"] == 202
+
+
+def test_an_open_api_setting_other_than_true_or_false_stops_the_cold_start(
+        lambda_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.errors import ConfigurationError
+
+    monkeypatch.setenv("HEXQ_ALLOW_OPEN_API", "yes")
+    sys.modules.pop("functions.lambda_api", None)
+    with pytest.raises(ConfigurationError, match="HEXQ_ALLOW_OPEN_API must be true or false"):
+        importlib.import_module("functions.lambda_api")
+    assert "functions.lambda_api" not in sys.modules
 
 
 # -- the worker: direct invocations -----------------------------------------------------------------

@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 FUNCTIONS = ("ApiFunction", "WorkerFunction", "PollerFunction")
+REDIS_URL = "rediss://user:secret@redis.example:6380/0"
+API_KEY = "ci:acme:submit+read:sha256=" + "0" * 64
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,136 @@ def template() -> dict[str, Any]:
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+# -- a small evaluator of the template's intrinsic functions ------------------------------------------
+# cfn-lint checks that Rules and Conditions are well formed, never what they decide; these tests work
+# that out for given parameter values, as CloudFormation would when it creates the stack.
+NO_VALUE = object()  # AWS::NoValue: the property (or list element) is left out
+
+
+@dataclass
+class Stack:
+    """A stack made from template.yaml with `parameters` (the rest at their defaults): what its intrinsic
+    functions evaluate to. Physical names: functions are `<stack>-<logical id>` (SAM adds a suffix)."""
+
+    template: dict[str, Any]
+    parameters: dict[str, str] = field(default_factory=dict)
+    name: str = "hexq-test"
+    region: str = "us-east-1"
+    account: str = "123456789012"
+
+    def __post_init__(self) -> None:
+        declared = self.template["Parameters"]
+        unknown = set(self.parameters) - set(declared)
+        assert not unknown, f"not parameters of the template: {unknown}"
+        self.parameters = {name: text(self.parameters.get(name, spec.get("Default"))) for name, spec in
+                           declared.items()}
+
+    def condition(self, name: str) -> bool:
+        return bool(self.value(self.template["Conditions"][name]))
+
+    def failed_rules(self) -> list[str]:
+        """The names of the Rules whose assertions fail (CloudFormation would refuse to create the stack)."""
+        failed = []
+        for name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self.value(rule["RuleCondition"]):
+                continue
+            if not all(self.value(assertion["Assert"]) for assertion in rule["Assertions"]):
+                failed.append(name)
+        return failed
+
+    def value(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (self.value(item) for item in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1 and (next(iter(node)).startswith("Fn::") or next(iter(node)) in ("Ref", "Condition")):
+            (function, args), = node.items()
+            return self.intrinsic(function, args)
+        return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not NO_VALUE}
+
+    def intrinsic(self, function: str, args: Any) -> Any:
+        def equals(left: Any, right: Any) -> bool:
+            return text(self.value(left)) == text(self.value(right))
+
+        def find_in_map(mapping: Any, key: Any, entry: Any) -> Any:
+            return self.template["Mappings"][text(self.value(mapping))][text(self.value(key))][text(self.value(entry))]
+
+        def getatt(resource: str, attribute: str) -> str:
+            assert attribute == "Arn", f"GetAtt {resource}.{attribute}"
+            return self.arn(resource)
+
+        def if_(name: str, yes: Any, no: Any) -> Any:
+            return self.value(yes if self.condition(name) else no)
+
+        handlers: dict[str, Callable[..., Any]] = {
+            "Ref": self.ref, "Condition": self.condition, "Fn::GetAtt": getatt, "Fn::Sub": self.sub,
+            "Fn::If": if_, "Fn::Equals": equals, "Fn::Not": lambda arg: not self.value(arg),
+            "Fn::And": lambda *a: all(self.value(arg) for arg in a),
+            "Fn::Or": lambda *a: any(self.value(arg) for arg in a), "Fn::FindInMap": find_in_map,
+        }
+        assert function in handlers, f"the evaluator does not know {function}"
+        if function == "Fn::GetAtt" and isinstance(args, str):
+            args = args.split(".")
+        if function == "Fn::Sub" and isinstance(args, str):
+            args = [args]
+        return handlers[function](*args) if isinstance(args, list) else handlers[function](args)
+
+    def ref(self, name: str) -> Any:
+        pseudo = {"AWS::Region": self.region, "AWS::StackName": self.name, "AWS::AccountId": self.account,
+                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": NO_VALUE}
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        resource = self.template["Resources"][name]
+        match resource["Type"]:
+            case "AWS::SQS::Queue":
+                return f"https://sqs.{self.region}.amazonaws.com/{self.account}/{self.physical(name)}"
+            case _:
+                return self.physical(name)
+
+    def physical(self, name: str) -> str:
+        """The name a resource gets: its own name property, or `<stack>-<logical id>`."""
+        properties = self.template["Resources"][name].get("Properties", {})
+        for key in ("QueueName", "TableName", "FunctionName"):
+            if key in properties:
+                return str(self.value(properties[key]))
+        return f"{self.name}-{name}"
+
+    def arn(self, name: str) -> str:
+        kind = self.template["Resources"][name]["Type"]
+        prefix = {"AWS::SQS::Queue": "sqs", "AWS::DynamoDB::Table": "dynamodb",
+                  "AWS::Serverless::Function": "lambda"}[kind]
+        where = {"sqs": "", "dynamodb": "table/", "lambda": "function:"}[prefix]
+        return f"arn:aws:{prefix}:{self.region}:{self.account}:{where}{self.physical(name)}"
+
+    def sub(self, pattern: str, variables: dict[str, Any] | None = None) -> str:
+        variables = variables or {}
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return text(self.value(variables[name]))
+            if name.endswith(".Arn"):
+                return self.arn(name.removesuffix(".Arn"))
+            return text(self.ref(name))
+
+        return re.sub(r"\$\{([^}!]+)\}", one, pattern)
+
+    def function_env(self, function: str) -> dict[str, str]:
+        """The environment variables `function` gets: Globals, then its own."""
+        merged = {**self.template["Globals"]["Function"]["Environment"]["Variables"],
+                  **self.template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})}
+        return {name: text(v) for name, v in ((n, self.value(v)) for n, v in merged.items()) if v is not NO_VALUE}
+
+
+def text(value: Any) -> str:
+    """A value as CloudFormation compares and passes it: a string (YAML's 0, true and 0.5 included)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def test_cfn_lint_finds_no_error_warning_or_informational_issue() -> None:
@@ -166,6 +300,30 @@ def test_aws_policies_are_scoped_to_the_stack_resources(template: dict[str, Any]
                 text = json.dumps(granted)
                 assert "TaskTable" in text or all(q in text for q in ("LowQueue", "NormalQueue", "HighQueue",
                                                                       "CriticalQueue"))
+
+
+# -- AllowOpenApi: no API without keys unless the stack says so ---------------------------------------------
+@pytest.mark.parametrize(("allow", "keys", "refused"), [
+    ("false", "", ["ApiNeedsKeys"]),
+    ("false", API_KEY, []),
+    ("true", "", []),
+    ("true", API_KEY, []),
+], ids=["closed-without-keys", "closed-with-keys", "open-without-keys", "open-with-keys"])
+def test_a_stack_without_api_keys_is_refused_unless_it_allows_an_open_api(
+        template: dict[str, Any], allow: str, keys: str, refused: list[str]) -> None:
+    stack = Stack(template, {"Backend": "aws", "AllowOpenApi": allow, "ApiKeys": keys})
+
+    assert stack.failed_rules() == refused
+    assert stack.function_env("ApiFunction")["HEXQ_ALLOW_OPEN_API"] == allow  # the function's own check
+
+
+def test_by_default_the_stack_needs_api_keys(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["AllowOpenApi"]
+
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("false", ["true", "false"])
+    assert Stack(template, {"Backend": "aws"}).failed_rules() == ["ApiNeedsKeys"]
+    assert Stack(template, {"Backend": "redis", "RedisUrl": REDIS_URL}).failed_rules() == ["ApiNeedsKeys"]
+    assert Stack(template, {"Backend": "redis"}).failed_rules() == ["RedisNeedsAUrl", "ApiNeedsKeys"]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "infra" / "events").glob("*.json")), ids=lambda p: p.name)

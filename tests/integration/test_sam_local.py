@@ -3,8 +3,9 @@
 `sam build` once for the module (in a copy of the repository, so .aws-sam never lands in the
 checkout), then: ApiFunction with the HTTP API v2 submit event -> 202 and a task id; WorkerFunction
 with the poller's direct event -> a report that ran it; ApiFunction with the status event -> 200,
-"succeeded". Every function container uses host networking (the shim of infra/ci/sam-local.sh), so
-the Redis of the `redis_url` fixture is reachable at 127.0.0.1.
+"succeeded". The stack has no API keys, so every invoke passes AllowOpenApi=true (without it the API
+function answers 503 to every request). Every function container uses host networking (the shim of
+infra/ci/sam-local.sh), so the Redis of the `redis_url` fixture is reachable at 127.0.0.1.
 
 Needs what infra/ci/sam-local.sh sets up: HEXQ_SAM (the sam binary) and HEXQ_SAM_DOCKER_HOST (the
 shim's socket, in front of the engine of infra/ci/redis-image.sh). Without them the test skips, except
@@ -60,7 +61,8 @@ class Sam:
         result = self.run(what, "local", "invoke", function, "--event", str(event),
                           "--template", str(self.project / ".aws-sam" / "build" / "template.yaml"),
                           "--parameter-overrides", f"ParameterKey=Backend,ParameterValue=redis "
-                          f"ParameterKey=RedisUrl,ParameterValue={redis_url}",
+                          f"ParameterKey=RedisUrl,ParameterValue={redis_url} "
+                          "ParameterKey=AllowOpenApi,ParameterValue=true",  # no keys: the API runs open
                           "--skip-pull-image", timeout=INVOKE_TIMEOUT)
         output = _returned(result.stdout)
         assert output is not None, (f"{what}: {function} returned nothing (exit {result.returncode})\n"
