@@ -343,6 +343,51 @@ def test_by_default_the_stack_needs_api_keys(template: dict[str, Any]) -> None:
     assert Stack(template, {"Backend": "redis"}).failed_rules() == ["RedisNeedsAUrl", "ApiNeedsKeys"]
 
 
+# -- concurrency: the event sources fit the reservation; poller ticks never overlap ------------------------
+def test_the_sqs_event_sources_together_fit_the_workers_reserved_concurrency(template: dict[str, Any]) -> None:
+    """Every WorkerConcurrency the stack accepts gives four sources whose MaximumConcurrency adds up to at
+    most the reservation (Lambda accepts 2 to 1000 each); with no reservation, the least Lambda allows."""
+    allowed = [text(v) for v in template["Parameters"]["WorkerConcurrency"]["AllowedValues"]]
+    assert set(allowed) == set(template["Mappings"]["SourceConcurrency"])  # each has its entry
+    for reserved in allowed:
+        stack = Stack(template, {"Backend": "aws", "ApiKeys": API_KEY, "WorkerConcurrency": reserved})
+        mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
+        each = [stack.value(m["Properties"])["ScalingConfig"]["MaximumConcurrency"] for m in mappings]
+        worker = stack.value(template["Resources"]["WorkerFunction"]["Properties"])
+
+        assert len(each) == 4 and all(2 <= n <= 1000 for n in each), (reserved, each)
+        if int(reserved):
+            assert int(worker["ReservedConcurrentExecutions"]) == int(reserved)
+            assert sum(each) <= int(reserved), (reserved, each)
+        else:
+            assert "ReservedConcurrentExecutions" not in worker
+            assert each == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(("expression", "seconds"), [("rate(1 minute)", 60), ("rate(5 minutes)", 300),
+                                                     ("rate(1 hour)", 3600), ("rate(2 days)", 172_800)])
+def test_rate_expressions_read_as_seconds(expression: str, seconds: int) -> None:
+    assert period(expression) == seconds
+
+
+def test_a_poller_tick_ends_before_the_next_one_starts(template: dict[str, Any]) -> None:
+    poller = template["Resources"]["PollerFunction"]["Properties"]
+    (schedule,) = [e["Properties"]["Schedule"] for e in poller["Events"].values() if e["Type"] == "Schedule"]
+
+    assert poller["Timeout"] < period(schedule)
+    assert poller["EventInvokeConfig"]["MaximumRetryAttempts"] == 0  # a retried tick would run beside the next
+    reserving = Stack(template, {"Backend": "aws", "ApiKeys": API_KEY, "WorkerConcurrency": "10"})
+    assert reserving.value(poller)["ReservedConcurrentExecutions"] == 1  # held-back ticks run one after another
+
+
+def period(schedule: str) -> int:
+    """Seconds between two runs of an EventBridge `rate(N unit)` schedule."""
+    found = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", schedule)
+    assert found, f"{schedule!r}: the poller's schedule should be a rate() expression"
+    unit = {"minute": 60, "hour": 3600, "day": 86_400}[found.group(2).removesuffix("s")]
+    return int(found.group(1)) * unit
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "infra" / "events").glob("*.json")), ids=lambda p: p.name)
 def test_sample_events_are_json(path: Path) -> None:
     assert isinstance(json.loads(path.read_text()), dict)
