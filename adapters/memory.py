@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from core import idempotency, quota
-from core.clock import SystemClock
-from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from core.clock import SystemClock, stamped
+from core.model import WAITING, Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
 from core.ratelimit import Bucket, take
 from core.schedule import Schedule
@@ -46,7 +46,8 @@ class MemoryBackend:
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
         with self._lock:
             idempotency.check(tasks, self._earlier)
-            stored = [self._add(task) for task in tasks]
+            now = self._clock.now()
+            stored = [self._add(task, now) for task in tasks]
             self._wake()
         return stored
 
@@ -124,15 +125,16 @@ class MemoryBackend:
         cursor = str(self._order[items[-1].id]) if more else None
         return Page(items, cursor)
 
-    async def transition(self, task: Task, expected: TaskStatus) -> bool:
+    async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
         with self._lock:
             current = self._tasks.get(task.id)
             if current is None or current.status != expected:
-                return False
+                return None
             self._leases.pop(task.id, None)
+            task = stamped(task, self._clock.now())
             self._store(task)
             self._wake()
-        return True
+        return task
 
     async def backlog(self) -> int:
         with self._lock:
@@ -152,6 +154,9 @@ class MemoryBackend:
         return Stats(by_status, queued)
 
     # -- ScheduleStore ----------------------------------------------------------------------
+    async def now(self) -> float:
+        return self._clock.now()
+
     async def put_schedule(self, schedule: Schedule) -> None:
         with self._lock:
             self._schedules[schedule.name] = schedule
@@ -192,7 +197,8 @@ class MemoryBackend:
         with self._lock:
             idempotency.check(tasks, self._earlier)
             quota.check(tasks, cap, self._known, self._waiting)
-            stored = [self._add(task) for task in tasks]
+            now = self._clock.now()
+            stored = [self._add(task, now) for task in tasks]
             self._wake()
         return stored
 
@@ -205,7 +211,7 @@ class MemoryBackend:
 
     # -- internals (callers hold the lock) --------------------------------------------------
     def _waiting(self, tenant: str) -> int:
-        return sum(1 for task in self._tasks.values() if task.tenant == tenant and task.status in quota.WAITING)
+        return sum(1 for task in self._tasks.values() if task.tenant == tenant and task.status in WAITING)
 
     def _earlier(self, task: Task) -> Task | None:
         task_id = self._keys.get((task.tenant, task.idempotency_key)) if task.idempotency_key else None
@@ -214,13 +220,14 @@ class MemoryBackend:
     def _known(self, task: Task) -> bool:
         return task.id in self._tasks or self._earlier(task) is not None
 
-    def _add(self, task: Task) -> Task:
+    def _add(self, task: Task, now: float) -> Task:
         key = (task.tenant, task.idempotency_key) if task.idempotency_key else None
         if key and key in self._keys and self._keys[key] in self._tasks:
             return self._tasks[self._keys[key]]
         if key:
             self._keys[key] = task.id
         self._order[task.id] = next(self._seq)
+        task = stamped(task, now, new=True)
         self._store(task)
         return task
 
@@ -298,7 +305,7 @@ class MemoryBackend:
         if current is None or current.token != settlement.lease.token:
             return False
         del self._leases[task_id]
-        self._store(settlement.task)
+        self._store(stamped(settlement.task, self._clock.now()))
         return True
 
     def _wake(self) -> None:

@@ -20,6 +20,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "max_attempts": task.max_attempts,
         "timeout": task.timeout,
         "run_at": task.run_at,
+        "delay": task.delay,
         "created_at": task.created_at,
         "started_at": task.started_at,
         "finished_at": task.finished_at,

@@ -37,6 +37,7 @@ _NEXT: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
 }
 
 TERMINAL: Final = frozenset({_S.SUCCEEDED, _S.DEAD, _S.CANCELLED})
+WAITING: Final = frozenset({_S.QUEUED, _S.SCHEDULED})  # not yet claimed: what a tenant's cap counts
 
 
 def can_move(current: TaskStatus, target: TaskStatus) -> bool:
@@ -81,6 +82,11 @@ class Task:
     max_attempts: int = 3
     timeout: float = 300.0
     run_at: float = 0.0
+    # Seconds the task waits from the moment a backend stores it: a submit's delay, a retry's backoff.
+    # Processes send this duration and the backend adds its own clock (core.clock.stamped), so a host
+    # whose clock is off cannot make a task due early or late. run_at is absolute only when a client
+    # asked for a time.
+    delay: float = 0.0
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None

@@ -1,4 +1,9 @@
-"""What becomes of a task after an attempt: the one place that applies the retry policy."""
+"""What becomes of a task after an attempt: the one place that applies the retry policy.
+
+No function here reads a clock. A retry carries its backoff as `delay`, and the backend that stores
+the outcome stamps run_at and finished_at from its own clock (core.clock.stamped), so a worker whose
+clock is off cannot schedule a retry early or late, or date a result wrongly.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +14,32 @@ from core.model import JSON, Task, TaskStatus
 from core.retry import RetryPolicy
 
 
-def succeeded(task: Task, result: JSON, now: float) -> Task:
-    return task.moved_to(TaskStatus.SUCCEEDED, result=result, error=None, finished_at=now)
+def succeeded(task: Task, result: JSON) -> Task:
+    return task.moved_to(TaskStatus.SUCCEEDED, result=result, error=None)
 
 
-def failed(task: Task, error: str, now: float, policy: RetryPolicy, *, retryable: bool = True,
+def failed(task: Task, error: str, policy: RetryPolicy, *, retryable: bool = True,
            rand: Callable[[], float] = random.random) -> Task:
     """Schedule a retry with backoff, or dead-letter once attempts are used up (or it can't succeed)."""
-    return _retry_or_dead(task, error, now, policy.delay(task.attempts, rand), retryable=retryable)
+    return _retry_or_dead(task, error, policy.delay(task.attempts, rand), retryable=retryable)
 
 
-def lost(task: Task, now: float) -> Task:
+def lost(task: Task) -> Task:
     """A lease expired: the worker died or hung. The attempt counts (so a task that kills its worker
     cannot loop forever), but the retry is due at once: the lease expiry was the wait already."""
-    return _retry_or_dead(task, "lease expired: worker lost or hung", now, 0.0)
+    return _retry_or_dead(task, "lease expired: worker lost or hung", 0.0)
 
 
-def _retry_or_dead(task: Task, error: str, now: float, delay: float, *, retryable: bool = True) -> Task:
+def _retry_or_dead(task: Task, error: str, delay: float, *, retryable: bool = True) -> Task:
     attempt = task.moved_to(TaskStatus.FAILED, error=error)
     if not retryable or task.attempts >= task.max_attempts:
-        return attempt.moved_to(TaskStatus.DEAD, finished_at=now)
-    return attempt.moved_to(TaskStatus.SCHEDULED, run_at=now + delay, worker_id=None)
+        return attempt.moved_to(TaskStatus.DEAD)
+    return attempt.moved_to(TaskStatus.SCHEDULED, delay=delay, worker_id=None)
 
 
-def released(task: Task, now: float) -> Task:
+def released(task: Task) -> Task:
     """Give a task back unfinished (shutdown, budget spent). The attempt still counts, so a task that
     is always interrupted cannot loop forever: past max_attempts it is dead-lettered."""
     if task.attempts >= task.max_attempts:
-        return failed(task, "interrupted by worker shutdown", now, RetryPolicy(), retryable=False)
-    return task.moved_to(TaskStatus.QUEUED, run_at=now, worker_id=None)
+        return failed(task, "interrupted by worker shutdown", RetryPolicy(), retryable=False)
+    return task.moved_to(TaskStatus.QUEUED, delay=0.0, worker_id=None)

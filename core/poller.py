@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from core import outcome
 from core.errors import BackendUnavailable
 from core.model import Settlement
-from core.ports import Backend, Clock, Invoker
+from core.ports import Backend, Invoker
 from core.registry import Registry
 from core.schedules import ScheduleService
 
@@ -41,12 +41,11 @@ class TickReport:
 
 
 class Poller:
-    def __init__(self, backend: Backend, schedules: ScheduleService, registry: Registry, clock: Clock,
+    def __init__(self, backend: Backend, schedules: ScheduleService, registry: Registry,
                  config: PollerConfig, invoker: Invoker | None = None) -> None:
         self._backend = backend
         self._schedules = schedules
         self._registry = registry
-        self._clock = clock
         self._config = config
         self._invoker = invoker
 
@@ -78,8 +77,7 @@ class Poller:
         leases = await self._backend.reclaim_expired(self._config.sweep_limit, self._config.lease_seconds)
         if not leases:
             return 0
-        now = self._clock.now()
-        settlements = [Settlement(lease, outcome.lost(lease.task, now)) for lease in leases]
+        settlements = [Settlement(lease, outcome.lost(lease.task)) for lease in leases]
         applied = sum(await self._backend.settle(settlements))
         await self._backend.promote_due(len(settlements))  # due now: back in the queue this tick
         return applied

@@ -25,8 +25,10 @@ class Broker(Protocol):
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
         """Store new tasks (status queued or scheduled), all in one round trip.
 
+        Times are the backend's (core.clock.stamped with new=True): created now, due at
+        max(run_at, now + delay), scheduled if that is later than now, else queued.
         A task whose (tenant, idempotency_key) is already stored is not added: the stored task
-        is returned in its place. Returns one task per input, in order.
+        is returned in its place. Returns one task per input, as stored, in order.
         """
         ...
 
@@ -47,7 +49,8 @@ class Broker(Protocol):
         """Write each task's new state if its lease token is still current; False where it is stale.
 
         The new state must be reachable from running (succeeded, scheduled for a retry, dead,
-        or queued when released).
+        or queued when released). Times are the backend's (core.clock.stamped): a retry is due at
+        now + its delay (the backoff), a finished task finished now.
         """
         ...
 
@@ -85,14 +88,19 @@ class TaskStore(Protocol):
         """Newest first, at most query.limit items."""
         ...
 
-    async def transition(self, task: Task, expected: TaskStatus) -> bool:
-        """Compare-and-set: store `task` only if the stored status is still `expected`."""
+    async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
+        """Compare-and-set: store `task` only if the stored status is still `expected`. Returns the task as
+        stored (its times stamped by the backend's clock, core.clock.stamped), or None when it was not."""
         ...
 
     async def stats(self) -> Stats: ...
 
 
 class ScheduleStore(Protocol):
+    async def now(self) -> float:
+        """The backend's clock (Redis: TIME), which decides every due time: schedules are fired by it."""
+        ...
+
     async def put_schedule(self, schedule: Schedule) -> None: ...
 
     async def get_schedule(self, name: str) -> Schedule | None: ...

@@ -10,9 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from core.errors import QueueFull
-from core.model import Task, TaskStatus
-
-WAITING = (TaskStatus.QUEUED, TaskStatus.SCHEDULED)
+from core.model import WAITING, Task
 
 
 def added(tasks: Sequence[Task], known: Callable[[Task], bool]) -> Counter[str]:

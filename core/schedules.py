@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from core.errors import QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
 from core.model import JSON, Priority
-from core.ports import Clock, ScheduleStore
+from core.ports import ScheduleStore
 from core.registry import Registry, check_name
 from core.schedule import CronNext, Schedule, next_fire
 from core.services import SubmitRequest, TaskService
@@ -16,12 +16,13 @@ log = logging.getLogger("hexq.schedules")
 
 
 class ScheduleService:
-    def __init__(self, store: ScheduleStore, tasks: TaskService, registry: Registry, clock: Clock,
-                 cron_next: CronNext) -> None:
+    """Schedules are due by the backend's clock (`store.now()`), never the caller's: two pollers on hosts
+    whose clocks disagree still fire each due time once, on time."""
+
+    def __init__(self, store: ScheduleStore, tasks: TaskService, registry: Registry, cron_next: CronNext) -> None:
         self._store = store
         self._tasks = tasks
         self._registry = registry
-        self._clock = clock
         self._cron_next = cron_next
 
     async def put(self, name: str, spec: str, type: str, payload: Mapping[str, JSON] | None = None, *,
@@ -38,7 +39,7 @@ class ScheduleService:
             raise ValidationError("enabled must be a boolean", field="enabled")
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload must be a JSON object", field="payload")
-        first = next_fire(spec, self._clock.now(), self._cron_next)
+        first = next_fire(spec, await self._store.now(), self._cron_next)
         existing = await self._store.get_schedule(name)
         if tenant is not None and existing is not None and existing.tenant != tenant:
             raise ScheduleNameTaken(f"schedule name {name!r} is taken")
@@ -69,7 +70,7 @@ class ScheduleService:
         Two pollers may race: advance_schedule lets only one claim a due time, and the task's
         idempotency key (schedule name + due time) catches anything that still slips through.
         """
-        now = self._clock.now()
+        now = await self._store.now()
         fired = 0
         for schedule in await self._store.schedules():
             if schedule.enabled and schedule.next_run <= now and await self._fire(schedule, now):

@@ -97,10 +97,10 @@ class TaskService:
 
     async def cancel(self, task_id: str, tenant: str | None = None) -> Task:
         task = await self.get(task_id, tenant)
-        cancelled = task.moved_to(TaskStatus.CANCELLED, finished_at=self._clock.now())
-        if not await self._backend.transition(cancelled, expected=task.status):
+        stored = await self._backend.transition(task.moved_to(TaskStatus.CANCELLED), expected=task.status)
+        if stored is None:
             return await self.cancel(task_id, tenant)  # it moved under us (e.g. promoted): decide again
-        return cancelled
+        return stored
 
     async def stats(self) -> Stats:
         return await self._backend.stats()
@@ -115,10 +115,10 @@ class TaskService:
             task = await self._backend.get(task_id)
             if task is None or task.status is not TaskStatus.DEAD or (tenant is not None and task.tenant != tenant):
                 continue
-            again = task.moved_to(TaskStatus.QUEUED, attempts=0, run_at=self._clock.now(), finished_at=None,
-                                  worker_id=None)
-            if await self._backend.transition(again, expected=TaskStatus.DEAD):
-                replayed.append(again)
+            again = task.moved_to(TaskStatus.QUEUED, attempts=0, delay=0.0, finished_at=None, worker_id=None)
+            stored = await self._backend.transition(again, expected=TaskStatus.DEAD)
+            if stored is not None:
+                replayed.append(stored)
         return replayed
 
     def _submitted(self, new: Task, stored: Task) -> Submitted:
@@ -139,32 +139,37 @@ class TaskService:
         spec = self._registry.get(request.type)
         _check_payload(request.payload)
         spec.check(dict(request.payload))
-        run_at = self._run_at(request, now)
+        run_at, delay = self._when(request, now)
         return Task(
             id=new_task_id(),
             type=spec.name,
             payload=dict(request.payload),
             queue=check_name(request.queue, "queue") if request.queue is not None else spec.queue,
             priority=request.priority,
-            status=TaskStatus.SCHEDULED if run_at > now else TaskStatus.QUEUED,
+            # The backend decides on its own clock whether the task is due (core.clock.stamped).
+            status=TaskStatus.SCHEDULED if delay > 0 or run_at > now else TaskStatus.QUEUED,
             max_attempts=self._max_attempts(request.max_attempts, spec.max_attempts),
             timeout=self._timeout(request.timeout, spec.timeout),
             run_at=run_at,
+            delay=delay,
             created_at=now,
             idempotency_key=self._key(request.idempotency_key),
             tenant=request.tenant,
         )
 
-    def _run_at(self, request: SubmitRequest, now: float) -> float:
+    def _when(self, request: SubmitRequest, now: float) -> tuple[float, float]:
+        """(run_at, delay): an absolute time only when the client asked for one; a delay goes to the
+        backend as a duration, which it adds to its own clock (this process's may be off)."""
         if request.delay is not None and request.run_at is not None:
             raise ValidationError("give either delay or run_at, not both", field="delay")
         if request.delay is not None:
             _check_number(request.delay, 0, self.limits.max_delay, "delay")
-            return now + request.delay
+            return 0.0, float(request.delay)
         if request.run_at is not None:
+            # The bound is a sanity check of the request; only the backend's clock decides when it is due.
             _check_number(request.run_at, 0, now + self.limits.max_delay, "run_at")
-            return max(request.run_at, now)
-        return now
+            return float(request.run_at), 0.0
+        return 0.0, 0.0
 
     def _max_attempts(self, value: int | None, default: int) -> int:
         if value is None:

@@ -20,7 +20,7 @@ from core import context, outcome
 from core.acks import AckBuffer
 from core.errors import BackendUnavailable, UnknownTaskType
 from core.model import JSON, Lease, Settlement, Task
-from core.ports import Broker, Clock, RateLimiter
+from core.ports import Broker, RateLimiter
 from core.registry import Registry, TaskSpec
 from core.retry import DEFAULT_RETRY
 
@@ -66,9 +66,11 @@ class _Running:
 
 @dataclass
 class Invocation:
+    """Build it through the composition root (functions.bootstrap.Container.invocation), so that no
+    entry point can leave out a dependency (the rate limiter, say)."""
+
     broker: Broker
     registry: Registry
-    clock: Clock
     config: WorkerConfig
     rand: Callable[[], float] = random.random
     limiter: RateLimiter | None = None
@@ -136,7 +138,7 @@ class Invocation:
         try:
             new_state = await self._attempt(task)
         except asyncio.CancelledError:
-            new_state = outcome.released(task, self.clock.now())
+            new_state = outcome.released(task)
         if entry.lost:
             self._free(task.id)
         else:  # the entry keeps its slot (and its heartbeat) until the settle lands
@@ -158,7 +160,7 @@ class Invocation:
         try:
             spec = self.registry.get(task.type)
         except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
-            return outcome.failed(task, f"unknown_task_type: {exc}", self.clock.now(), DEFAULT_RETRY, retryable=False)
+            return outcome.failed(task, f"unknown_task_type: {exc}", DEFAULT_RETRY, retryable=False)
         try:
             async with self._limits(spec):
                 async with asyncio.timeout(task.timeout):
@@ -168,7 +170,7 @@ class Invocation:
             return self._failed(task, spec, f"timeout: exceeded {task.timeout:g}s")
         except Exception as exc:  # a handler may raise anything; it becomes the task's error
             return self._failed(task, spec, f"{type(exc).__name__}: {exc}")
-        return outcome.succeeded(task, result, self.clock.now())
+        return outcome.succeeded(task, result)
 
     @contextlib.asynccontextmanager
     async def _limits(self, spec: TaskSpec) -> AsyncIterator[None]:
@@ -193,7 +195,7 @@ class Invocation:
             await asyncio.sleep(wait)
 
     def _failed(self, task: Task, spec: TaskSpec, error: str) -> Task:
-        return outcome.failed(task, error, self.clock.now(), spec.retry, rand=self.rand)
+        return outcome.failed(task, error, spec.retry, rand=self.rand)
 
     async def _heartbeat(self) -> None:
         interval = self.config.lease_seconds / 3

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from core.clock import SystemClock
 from core.errors import ConfigurationError
 from core.poller import Poller, PollerConfig
-from core.ports import Backend, Clock, Invoker
+from core.ports import Backend, Broker, Clock, Invoker
 from core.registry import Registry
 from core.registry import registry as default_registry
 from core.schedules import ScheduleService
@@ -31,17 +31,22 @@ class Container:
     tasks: TaskService
     schedules: ScheduleService
 
-    def invocation(self, worker_id: str) -> Invocation:
+    def invocation(self, worker_id: str, *, broker: Broker | None = None, budget: float | None = None,
+                   grace: float | None = None) -> Invocation:
+        """The one place a worker invocation is built, so no entry point can leave a dependency out (the
+        Lambda worker once built its own and lost the per-type rate limiter). `broker` wraps or replaces
+        the backend's (an SQS batch's named tasks); `budget` and `grace` override the settings'."""
         s = self.settings
         config = WorkerConfig(worker_id=worker_id, queues=s.queues, concurrency=s.concurrency,
-                              lease_seconds=s.lease_seconds, idle_wait=s.idle_wait, budget=s.budget, grace=s.grace)
-        return Invocation(self.backend, self.registry, self.clock, config, limiter=self.backend)
+                              lease_seconds=s.lease_seconds, idle_wait=s.idle_wait,
+                              budget=s.budget if budget is None else budget, grace=s.grace if grace is None else grace)
+        return Invocation(broker or self.backend, self.registry, config, limiter=self.backend)
 
     def poller(self, invoker: Invoker | None = None) -> Poller:
         s = self.settings
         config = PollerConfig(interval=s.poll_interval, batch=s.batch, max_invocations=s.invocation_cap,
                               lease_seconds=s.lease_seconds, retention=s.retention)
-        return Poller(self.backend, self.schedules, self.registry, self.clock, config, invoker)
+        return Poller(self.backend, self.schedules, self.registry, config, invoker)
 
 
 def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Registry | None = None,
@@ -54,7 +59,7 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
         tasks = TaskService(backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant))
     except ConfigurationError as exc:
         raise ConfigurationError(f"HEXQ_MAX_QUEUED_PER_TENANT: {exc} (not implemented there yet)") from None
-    schedules = ScheduleService(backend, tasks, registry, clock, cron_next)
+    schedules = ScheduleService(backend, tasks, registry, cron_next)
     return Container(settings, backend, registry, clock, tasks, schedules)
 
 

@@ -33,7 +33,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Protocol, runtime_checkable
 
 from core.model import Lease, Settlement, Task, TaskStatus
@@ -142,11 +142,9 @@ async def _read(container: Container, task_ids: Mapping[str, object]) -> dict[st
 
 
 def invocation(container: Container, context: LambdaContext, *, broker: Broker | None = None) -> Invocation:
-    """A worker invocation sized to the time Lambda has left."""
-    base = container.invocation(worker_id(context))
+    """A worker invocation sized to the time Lambda has left, built by the container like every other."""
     budget, grace = time_plan(container.settings, context.get_remaining_time_in_millis() / 1000)
-    config = replace(base.config, budget=budget, grace=grace)
-    return Invocation(broker or base.broker, base.registry, base.clock, config)
+    return container.invocation(worker_id(context), broker=broker, budget=budget, grace=grace)
 
 
 def time_plan(settings: Settings, remaining: float) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from adapters.aws.queues import LEVELS, Message, Queues
 from adapters.aws.resources import create_resources
 from adapters.aws.table import Table, check_size
 from core import idempotency, quota
-from core.clock import SystemClock
+from core.clock import SystemClock, stamped
 from core.errors import ValidationError
 from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
@@ -81,6 +81,7 @@ class AwsBackend:
 
     def _enqueue(self, tasks: Sequence[Task], cap: int = 0) -> list[Task]:
         now = self._clock.now()
+        tasks = [stamped(task, now, new=True) for task in tasks]
         for task in tasks:  # before any read, write or send
             check_size(task, now)
         # Reads, then writes: a submit racing this one with the same key is caught by the service instead,
@@ -191,9 +192,10 @@ class AwsBackend:
 
     def _settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         now = self._clock.now()
-        applied = [self._table.settle(s.task, s.lease.token, now) for s in settlements]
-        self._send([s.task for s, ok in zip(settlements, applied, strict=True) if ok
-                    and s.task.status is TaskStatus.QUEUED])  # released: back in line at once
+        written = [stamped(s.task, now) for s in settlements]
+        applied = [self._table.settle(task, s.lease.token, now) for s, task in zip(settlements, written, strict=True)]
+        self._send([task for task, ok in zip(written, applied, strict=True) if ok
+                    and task.status is TaskStatus.QUEUED])  # released: back in line at once
         return applied
 
     # -- Sweeper ----------------------------------------------------------------------------
@@ -220,14 +222,17 @@ class AwsBackend:
     async def query(self, query: TaskQuery) -> Page:
         return await self._run(listing.query, self._table, query)
 
-    async def transition(self, task: Task, expected: TaskStatus) -> bool:
+    async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
         return await self._run(self._transition, task, expected)
 
-    def _transition(self, task: Task, expected: TaskStatus) -> bool:
-        changed = self._table.transition(task, expected, self._clock.now())
-        if changed and task.status is TaskStatus.QUEUED:  # replayed: it needs a message
+    def _transition(self, task: Task, expected: TaskStatus) -> Task | None:
+        now = self._clock.now()
+        task = stamped(task, now)
+        if not self._table.transition(task, expected, now):
+            return None
+        if task.status is TaskStatus.QUEUED:  # replayed: it needs a message
             self._send([task])
-        return changed
+        return task
 
     async def backlog(self) -> int:
         return await self._run(listing.backlog, self._table)
@@ -236,6 +241,11 @@ class AwsBackend:
         return await self._run(listing.stats, self._table)
 
     # -- ScheduleStore ----------------------------------------------------------------------
+    async def now(self) -> float:
+        """This process's clock: DynamoDB has no server time a condition or an update can read (see the
+        adapters.aws docstring), so on AWS every hexq process must keep its clock synchronised."""
+        return self._clock.now()
+
     async def put_schedule(self, schedule: Schedule) -> None:
         await self._run(schedules.put, self._table, schedule)
 

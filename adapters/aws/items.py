@@ -42,7 +42,7 @@ INDEX_ATTRIBUTES = ("type", "queue", "tenant", "priority")  # projected into by-
 _TERMINAL_TTL = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
 # What a transition may change (core.outcome, core.services). The rest (id, type, payload, queue, priority,
 # limits, key, tenant, created_at) is written once by enqueue, so a settle never re-sends a large payload.
-MUTABLE = ("status", "attempts", "run_at", "started_at", "finished_at", "worker_id", "result", "error")
+MUTABLE = ("status", "attempts", "run_at", "delay", "started_at", "finished_at", "worker_id", "result", "error")
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -129,7 +129,8 @@ def task_fields(task: Task) -> Item:
         "id": {"S": task.id}, "type": {"S": task.type}, "payload": _json(dict(task.payload)),
         "queue": {"S": task.queue}, "priority": num(int(task.priority)), "status": {"S": task.status.value},
         "attempts": num(task.attempts), "max_attempts": num(task.max_attempts), "timeout": num(task.timeout),
-        "run_at": num(task.run_at), "created_at": num(task.created_at), "started_at": opt_num(task.started_at),
+        "run_at": num(task.run_at), "delay": num(task.delay), "created_at": num(task.created_at),
+        "started_at": opt_num(task.started_at),
         "finished_at": opt_num(task.finished_at), "worker_id": opt_str(task.worker_id), "result": _json(task.result),
         "error": opt_str(task.error), "idempotency_key": opt_str(task.idempotency_key), "tenant": {"S": task.tenant},
     }
@@ -141,6 +142,7 @@ def decode_task(item: Item) -> Task:
         queue=item["queue"]["S"], priority=Priority(int(item["priority"]["N"])),
         status=TaskStatus(item["status"]["S"]), attempts=int(item["attempts"]["N"]),
         max_attempts=int(item["max_attempts"]["N"]), timeout=number(item, "timeout"), run_at=number(item, "run_at"),
+        delay=_float(item, "delay") or 0.0,  # items stored before delay existed have none
         created_at=number(item, "created_at"), started_at=_float(item, "started_at"),
         finished_at=_float(item, "finished_at"), worker_id=_str(item, "worker_id"),
         result=json.loads(item["result"]["S"]), error=_str(item, "error"),

@@ -12,6 +12,7 @@ from adapters.redis._lua import Scripts
 from adapters.redis.connection import Client, Target, connect, parse, translated
 from adapters.redis.keys import Keys, check_part, is_part, schedule_fields
 from core import idempotency
+from core.clock import stamped
 from core.errors import QueueFull
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ratelimit import check
@@ -63,12 +64,14 @@ class RedisBackend:
         if not tasks:
             return []
         args = [arg for task in tasks for arg in (*records.task_args(task), idempotency.fingerprint(task))]
-        outcome, stored = await self._run("enqueue", cap, *args)
+        outcome, *answer = await self._run("enqueue", cap, *args)
         if outcome == "full":
-            raise QueueFull(stored, cap)
+            raise QueueFull(answer[0], cap)
         if outcome == "mismatch":
-            raise idempotency.mismatch(json.loads(stored)[1])
-        return [task if found == 0 else records.decode_task(found) for task, found in zip(tasks, stored, strict=True)]
+            raise idempotency.mismatch(json.loads(answer[0])[1])
+        now, stored = float(answer[0]), answer[1]
+        return [stamped(task, now, new=True) if found == 0 else records.decode_task(found)
+                for task, found in zip(tasks, stored, strict=True)]
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
                     wait: float = 0.0) -> list[Lease]:
@@ -130,8 +133,7 @@ class RedisBackend:
         if not is_part(task_id):  # ids come from URLs; one that cannot be a key names no task
             return None
         with translated():
-            record = await self._client.hmget(self.keys.task(task_id),
-                                              ["data", "status", "attempts", "started_at", "worker_id"])
+            record = await self._client.hmget(self.keys.task(task_id), list(records.RECORD_FIELDS))
         return None if record[0] is None else records.decode_task(record)
 
     async def query(self, query: TaskQuery) -> Page:
@@ -140,8 +142,9 @@ class RedisBackend:
                                         max(query.limit, 0), records.parse_cursor(query.cursor), QUERY_SCAN)
         return Page([records.decode_task(item) for item in items], cursor or None)
 
-    async def transition(self, task: Task, expected: TaskStatus) -> bool:
-        return bool(await self._run("transition", expected.value, *records.task_args(task)))
+    async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
+        at = await self._run("transition", expected.value, *records.task_args(task))
+        return None if at == 0 else stamped(task, float(at))
 
     async def backlog(self) -> int:
         with translated():
@@ -154,6 +157,10 @@ class RedisBackend:
         return Stats(dict(zip(statuses, map(int, counts), strict=True)), queued)
 
     # -- ScheduleStore ----------------------------------------------------------------------
+    async def now(self) -> float:
+        """The server's TIME (or the test clock): the clock every due time is decided on."""
+        return float(await self._run("now"))
+
     async def put_schedule(self, schedule: Schedule) -> None:
         data_field, runs_field = schedule_fields(schedule.name)
         data, runs = records.schedule_values(schedule)

@@ -2,7 +2,8 @@
 
 A task is stored as its core.codec JSON (`data`) plus a few plain fields the scripts index and
 change. Scripts never re-encode the JSON (Lua's cjson would alter user data), so a claim writes
-status, attempts, started_at and worker_id as fields, and decode_task lays them over `data`.
+status, attempts, started_at and worker_id as fields, every write stamps its times on the server's
+clock as fields (created_at, run_at, finished_at), and decode_task lays them over `data`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from core.model import Lease, Task
 from core.schedule import Schedule
 
 Arg = str | int | float
-Record = Sequence[Any]  # data, status, attempts, started_at, worker_id (None where a field is absent)
+Record = Sequence[Any]  # the RECORD_FIELDS, in order (None where a field is absent)
+RECORD_FIELDS = ("data", "status", "attempts", "started_at", "worker_id", "created_at", "run_at", "finished_at")
+_TIMES = RECORD_FIELDS[5:]  # written by the scripts on the server's clock; absent on tasks stored before them
 
 MAX_CURSOR_DIGITS = 18  # a seq fits a signed 64-bit integer
 
@@ -32,10 +35,10 @@ def _dumps(value: Any) -> str:
 
 
 def task_args(task: Task) -> list[Arg]:
-    """The 11 values _lib.lua's task_at() reads, in its order."""
+    """The 11 values _lib.lua's task_at() reads, in its order. No time from this process's clock: the
+    script stamps created_at, run_at (max(run_at, now + delay)) and finished_at with the server's."""
     return [check_part(task.id, "task id"), task.status.value, check_part(task.queue, "queue"), int(task.priority),
-            task.type, task.tenant, task.attempts, number(task.run_at),
-            "" if task.finished_at is None else number(task.finished_at),
+            task.type, task.tenant, task.attempts, number(task.run_at), number(task.delay),
             idempotency_field(task.tenant, task.idempotency_key), _dumps(task_to_dict(task))]
 
 
@@ -48,12 +51,15 @@ def decode_task(record: Record) -> Task:
         fields["started_at"] = float(started_at)
     if worker_id is not None:
         fields["worker_id"] = worker_id
+    for name, value in zip(_TIMES, record[5:8], strict=True):
+        if value is not None:
+            fields[name] = float(value)
     return task_from_dict(fields)
 
 
 def decode_lease(record: Record) -> Lease:
     """A claim's or reclaim's entry: the task's record, then token and expiry."""
-    return Lease(decode_task(record), int(record[5]), float(record[6]))
+    return Lease(decode_task(record), int(record[8]), float(record[9]))
 
 
 def parse_cursor(cursor: str | None) -> str:

@@ -52,7 +52,7 @@ class SQLiteBackend:
 
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
-        stored = await self._run(ops.enqueue, tasks)
+        stored = await self._run(ops.enqueue, self._clock, tasks)
         self._wakeups.wake_all()
         return stored
 
@@ -79,7 +79,7 @@ class SQLiteBackend:
         return await self._run(ops.extend, self._clock, leases, lease_seconds)
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
-        applied = await self._run(ops.settle, settlements)
+        applied = await self._run(ops.settle, self._clock, settlements)
         self._wakeups.wake_all()
         return applied
 
@@ -102,8 +102,8 @@ class SQLiteBackend:
     async def query(self, query: TaskQuery) -> Page:
         return await self._run(ops.query, query)
 
-    async def transition(self, task: Task, expected: TaskStatus) -> bool:
-        changed = await self._run(ops.transition, task, expected)
+    async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
+        changed = await self._run(ops.transition, self._clock, task, expected)
         self._wakeups.wake_all()
         return changed
 
@@ -114,6 +114,9 @@ class SQLiteBackend:
         return await self._run(ops.stats)
 
     # -- ScheduleStore ----------------------------------------------------------------------
+    async def now(self) -> float:
+        return self._clock.now()  # the host's: every process on one SQLite file shares its clock
+
     async def put_schedule(self, schedule: Schedule) -> None:
         await self._run(ops.put_schedule, schedule)
 
@@ -138,7 +141,7 @@ class SQLiteBackend:
         return await self._run(ops.count_waiting, tenant)
 
     async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
-        stored = await self._run(ops.enqueue_within, tasks, cap)
+        stored = await self._run(ops.enqueue_within, self._clock, tasks, cap)
         self._wakeups.wake_all()
         return stored
 

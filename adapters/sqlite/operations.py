@@ -22,6 +22,7 @@ from adapters.sqlite.rows import (
 )
 from adapters.sqlite.schema import transaction
 from core import idempotency, quota
+from core.clock import stamped
 from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from core.ports import Clock
 from core.ratelimit import Bucket, take
@@ -31,16 +32,18 @@ _MAX_CURSOR_DIGITS = 18  # fits a signed 64-bit integer
 
 
 # -- Broker ---------------------------------------------------------------------------------
-def enqueue(conn: sqlite3.Connection, tasks: Sequence[Task]) -> list[Task]:
+def enqueue(conn: sqlite3.Connection, clock: Clock, tasks: Sequence[Task]) -> list[Task]:
     with transaction(conn):
         idempotency.check(tasks, lambda task: _earlier(conn, task))
-        return [_add(conn, task) for task in tasks]
+        now = clock.now()
+        return [_add(conn, task, now) for task in tasks]
 
 
-def _add(conn: sqlite3.Connection, task: Task) -> Task:
+def _add(conn: sqlite3.Connection, task: Task, now: float) -> Task:
     stored = _earlier(conn, task)
     if stored is not None:
         return stored
+    task = stamped(task, now, new=True)
     conn.execute(INSERT_TASK, task_values(task))
     return task
 
@@ -97,13 +100,14 @@ def _touch(conn: sqlite3.Connection, lease: Lease, expires: float) -> bool:
     return cursor.rowcount == 1
 
 
-def settle(conn: sqlite3.Connection, settlements: Sequence[Settlement]) -> list[bool]:
+def settle(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement]) -> list[bool]:
     with transaction(conn):
-        return [_settle(conn, s) for s in settlements]
+        now = clock.now()
+        return [_settle(conn, s, now) for s in settlements]
 
 
-def _settle(conn: sqlite3.Connection, settlement: Settlement) -> bool:
-    task = settlement.task
+def _settle(conn: sqlite3.Connection, settlement: Settlement, now: float) -> bool:
+    task = stamped(settlement.task, now)
     cursor = conn.execute(f"{UPDATE_TASK} WHERE id = ? AND status = 'running' AND lease_token = ?",
                           (*task_values(task)[1:], task.id, settlement.lease.token))
     return cursor.rowcount == 1
@@ -179,11 +183,12 @@ def parse_cursor(cursor: str | None) -> int | None:
     return None
 
 
-def transition(conn: sqlite3.Connection, task: Task, expected: TaskStatus) -> bool:
+def transition(conn: sqlite3.Connection, clock: Clock, task: Task, expected: TaskStatus) -> Task | None:
     # One UPDATE is atomic on its own: the WHERE clause is the compare, the SET the swap.
+    task = stamped(task, clock.now())
     cursor = conn.execute(f"{UPDATE_TASK} WHERE id = ? AND status = ?",
                           (*task_values(task)[1:], task.id, expected.value))
-    return cursor.rowcount == 1
+    return task if cursor.rowcount == 1 else None
 
 
 def backlog(conn: sqlite3.Connection) -> int:
@@ -244,11 +249,12 @@ def count_waiting(conn: sqlite3.Connection, tenant: str) -> int:
     return int(count)
 
 
-def enqueue_within(conn: sqlite3.Connection, tasks: Sequence[Task], cap: int) -> list[Task]:
+def enqueue_within(conn: sqlite3.Connection, clock: Clock, tasks: Sequence[Task], cap: int) -> list[Task]:
     with transaction(conn):  # the count and the inserts in one write transaction: no overshoot
         idempotency.check(tasks, lambda task: _earlier(conn, task))
         quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
-        return [_add(conn, task) for task in tasks]
+        now = clock.now()
+        return [_add(conn, task, now) for task in tasks]
 
 
 def _known(conn: sqlite3.Connection, task: Task) -> bool:

@@ -10,7 +10,7 @@ from core.model import Priority, Task, TaskStatus
 from core.schedule import Schedule
 
 TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout",
-                "run_at", "created_at", "started_at", "finished_at", "worker_id", "result", "error",
+                "run_at", "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error",
                 "idempotency_key", "tenant")
 SELECT_TASKS = f"SELECT seq, {', '.join(TASK_COLUMNS)} FROM tasks"
 INSERT_TASK = f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
@@ -32,7 +32,7 @@ def _dump(value: Any) -> str:
 def task_values(task: Task) -> tuple[Any, ...]:
     """Parameters in TASK_COLUMNS order."""
     return (task.id, task.type, _dump(dict(task.payload)), task.queue, int(task.priority), task.status.value,
-            task.attempts, task.max_attempts, task.timeout, task.run_at, task.created_at, task.started_at,
+            task.attempts, task.max_attempts, task.timeout, task.run_at, task.delay, task.created_at, task.started_at,
             task.finished_at, task.worker_id, None if task.result is None else _dump(task.result), task.error,
             task.idempotency_key, task.tenant)
 
@@ -49,6 +49,7 @@ def task_from_row(row: sqlite3.Row) -> Task:
         max_attempts=row["max_attempts"],
         timeout=row["timeout"],
         run_at=row["run_at"],
+        delay=row["delay"],
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     max_attempts INTEGER NOT NULL,
     timeout REAL NOT NULL,
     run_at REAL NOT NULL,
+    delay REAL NOT NULL DEFAULT 0,          -- core.model.Task.delay (added after the first release)
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
@@ -83,10 +84,23 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         with transaction(conn):
             for statement in DDL:
                 conn.execute(statement)
+            _add_missing_columns(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+# Columns added since the first release, with their definitions: a file made by an older hexq gains
+# them when it is opened (inside the schema's transaction, so two processes cannot both add one).
+ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0"}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(tasks)")}
+    for name, definition in ADDED_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {definition}")
 
 
 def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:

@@ -19,7 +19,7 @@ from adapters.aws import AwsBackend, AwsConfig, parse
 from adapters.aws import items as aws_items
 from adapters.aws.resources import TABLE_SCHEMA
 from core import outcome
-from core.clock import FakeClock
+from core.clock import FakeClock, stamped
 from core.errors import BackendUnavailable, ConfigurationError, ValidationError
 from core.model import Priority, Settlement, Task, TaskQuery, TaskStatus
 from core.ports import Backend
@@ -128,7 +128,7 @@ async def test_a_duplicate_delivery_is_claimed_once(aws: AwsBackend, make_task: 
 async def test_a_message_for_a_cancelled_task_is_dropped(aws: AwsBackend, make_task: MakeTask, sqs: Any) -> None:
     task = make_task()
     await aws.enqueue([task])
-    assert await aws.transition(task.moved_to(TaskStatus.CANCELLED), expected=TaskStatus.QUEUED)
+    assert await aws.transition(task.moved_to(TaskStatus.CANCELLED), expected=TaskStatus.QUEUED) is not None
 
     assert await claim(aws) == []
     assert depth(sqs, aws) == 0
@@ -172,7 +172,7 @@ async def test_a_worker_invocation_drains_the_queues(aws: AwsBackend, clock: Fak
            for i in range(30)]
 
     config = WorkerConfig(worker_id="w1", concurrency=8, idle_wait=0.01, budget=20.0, grace=1.0)
-    report = await Invocation(aws, registry, clock, config).run()
+    report = await Invocation(aws, registry, config).run()
 
     assert (report.claimed, report.succeeded, report.stale, report.reason) == (30, 30, 0, "empty")
     assert [(await aws.get(i)).result for i in ids] == [{"i": i} for i in range(30)]  # type: ignore[union-attr]
@@ -186,9 +186,9 @@ async def test_a_300_kib_payload_is_stored_and_runs(aws: AwsBackend, make_task: 
 
     [lease] = await aws.claim(["default"], 1, lease_seconds=LEASE, worker_id="w1")
     assert lease.task.payload == task.payload
-    done = outcome.succeeded(lease.task, {"size": len(task.payload["blob"])}, clock.now())
+    done = outcome.succeeded(lease.task, {"size": len(task.payload["blob"])})
     assert await aws.settle([Settlement(lease, done)]) == [True]
-    assert await aws.get(task.id) == done
+    assert await aws.get(task.id) == stamped(done, clock.now())
 
 
 async def test_the_item_limit_is_checked_before_any_call(aws: AwsBackend, make_task: MakeTask,
@@ -207,9 +207,9 @@ async def test_the_item_limit_is_checked_before_any_call(aws: AwsBackend, make_t
 
     assert await backend.enqueue([largest]) == [largest]
     [lease] = await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w" * 64)
-    failed = outcome.failed(lease.task, "e" * 1000, clock.now(), RetryPolicy(), retryable=False)
+    failed = outcome.failed(lease.task, "e" * 1000, RetryPolicy(), retryable=False)
     assert await backend.settle([Settlement(lease, failed)]) == [True]
-    assert await backend.get(largest.id) == failed  # the headroom took the run's additions
+    assert await backend.get(largest.id) == stamped(failed, clock.now())  # the headroom took the run's additions
 
 
 async def test_a_result_too_large_to_store_is_replaced_by_a_note(aws: AwsBackend, make_task: MakeTask,
@@ -217,7 +217,7 @@ async def test_a_result_too_large_to_store_is_replaced_by_a_note(aws: AwsBackend
     await aws.enqueue([make_task()])
     [lease] = await aws.claim(["default"], 1, lease_seconds=LEASE, worker_id="w1")
 
-    assert await aws.settle([Settlement(lease, outcome.succeeded(lease.task, "r" * 500_000, clock.now()))]) == [True]
+    assert await aws.settle([Settlement(lease, outcome.succeeded(lease.task, "r" * 500_000))]) == [True]
 
     stored = await aws.get(lease.task.id)
     assert stored is not None and stored.status is TaskStatus.SUCCEEDED and stored.result is None
@@ -301,7 +301,7 @@ async def test_boto3_calls_run_off_the_event_loop(aws: AwsBackend, make_task: Ma
     await backend.enqueue([make_task(idempotency_key="k"), make_task(status=TaskStatus.SCHEDULED)])
     [lease] = await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w")
     await backend.extend([lease], LEASE)
-    await backend.settle([Settlement(lease, outcome.succeeded(lease.task, 1, clock.now()))])
+    await backend.settle([Settlement(lease, outcome.succeeded(lease.task, 1))])
     await backend.get(lease.task.id)
     await backend.query(TaskQuery())
     await backend.stats()
@@ -367,7 +367,7 @@ async def test_ttl_expires_finished_tasks_and_their_keys(aws: AwsBackend, make_t
     task = make_task(idempotency_key="k")
     await backend.enqueue([task])
     [lease] = await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w")
-    await backend.settle([Settlement(lease, outcome.succeeded(lease.task, 1, clock.now()))])
+    await backend.settle([Settlement(lease, outcome.succeeded(lease.task, 1))])
 
     db = aws_clients("dynamodb")
     for key in (aws_items.task_key(task.id), aws_items.idem_key(task.tenant, "k")):
@@ -378,7 +378,7 @@ async def test_ttl_expires_finished_tasks_and_their_keys(aws: AwsBackend, make_t
 @pytest.mark.parametrize("task_id", ["x" * 5000, "\ud800", "", "a\nb"], ids=["long", "surrogate", "empty", "newline"])
 async def test_an_id_that_cannot_be_a_key_names_no_task(aws: AwsBackend, make_task: MakeTask, task_id: str) -> None:
     assert await aws.get(task_id) is None
-    assert await aws.transition(make_task(id=task_id, status=TaskStatus.CANCELLED), TaskStatus.QUEUED) is False
+    assert await aws.transition(make_task(id=task_id, status=TaskStatus.CANCELLED), TaskStatus.QUEUED) is None
     with pytest.raises(ValidationError):
         await aws.enqueue([make_task(id=task_id)])
 

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 
 from core import outcome
-from core.clock import FakeClock
+from core.clock import FakeClock, stamped
 from core.model import Lease, Priority, Settlement, Task, TaskStatus
 from core.ports import Backend
 from core.registry import Registry
@@ -168,12 +168,12 @@ async def test_reclaimed_lease_fences_out_the_lost_worker(backend: Backend, make
     clock.advance(LEASE + 1)
     [new] = await backend.reclaim_expired(limit=10, lease_seconds=LEASE)
 
-    late = outcome.succeeded(old.task, "too late", clock.now())
+    late = outcome.succeeded(old.task, "too late")
     assert await backend.settle([Settlement(old, late)]) == [False]
     assert await backend.extend([old], LEASE) == [None]
     assert await backend.get(old.task.id) == old.task  # still running, untouched
 
-    assert await backend.settle([Settlement(new, outcome.succeeded(new.task, "ok", clock.now()))]) == [True]
+    assert await backend.settle([Settlement(new, outcome.succeeded(new.task, "ok"))]) == [True]
 
 
 async def test_lost_task_is_redelivered_and_the_attempt_counts(backend: Backend, make_task: MakeTask,
@@ -182,7 +182,7 @@ async def test_lost_task_is_redelivered_and_the_attempt_counts(backend: Backend,
     [first] = await claim(backend)
     clock.advance(LEASE + 1)
     [taken] = await backend.reclaim_expired(limit=10, lease_seconds=LEASE)
-    retry = outcome.failed(taken.task, "lease expired", clock.now(), registry.get("flaky").retry)
+    retry = outcome.failed(taken.task, "lease expired", registry.get("flaky").retry)
     assert await backend.settle([Settlement(taken, retry)]) == [True]
 
     clock.advance(10)
@@ -212,7 +212,7 @@ async def test_extend_pushes_the_expiry_so_the_lease_is_not_reclaimed(backend: B
 async def test_extend_answers_per_lease(backend: Backend, make_task: MakeTask, clock: FakeClock) -> None:
     await backend.enqueue([make_task(), make_task()])
     done, running = await claim(backend, 2)
-    await backend.settle([Settlement(done, outcome.succeeded(done.task, None, clock.now()))])
+    await backend.settle([Settlement(done, outcome.succeeded(done.task, None))])
 
     renewed = await backend.extend([done, running], LEASE)
 
@@ -224,10 +224,10 @@ async def test_settle_writes_the_new_state_once(backend: Backend, make_task: Mak
     await backend.enqueue([make_task()])
     [lease] = await claim(backend)
     clock.advance(3)
-    done = outcome.succeeded(lease.task, {"answer": 42}, clock.now())
+    done = outcome.succeeded(lease.task, {"answer": 42})
 
     assert await backend.settle([Settlement(lease, done)]) == [True]
-    assert await backend.get(lease.task.id) == done
+    assert await backend.get(lease.task.id) == stamped(done, clock.now())  # finished by the backend's clock
     assert await backend.settle([Settlement(lease, done)]) == [False]  # the lease ended with the first settle
     assert await backend.reclaim_expired(limit=10, lease_seconds=LEASE) == []
 
@@ -236,9 +236,8 @@ async def test_settle_batch_answers_per_settlement(backend: Backend, make_task: 
     await backend.enqueue([make_task() for _ in range(3)])
     a, b, c = await claim(backend, 3)
     stale_b = Lease(b.task, b.token + 1000, b.expires_at)
-    now = clock.now()
 
-    applied = await backend.settle([Settlement(lease, outcome.succeeded(lease.task, i, now))
+    applied = await backend.settle([Settlement(lease, outcome.succeeded(lease.task, i))
                                     for i, lease in enumerate((a, stale_b, c))])
 
     assert applied == [True, False, True]
@@ -253,7 +252,7 @@ async def test_failed_attempts_retry_with_backoff_then_die(backend: Backend, ser
     for attempt, delay in ((1, 10.0), (2, 20.0)):
         [lease] = await claim(backend)
         assert lease.task.attempts == attempt
-        retry = outcome.failed(lease.task, "boom", clock.now(), policy)
+        retry = outcome.failed(lease.task, "boom", policy)
         assert await backend.settle([Settlement(lease, retry)]) == [True]
         stored = await backend.get(task.id)
         assert stored is not None
@@ -264,7 +263,7 @@ async def test_failed_attempts_retry_with_backoff_then_die(backend: Backend, ser
 
     [last] = await claim(backend)
     assert last.task.attempts == 3
-    await backend.settle([Settlement(last, outcome.failed(last.task, "boom", clock.now(), policy))])
+    await backend.settle([Settlement(last, outcome.failed(last.task, "boom", policy))])
     dead = await backend.get(task.id)
     assert dead is not None
     assert (dead.status, dead.attempts, dead.finished_at) == (TaskStatus.DEAD, 3, clock.now())
@@ -276,7 +275,7 @@ async def test_released_task_is_claimable_again_at_once(backend: Backend, make_t
                                                         clock: FakeClock) -> None:
     await backend.enqueue([make_task()])
     [lease] = await claim(backend)
-    assert await backend.settle([Settlement(lease, outcome.released(lease.task, clock.now()))]) == [True]
+    assert await backend.settle([Settlement(lease, outcome.released(lease.task))]) == [True]
 
     [again] = await claim(backend)
     assert (again.task.id, again.task.attempts) == (lease.task.id, 2)

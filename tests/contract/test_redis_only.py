@@ -74,7 +74,7 @@ async def test_a_cluster_workload_leaves_every_key_in_one_slot(redis_cluster_url
         await backend.enqueue([make_task(queue=q, idempotency_key=q) for q in ("a", "b", "c")])
         await backend.enqueue([make_task(status=TaskStatus.SCHEDULED, run_at=clock.now() + 5)])
         leases = await backend.claim(["a", "b"], 2, lease_seconds=LEASE, worker_id="w", wait=0.05)
-        await backend.settle([Settlement(leases[0], outcome.succeeded(leases[0].task, 1, clock.now()))])
+        await backend.settle([Settlement(leases[0], outcome.succeeded(leases[0].task, 1))])
         await backend.put_schedule(Schedule("tick", "@every 1m", "echo", next_run=clock.now() + 60))
         await backend.stats()
 
@@ -192,7 +192,7 @@ async def test_each_batch_operation_is_one_round_trip(redis_url: str, clock: Lin
                 elif step == "extend":
                     assert all(await backend.extend(leases, LEASE))
                 else:
-                    assert all(await backend.settle([Settlement(lease, outcome.succeeded(lease.task, None, 0.0))
+                    assert all(await backend.settle([Settlement(lease, outcome.succeeded(lease.task, None))
                                                      for lease in leases]))
                 calls.append(evalsha_calls(client) - before)
     assert len(leases) == 100

@@ -58,7 +58,7 @@ async def test_advance_is_a_compare_and_set_on_next_run(backend: Backend) -> Non
 
 async def test_due_schedule_fires_once_per_due_time(backend: Backend, service: TaskService, registry: Registry,
                                                     clock: FakeClock) -> None:
-    schedules = ScheduleService(backend, service, registry, clock, no_cron)
+    schedules = ScheduleService(backend, service, registry, no_cron)
     await schedules.put("tick", "@every 1m", "echo", {"n": 1})
 
     assert await schedules.fire_due() == 0

@@ -72,8 +72,7 @@ async def test_the_database_is_in_wal_mode(db: str) -> None:
 async def test_schema_creation_is_idempotent_across_instances(db: str, make_task: MakeTask) -> None:
     first, second = SQLiteBackend(db), SQLiteBackend(db)
     await asyncio.gather(first.ping(), second.ping())  # both create the schema on a fresh file at once
-    task = make_task()
-    await first.enqueue([task])
+    [task] = await first.enqueue([make_task()])
 
     third = SQLiteBackend(db)
     assert await third.get(task.id) == task
@@ -162,8 +161,7 @@ async def test_a_waiting_claim_sees_a_task_another_connection_enqueues(db: str, 
 
 async def test_close_then_use_reopens(db: str, make_task: MakeTask) -> None:
     backend = SQLiteBackend(db)
-    task = make_task()
-    await backend.enqueue([task])
+    [task] = await backend.enqueue([make_task()])
     await backend.close()
 
     assert await backend.get(task.id) == task

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from core import outcome
-from core.clock import FakeClock
+from core.clock import FakeClock, stamped
 from core.errors import IdempotencyMismatch, InvalidTransition
 from core.model import Lease, Priority, Settlement, Task, TaskQuery, TaskStatus
 from core.ports import Backend
@@ -23,14 +23,14 @@ async def claim(backend: Backend, n: int = 1, queues: tuple[str, ...] = ("defaul
 
 
 async def run_to(backend: Backend, clock: FakeClock, status: TaskStatus, n: int = 1) -> list[Task]:
-    """Claim `n` tasks and settle them as succeeded or dead."""
+    """Claim `n` tasks and settle them as succeeded or dead; returns them as stored (finished now, by the
+    backend's clock)."""
     leases = await claim(backend, n)
     assert len(leases) == n
-    now = clock.now()
-    final = [outcome.succeeded(lease.task, "ok", now) if status is TaskStatus.SUCCEEDED
-             else outcome.failed(lease.task, "bad", now, RetryPolicy(), retryable=False) for lease in leases]
+    final = [outcome.succeeded(lease.task, "ok") if status is TaskStatus.SUCCEEDED
+             else outcome.failed(lease.task, "bad", RetryPolicy(), retryable=False) for lease in leases]
     assert await backend.settle([Settlement(lease, task) for lease, task in zip(leases, final, strict=True)])
-    return final
+    return [stamped(task, clock.now()) for task in final]
 
 
 async def submit(service: TaskService, **fields: object) -> Task:
@@ -98,11 +98,11 @@ async def test_transition_is_a_compare_and_set_on_status(backend: Backend, make_
     await backend.enqueue([task])
     cancelled = task.moved_to(TaskStatus.CANCELLED, finished_at=clock.now())
 
-    assert await backend.transition(cancelled, expected=TaskStatus.SCHEDULED) is False
+    assert await backend.transition(cancelled, expected=TaskStatus.SCHEDULED) is None
     assert await backend.get(task.id) == task
-    assert await backend.transition(cancelled, expected=TaskStatus.QUEUED) is True
+    assert await backend.transition(cancelled, expected=TaskStatus.QUEUED) is not None
     assert await backend.get(task.id) == cancelled
-    assert await backend.transition(make_task(status=TaskStatus.CANCELLED), expected=TaskStatus.QUEUED) is False
+    assert await backend.transition(make_task(status=TaskStatus.CANCELLED), expected=TaskStatus.QUEUED) is None
 
 
 # -- idempotency ----------------------------------------------------------------------------

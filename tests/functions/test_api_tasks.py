@@ -32,7 +32,7 @@ def test_submit_answers_202_with_the_task_and_its_location(client: TestClient, c
     assert task | {"id": "x"} == {
         "id": "x", "type": "echo", "payload": {"n": 1}, "queue": "default", "priority": "normal",
         "status": "queued", "attempts": 0, "max_attempts": 3, "timeout": 300.0, "run_at": clock.now(),
-        "created_at": clock.now(), "started_at": None, "finished_at": None, "worker_id": None, "result": None,
+        "delay": 0.0, "created_at": clock.now(), "started_at": None, "finished_at": None, "worker_id": None, "result": None,
         "error": None, "idempotency_key": None, "tenant": "default",
     }
 
@@ -42,7 +42,8 @@ def test_submit_takes_every_documented_field(client: TestClient, clock: FakeCloc
                   idempotency_key="k-1")
 
     assert (task["priority"], task["queue"], task["max_attempts"], task["timeout"]) == ("critical", "mail", 5, 2.5)
-    assert (task["status"], task["run_at"], task["idempotency_key"]) == ("scheduled", clock.now() + 60, "k-1")
+    assert (task["status"], task["run_at"], task["delay"], task["idempotency_key"]) == ("scheduled", clock.now() + 60,
+                                                                                      60, "k-1")
 
 
 def test_payload_defaults_to_an_empty_object_and_null_means_default(client: TestClient) -> None:

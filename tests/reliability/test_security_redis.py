@@ -142,8 +142,7 @@ async def full_flow(url: str) -> None:
         task = (await TaskService(backend, _registry(), clock).submit(SubmitRequest("echo", {"n": 1}))).task
         leases = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w1", wait=1.0)
         assert [lease.task.id for lease in leases] == [task.id]
-        settled = await backend.settle([Settlement(leases[0], outcome.succeeded(leases[0].task, {"n": 1},
-                                                                                clock.now()))])
+        settled = await backend.settle([Settlement(leases[0], outcome.succeeded(leases[0].task, {"n": 1}))])
         assert settled == [True]
         stored = await backend.get(task.id)
         assert stored is not None and stored.status is TaskStatus.SUCCEEDED

@@ -213,7 +213,7 @@ class Stack:
         spy = spy or Spy(self.backend)
         config = WorkerConfig(worker_id=worker_id, concurrency=8, lease_seconds=LEASE, idle_wait=0.01,
                               budget=15.0, grace=1.0)
-        report = await Invocation(spy, self.registry, self.clock, config, limiter=self.backend).run()
+        report = await Invocation(spy, self.registry, config, limiter=self.backend).run()
         return report, spy.leases
 
     async def tick(self) -> TickReport:
@@ -396,7 +396,7 @@ async def test_t27_redelivery_after_lease_expiry(stack: Stack) -> None:
             assert all(lease.task.attempts == 2 for lease in new)  # the lost lease counted as an attempt
             # The crashed worker comes back while w2 runs the tasks: its token can neither extend nor settle.
             assert await stack.backend.extend(old, LEASE) == [None] * 5
-            late = [Settlement(lease, outcome.succeeded(lease.task, "stale", stack.clock.now())) for lease in old]
+            late = [Settlement(lease, outcome.succeeded(lease.task, "stale")) for lease in old]
             assert await stack.backend.settle(late) == [False] * 5
             assert {(await stack.task(i)).status for i in accepted} == {TaskStatus.RUNNING}
         finally:

@@ -107,7 +107,7 @@ class QueueMachine(RuleBasedStateMachine):
     def settle_success(self, data: st.DataObject) -> None:
         task_id = data.draw(st.sampled_from(self.leased()))
         lease = self.current.pop(task_id)
-        assert self._settle(lease, outcome.succeeded(lease.task, None, self.clock.now()))
+        assert self._settle(lease, outcome.succeeded(lease.task, None))
         self.stale.append(lease)
         self.succeeded.add(task_id)
 
@@ -116,7 +116,7 @@ class QueueMachine(RuleBasedStateMachine):
     def settle_failure(self, data: st.DataObject) -> None:
         task_id = data.draw(st.sampled_from(self.leased()))
         lease = self.current.pop(task_id)
-        assert self._settle(lease, outcome.failed(lease.task, "boom", self.clock.now(), POLICY, rand=lambda: 0.5))
+        assert self._settle(lease, outcome.failed(lease.task, "boom", POLICY, rand=lambda: 0.5))
         self.stale.append(lease)
 
     @rule()
@@ -126,7 +126,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert {lease.task.id for lease in reclaimed} == set(self.current)
         for lease in reclaimed:
             self.stale.append(self.current.pop(lease.task.id))
-            assert self._settle(lease, outcome.lost(lease.task, self.clock.now()))
+            assert self._settle(lease, outcome.lost(lease.task))
             self.stale.append(lease)
 
     @rule(seconds=st.sampled_from([0.0, 5.0, 25.0]))
@@ -148,7 +148,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def stale_token_never_settles(self, data: st.DataObject) -> None:
         lease = data.draw(st.sampled_from(self.stale))
-        assert not self._settle(lease, outcome.succeeded(lease.task, "late", self.clock.now()))
+        assert not self._settle(lease, outcome.succeeded(lease.task, "late"))
 
     @invariant()
     def every_task_in_one_status_and_running_iff_leased(self) -> None:

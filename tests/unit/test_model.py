@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from core.clock import stamped
 from core.errors import InvalidTransition, ValidationError
 from core.model import Priority, Task, TaskStatus, can_move
 from core.retry import RetryPolicy
@@ -58,3 +61,37 @@ def test_jitter_stays_within_its_share() -> None:
     policy = RetryPolicy(base=8.0, cap=100.0, jitter=0.5)
     assert policy.delay(1, rand=lambda: 0.0) == 8.0
     assert policy.delay(1, rand=lambda: 0.999999) == pytest.approx(4.0, abs=1e-4)
+
+
+# -- core.clock.stamped: the one rule for the times a backend stores ---------------------------------
+NOW = 1_700_000_000.0
+
+
+def _waiting(**fields: object) -> Task:
+    return Task(**({"id": "t", "type": "echo", "payload": {}} | fields))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("run_at", "delay", "status", "due"), [
+    (0.0, 0.0, TaskStatus.QUEUED, NOW),               # submitted to run now
+    (0.0, 30.0, TaskStatus.SCHEDULED, NOW + 30),      # a delay counts from the backend's now
+    (NOW + 60, 0.0, TaskStatus.SCHEDULED, NOW + 60),  # an absolute time is kept as it is
+    (NOW - 60, 0.0, TaskStatus.QUEUED, NOW),          # ... and one already past is due now
+])
+def test_a_new_task_is_due_by_the_backends_clock(run_at: float, delay: float, status: TaskStatus,
+                                                 due: float) -> None:
+    # The status the submitting process guessed does not count: the backend decides.
+    for guess in (TaskStatus.QUEUED, TaskStatus.SCHEDULED):
+        task = stamped(_waiting(status=guess, run_at=run_at, delay=delay, created_at=NOW - 3600), NOW, new=True)
+
+        assert (task.status, task.run_at, task.created_at) == (status, due, NOW)
+
+
+def test_a_retry_is_due_its_delay_after_now_and_a_finished_task_finished_now() -> None:
+    retry = _waiting(status=TaskStatus.SCHEDULED, run_at=NOW - 100, delay=4.0, created_at=NOW - 200,
+                     finished_at=NOW + 3600)
+    done = _waiting(status=TaskStatus.SUCCEEDED, run_at=NOW - 100, finished_at=NOW + 3600)
+    running = _waiting(status=TaskStatus.RUNNING, run_at=NOW - 100)
+
+    assert stamped(retry, NOW) == replace(retry, run_at=NOW + 4, finished_at=None)  # created_at stays
+    assert stamped(done, NOW) == replace(done, finished_at=NOW)
+    assert stamped(running, NOW) == running

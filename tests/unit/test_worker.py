@@ -26,7 +26,7 @@ def service(backend: MemoryBackend, registry: Registry, clock: FakeClock) -> Tas
 def invocation(backend: MemoryBackend, registry: Registry, clock: FakeClock, **config: object) -> Invocation:
     settings: dict[str, object] = {"worker_id": "w1", "idle_wait": 0.01, "budget": 10.0, "grace": 0.2}
     settings.update(config)
-    return Invocation(backend, registry, clock, WorkerConfig(**settings), rand=lambda: 0.0)  # type: ignore[arg-type]
+    return Invocation(backend, registry, WorkerConfig(**settings), rand=lambda: 0.0)  # type: ignore[arg-type]
 
 
 async def submit(service: TaskService, type_: str, payload: dict[str, object] | None = None, **kw: object) -> Task:
@@ -211,7 +211,7 @@ async def test_a_type_rate_is_taken_from_the_backends_shared_bucket(backend: Mem
         await submit(service, "limited")
     await submit(service, "echo")
     config = WorkerConfig(worker_id="w1", idle_wait=0.01, grace=0.2)
-    report = await Invocation(backend, registry, clock, config, limiter=CountingLimiter()).run()
+    report = await Invocation(backend, registry, config, limiter=CountingLimiter()).run()
     assert report.succeeded == 4
     assert {a for a in asked} == {("type:limited", 5.0, 5)}  # echo has no rate: never asked
     assert len(asked) == 5  # three tokens, two of them after one wait

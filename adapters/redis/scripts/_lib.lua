@@ -20,14 +20,17 @@
 -- Derived keys share the {p} hash tag with KEYS[1], so a script touches one cluster slot.
 --
 -- Task hash fields: data (the task as JSON, from its last full write by the client), status,
--- attempts, queue, priority, type, tenant, seq, idem; while running: token, expires, and the
--- started_at / worker_id the claim wrote (they override data until the next full write).
--- Scripts never decode or re-encode `data`: Lua's cjson would change user JSON ([] vs {}, digits).
+-- attempts, queue, priority, type, tenant, seq, idem; the times on the server's clock, created_at,
+-- run_at and finished_at (they override data's: a client's clock may be off); while running: token,
+-- expires, and the started_at / worker_id the claim wrote (they override data until the next full
+-- write). Scripts never decode or re-encode `data`: Lua's cjson would change user JSON ([] vs {}, digits).
 
 local WAKE_CAP = 64          -- wake tokens kept per queue; each wakes one blocked claimer
 local PRIORITY_BAND = 1099511627776  -- 2^40: seq stays exact below it, and 4 bands below 2^53
 local STATUSES = {scheduled = true, queued = true, running = true, succeeded = true, failed = true,
                   dead = true, cancelled = true}
+local WAITING = {queued = true, scheduled = true}
+local FINISHED = {succeeded = true, dead = true, cancelled = true}
 
 local function fail(message)
     error({err = 'ERR hexq: ' .. message})
@@ -82,9 +85,11 @@ local function count_waiting(tenant, status, delta)
     if redis.call('HINCRBY', KEYS[10], tenant, delta) <= 0 then redis.call('HDEL', KEYS[10], tenant) end
 end
 
--- The task as the client decodes it (records.decode_task): data plus the fields that override it.
+-- The task as the client decodes it (records.decode_task): data plus the fields that override it
+-- (records.RECORD_FIELDS, in this order).
 local function record(key)
-    return redis.call('HMGET', key, 'data', 'status', 'attempts', 'started_at', 'worker_id')
+    return redis.call('HMGET', key, 'data', 'status', 'attempts', 'started_at', 'worker_id', 'created_at',
+                      'run_at', 'finished_at')
 end
 
 -- Lease a running task under a fresh fencing token until `expires`; `...` are more field/value
@@ -94,8 +99,8 @@ local function lease(id, key, expires, ...)
     redis.call('HSET', key, 'token', token, 'expires', expires, ...)
     redis.call('ZADD', KEYS[6], expires, id)
     local out = record(key)
-    out[6] = token
-    out[7] = expires
+    out[9] = token
+    out[10] = expires
     return out
 end
 
@@ -130,20 +135,40 @@ local function unindex(id, key)
 end
 
 -- A full write of a task, from the 11 values records.task_args puts in ARGV from position `at`:
--- id, status, queue, priority, type, tenant, attempts, run_at, finished_at, idem, data.
+-- id, status, queue, priority, type, tenant, attempts, run_at, delay, idem, data.
 -- Returns the values as a table; the caller indexes the task.
 local function task_at(at)
     return {id = part(ARGV[at]), status = ARGV[at + 1], queue = part(ARGV[at + 2]), priority = ARGV[at + 3],
             type = ARGV[at + 4], tenant = ARGV[at + 5], attempts = ARGV[at + 6], run_at = ARGV[at + 7],
-            finished_at = ARGV[at + 8], idem = ARGV[at + 9], data = ARGV[at + 10]}
+            delay = ARGV[at + 8], idem = ARGV[at + 9], data = ARGV[at + 10]}
 end
 local TASK_ARGS = 11
 
-local function write(key, t)
+-- When a waiting task is due, by the server's clock `at`: max(run_at, now + delay). run_at is
+-- absolute only when a client asked for a time; delays and backoffs come as durations.
+local function due_at(t, at)
+    return math.max(tonumber(t.run_at), at + tonumber(t.delay))
+end
+
+-- Write a task's whole state at server time `at`, by core.clock.stamped's rule: a waiting task is due
+-- at due_at(), a finished one finished at `at`. Leaves t.run_at and t.finished_at as stored (for
+-- index()); created_at is the enqueue's to set.
+local function write(key, t, at)
     status_key(t.status)  -- validates before anything is written
+    local gone = {'token', 'expires', 'started_at', 'worker_id'}
+    local times = {}
+    t.finished_at = ''
+    if WAITING[t.status] then
+        t.run_at = fmt(due_at(t, at))
+        times = {'run_at', t.run_at}
+        gone[#gone + 1] = 'finished_at'
+    elseif FINISHED[t.status] then
+        t.finished_at = fmt(at)
+        times = {'finished_at', t.finished_at}
+    end
     redis.call('HSET', key, 'data', t.data, 'status', t.status, 'attempts', t.attempts, 'queue', t.queue,
-               'priority', t.priority, 'type', t.type, 'tenant', t.tenant)
-    redis.call('HDEL', key, 'token', 'expires', 'started_at', 'worker_id')
+               'priority', t.priority, 'type', t.type, 'tenant', t.tenant, unpack(times))
+    redis.call('HDEL', key, unpack(gone))
 end
 
 -- Move due scheduled tasks to their ready sets (at most `limit`, earliest first).

@@ -5,7 +5,7 @@
 -- ARGV[10..] queue names
 -- Returns: {now, next_due_in, leases} where next_due_in is the seconds until the earliest
 --          scheduled task is due ('' when none is) and each lease is
---          {data, status, attempts, started_at, worker_id, token, expires}.
+--          a record (records.RECORD_FIELDS) followed by the token and the expiry.
 -- Order: strict priority across all the given queues, FIFO (seq) within a priority level; each
 -- claimed task becomes running with attempts + 1, started_at = now, the worker id, a fresh
 -- fencing token and a lease until now + lease seconds.

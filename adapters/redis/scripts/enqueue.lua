@@ -3,11 +3,14 @@
 -- ARGV[1..5] the common prefix (see _lib.lua)
 -- ARGV[6] the cap on each tenant's waiting (queued + scheduled) tasks; '0' = no cap
 -- ARGV[7..] 12 values per task: the 11 of records.task_args (id, status, queue, priority, type,
---           tenant, attempts, run_at, finished_at ('' = none), idem field ('' = no idempotency
---           key), data), then the request's fingerprint (core.idempotency.fingerprint)
--- Returns: {'stored', entries} with one entry per task, in order: 0 when the task was stored as
---          given, or the record (data, status, attempts, started_at, worker_id) of the task stored
---          earlier under the same (tenant, idempotency key) or the same id, returned in its place;
+--           tenant, attempts, run_at, delay, idem field ('' = no idempotency key), data), then the
+--           request's fingerprint (core.idempotency.fingerprint)
+-- Returns: {'stored', now, entries}: the server time the new tasks were stored at (created then; due
+--          at max(run_at, now + delay), scheduled if that is later, else queued: core.clock.stamped
+--          with new=True, which the client applies to rebuild them), and one entry per task, in
+--          order: 0 when the task was stored as given, or the record (records.RECORD_FIELDS) of
+--          the task stored earlier under the same (tenant, idempotency key) or the same id,
+--          returned in its place;
 --          {'full', tenant} when that tenant would go over the cap; or {'mismatch', idem field} when
 --          a key names a different request (stored before, or earlier in this call). Nothing is
 --          stored then.
@@ -54,6 +57,7 @@ if cap > 0 then
     end
 end
 
+local stored_at = now()
 local out = {}
 for at = FIRST, #ARGV, STRIDE do
     local t = task_at(at)
@@ -63,8 +67,11 @@ for at = FIRST, #ARGV, STRIDE do
         out[#out + 1] = record(existing)
     else
         local seq = redis.call('INCR', KEYS[2])
-        write(key, t)
-        redis.call('HSET', key, 'seq', seq, 'fp', ARGV[at + TASK_ARGS])
+        if WAITING[t.status] then  -- due or not by the server's clock, whatever the client thought
+            if due_at(t, stored_at) > stored_at then t.status = 'scheduled' else t.status = 'queued' end
+        end
+        write(key, t, stored_at)
+        redis.call('HSET', key, 'seq', seq, 'fp', ARGV[at + TASK_ARGS], 'created_at', fmt(stored_at))
         if t.idem ~= '' then
             redis.call('HSET', KEYS[8], t.idem, t.id)
             redis.call('HSET', key, 'idem', t.idem)
@@ -75,4 +82,4 @@ for at = FIRST, #ARGV, STRIDE do
         out[#out + 1] = 0
     end
 end
-return {'stored', out}
+return {'stored', fmt(stored_at), out}

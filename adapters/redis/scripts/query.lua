@@ -4,8 +4,8 @@
 -- ARGV[6] status   ARGV[7] type   ARGV[8] queue   ARGV[9] tenant   ('' = any)
 -- ARGV[10] limit   ARGV[11] cursor: continue below this seq ('' = from the newest)
 -- ARGV[12] scan bound: at most this many index entries are examined per call
--- Returns: {items, next_cursor} where items are records (data, status, attempts, started_at,
---          worker_id) and next_cursor is a seq as text, or '' when the listing is complete.
+-- Returns: {items, next_cursor} where items are records (records.RECORD_FIELDS) and next_cursor
+--          is a seq as text, or '' when the listing is complete.
 -- The scan walks the status's set when a status is given, else every task; the other filters are
 -- checked per entry. When the bound is reached before the page is full, the page comes back short
 -- with a cursor at the last examined entry, so a client that follows cursors still sees every

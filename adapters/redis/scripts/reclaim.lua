@@ -2,8 +2,8 @@
 -- KEYS    the fixed block (see _lib.lua)
 -- ARGV[1..5] the common prefix (see _lib.lua)
 -- ARGV[6] limit   ARGV[7] lease seconds
--- Returns: one lease per task, earliest expiry first: {data, status, attempts, started_at,
---          worker_id, token, expires}. The new token fences out the worker that lost the lease;
+-- Returns: one lease per task, earliest expiry first: a record (records.RECORD_FIELDS), then
+--          the token and the expiry. The new token fences out the worker that lost the lease;
 --          the caller settles each lease (retry or dead), or it expires again.
 
 local at = now()

@@ -6,7 +6,9 @@
 --          and was reclaimed, or the task was settled already).
 -- A settled task leaves the lease set and the running set, and joins the indexes of its new
 -- status: ready (queued: released), delayed (scheduled: a retry), finished (succeeded) or dead.
+-- Its times are the server's (see write() in _lib.lua): a retry is due its delay after now.
 
+local now_at = now()
 local out = {}
 for at = 6, #ARGV, TASK_ARGS + 1 do
     local t = task_at(at + 1)
@@ -15,7 +17,7 @@ for at = 6, #ARGV, TASK_ARGS + 1 do
     if status == 'running' and token == ARGV[at] then
         local seq = redis.call('HGET', key, 'seq')
         unindex(t.id, key)
-        write(key, t)
+        write(key, t, now_at)
         index(t.id, t.status, t.queue, t.priority, seq, t.run_at, t.finished_at)
         count_waiting(t.tenant, t.status, 1)
         out[#out + 1] = 1
