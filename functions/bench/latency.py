@@ -3,8 +3,8 @@
 The submitter is open-loop: task i is due at start + i / rate whatever happened to task i - 1, so a
 slow backend shows up as latency rather than as a lower offered rate (a submitter that falls behind
 catches up at once, and `achieved_rate` says so). Latencies come from each task's own timestamps,
-read back after the run: started_at - created_at and finished_at - created_at. created_at is this
-process's clock; started_at and finished_at are the worker's clock (or Redis's TIME): one machine.
+read back after the run: started_at - created_at and finished_at - created_at, all three stamped by
+the backend's clock (Redis's TIME; the host's for SQLite and memory), so no two clocks are mixed.
 """
 
 from __future__ import annotations
