@@ -17,9 +17,10 @@ from core.ratelimit import parse_rate
 from core.retry import DEFAULT_RETRY, RetryPolicy
 
 NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MAX_REASON = 500  # characters of a validator's message in a 422; it may quote a whole payload
 Handler = Callable[[dict[str, Any]], Any]
 Validator = Callable[[dict[str, Any]], object]
-"""Checks a payload at submit time; raises ValueError or TypeError with a message naming the field."""
+"""Checks a payload at submit time; raises an exception (a ValueError, say) whose message names the field."""
 F = TypeVar("F", bound=Handler)
 
 
@@ -52,13 +53,31 @@ class TaskSpec:
         return asyncio.iscoroutinefunction(self.fn)
 
     def check(self, payload: dict[str, Any]) -> None:
-        """Refuse a payload the handler could never accept, at submit (422) rather than after retries."""
+        """Refuse a payload the handler could never accept, at submit (422) rather than after retries.
+
+        Whatever Exception the validator raises is that refusal, not only ValueError and TypeError:
+        the payload is the client's, so float() of a huge integer (OverflowError), a missing key
+        (KeyError) or a division by zero is the client's error too. A BaseException that is not an
+        Exception (KeyboardInterrupt, SystemExit, a cancellation) is not about the payload and goes on.
+        """
         if self.validate is None:
             return
         try:
             self.validate(payload)
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(f"{self.name}: {exc}", field="payload") from exc
+        except Exception as exc:
+            raise ValidationError(f"{self.name}: {_reason(exc)}", field="payload") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """The validator's message; the exception's type too unless it is the documented ValueError or TypeError
+    (a bare OverflowError's or KeyError's text alone would not say what went wrong)."""
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose __str__ itself fails
+        text = ""
+    if not text or type(exc) not in (ValueError, TypeError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:MAX_REASON]
 
 
 @dataclass
