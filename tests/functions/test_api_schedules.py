@@ -8,6 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from core.clock import FakeClock
+from core.schedule import MAX_FIRE_TIME
 
 
 def put(client: TestClient, name: str, **body: Any) -> Any:
@@ -69,6 +70,37 @@ def test_a_bad_schedule_is_422(client: TestClient, name: str, body: dict[str, An
     assert (response.status_code, response.json()["error"], response.json()["details"]) == (422, code,
                                                                                             {"field": field})
     assert client.get("/v1/schedules").json() == {"schedules": []}
+
+
+@pytest.mark.parametrize("spec", [
+    "@every 99999999999999999d",  # issue #9: stored, then every GET /v1/schedules answered 500
+    "@every " + "9" * 400 + "d",  # not even finite: this PUT itself answered 500, after storing it
+    "@every " + "9999999d" * 3000,  # many parts summing past year 9999
+    "@every 0.0000001ms",
+    "0 0 31 2 *",  # a cron expression that never fires
+    "0 0 1 1 * 0 2020",  # a year field in the past: croniter finds no next time
+    "* * * * * * 3000",  # a year croniter refuses
+    "*/0 * * * *",
+    "99999999999999999999 * * * *",
+    "* * * * * " + "9" * 5000,  # croniter's int() of it passes Python's 4300-digit limit
+])
+def test_a_schedule_that_never_fires_within_the_range_is_422_and_not_stored(client: TestClient, spec: str) -> None:
+    response = put(client, "far", spec=spec)
+
+    assert (response.status_code, response.json()["error"], response.json()["details"]) == (
+        422, "validation_error", {"field": "spec"})
+    listing = client.get("/v1/schedules")
+    assert (listing.status_code, listing.json()) == (200, {"schedules": []})
+
+
+def test_a_schedule_may_fire_up_to_the_last_second_of_year_9999(client: TestClient, clock: FakeClock) -> None:
+    days = (MAX_FIRE_TIME - clock.now()) // 86_400
+
+    response = put(client, "far", spec=f"@every {days:.0f}d")
+
+    assert response.status_code == 200
+    assert response.json()["next_run"] == clock.now() + days * 86_400 <= MAX_FIRE_TIME
+    assert put(client, "farther", spec=f"@every {days + 1:.0f}d").status_code == 422
 
 
 def test_spec_and_type_are_required(client: TestClient) -> None:
