@@ -19,7 +19,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.auth import ApiKey, Scope
-from core.codec import schedule_to_dict, task_to_dict
 from core.model import TaskStatus
 from core.schedules import ScheduleService
 from core.services import TaskService
@@ -28,7 +27,7 @@ from functions.auth import Guard, load_keys, owner_of, tenant_of
 from functions.body import read_json
 from functions.bootstrap import Container
 from functions.errors import EXCEPTION_HANDLERS
-from functions.wire import JSONOut
+from functions.wire import JSONOut, schedule_view, task_view
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -101,7 +100,7 @@ async def submit_task(request: Request) -> Response:
 async def submit_tasks(request: Request) -> Response:
     submits = wire.bulk_requests(await _body(request), tenant=_owner(request))
     submitted = await _tasks(request).submit_bulk(submits)
-    return JSONOut({"tasks": [task_to_dict(s.task) for s in submitted]}, status_code=202)
+    return JSONOut({"tasks": [task_view(s.task) for s in submitted]}, status_code=202)
 
 
 @_needs(Scope.READ)
@@ -113,13 +112,13 @@ async def list_tasks(request: Request) -> Response:
 @_needs(Scope.READ)
 async def get_task(request: Request) -> Response:
     task = await _tasks(request).get(request.path_params["id"], _tenant(request))
-    return JSONOut(task_to_dict(task))
+    return JSONOut(task_view(task))
 
 
 @_needs(Scope.SUBMIT)
 async def cancel_task(request: Request) -> Response:
     task = await _tasks(request).cancel(request.path_params["id"], _tenant(request))
-    return JSONOut(task_to_dict(task))
+    return JSONOut(task_view(task))
 
 
 @_needs(Scope.READ)
@@ -137,7 +136,7 @@ async def list_dead(request: Request) -> Response:
 @_needs(Scope.ADMIN)
 async def replay_dead(request: Request) -> Response:
     replayed = await _tasks(request).replay(wire.replay_ids(await _body(request)), _tenant(request))
-    return JSONOut({"replayed": [task_to_dict(task) for task in replayed]})
+    return JSONOut({"replayed": [task_view(task) for task in replayed]})
 
 
 # -- schedules ----------------------------------------------------------------------------------
@@ -148,7 +147,7 @@ async def list_schedules(request: Request) -> Response:
 
 @_needs(Scope.READ)
 async def get_schedule(request: Request) -> Response:
-    return JSONOut(schedule_to_dict(await _schedules(request).get(request.path_params["name"], _tenant(request))))
+    return JSONOut(schedule_view(await _schedules(request).get(request.path_params["name"], _tenant(request))))
 
 
 @_needs(Scope.ADMIN)
@@ -157,7 +156,7 @@ async def put_schedule(request: Request) -> Response:
     schedule = await _schedules(request).put(
         request.path_params["name"], put.spec, put.type, put.payload, queue=put.queue, priority=put.priority,
         enabled=put.enabled, tenant=_tenant(request))
-    return JSONOut(schedule_to_dict(schedule))
+    return JSONOut(schedule_view(schedule))
 
 
 @_needs(Scope.ADMIN)

@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from core.model import Priority, TaskStatus
+from core.schedule import MAX_FIRE_TIME
 from core.services import Limits
 from functions.body import MAX_DEPTH
 from functions.wire import MAX_REPLAY
@@ -17,6 +18,11 @@ from functions.wire import MAX_REPLAY
 Schema = dict[str, Any]
 
 _LIMITS = Limits()  # the defaults TaskService enforces
+_LATEST = f"{MAX_FIRE_TIME:.0f} (9999-12-31T23:59:59Z)"
+# Records are read back as stored, and an older version (or a hand edit) may have stored anything.
+_AS_STORED = ("A field whose stored value is not of its documented type (NaN or infinity where a number belongs, "
+              "left by an older version or a hand edit) is shown as null; so are numbers in payload and result "
+              "that JSON cannot hold.")
 _STATUSES = [s.value for s in TaskStatus]
 _PRIORITY_NAMES = [p.name.lower() for p in Priority]
 
@@ -75,8 +81,11 @@ def _op(op_id: str, summary: str, responses: dict[str, Any], *, params: list[Any
 
 
 def _param(name: str, where: str, schema: Schema, description: str, *, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
-            "description": description}
+    param = {"name": name, "in": where, "required": required or where == "path", "schema": schema,
+             "description": description}
+    if where == "query":  # functions/wire.py reads `?status=` as no status filter, like a form left blank
+        param |= {"allowEmptyValue": True, "description": f"{description} Empty means absent."}
+    return param
 
 
 _PRIORITY: Schema = {
@@ -101,18 +110,22 @@ _SUBMIT: Schema = _obj({
 _TASK: Schema = _obj({
     "id": {"type": "string"}, "type": {"type": "string"}, "payload": {"type": "object"},
     "queue": {"type": "string"}, "priority": {"type": "string", "enum": _PRIORITY_NAMES},
-    "status": {"type": "string", "enum": _STATUSES}, "attempts": {"type": "integer"},
-    "max_attempts": {"type": "integer"}, "timeout": {"type": "number"},
-    "run_at": {"type": "number", "description": "Epoch seconds."}, "created_at": {"type": "number"},
+    "status": {"type": "string", "enum": _STATUSES}, "attempts": _nullable("integer"),
+    "max_attempts": _nullable("integer"), "timeout": _nullable("number"),
+    "run_at": _nullable("number", description="Epoch seconds, on the backend's clock: when the task is due."),
+    "delay": _nullable("number", description="Seconds the last write asked the task to wait, counted from the "
+                       "backend's clock: the submit's delay, or the backoff a retry chose."),
+    "created_at": _nullable("number"),
     "started_at": _nullable("number"), "finished_at": _nullable("number"), "worker_id": _nullable("string"),
     "result": {"description": "The handler's JSON result, once succeeded."}, "error": _nullable("string"),
     "idempotency_key": _nullable("string"), "tenant": {"type": "string"},
 }, ["id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout", "run_at",
-    "created_at", "started_at", "finished_at", "worker_id", "result", "error", "idempotency_key", "tenant"],
-    closed=False)
+    "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error", "idempotency_key", "tenant"],
+    closed=False, description=_AS_STORED)
 
 _SCHEDULE_PUT: Schema = _obj({
-    "spec": {"type": "string", "description": "Five-field cron (UTC) or '@every 1h30m' (at least 1s).",
+    "spec": {"type": "string", "description": "Five-field cron (UTC) or '@every 1h30m' (at least 1s). Its next "
+             f"fire must come by epoch {_LATEST}, or the schedule is refused (422, details.field spec).",
              "examples": ["*/5 * * * *", "@every 1m"]},
     "type": {"type": "string"}, "payload": {"type": "object", "default": {}}, "priority": _PRIORITY,
     "queue": {"type": "string", "default": "default", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
@@ -122,9 +135,11 @@ _SCHEDULE_PUT: Schema = _obj({
 _SCHEDULE: Schema = _obj({
     "name": {"type": "string"}, "spec": {"type": "string"}, "type": {"type": "string"},
     "payload": {"type": "object"}, "queue": {"type": "string"},
-    "priority": {"type": "string", "enum": _PRIORITY_NAMES}, "next_run": {"type": "number"},
+    "priority": {"type": "string", "enum": _PRIORITY_NAMES},
+    "next_run": _nullable("number", description=f"Epoch seconds, at most {_LATEST}."),
     "last_run": _nullable("number"), "enabled": {"type": "boolean"}, "tenant": {"type": "string"},
-}, ["name", "spec", "type", "payload", "queue", "priority", "next_run", "last_run", "enabled", "tenant"], closed=False)
+}, ["name", "spec", "type", "payload", "queue", "priority", "next_run", "last_run", "enabled", "tenant"], closed=False,
+    description=_AS_STORED)
 
 _ERROR: Schema = _obj({
     "error": {"type": "string", "description": "A stable machine-readable code.", "enum": [
@@ -169,8 +184,9 @@ _ERR = _ref("Error")
 _RESPONSES: dict[str, Any] = {
     "BadJSON": _json(_ERR, f"bad_json: not UTF-8, not one JSON object, NaN/Infinity, or nested over {MAX_DEPTH}."),
     "TooLarge": _json(_ERR, "body_too_large: the body passed the size cap (counted while reading)."),
-    "Invalid": _json(_ERR, "validation_error (details.field names the field), unknown_task_type, or "
-                     "idempotency_mismatch."),
+    "Invalid": _json(_ERR, "validation_error (details.field names the field; `payload` when the task type's "
+                     "validate function refused it, `spec` when a schedule would not fire again by "
+                     f"{_LATEST}), unknown_task_type, or idempotency_mismatch."),
     "NotFound": _json(_ERR, "not_found: no such task or schedule (or another tenant's)."),
     "Conflict": _json(_ERR, "invalid_transition: e.g. cancelling a task that is running or finished; name_taken: "
                       "another tenant has a schedule of that name."),

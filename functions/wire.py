@@ -8,18 +8,19 @@ client sees one kind of 422 whichever layer noticed.
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
 from core.codec import schedule_to_dict, task_to_dict
 from core.errors import ValidationError
-from core.model import JSON, Page, Priority, Stats, TaskQuery, TaskStatus
+from core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus
 from core.schedule import Schedule
 from core.services import SubmitRequest, Submitted
 
@@ -29,16 +30,48 @@ SCHEDULE_FIELDS = ("spec", "type", "payload", "queue", "priority", "enabled")
 MAX_REPLAY = 1000
 DEFAULT_LIMIT = 50
 _CURSOR = re.compile(r"^[A-Za-z0-9_.:=+/-]{1,256}$")
+R = TypeVar("R", Task, Schedule)
+MAX_RENDER_DEPTH = 200  # deeper than any body is allowed (functions/body.py), shallower than the stack
 
 
 class JSONOut(JSONResponse):
-    """JSONResponse that cannot fail on stored text: unpaired surrogates fall back to \\u escapes."""
+    """JSONResponse that cannot fail on a stored value, whoever wrote it (an older version, a hand edit).
+
+    What JSON cannot hold (NaN, infinity, an integer past Python's 4300 digits, a type JSON does not
+    know, nesting past MAX_RENDER_DEPTH) is shown as null, and unpaired surrogates as \\u escapes.
+    """
 
     def render(self, content: Any) -> bytes:
         try:
             return super().render(content)
-        except UnicodeEncodeError:
-            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+        except Exception:  # ValueError (UnicodeEncodeError, NaN), TypeError, RecursionError: one slow path
+            return json.dumps(plain(content), allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def plain(value: object, depth: int = 0) -> JSON:
+    """`value` as data json.dumps(allow_nan=False) always accepts: anything else becomes None."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if _printable(value) else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_RENDER_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else json.dumps(plain(k, depth + 1)): plain(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item, depth + 1) for item in value]
+    return None
+
+
+def _printable(number: int) -> bool:
+    try:
+        int.__repr__(number)  # past sys.get_int_max_str_digits() this raises, and json.dumps would too
+    except ValueError:
+        return False
+    return True
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -105,16 +138,26 @@ def task_query(params: QueryParams, *, tenant: str | None, status: TaskStatus | 
 
 
 # -- responses ----------------------------------------------------------------------------------
+def task_view(task: Task) -> dict[str, Any]:
+    """The task as a response shows it. Any stored record renders: see _fallback."""
+    return _view(task_to_dict, task)
+
+
+def schedule_view(schedule: Schedule) -> dict[str, Any]:
+    """The schedule as a response shows it. Any stored record renders: see _fallback."""
+    return _view(schedule_to_dict, schedule)
+
+
 def submitted_response(submitted: Submitted) -> JSONOut:
     """202 for a new task; 200 and `Idempotent-Replayed: true` when the key returned an earlier one."""
     headers = {"Location": f"/v1/tasks/{submitted.task.id}"}
     if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONOut(task_to_dict(submitted.task), status_code=202 if submitted.created else 200, headers=headers)
+    return JSONOut(task_view(submitted.task), status_code=202 if submitted.created else 200, headers=headers)
 
 
 def page_to_dict(page: Page) -> dict[str, Any]:
-    return {"tasks": [task_to_dict(task) for task in page.items], "next_cursor": page.next_cursor}
+    return {"tasks": [task_view(task) for task in page.items], "next_cursor": page.next_cursor}
 
 
 def stats_to_dict(stats: Stats) -> dict[str, Any]:
@@ -127,7 +170,59 @@ def stats_to_dict(stats: Stats) -> dict[str, Any]:
 
 
 def schedules_to_dict(schedules: Sequence[Schedule]) -> dict[str, Any]:
-    return {"schedules": [schedule_to_dict(schedule) for schedule in schedules]}
+    return {"schedules": [schedule_view(schedule) for schedule in schedules]}
+
+
+def _view(to_dict: Callable[[R], dict[str, Any]], record: R) -> dict[str, Any]:
+    """`to_dict(record)` with each field of a documented kind (_KINDS) shown only if it is of that kind.
+    A record the codec chokes on goes through _fallback: one bad record must not fail a whole listing."""
+    try:
+        view = to_dict(record)
+    except Exception:
+        view = _fallback(record)
+    return {name: value if name not in _KINDS or _KINDS[name](value) else None for name, value in view.items()}
+
+
+def _fallback(record: Task | Schedule) -> dict[str, Any]:
+    """The codec's dict (every field, enums by name) where a payload, priority or status is not one: null."""
+    view: dict[str, Any] = {f.name: getattr(record, f.name, None) for f in fields(record)}
+    view["payload"] = dict(view["payload"]) if isinstance(view["payload"], Mapping) else None
+    view["priority"] = _shown(lambda: Priority.parse(view["priority"]).name.lower())
+    if "status" in view:
+        view["status"] = _shown(lambda: TaskStatus(view["status"]).value)
+    return view
+
+
+def _shown(render: Callable[[], str]) -> str | None:
+    try:
+        return render()
+    except Exception:
+        return None
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True  # exact; math.isfinite(10**400) would raise OverflowError
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Each response field's kind, as functions/openapi.py documents it. A stored value of another kind (NaN or
+# infinity from an overflow, text where a time belongs) is shown as null; payload, priority and status
+# are _fallback's. Values nested in payload and result are JSONOut's.
+_KINDS: Mapping[str, Callable[[object], bool]] = {
+    **dict.fromkeys(("id", "name", "spec", "type", "queue", "tenant", "worker_id", "error", "idempotency_key"),
+                    lambda value: isinstance(value, str)),
+    **dict.fromkeys(("timeout", "run_at", "delay", "created_at", "started_at", "finished_at", "next_run",
+                     "last_run"), _is_number),
+    **dict.fromkeys(("attempts", "max_attempts"), _is_integer),
+    "enabled": lambda value: isinstance(value, bool),
+}
 
 
 # -- field helpers ------------------------------------------------------------------------------
