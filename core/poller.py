@@ -67,6 +67,8 @@ class Poller:
                     log.info("tick %s", report)
             except BackendUnavailable as exc:
                 log.warning("poller tick failed: %s", exc)
+            except Exception:  # a bug or a bad record must not end the poller: the next tick tries again
+                log.exception("poller tick failed")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._config.interval)
             except TimeoutError:

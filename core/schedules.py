@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from core.errors import QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
+from core.errors import BackendUnavailable, QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
 from core.model import JSON, Priority
 from core.ports import ScheduleStore
 from core.registry import Registry, check_name
-from core.schedule import CronNext, Schedule, next_fire
+from core.schedule import MAX_FIRE_TIME, CronNext, Schedule, next_fire
 from core.services import SubmitRequest, TaskService
 
 log = logging.getLogger("hexq.schedules")
@@ -73,12 +73,23 @@ class ScheduleService:
         now = await self._store.now()
         fired = 0
         for schedule in await self._store.schedules():
-            if schedule.enabled and schedule.next_run <= now and await self._fire(schedule, now):
-                fired += 1
+            try:
+                if schedule.enabled and schedule.next_run <= now and await self._fire(schedule, now):
+                    fired += 1
+            except BackendUnavailable:
+                raise  # the whole tick waits for the backend
+            except Exception as exc:  # a record an older version or a hand edit left must not stop the others
+                log.warning("schedule %r cannot fire: %s", getattr(schedule, "name", None), exc)
         return fired
 
     async def _fire(self, schedule: Schedule, now: float) -> bool:
-        following = next_fire(schedule.spec, now, self._cron_next)
+        try:
+            following = next_fire(schedule.spec, now, self._cron_next)
+        except ValidationError as exc:
+            # Due now, but no fire after this one in range (a cron year that has passed, an interval that
+            # reaches past year 9999): fire this time, and leave it parked at the last representable time.
+            log.warning("schedule %s fires for the last time: %s", schedule.name, exc)
+            following = MAX_FIRE_TIME
         if not await self._store.advance_schedule(schedule.name, schedule.next_run, following):
             return False
         request = SubmitRequest(type=schedule.type, payload=schedule.payload, priority=schedule.priority,
