@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from core.errors import ConfigurationError
-from core.ratelimit import parse_rate
+from core.ratelimit import MAX_BURST, parse_rate
 
 ALL_TENANTS = "*"  # a key of tenant "*" sees every tenant's tasks (operators); it submits as "default"
 SECRET_PREFIX = "hexq_"
@@ -162,12 +162,13 @@ def _options(options: list[str], where: str) -> tuple[float | None, int | None]:
         try:
             if key == "rate" and rate is None:
                 rate = parse_rate(value)
-            elif key == "burst" and burst is None and value.isascii() and value.isdigit() and int(value) >= 1:
+            elif (key == "burst" and burst is None and value.isascii() and value.isdigit() and len(value) <= 10
+                  and 1 <= int(value) <= MAX_BURST):
                 burst = int(value)
             else:
                 raise ValueError
         except ValueError:
-            raise ConfigurationError(f"{where}: optional fields are rate=<n>/s|min|h and burst=<n> (n >= 1), "
+            raise ConfigurationError(f"{where}: optional fields are rate=<n>/s|min|h and burst=<n> (1 to {MAX_BURST}), "
                                      "each at most once") from None
     return rate, burst
 

@@ -8,7 +8,6 @@ full, so a new client may send `burst` requests at once. The Redis adapter repea
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -41,12 +40,17 @@ def take(bucket: Bucket | None, now: float, rate: float, burst: int) -> tuple[Bu
     return Bucket(tokens, now), (1.0 - tokens) / rate
 
 
+MAX_RATE = 1e9  # tokens a second; more is no limit at all, and far past it float arithmetic breaks down
+MAX_BURST = 1_000_000_000  # float(burst) must stay exact and finite: a 400-digit burst raised OverflowError
+
+
 def check(rate: float, burst: int) -> None:
-    """Raise ValueError unless `rate` is a finite number above 0 and `burst` an integer of at least 1."""
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"rate must be a finite number above 0, not {rate!r}")
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        raise ValueError(f"burst must be an integer of at least 1, not {burst!r}")
+    """Raise ValueError unless `rate` is a number above 0 and at most MAX_RATE and `burst` an integer
+    from 1 to MAX_BURST."""
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_RATE:
+        raise ValueError(f"rate must be a number above 0 and at most {MAX_RATE:g} a second, not {rate!r}")
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_BURST:
+        raise ValueError(f"burst must be an integer from 1 to {MAX_BURST}, not {burst!r}")
 
 
 def parse_rate(text: str) -> float:
@@ -58,6 +62,7 @@ def parse_rate(text: str) -> float:
     if match is None:
         raise ValueError(f"{text!r} is not a rate; use e.g. 100/s, 6000/min or 10/h (0 for no limit)")
     per_second = float(match[1]) / _UNIT_SECONDS[(match[2] or "s").lower()]
-    if not math.isfinite(per_second):
-        raise ValueError(f"{text!r} is out of range")
+    # A huge number overflows to inf; a tiny positive one underflows to 0, which would mean "no limit".
+    if not per_second <= MAX_RATE or (per_second == 0 and match[1].strip("0.") != ""):
+        raise ValueError(f"{text[:40]!r} is out of range: a rate is 0 (no limit) or above 0 and at most {MAX_RATE:g}/s")
     return per_second

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from core.errors import ConfigurationError
-from core.ratelimit import parse_rate
+from core.ratelimit import MAX_BURST, parse_rate
 from core.registry import check_name
 
 DEFAULT_BACKEND = "sqlite:///hexq.db"
@@ -57,6 +57,8 @@ class Settings:
             parse_rate(self.rate)
         except ValueError as exc:
             raise ConfigurationError(f"HEXQ_RATE: {exc}") from None
+        if self.burst > MAX_BURST:
+            raise ConfigurationError(f"HEXQ_BURST must be at most {MAX_BURST}, not {self.burst}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -67,6 +67,10 @@ def test_admin_implies_every_scope() -> None:
     (f"c i:acme:read:sha256={DIGEST}", "the name must match"),
     (f"ci:acme:read:sha256={DIGEST}:rate=fast", "optional fields"),
     (f"ci:acme:read:sha256={DIGEST}:burst=0", "optional fields"),
+    # float(burst) raised OverflowError on every request of this key (a 500): refused when the keys load
+    (f"ci:acme:read:sha256={DIGEST}:burst={'9' * 400}", "optional fields"),
+    (f"ci:acme:read:sha256={DIGEST}:burst=1000000001", "optional fields"),
+    (f"ci:acme:read:sha256={DIGEST}:rate=0.{'0' * 400}1/s", "optional fields"),  # underflowed to 0: no limit
     (f"ci:acme:read:sha256={DIGEST}:{SECRET}", "optional fields"),
 ])
 def test_a_bad_entry_is_named_by_position_and_its_text_is_never_echoed(bad: str, complaint: str) -> None:
@@ -229,7 +233,8 @@ def test_rates_read_per_second_minute_or_hour(text: str, per_second: float) -> N
     assert parse_rate(text) == pytest.approx(per_second)
 
 
-@pytest.mark.parametrize("text", ["", "fast", "-1/s", "1/d", "1e3/s", "9" * 400])
+@pytest.mark.parametrize("text", ["", "fast", "-1/s", "1/d", "1e3/s", "9" * 400, "1000000001/s",
+                                  "0." + "0" * 400 + "1/s"])
 def test_a_bad_rate_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_rate(text)
