@@ -32,13 +32,14 @@ class ScheduleService:
         (a caller who sees every tenant) replaces a schedule keeping its tenant, and creates under "default"."""
         check_name(name, "name")
         check_name(queue, "queue")
-        self._registry.get(type)
+        task_spec = self._registry.get(type)
         if not isinstance(spec, str):
             raise ValidationError("spec must be a string", field="spec")
         if not isinstance(enabled, bool):
             raise ValidationError("enabled must be a boolean", field="enabled")
         if payload is not None and not isinstance(payload, Mapping):
             raise ValidationError("payload must be a JSON object", field="payload")
+        task_spec.check(dict(payload or {}))  # refused now (422), not logged at every firing
         first = next_fire(spec, await self._store.now(), self._cron_next)
         existing = await self._store.get_schedule(name)
         if tenant is not None and existing is not None and existing.tenant != tenant:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.clock import FakeClock
+from core.errors import ValidationError
 from core.model import TaskQuery
-from core.registry import Registry
+from core.registry import Registry, TaskSpec
 from core.schedule import MAX_FIRE_TIME, Schedule
 from functions.bootstrap import Container, bootstrap
 from functions.settings import Settings
@@ -66,3 +67,18 @@ async def test_a_cron_schedule_that_has_fired_for_the_last_time_does_not_stop_th
     clock.advance(61)
 
     assert await container.schedules.fire_due() >= 1
+
+
+async def test_a_payload_the_types_validator_refuses_is_refused_when_the_schedule_is_put(
+        container: Container, registry: Registry) -> None:
+    def positive(payload: dict[str, object]) -> None:
+        if not isinstance(payload.get("n"), int) or payload["n"] < 1:  # type: ignore[operator]
+            raise ValueError("n must be a positive integer")
+
+    registry.register(TaskSpec("counted", lambda payload: None, validate=positive))
+
+    with pytest.raises(ValidationError) as refused:
+        await container.schedules.put("bad", "@every 1m", "counted", {"n": 0})
+    assert refused.value.field == "payload"
+    assert await container.backend.get_schedule("bad") is None
+    assert (await container.schedules.put("good", "@every 1m", "counted", {"n": 2})).payload == {"n": 2}
