@@ -1,1 +1,1 @@
-"""Backend adapters. Each implements core.ports.Backend; drivers are imported only by their adapter."""
+"""Backend adapters. Each implements hexq.core.ports.Backend; drivers are imported only by their adapter."""

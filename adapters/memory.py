@@ -14,12 +14,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from core import idempotency, quota
-from core.clock import SystemClock, stamped
-from core.model import WAITING, Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
-from core.ports import Clock
-from core.ratelimit import Bucket, take
-from core.schedule import Schedule
+from hexq.core import idempotency, quota
+from hexq.core.clock import SystemClock, stamped
+from hexq.core.model import WAITING, Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.ports import Clock
+from hexq.core.ratelimit import Bucket, take
+from hexq.core.schedule import Schedule
 
 _FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
 

@@ -10,9 +10,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from core.errors import BackendUnavailable
-from core.model import Settlement
-from core.ports import Broker
+from hexq.core.errors import BackendUnavailable
+from hexq.core.model import Settlement
+from hexq.core.ports import Broker
 
 log = logging.getLogger("hexq.acks")
 

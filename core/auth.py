@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from core.errors import ConfigurationError
-from core.ratelimit import MAX_BURST, parse_rate
+from hexq.core.errors import ConfigurationError
+from hexq.core.ratelimit import MAX_BURST, parse_rate
 
 ALL_TENANTS = "*"  # a key of tenant "*" sees every tenant's tasks (operators); it submits as "default"
 SECRET_PREFIX = "hexq_"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from core.model import TERMINAL, WAITING, Task, TaskStatus
+from hexq.core.model import TERMINAL, WAITING, Task, TaskStatus
 
 
 class SystemClock:

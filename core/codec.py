@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.model import Priority, Task, TaskStatus
-from core.schedule import Schedule
+from hexq.core.model import Priority, Task, TaskStatus
+from hexq.core.schedule import Schedule
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:

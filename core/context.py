@@ -1,6 +1,6 @@
 """The task a handler is running, for handlers that need their id or attempt number.
 
-    from core.context import current_task
+    from hexq.core.context import current_task
     task = current_task()      # inside a handler: the Task, with .id, .attempts, .max_attempts ...
 
 A context variable, so concurrent handlers on one loop each see their own task, and sync
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from core.model import Task
+from hexq.core.model import Task
 
 _CURRENT: ContextVar[Task] = ContextVar("hexq_current_task")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from core.errors import IdempotencyMismatch
-from core.model import Task
+from hexq.core.errors import IdempotencyMismatch
+from hexq.core.model import Task
 
 
 def fingerprint(task: Task) -> str:

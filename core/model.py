@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
-from core.errors import InvalidTransition, ValidationError
+from hexq.core.errors import InvalidTransition, ValidationError
 
 JSON = Any  # a value that json.dumps accepts; kept as Any because JSON is recursive
 
@@ -83,7 +83,7 @@ class Task:
     timeout: float = 300.0
     run_at: float = 0.0
     # Seconds the task waits from the moment a backend stores it: a submit's delay, a retry's backoff.
-    # Processes send this duration and the backend adds its own clock (core.clock.stamped), so a host
+    # Processes send this duration and the backend adds its own clock (hexq.core.clock.stamped), so a host
     # whose clock is off cannot make a task due early or late. run_at is absolute only when a client
     # asked for a time.
     delay: float = 0.0

@@ -1,7 +1,7 @@
 """What becomes of a task after an attempt: the one place that applies the retry policy.
 
 No function here reads a clock. A retry carries its backoff as `delay`, and the backend that stores
-the outcome stamps run_at and finished_at from its own clock (core.clock.stamped), so a worker whose
+the outcome stamps run_at and finished_at from its own clock (hexq.core.clock.stamped), so a worker whose
 clock is off cannot schedule a retry early or late, or date a result wrongly.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from core.model import JSON, Task, TaskStatus
-from core.retry import RetryPolicy
+from hexq.core.model import JSON, Task, TaskStatus
+from hexq.core.retry import RetryPolicy
 
 
 def succeeded(task: Task, result: JSON) -> Task:

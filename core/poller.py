@@ -10,12 +10,12 @@ import logging
 import math
 from dataclasses import dataclass
 
-from core import outcome
-from core.errors import BackendUnavailable
-from core.model import Settlement
-from core.ports import Backend, Invoker
-from core.registry import Registry
-from core.schedules import ScheduleService
+from hexq.core import outcome
+from hexq.core.errors import BackendUnavailable
+from hexq.core.model import Settlement
+from hexq.core.ports import Backend, Invoker
+from hexq.core.registry import Registry
+from hexq.core.schedules import ScheduleService
 
 log = logging.getLogger("hexq.poller")
 

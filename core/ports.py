@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
-from core.schedule import Schedule
+from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.schedule import Schedule
 
 
 class Clock(Protocol):
@@ -25,7 +25,7 @@ class Broker(Protocol):
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
         """Store new tasks (status queued or scheduled), all in one round trip.
 
-        Times are the backend's (core.clock.stamped with new=True): created now, due at
+        Times are the backend's (hexq.core.clock.stamped with new=True): created now, due at
         max(run_at, now + delay), scheduled if that is later than now, else queued.
         A task whose (tenant, idempotency_key) is already stored is not added: the stored task
         is returned in its place. Returns one task per input, as stored, in order.
@@ -49,7 +49,7 @@ class Broker(Protocol):
         """Write each task's new state if its lease token is still current; False where it is stale.
 
         The new state must be reachable from running (succeeded, scheduled for a retry, dead,
-        or queued when released). Times are the backend's (core.clock.stamped): a retry is due at
+        or queued when released). Times are the backend's (hexq.core.clock.stamped): a retry is due at
         now + its delay (the backoff), a finished task finished now.
         """
         ...
@@ -90,7 +90,7 @@ class TaskStore(Protocol):
 
     async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
         """Compare-and-set: store `task` only if the stored status is still `expected`. Returns the task as
-        stored (its times stamped by the backend's clock, core.clock.stamped), or None when it was not."""
+        stored (its times stamped by the backend's clock, hexq.core.clock.stamped), or None when it was not."""
         ...
 
     async def stats(self) -> Stats: ...

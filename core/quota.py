@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from core.errors import QueueFull
-from core.model import WAITING, Task
+from hexq.core.errors import QueueFull
+from hexq.core.model import WAITING, Task
 
 
 def added(tasks: Sequence[Task], known: Callable[[Task], bool]) -> Counter[str]:

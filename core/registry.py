@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from core.errors import ConfigurationError, UnknownTaskType, ValidationError
-from core.ratelimit import parse_rate
-from core.retry import DEFAULT_RETRY, RetryPolicy
+from hexq.core.errors import ConfigurationError, UnknownTaskType, ValidationError
+from hexq.core.ratelimit import parse_rate
+from hexq.core.retry import DEFAULT_RETRY, RetryPolicy
 
 NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_REASON = 500  # characters of a validator's message in a 422; it may quote a whole payload

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from core.errors import ValidationError
-from core.model import JSON, Priority
+from hexq.core.errors import ValidationError
+from hexq.core.model import JSON, Priority
 
 CronNext = Callable[[str, float], float]
 """(cron expression, after epoch seconds) -> next fire time in epoch seconds (UTC); raises ValueError.

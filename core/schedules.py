@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from core.errors import BackendUnavailable, QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
-from core.model import JSON, Priority
-from core.ports import ScheduleStore
-from core.registry import Registry, check_name
-from core.schedule import MAX_FIRE_TIME, CronNext, Schedule, next_fire
-from core.services import SubmitRequest, TaskService
+from hexq.core.errors import BackendUnavailable, QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
+from hexq.core.model import JSON, Priority
+from hexq.core.ports import ScheduleStore
+from hexq.core.registry import Registry, check_name
+from hexq.core.schedule import MAX_FIRE_TIME, CronNext, Schedule, next_fire
+from hexq.core.services import SubmitRequest, TaskService
 
 log = logging.getLogger("hexq.schedules")
 

@@ -7,11 +7,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core import idempotency
-from core.errors import ConfigurationError, TaskNotFound, ValidationError
-from core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
-from core.ports import Backend, Clock, TenantQuota
-from core.registry import Registry, check_name
+from hexq.core import idempotency
+from hexq.core.errors import ConfigurationError, TaskNotFound, ValidationError
+from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
+from hexq.core.ports import Backend, Clock, TenantQuota
+from hexq.core.registry import Registry, check_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ class TaskService:
             payload=dict(request.payload),
             queue=check_name(request.queue, "queue") if request.queue is not None else spec.queue,
             priority=request.priority,
-            # The backend decides on its own clock whether the task is due (core.clock.stamped).
+            # The backend decides on its own clock whether the task is due (hexq.core.clock.stamped).
             status=TaskStatus.SCHEDULED if delay > 0 or run_at > now else TaskStatus.QUEUED,
             max_attempts=self._max_attempts(request.max_attempts, spec.max_attempts),
             timeout=self._timeout(request.timeout, spec.timeout),

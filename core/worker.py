@@ -16,13 +16,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from core import context, outcome
-from core.acks import AckBuffer
-from core.errors import BackendUnavailable, UnknownTaskType
-from core.model import JSON, Lease, Settlement, Task
-from core.ports import Broker, RateLimiter
-from core.registry import Registry, TaskSpec
-from core.retry import DEFAULT_RETRY
+from hexq.core import context, outcome
+from hexq.core.acks import AckBuffer
+from hexq.core.errors import BackendUnavailable, UnknownTaskType
+from hexq.core.model import JSON, Lease, Settlement, Task
+from hexq.core.ports import Broker, RateLimiter
+from hexq.core.registry import Registry, TaskSpec
+from hexq.core.retry import DEFAULT_RETRY
 
 log = logging.getLogger("hexq.worker")
 
@@ -66,7 +66,7 @@ class _Running:
 
 @dataclass
 class Invocation:
-    """Build it through the composition root (functions.bootstrap.Container.invocation), so that no
+    """Build it through the composition root (hexq.functions.bootstrap.Container.invocation), so that no
     entry point can leave out a dependency (the rate limiter, say)."""
 
     broker: Broker

@@ -18,16 +18,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.auth import ApiKey, Scope
-from core.model import TaskStatus
-from core.schedules import ScheduleService
-from core.services import TaskService
-from functions import openapi, wire
-from functions.auth import Guard, load_keys, owner_of, tenant_of
-from functions.body import read_json
-from functions.bootstrap import Container
-from functions.errors import EXCEPTION_HANDLERS
-from functions.wire import JSONOut, schedule_view, task_view
+from hexq.core.auth import ApiKey, Scope
+from hexq.core.model import TaskStatus
+from hexq.core.schedules import ScheduleService
+from hexq.core.services import TaskService
+from hexq.functions import openapi, wire
+from hexq.functions.auth import Guard, load_keys, owner_of, tenant_of
+from hexq.functions.body import read_json
+from hexq.functions.bootstrap import Container
+from hexq.functions.errors import EXCEPTION_HANDLERS
+from hexq.functions.wire import JSONOut, schedule_view, task_view
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

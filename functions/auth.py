@@ -6,7 +6,7 @@ With keys, each /v1 request must present one (`Authorization: Bearer <secret>` o
 scope and takes a token from the key's bucket. Secrets are never logged, stored or echoed: only
 their SHA-256 is configured (core/auth.py).
 
-    python -m functions.auth keygen NAME --tenant T --scopes submit,read [--rate 10/s] [--burst 20]
+    python -m hexq.functions.auth keygen NAME --tenant T --scopes submit,read [--rate 10/s] [--burst 20]
 
 prints a new secret, once, and the entry to add to HEXQ_API_KEYS (or the HEXQ_API_KEYS_FILE).
 """
@@ -21,12 +21,12 @@ from pathlib import Path
 
 from starlette.datastructures import Headers
 
-from core.auth import ALL_TENANTS, ApiKey, KeyRing, Scope, entry, new_secret, parse_keys
-from core.errors import ConfigurationError
-from core.ports import RateLimiter
-from core.ratelimit import parse_rate
-from functions.errors import Forbidden, RateLimited, Unauthorized
-from functions.settings import Settings
+from hexq.core.auth import ALL_TENANTS, ApiKey, KeyRing, Scope, entry, new_secret, parse_keys
+from hexq.core.errors import ConfigurationError
+from hexq.core.ports import RateLimiter
+from hexq.core.ratelimit import parse_rate
+from hexq.functions.errors import Forbidden, RateLimited, Unauthorized
+from hexq.functions.settings import Settings
 
 DEFAULT_TENANT = "default"
 
@@ -112,7 +112,7 @@ def owner_of(key: ApiKey | None) -> str:
 
 # -- keygen ----------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.auth", description="hexq API keys")
+    parser = argparse.ArgumentParser(prog="python -m hexq.functions.auth", description="hexq API keys")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     keygen = sub.add_parser("keygen", help="make a new API key: prints the secret once, and its HEXQ_API_KEYS entry")
     keygen.add_argument("name", help="the key's name, unique among the keys ([A-Za-z0-9_.-], up to 64)")

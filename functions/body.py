@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from functions.errors import BadJSON, BodyTooLarge
+from hexq.functions.errors import BadJSON, BodyTooLarge
 
 MAX_DEPTH = 100
 

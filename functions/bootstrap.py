@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from core.clock import SystemClock
-from core.errors import ConfigurationError
-from core.poller import Poller, PollerConfig
-from core.ports import Backend, Broker, Clock, Invoker
-from core.registry import Registry
-from core.registry import registry as default_registry
-from core.schedules import ScheduleService
-from core.services import Limits, TaskService
-from core.worker import Invocation, WorkerConfig
-from functions.settings import Settings
+from hexq.core.clock import SystemClock
+from hexq.core.errors import ConfigurationError
+from hexq.core.poller import Poller, PollerConfig
+from hexq.core.ports import Backend, Broker, Clock, Invoker
+from hexq.core.registry import Registry
+from hexq.core.registry import registry as default_registry
+from hexq.core.schedules import ScheduleService
+from hexq.core.services import Limits, TaskService
+from hexq.core.worker import Invocation, WorkerConfig
+from hexq.functions.settings import Settings
 
 
 @dataclass
@@ -67,20 +67,20 @@ def make_backend(url: str, clock: Clock) -> Backend:
     parts = urlsplit(url)
     match parts.scheme:
         case "memory":
-            from adapters.memory import MemoryBackend
+            from hexq.adapters.memory import MemoryBackend
 
             return MemoryBackend(clock)
         case "sqlite":
-            from adapters.sqlite import SQLiteBackend
+            from hexq.adapters.sqlite import SQLiteBackend
 
             return SQLiteBackend(sqlite_path(url), clock)
         case "redis" | "rediss" | "redis+cluster":
             # No clock: Redis compares due times and leases with the server's TIME, not ours.
-            from adapters.redis import RedisBackend
+            from hexq.adapters.redis import RedisBackend
 
             return RedisBackend.from_url(url)
         case "aws":
-            from adapters.aws import AwsBackend
+            from hexq.adapters.aws import AwsBackend
 
             return AwsBackend.from_url(url, clock)
         case other:

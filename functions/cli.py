@@ -16,14 +16,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.codec import task_to_dict
-from core.errors import ConfigurationError, QueueError, TaskNotFound, ValidationError
-from core.model import Priority, Task, TaskQuery, TaskStatus
-from core.services import SubmitRequest
-from functions.bench.options import add_arguments as _bench_arguments
-from functions.bootstrap import Container, bootstrap
-from functions.logs import configure_logging
-from functions.settings import Settings, env_name
+from hexq.core.codec import task_to_dict
+from hexq.core.errors import ConfigurationError, QueueError, TaskNotFound, ValidationError
+from hexq.core.model import Priority, Task, TaskQuery, TaskStatus
+from hexq.core.services import SubmitRequest
+from hexq.functions.bench.options import add_arguments as _bench_arguments
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.logs import configure_logging
+from hexq.functions.settings import Settings, env_name
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -50,16 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- long-running commands ------------------------------------------------------------------------
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from functions.serve import serve
+    from hexq.functions.serve import serve
 
     return asyncio.run(serve(settings, insecure_bind=args.insecure_bind, strict=args.strict))
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from functions.worker import default_worker_id, run_worker
+    from hexq.functions.worker import default_worker_id, run_worker
 
     async def run(container: Container) -> int:
-        from functions.redis_check import startup_check
+        from hexq.functions.redis_check import startup_check
 
         await startup_check(settings.backend_url, strict=args.strict)
         worker_id = default_worker_id()
@@ -72,7 +72,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _poller(settings: Settings, args: argparse.Namespace) -> int:
-    from functions.poller import run_poller
+    from hexq.functions.poller import run_poller
 
     async def run(container: Container) -> int:
         print(f"hexq poller (backend {settings.backend_url}, every {settings.poll_interval:g}s)", flush=True)
@@ -110,7 +110,7 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _stats(settings: Settings, args: argparse.Namespace) -> int:
-    from functions.wire import stats_to_dict
+    from hexq.functions.wire import stats_to_dict
 
     async def run(container: Container) -> int:
         stats = stats_to_dict(await container.tasks.stats())
@@ -153,13 +153,13 @@ async def _replay(container: Container, ids: list[str] | None, *, replay_all: bo
 
 
 def _keygen(settings: Settings, args: argparse.Namespace) -> int:
-    from functions.auth import main as auth_main
+    from hexq.functions.auth import main as auth_main
 
     return auth_main(["keygen", *args.rest])
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    from functions.bench.runner import run_command
+    from hexq.functions.bench.runner import run_command
 
     return run_command(settings, args)
 

@@ -1,6 +1,6 @@
 """Errors as JSON: `{"error": code, "message": text, "details": {...} | null}`, in one exception_handlers map.
 
-Domain errors (core.errors) become 4xx/503 here and nowhere else; anything unexpected becomes a
+Domain errors (hexq.core.errors) become 4xx/503 here and nowhere else; anything unexpected becomes a
 JSON 500 `internal_error`, so even a bug answers in the same shape.
 """
 
@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
-from core.errors import (
+from hexq.core.errors import (
     BackendUnavailable,
     IdempotencyMismatch,
     InvalidTransition,
@@ -27,7 +27,7 @@ from core.errors import (
     UnknownTaskType,
     ValidationError,
 )
-from functions.wire import JSONOut
+from hexq.functions.wire import JSONOut
 
 log = logging.getLogger("hexq.api")
 

@@ -17,7 +17,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.registry import task
+from hexq.core.registry import task
 
 MAX_SLEEP = 60.0
 MAX_ROUNDS = 100_000

@@ -1,4 +1,4 @@
-"""Invokers: how the poller starts worker invocations (core.ports.Invoker).
+"""Invokers: how the poller starts worker invocations (hexq.core.ports.Invoker).
 
 - InProcessInvoker: asyncio tasks on the caller's loop. For memory:// (whose state only one
   process can see) and tests.
@@ -31,11 +31,11 @@ from multiprocessing.connection import wait as wait_for_sentinels
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from core.worker import Report
-from functions.bootstrap import Container, bootstrap
-from functions.logs import configure_logging
-from functions.settings import Settings
-from functions.worker import default_worker_id, report_fields
+from hexq.core.worker import Report
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.logs import configure_logging
+from hexq.functions.settings import Settings
+from hexq.functions.worker import default_worker_id, report_fields
 
 log = logging.getLogger("hexq.invoker")
 

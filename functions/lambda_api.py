@@ -26,12 +26,12 @@ from collections.abc import Mapping
 from mangum import Mangum
 from starlette.types import Receive, Scope, Send
 
-from core.errors import ConfigurationError
-from functions.api import create_app
-from functions.auth import load_keys
-from functions.bootstrap import Container, bootstrap
-from functions.errors import error_response
-from functions.settings import Settings
+from hexq.core.errors import ConfigurationError
+from hexq.functions.api import create_app
+from hexq.functions.auth import load_keys
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.errors import error_response
+from hexq.functions.settings import Settings
 
 log = logging.getLogger("hexq.api")
 

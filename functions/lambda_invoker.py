@@ -1,7 +1,7 @@
-"""LambdaInvoker: the poller starts worker invocations as asynchronous Lambda invokes (core.ports.Invoker).
+"""LambdaInvoker: the poller starts worker invocations as asynchronous Lambda invokes (hexq.core.ports.Invoker).
 
 Each trigger sends up to `cap` `Invoke(InvocationType="Event")` calls for the worker function, with the
-payload `{"source": "hexq.poller"}` (functions.lambda_worker treats it as a direct invocation). An
+payload `{"source": "hexq.poller"}` (hexq.functions.lambda_worker treats it as a direct invocation). An
 async invoke only queues the event inside Lambda and returns 202, so nothing here waits for a worker.
 
 `cap` bounds one tick, not the workers alive: this invoker cannot see how many earlier invocations

@@ -1,9 +1,9 @@
 """AWS Lambda entry point for the poller, run by an EventBridge schedule (template.yaml, every minute).
 
-Each call is one poller tick (core.poller): promote due tasks, recover expired leases, fire cron
+Each call is one poller tick (hexq.core.poller): promote due tasks, recover expired leases, fire cron
 schedules, purge old results, then start ceil(backlog / batch) worker invocations, at most
 HEXQ_MAX_INVOCATIONS (or HEXQ_WORKERS), as asynchronous invokes of the worker function named by
-HEXQ_WORKER_FUNCTION (functions.lambda_invoker). Returns the TickReport as a dict.
+HEXQ_WORKER_FUNCTION (hexq.functions.lambda_invoker). Returns the TickReport as a dict.
 
 With HEXQ_POLLER_INVOKES=false the tick does the housekeeping only: template.yaml sets it for
 Backend=aws, where the SQS event sources run the worker function, so the queues have one consumer.
@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from core.errors import ConfigurationError
-from core.ports import Invoker
-from functions.bootstrap import Container, bootstrap
-from functions.lambda_invoker import LambdaInvoker
-from functions.settings import Settings
+from hexq.core.errors import ConfigurationError
+from hexq.core.ports import Invoker
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.lambda_invoker import LambdaInvoker
+from hexq.functions.settings import Settings
 
 log = logging.getLogger("hexq.poller")
 

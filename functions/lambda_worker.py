@@ -2,8 +2,8 @@
 
 Two kinds of event reach it:
 
-- A direct invocation — `{"source": "hexq.poller"}` from functions.lambda_poller, or `{}` by hand: one
-  worker invocation (core.worker) over the configured queues, sized to the time Lambda has left
+- A direct invocation — `{"source": "hexq.poller"}` from hexq.functions.lambda_poller, or `{}` by hand: one
+  worker invocation (hexq.core.worker) over the configured queues, sized to the time Lambda has left
   (`context.get_remaining_time_in_millis()`): a safety margin is kept back, the claiming budget takes at
   most half of the rest (and at most HEXQ_BUDGET), the grace for running tasks what remains (at most
   HEXQ_GRACE), so budget + grace + margin fits before the deadline. Leases are extended while tasks run,
@@ -36,11 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol, runtime_checkable
 
-from core.model import Lease, Settlement, Task, TaskStatus
-from core.ports import Broker
-from core.worker import Invocation
-from functions.bootstrap import Container, bootstrap
-from functions.settings import Settings
+from hexq.core.model import Lease, Settlement, Task, TaskStatus
+from hexq.core.ports import Broker
+from hexq.core.worker import Invocation
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.settings import Settings
 
 log = logging.getLogger("hexq.worker")
 

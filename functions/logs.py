@@ -11,7 +11,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from core.errors import ConfigurationError
+from hexq.core.errors import ConfigurationError
 
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",

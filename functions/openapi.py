@@ -9,11 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from core.model import Priority, TaskStatus
-from core.schedule import MAX_FIRE_TIME
-from core.services import Limits
-from functions.body import MAX_DEPTH
-from functions.wire import MAX_REPLAY
+from hexq.core.model import Priority, TaskStatus
+from hexq.core.schedule import MAX_FIRE_TIME
+from hexq.core.services import Limits
+from hexq.functions.body import MAX_DEPTH
+from hexq.functions.wire import MAX_REPLAY
 
 Schema = dict[str, Any]
 

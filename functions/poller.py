@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from core.ports import Invoker
-from functions.bootstrap import Container
-from functions.worker import stop_on_signals
+from hexq.core.ports import Invoker
+from hexq.functions.bootstrap import Container
+from hexq.functions.worker import stop_on_signals
 
 
 async def run_poller(container: Container, stop: asyncio.Event, invoker: Invoker | None = None, *,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
-from core.errors import BackendUnavailable, ConfigurationError
+from hexq.core.errors import BackendUnavailable, ConfigurationError
 
 log = logging.getLogger("hexq.redis_check")
 REDIS_SCHEMES = ("redis", "rediss", "redis+cluster")
@@ -29,7 +29,7 @@ class Findings:
 
 async def inspect(url: str) -> Findings:
     """Read maxmemory-policy, appendonly and save from the server behind `url`."""
-    from adapters.redis import connection
+    from hexq.adapters.redis import connection
 
     findings = Findings()
     client = connection.connect(connection.parse(url))

@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from core.errors import ConfigurationError
-from functions.bootstrap import Container, bootstrap
-from functions.invoker import InProcessInvoker, ProcessPoolInvoker
-from functions.poller import run_poller
-from functions.settings import Settings
-from functions.worker import stop_on_signals
+from hexq.core.errors import ConfigurationError
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.invoker import InProcessInvoker, ProcessPoolInvoker
+from hexq.functions.poller import run_poller
+from hexq.functions.settings import Settings
+from hexq.functions.worker import stop_on_signals
 
 log = logging.getLogger("hexq.serve")
 
@@ -36,7 +36,7 @@ def check_bind(host: str, insecure: bool, *, keys: bool = False) -> None:
         return
     raise ConfigurationError(f"refusing to bind {host!r}: no API keys are configured, so hexq serve only listens on "
                              "loopback (127.0.0.1, ::1, localhost). Configure HEXQ_API_KEYS (see `python -m "
-                             "functions.auth keygen`), or pass --insecure-bind to expose it anyway.")
+                             "hexq.functions.auth keygen`), or pass --insecure-bind to expose it anyway.")
 
 
 def is_loopback(host: str) -> bool:
@@ -49,8 +49,8 @@ def is_loopback(host: str) -> bool:
 
 
 async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool = False) -> int:
-    from functions.auth import load_keys  # a bad key entry stops serve here, before anything binds
-    from functions.redis_check import startup_check
+    from hexq.functions.auth import load_keys  # a bad key entry stops serve here, before anything binds
+    from hexq.functions.redis_check import startup_check
 
     check_bind(settings.host, insecure_bind, keys=bool(load_keys(settings)))
     await startup_check(settings.backend_url, strict=strict)  # Redis: warn (or, --strict, refuse) when unsafe
@@ -67,7 +67,7 @@ async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool
 
 
 async def _run(container: Container, sock: socket.socket) -> None:
-    from functions.api import create_app  # the API pulls in Starlette; the worker commands need none of it
+    from hexq.functions.api import create_app  # the API pulls in Starlette; the worker commands need none of it
 
     settings = container.settings
     server = _Server(uvicorn.Config(create_app(container), log_config=None, timeout_graceful_shutdown=5,

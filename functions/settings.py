@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from core.errors import ConfigurationError
-from core.ratelimit import MAX_BURST, parse_rate
-from core.registry import check_name
+from hexq.core.errors import ConfigurationError
+from hexq.core.ratelimit import MAX_BURST, parse_rate
+from hexq.core.registry import check_name
 
 DEFAULT_BACKEND = "sqlite:///hexq.db"
 
@@ -29,7 +29,7 @@ class Settings:
     poll_interval: float = 0.5
     max_invocations: int = 0  # 0: as many as `workers`
     queues: tuple[str, ...] = ("default",)
-    task_modules: tuple[str, ...] = ("functions.examples",)
+    task_modules: tuple[str, ...] = ("hexq.functions.examples",)
     body_limit: int = 256 * 1024
     retention: float = 7 * 86_400.0
     log_level: str = "INFO"

@@ -1,7 +1,7 @@
 """The wire format: JSON bodies and query strings into service requests, and results back to JSON.
 
 Parsing checks shapes and types (unknown fields, wrong types, field paths); the services check
-domain limits (ranges, names, registered types). Both raise core.errors.ValidationError, so a
+domain limits (ranges, names, registered types). Both raise hexq.core.errors.ValidationError, so a
 client sees one kind of 422 whichever layer noticed.
 """
 
@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
-from core.codec import schedule_to_dict, task_to_dict
-from core.errors import ValidationError
-from core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus
-from core.schedule import Schedule
-from core.services import SubmitRequest, Submitted
+from hexq.core.codec import schedule_to_dict, task_to_dict
+from hexq.core.errors import ValidationError
+from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.schedule import Schedule
+from hexq.core.services import SubmitRequest, Submitted
 
 SUBMIT_FIELDS = ("type", "payload", "priority", "queue", "delay", "run_at", "max_attempts", "timeout",
                  "idempotency_key")

@@ -3,7 +3,7 @@
 An idle invocation blocks in claim for `idle_wait`, returns, and the loop starts the next one,
 so a task submitted at any moment is picked up by a blocked claim, not by a sleep timer.
 The first SIGTERM/SIGINT sets `stop`: no more claims; in-flight tasks get `grace` seconds and
-are then released back to the queue (core.worker does that). A second signal exits at once;
+are then released back to the queue (hexq.core.worker does that). A second signal exits at once;
 whatever was still running is recovered by the poller when its lease expires.
 """
 
@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 
-from core.worker import Report
-from functions.bootstrap import Container
+from hexq.core.worker import Report
+from hexq.functions.bootstrap import Container
 
 log = logging.getLogger("hexq.worker")
 _signals_log = logging.getLogger("hexq.signals")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from core.clock import FakeClock
-from core.registry import Registry
-from core.retry import RetryPolicy
+from hexq.core.clock import FakeClock
+from hexq.core.registry import Registry
+from hexq.core.retry import RetryPolicy
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from adapters.redis import RedisBackend
-from adapters.redis.keys import Keys
-from core.clock import FakeClock
+from hexq.adapters.redis import RedisBackend
+from hexq.adapters.redis.keys import Keys
+from hexq.core.clock import FakeClock
 
 IMAGE_ENV = "HEXQ_TEST_REDIS_IMAGE"
 DEFAULT_IMAGE = "hexq-test/redis:local"

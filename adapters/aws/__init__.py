@@ -54,14 +54,14 @@ boto3 sessions from the URL) and are made on first use.
 Time. Neither DynamoDB nor SQS has a clock that a condition or an update expression can read, so the
 times that decide behaviour (when a task is due, when a lease expires, when a result is purged, when
 a schedule fires, token buckets) come from the clock of the hexq process that writes them
-(core.clock.stamped, as every backend applies it). On Lambda that is the host's clock, which AWS keeps
+(hexq.core.clock.stamped, as every backend applies it). On Lambda that is the host's clock, which AWS keeps
 synchronised (Amazon Time Sync Service); a hexq process off AWS that uses this backend must run NTP
 (chrony): one whose clock is S seconds off makes the tasks it writes due S seconds early or late.
 """
 
 from __future__ import annotations
 
-from adapters.aws.backend import AwsBackend
-from adapters.aws.config import AwsConfig, Clients, boto3_factory, parse
+from hexq.adapters.aws.backend import AwsBackend
+from hexq.adapters.aws.config import AwsConfig, Clients, boto3_factory, parse
 
 __all__ = ["AwsBackend", "AwsConfig", "Clients", "boto3_factory", "parse"]

@@ -1,4 +1,4 @@
-"""AwsBackend: every Backend operation as blocking boto3 calls run in a worker thread (see adapters.aws)."""
+"""AwsBackend: every Backend operation as blocking boto3 calls run in a worker thread (see hexq.adapters.aws)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from adapters.aws import listing, schedules, sweeps
-from adapters.aws.config import AwsConfig, ClientFactory, Clients, boto3_factory, parse
-from adapters.aws.errors import translated
-from adapters.aws.queues import LEVELS, Message, Queues
-from adapters.aws.resources import create_resources
-from adapters.aws.table import Table, check_size
-from core import idempotency, quota
-from core.clock import SystemClock, stamped
-from core.errors import ValidationError
-from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
-from core.ports import Clock
-from core.schedule import Schedule
+from hexq.adapters.aws import listing, schedules, sweeps
+from hexq.adapters.aws.config import AwsConfig, ClientFactory, Clients, boto3_factory, parse
+from hexq.adapters.aws.errors import translated
+from hexq.adapters.aws.queues import LEVELS, Message, Queues
+from hexq.adapters.aws.resources import create_resources
+from hexq.adapters.aws.table import Table, check_size
+from hexq.core import idempotency, quota
+from hexq.core.clock import SystemClock, stamped
+from hexq.core.errors import ValidationError
+from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.ports import Clock
+from hexq.core.schedule import Schedule
 
 T = TypeVar("T")
 log = logging.getLogger("hexq.aws")
@@ -34,7 +34,7 @@ class AwsBackend:
     (delivery: one standard queue per priority level).
 
     Parameters:
-        config: region, prefix, endpoint, ttl and long_poll (adapters.aws.parse of an aws:// URL).
+        config: region, prefix, endpoint, ttl and long_poll (hexq.adapters.aws.parse of an aws:// URL).
         clock: the time of leases, due times and buckets (tests pass a FakeClock). SQS's own timers
             (long polls, the visibility of received messages) are real time but decide nothing here.
         client_factory: makes a boto3 client per service on first use; default boto3_factory(config).
@@ -59,7 +59,7 @@ class AwsBackend:
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> AwsBackend:
-        """aws://?region=...&prefix=...[&endpoint=...] (adapters.aws.config.parse). Connects lazily."""
+        """aws://?region=...&prefix=...[&endpoint=...] (hexq.adapters.aws.config.parse). Connects lazily."""
         return cls(parse(url), clock)
 
     async def _run(self, operation: Callable[..., T], *args: object) -> T:
@@ -118,7 +118,7 @@ class AwsBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            # SQS long polls in whole seconds, on the lowest level only (see the adapters.aws docstring).
+            # SQS long polls in whole seconds, on the lowest level only (see the hexq.adapters.aws docstring).
             poll = min(self.config.long_poll, round(max(deadline - loop.time(), 0.0)))
             leases = await self._run(self._claim_pass, wanted, n, lease_seconds, worker_id, poll)
             remaining = deadline - loop.time()
@@ -243,7 +243,7 @@ class AwsBackend:
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:
         """This process's clock: DynamoDB has no server time a condition or an update can read (see the
-        adapters.aws docstring), so on AWS every hexq process must keep its clock synchronised."""
+        hexq.adapters.aws docstring), so on AWS every hexq process must keep its clock synchronised."""
         return self._clock.now()
 
     async def put_schedule(self, schedule: Schedule) -> None:

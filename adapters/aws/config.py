@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from core.errors import ConfigurationError
-from core.model import Priority
+from hexq.core.errors import ConfigurationError
+from hexq.core.model import Priority
 
 ClientFactory = Callable[[str], Any]
 """service name ("dynamodb" or "sqs") -> a boto3 client for it."""

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from core.errors import BackendUnavailable
+from hexq.core.errors import BackendUnavailable
 
 # Codes that mean "not now" (throttled, overloaded, not there yet) rather than a bug in the request.
 _UNAVAILABLE = frozenset({

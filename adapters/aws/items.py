@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from core.model import Priority, Task, TaskStatus
-from core.schedule import Schedule
+from hexq.core.model import Priority, Task, TaskStatus
+from hexq.core.schedule import Schedule
 
 Value = dict[str, Any]  # one DynamoDB AttributeValue, e.g. {"S": "x"} or {"N": "1.5"}
 Item = dict[str, Value]
@@ -40,7 +40,7 @@ BY_DUE = "by-due"
 INDEX_ATTRIBUTES = ("type", "queue", "tenant", "priority")  # projected into by-status for filters and stats
 
 _TERMINAL_TTL = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
-# What a transition may change (core.outcome, core.services). The rest (id, type, payload, queue, priority,
+# What a transition may change (hexq.core.outcome, hexq.core.services). The rest (id, type, payload, queue, priority,
 # limits, key, tenant, created_at) is written once by enqueue, so a settle never re-sends a large payload.
 MUTABLE = ("status", "attempts", "run_at", "delay", "started_at", "finished_at", "worker_id", "result", "error")
 

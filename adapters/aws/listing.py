@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.aws import items
-from adapters.aws.items import Item, num
-from adapters.aws.table import Table
-from core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
+from hexq.adapters.aws import items
+from hexq.adapters.aws.items import Item, num
+from hexq.adapters.aws.table import Table
+from hexq.core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
 
 QUERY_SCAN = 2_000  # index entries one listing examines per status partition
 STATS_SCAN = 100_000  # index entries counted per status; past it a count is a lower bound

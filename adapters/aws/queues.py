@@ -1,6 +1,6 @@
 """Blocking SQS operations: one standard queue per priority level, messages that only name a task.
 
-A message body is `{"task_id": "..."}` (what functions.lambda_worker reads from SQS events) with the
+A message body is `{"task_id": "..."}` (what hexq.functions.lambda_worker reads from SQS events) with the
 task's hexq queue as the message attribute `queue`, so a claimer can hand back a message for a queue
 it does not serve without reading the table. Sends and deletes that fail are reported or logged,
 never raised: DynamoDB holds the truth, and the sweeps repair what SQS missed.
@@ -17,9 +17,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from adapters.aws.config import AwsConfig, Clients
-from adapters.aws.items import valid_id
-from core.model import Priority, Task
+from hexq.adapters.aws.config import AwsConfig, Clients
+from hexq.adapters.aws.items import valid_id
+from hexq.core.model import Priority, Task
 
 log = logging.getLogger("hexq.aws")
 

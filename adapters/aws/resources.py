@@ -10,10 +10,10 @@ import json
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from adapters.aws import items
-from adapters.aws.config import AwsConfig, Clients
-from adapters.aws.errors import code
-from adapters.aws.queues import LEVELS
+from hexq.adapters.aws import items
+from hexq.adapters.aws.config import AwsConfig, Clients
+from hexq.adapters.aws.errors import code
+from hexq.adapters.aws.queues import LEVELS
 
 MAX_RECEIVE_COUNT = 5  # as template.yaml: a message received this often goes to the dead-letter queue
 _RETENTION = str(14 * 86_400)

@@ -6,14 +6,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from adapters.aws import items
-from adapters.aws.errors import condition_failed
-from adapters.aws.items import num
-from adapters.aws.table import Table
-from core.errors import BackendUnavailable
-from core.ports import Clock
-from core.ratelimit import Bucket, check, take
-from core.schedule import Schedule
+from hexq.adapters.aws import items
+from hexq.adapters.aws.errors import condition_failed
+from hexq.adapters.aws.items import num
+from hexq.adapters.aws.table import Table
+from hexq.core.errors import BackendUnavailable
+from hexq.core.ports import Clock
+from hexq.core.ratelimit import Bucket, check, take
+from hexq.core.schedule import Schedule
 
 _BUCKET_TRIES = 8
 
@@ -58,7 +58,7 @@ def advance(table: Table, name: str, expected_next: float, next_run: float) -> b
 
 
 def acquire(table: Table, clock: Clock, key: str, rate: float, burst: int) -> float:
-    """Take a token from bucket `key`: read, compute with core.ratelimit.take, write back only if the
+    """Take a token from bucket `key`: read, compute with hexq.core.ratelimit.take, write back only if the
     bucket is still what was read (a compare-and-set on tokens and updated). A lost race reads again."""
     check(rate, burst)
     bucket_key = items.bucket_key(key)

@@ -12,11 +12,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from adapters.aws import items
-from adapters.aws.errors import condition_failed
-from adapters.aws.items import Item, num
-from adapters.aws.table import Table
-from core.model import Lease, Task, TaskStatus
+from hexq.adapters.aws import items
+from hexq.adapters.aws.errors import condition_failed
+from hexq.adapters.aws.items import Item, num
+from hexq.adapters.aws.table import Table
+from hexq.core.model import Lease, Task, TaskStatus
 
 _FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
 

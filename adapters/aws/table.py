@@ -14,12 +14,12 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from adapters.aws import items
-from adapters.aws.config import Clients
-from adapters.aws.errors import cancellation_reasons, condition_failed
-from adapters.aws.items import Item, num
-from core.errors import BackendUnavailable, ValidationError
-from core.model import Lease, Task, TaskStatus
+from hexq.adapters.aws import items
+from hexq.adapters.aws.config import Clients
+from hexq.adapters.aws.errors import cancellation_reasons, condition_failed
+from hexq.adapters.aws.items import Item, num
+from hexq.core.errors import BackendUnavailable, ValidationError
+from hexq.core.model import Lease, Task, TaskStatus
 
 log = logging.getLogger("hexq.aws")
 

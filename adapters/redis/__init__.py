@@ -51,6 +51,6 @@ AOF everysec and maxmemory-policy noeviction (RELIABILITY.md D8).
 
 from __future__ import annotations
 
-from adapters.redis.backend import RedisBackend
+from hexq.adapters.redis.backend import RedisBackend
 
 __all__ = ["RedisBackend"]

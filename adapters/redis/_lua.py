@@ -21,7 +21,7 @@ LIBRARY = "_lib"
 
 
 def _read(name: str) -> str:
-    return (files("adapters.redis") / "scripts" / f"{name}.lua").read_text(encoding="utf-8")
+    return (files("hexq.adapters.redis") / "scripts" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 @cache

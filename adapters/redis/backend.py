@@ -7,16 +7,16 @@ import json
 from collections.abc import Sequence
 from typing import Any, cast
 
-from adapters.redis import records
-from adapters.redis._lua import Scripts
-from adapters.redis.connection import Client, Target, connect, parse, translated
-from adapters.redis.keys import Keys, check_part, is_part, schedule_fields
-from core import idempotency
-from core.clock import stamped
-from core.errors import QueueFull
-from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
-from core.ratelimit import check
-from core.schedule import Schedule
+from hexq.adapters.redis import records
+from hexq.adapters.redis._lua import Scripts
+from hexq.adapters.redis.connection import Client, Target, connect, parse, translated
+from hexq.adapters.redis.keys import Keys, check_part, is_part, schedule_fields
+from hexq.core import idempotency
+from hexq.core.clock import stamped
+from hexq.core.errors import QueueFull
+from hexq.core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.ratelimit import check
+from hexq.core.schedule import Schedule
 
 PROMOTE_LIMIT = 1000  # due tasks a claim promotes first; the poller's promote_due moves the rest
 QUERY_SCAN = 2000  # index entries one query examines at most (see query.lua)
@@ -25,7 +25,7 @@ _BLOCK_MARGIN = 1.0  # a blocked BLPOP gets this long past its own timeout befor
 
 
 class RedisBackend:
-    """A Backend on Redis or Redis Cluster (see the adapters.redis docstring for the design).
+    """A Backend on Redis or Redis Cluster (see the hexq.adapters.redis docstring for the design).
 
     Parameters:
         target: where to connect (connection.parse of a backend URL).

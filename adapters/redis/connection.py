@@ -33,8 +33,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from adapters.redis.keys import DEFAULT_PARTITION, check_part
-from core.errors import BackendUnavailable, ConfigurationError, ValidationError
+from hexq.adapters.redis.keys import DEFAULT_PARTITION, check_part
+from hexq.core.errors import BackendUnavailable, ConfigurationError, ValidationError
 
 Client = Redis | RedisCluster
 

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from core.errors import ValidationError
+from hexq.core.errors import ValidationError
 
 PART = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 DEFAULT_PARTITION = "hexq"
@@ -33,7 +33,7 @@ def check_part(value: object, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The keys of one partition: one hash tag, so one slot (see adapters.redis for why)."""
+    """The keys of one partition: one hash tag, so one slot (see hexq.adapters.redis for why)."""
 
     partition: str = DEFAULT_PARTITION
 

@@ -1,6 +1,6 @@
 """Tasks and schedules to and from what the scripts take (ARGV) and return (records).
 
-A task is stored as its core.codec JSON (`data`) plus a few plain fields the scripts index and
+A task is stored as its hexq.core.codec JSON (`data`) plus a few plain fields the scripts index and
 change. Scripts never re-encode the JSON (Lua's cjson would alter user data), so a claim writes
 status, attempts, started_at and worker_id as fields, every write stamps its times on the server's
 clock as fields (created_at, run_at, finished_at), and decode_task lays them over `data`.
@@ -12,10 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.redis.keys import check_part, idempotency_field
-from core.codec import schedule_from_dict, schedule_to_dict, task_from_dict, task_to_dict
-from core.model import Lease, Task
-from core.schedule import Schedule
+from hexq.adapters.redis.keys import check_part, idempotency_field
+from hexq.core.codec import schedule_from_dict, schedule_to_dict, task_from_dict, task_to_dict
+from hexq.core.model import Lease, Task
+from hexq.core.schedule import Schedule
 
 Arg = str | int | float
 Record = Sequence[Any]  # the RECORD_FIELDS, in order (None where a field is absent)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from adapters.sqlite.backend import SQLiteBackend
+from hexq.adapters.sqlite.backend import SQLiteBackend
 
 __all__ = ["SQLiteBackend"]

@@ -14,13 +14,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Concatenate, ParamSpec, TypeVar
 
-from adapters.sqlite import operations as ops
-from adapters.sqlite.schema import connect
-from core.clock import SystemClock
-from core.errors import BackendUnavailable
-from core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
-from core.ports import Clock
-from core.schedule import Schedule
+from hexq.adapters.sqlite import operations as ops
+from hexq.adapters.sqlite.schema import connect
+from hexq.core.clock import SystemClock
+from hexq.core.errors import BackendUnavailable
+from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.ports import Clock
+from hexq.core.schedule import Schedule
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from adapters.sqlite.rows import (
+from hexq.adapters.sqlite.rows import (
     INSERT_TASK,
     PUT_SCHEDULE,
     SELECT_SCHEDULES,
@@ -20,13 +20,13 @@ from adapters.sqlite.rows import (
     task_from_row,
     task_values,
 )
-from adapters.sqlite.schema import transaction
-from core import idempotency, quota
-from core.clock import stamped
-from core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
-from core.ports import Clock
-from core.ratelimit import Bucket, take
-from core.schedule import Schedule
+from hexq.adapters.sqlite.schema import transaction
+from hexq.core import idempotency, quota
+from hexq.core.clock import stamped
+from hexq.core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.ports import Clock
+from hexq.core.ratelimit import Bucket, take
+from hexq.core.schedule import Schedule
 
 _MAX_CURSOR_DIGITS = 18  # fits a signed 64-bit integer
 

@@ -6,8 +6,8 @@ import json
 import sqlite3
 from typing import Any
 
-from core.model import Priority, Task, TaskStatus
-from core.schedule import Schedule
+from hexq.core.model import Priority, Task, TaskStatus
+from hexq.core.schedule import Schedule
 
 TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout",
                 "run_at", "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error",

@@ -18,13 +18,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     type TEXT NOT NULL,
     payload TEXT NOT NULL,                  -- JSON object
     queue TEXT NOT NULL,
-    priority INTEGER NOT NULL,              -- core.model.Priority, 0 (low) .. 3 (critical)
-    status TEXT NOT NULL,                   -- core.model.TaskStatus value
+    priority INTEGER NOT NULL,              -- hexq.core.model.Priority, 0 (low) .. 3 (critical)
+    status TEXT NOT NULL,                   -- hexq.core.model.TaskStatus value
     attempts INTEGER NOT NULL,
     max_attempts INTEGER NOT NULL,
     timeout REAL NOT NULL,
     run_at REAL NOT NULL,
-    delay REAL NOT NULL DEFAULT 0,          -- core.model.Task.delay (added after the first release)
+    delay REAL NOT NULL DEFAULT 0,          -- hexq.core.model.Task.delay (added after the first release)
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,

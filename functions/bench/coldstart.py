@@ -1,7 +1,7 @@
 """`hexq bench --cold-start`: what a Lambda cold start pays to import and bootstrap each handler
 module, per backend, and roughly how large the deployment package is.
 
-Each measurement is a fresh interpreter (a cold start is one), timing `import functions.lambda_*`,
+Each measurement is a fresh interpreter (a cold start is one), timing `import hexq.functions.lambda_*`,
 which builds the container at module level exactly as Lambda does. Nothing connects at import,
 so no server is needed. The package size adds up the installed files of requirements.txt's
 distributions and their dependencies, plus hexq's own packages: what `sam build` copies.
@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-MODULES = ("functions.lambda_api", "functions.lambda_worker", "functions.lambda_poller")
+MODULES = ("hexq.functions.lambda_api", "hexq.functions.lambda_worker", "hexq.functions.lambda_poller")
 BACKENDS = {"sqlite": "sqlite:////tmp/hexq-coldstart.db", "redis": "redis://127.0.0.1:6379/0",
             "aws": "aws://?region=us-east-1&prefix=hexq-coldstart"}
 ROOT = Path(__file__).resolve().parents[2]

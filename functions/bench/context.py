@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.model import Task, TaskQuery, TaskStatus
-from functions.bench.options import BenchOptions
-from functions.bootstrap import Container
+from hexq.core.model import Task, TaskQuery, TaskStatus
+from hexq.functions.bench.options import BenchOptions
+from hexq.functions.bootstrap import Container
 
 READY_TIMEOUT = 30.0  # a child process must be up within this (imports, bootstrap)
 

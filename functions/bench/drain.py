@@ -18,11 +18,11 @@ import resource
 import time
 from typing import Any
 
-from core.model import Task
-from functions.bench import pool, procs
-from functions.bench.context import Bench, Show
-from functions.bench.enqueue import noop
-from functions.bench.figures import rate
+from hexq.core.model import Task
+from hexq.functions.bench import pool, procs
+from hexq.functions.bench.context import Bench, Show
+from hexq.functions.bench.enqueue import noop
+from hexq.functions.bench.figures import rate
 
 _MB = 1024 * 1024
 

@@ -1,9 +1,9 @@
 """Enqueue phases: one by one through TaskService, one by one and concurrently over HTTP, and in bulk.
 
 Every phase submits `noop` tasks and stops at `--tasks` or at its timeout, whichever comes first.
-The HTTP phases talk to the API in a child process (functions.bench.http_server), so client and
+The HTTP phases talk to the API in a child process (hexq.functions.bench.http_server), so client and
 server each have their own interpreter, as they would in production. The sequential client is
-httpx (sync, one kept-alive connection); the concurrent one is functions.bench.rawhttp (see there
+httpx (sync, one kept-alive connection); the concurrent one is hexq.functions.bench.rawhttp (see there
 why). Both report the client's and the server's CPU per request, so a figure bound by the client
 shows as such.
 """
@@ -16,10 +16,10 @@ import json
 import time
 from typing import Any
 
-from core.services import SubmitRequest
-from functions.bench import procs, rawhttp
-from functions.bench.context import READY_TIMEOUT, Bench, Show
-from functions.bench.figures import Throughput
+from hexq.core.services import SubmitRequest
+from hexq.functions.bench import procs, rawhttp
+from hexq.functions.bench.context import READY_TIMEOUT, Bench, Show
+from hexq.functions.bench.figures import Throughput
 
 NOOP = "noop"
 _CLOCK_EVERY = 64  # look at the deadline every this many submits, not every one
@@ -65,7 +65,7 @@ async def bulk(b: Bench) -> Throughput:
 
 async def http(b: Bench, *, sequential: bool = True) -> dict[str, Any]:
     """Both HTTP phases (the sequential one needs httpx) against one server process."""
-    server = await procs.start("http-server", ["functions.bench.http_server", b.url], b.workdir, b.options.profile)
+    server = await procs.start("http-server", ["hexq.functions.bench.http_server", b.url], b.workdir, b.options.profile)
     try:
         await procs.wait_ready([server], READY_TIMEOUT)
         port = int(server.first_line.split()[-1])
@@ -77,7 +77,7 @@ async def http(b: Bench, *, sequential: bool = True) -> dict[str, Any]:
             client_cpu = time.process_time() - client_cpu
             procs.sample(server, "after")
             cpu = server.samples["after"] - server.samples["before"]
-            extra: dict[str, Any] = {"client": "httpx.Client" if name == "http" else "functions.bench.rawhttp",
+            extra: dict[str, Any] = {"client": "httpx.Client" if name == "http" else "hexq.functions.bench.rawhttp",
                                      "server_cpu_seconds": round(cpu, 3),
                                      "server_cpu_us_per_task": _per_task(cpu, throughput.tasks),
                                      "client_cpu_us_per_task": _per_task(client_cpu, throughput.tasks)}

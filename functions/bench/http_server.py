@@ -1,4 +1,4 @@
-"""The API under uvicorn for the HTTP enqueue phase: `python -m functions.bench.http_server URL`.
+"""The API under uvicorn for the HTTP enqueue phase: `python -m hexq.functions.bench.http_server URL`.
 
 Only the API — no poller, no workers (unlike `hexq serve`), so submitted tasks stay queued. It
 binds a free 127.0.0.1 port, prints `port <n>` once it listens, and stops cleanly on SIGTERM.
@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from functions.api import create_app
-from functions.bootstrap import bootstrap
-from functions.logs import configure_logging
-from functions.settings import Settings
+from hexq.functions.api import create_app
+from hexq.functions.bootstrap import bootstrap
+from hexq.functions.logs import configure_logging
+from hexq.functions.settings import Settings
 
 
 class _Server(uvicorn.Server):
@@ -36,7 +36,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve(url: str) -> None:
-    settings = Settings.from_env().override(backend_url=url, task_modules=("functions.examples",),
+    settings = Settings.from_env().override(backend_url=url, task_modules=("hexq.functions.examples",),
                                             log_level="WARNING")
     configure_logging(settings.log_level)
     container = bootstrap(settings)

@@ -13,10 +13,10 @@ import asyncio
 import time
 from typing import Any
 
-from functions.bench import pool
-from functions.bench.context import Bench, Show
-from functions.bench.enqueue import noop
-from functions.bench.figures import percentiles
+from hexq.functions.bench import pool
+from hexq.functions.bench.context import Bench, Show
+from hexq.functions.bench.enqueue import noop
+from hexq.functions.bench.figures import percentiles
 
 WARMUP = 0.3  # after the worker is up: its first claim opens its connection
 

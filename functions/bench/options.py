@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from core.errors import ConfigurationError
+from hexq.core.errors import ConfigurationError
 
 PHASES = ("client", "http", "bulk", "drain", "latency")
 

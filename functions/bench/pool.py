@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from core.model import Settlement, TaskStatus
-from core.ports import Backend
-from core.worker import Report
-from functions.bench import procs
-from functions.bench.context import READY_TIMEOUT, Bench, Show
-from functions.worker import run_worker
+from hexq.core.model import Settlement, TaskStatus
+from hexq.core.ports import Backend
+from hexq.core.worker import Report
+from hexq.functions.bench import procs
+from hexq.functions.bench.context import READY_TIMEOUT, Bench, Show
+from hexq.functions.worker import run_worker
 
 POLL = 0.05  # 20 Hz
 
@@ -95,8 +95,8 @@ async def start(b: Bench, phase: str, queue: str, count: int) -> Pool:
                                                     signals=False)) for i in range(count)]
         return pool
     pool.baseline = await b.succeeded()
-    args = ["functions.cli", "worker", "--backend", b.url, "--queues", queue, "--concurrency",
-            str(b.options.concurrency), "--tasks", "functions.examples", "--log-level", "WARNING"]
+    args = ["hexq.functions.cli", "worker", "--backend", b.url, "--queues", queue, "--concurrency",
+            str(b.options.concurrency), "--tasks", "hexq.functions.examples", "--log-level", "WARNING"]
     try:
         for i in range(count):
             pool.children.append(await procs.start(f"{phase}-worker-{i}", args, b.workdir, b.options.profile))

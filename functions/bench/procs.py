@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import QueueError
+from hexq.core.errors import QueueError
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 

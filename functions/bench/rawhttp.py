@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from functions.bench.procs import BenchError
+from hexq.functions.bench.procs import BenchError
 
 
 def post_request(path: str, body: bytes) -> bytes:

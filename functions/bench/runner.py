@@ -32,15 +32,15 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
-from functions.bench import enqueue
-from functions.bench.context import Bench, Meter
-from functions.bench.drain import drain
-from functions.bench.figures import machine, redact
-from functions.bench.latency import latency
-from functions.bench.options import BenchOptions, from_args
-from functions.bench.table import render
-from functions.bootstrap import bootstrap
-from functions.settings import Settings
+from hexq.functions.bench import enqueue
+from hexq.functions.bench.context import Bench, Meter
+from hexq.functions.bench.drain import drain
+from hexq.functions.bench.figures import machine, redact
+from hexq.functions.bench.latency import latency
+from hexq.functions.bench.options import BenchOptions, from_args
+from hexq.functions.bench.table import render
+from hexq.functions.bootstrap import bootstrap
+from hexq.functions.settings import Settings
 
 _TEMPORARY = ("sqlite", "sqlite:", "sqlite://", "sqlite:///")
 
@@ -48,7 +48,7 @@ _TEMPORARY = ("sqlite", "sqlite:", "sqlite://", "sqlite:///")
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     """The CLI entry: exit 0 when every phase finished, 1 when one stopped at its timeout."""
     if args.bench_cold_start:
-        from functions.bench import coldstart
+        from hexq.functions.bench import coldstart
 
         figures = coldstart.cold_start()
         print(json.dumps(figures, indent=2) if args.bench_json else coldstart.render(figures))
@@ -74,7 +74,7 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
     # time its own logging.
     with _quiet("httpx", "httpcore", "hexq.worker"), tempfile.TemporaryDirectory(prefix="hexq-bench-") as tmp:
         url, temporary = backend_url(options.backend, Path(tmp))
-        modules = tuple(dict.fromkeys((*settings.task_modules, "functions.examples")))
+        modules = tuple(dict.fromkeys((*settings.task_modules, "hexq.functions.examples")))
         container = bootstrap(settings.override(backend_url=url, task_modules=modules))
         try:
             with Meter(console) as meter:

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from redis_server import LinkedClock, fresh_backend
 
-from adapters.memory import MemoryBackend
-from adapters.sqlite import SQLiteBackend
-from core.clock import FakeClock
-from core.model import Task, new_task_id
-from core.ports import Backend
-from core.registry import Registry, TaskSpec
-from core.retry import RetryPolicy
-from core.services import TaskService
+from hexq.adapters.memory import MemoryBackend
+from hexq.adapters.sqlite import SQLiteBackend
+from hexq.core.clock import FakeClock
+from hexq.core.model import Task, new_task_id
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry, TaskSpec
+from hexq.core.retry import RetryPolicy
+from hexq.core.services import TaskService
 
 BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
             pytest.param("redis_cluster", marks=pytest.mark.redis), pytest.param("aws", marks=pytest.mark.aws)]
@@ -29,7 +29,7 @@ BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
 
 @pytest.fixture
 def clock() -> FakeClock:
-    # Linked, so that advance() also moves the Redis backends' test-clock key (see adapters.redis).
+    # Linked, so that advance() also moves the Redis backends' test-clock key (see hexq.adapters.redis).
     return LinkedClock()
 
 
@@ -168,7 +168,7 @@ def aws_clients(aws_backend: Backend) -> Callable[[str], Any]:
 async def aws_backend(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
     """A fresh table and queues per test, in moto's mock_aws; one-second long polls keep waits short."""
     moto = pytest.importorskip("moto")
-    from adapters.aws import AwsBackend, AwsConfig
+    from hexq.adapters.aws import AwsBackend, AwsConfig
 
     fake_aws_credentials(monkeypatch)
     sqs_best_effort_order(monkeypatch)

@@ -15,20 +15,20 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from adapters.aws import AwsBackend, AwsConfig, parse
-from adapters.aws import items as aws_items
-from adapters.aws.resources import TABLE_SCHEMA
-from core import outcome
-from core.clock import FakeClock, stamped
-from core.errors import BackendUnavailable, ConfigurationError, ValidationError
-from core.model import Priority, Settlement, Task, TaskQuery, TaskStatus
-from core.ports import Backend
-from core.registry import Registry, TaskSpec
-from core.retry import RetryPolicy
-from core.schedule import Schedule
-from core.services import SubmitRequest, TaskService
-from core.worker import Invocation, WorkerConfig
-from functions.bootstrap import make_backend
+from hexq.adapters.aws import AwsBackend, AwsConfig, parse
+from hexq.adapters.aws import items as aws_items
+from hexq.adapters.aws.resources import TABLE_SCHEMA
+from hexq.core import outcome
+from hexq.core.clock import FakeClock, stamped
+from hexq.core.errors import BackendUnavailable, ConfigurationError, ValidationError
+from hexq.core.model import Priority, Settlement, Task, TaskQuery, TaskStatus
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry, TaskSpec
+from hexq.core.retry import RetryPolicy
+from hexq.core.schedule import Schedule
+from hexq.core.services import SubmitRequest, TaskService
+from hexq.core.worker import Invocation, WorkerConfig
+from hexq.functions.bootstrap import make_backend
 
 pytestmark = pytest.mark.aws
 MakeTask = Callable[..., Task]

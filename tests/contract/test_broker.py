@@ -6,12 +6,12 @@ import asyncio
 import random
 from collections.abc import Callable
 
-from core import outcome
-from core.clock import FakeClock, stamped
-from core.model import Lease, Priority, Settlement, Task, TaskStatus
-from core.ports import Backend
-from core.registry import Registry
-from core.services import SubmitRequest, TaskService
+from hexq.core import outcome
+from hexq.core.clock import FakeClock, stamped
+from hexq.core.model import Lease, Priority, Settlement, Task, TaskStatus
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry
+from hexq.core.services import SubmitRequest, TaskService
 
 LEASE = 30.0
 MakeTask = Callable[..., Task]

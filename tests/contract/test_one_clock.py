@@ -12,13 +12,13 @@ from dataclasses import replace
 
 import pytest
 
-from core import outcome
-from core.clock import FakeClock
-from core.model import Lease, Settlement, Task, TaskStatus
-from core.ports import Backend
-from core.registry import Registry
-from core.retry import RetryPolicy
-from core.services import SubmitRequest, TaskService
+from hexq.core import outcome
+from hexq.core.clock import FakeClock
+from hexq.core.model import Lease, Settlement, Task, TaskStatus
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry
+from hexq.core.retry import RetryPolicy
+from hexq.core.services import SubmitRequest, TaskService
 
 MakeTask = Callable[..., Task]
 HOUR = 3600.0

@@ -8,8 +8,8 @@ import pytest
 import redis
 from redis_server import LinkedClock, fresh_backend
 
-from core.clock import FakeClock
-from core.ports import Backend
+from hexq.core.clock import FakeClock
+from hexq.core.ports import Backend
 
 
 async def drain(backend: Backend, key: str, rate: float, burst: int) -> list[float]:

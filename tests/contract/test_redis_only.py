@@ -13,15 +13,15 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis_server import LinkedClock, flush, free_port, fresh_backend, sync_client
 
-from adapters.redis import RedisBackend
-from adapters.redis._lua import LIBRARY, STANDALONE_SCRIPTS, TASK_SCRIPTS, source
-from adapters.redis.keys import Keys
-from core import outcome
-from core.clock import SystemClock
-from core.errors import BackendUnavailable, ConfigurationError, ValidationError
-from core.model import Settlement, Task, TaskQuery, TaskStatus
-from core.schedule import Schedule
-from functions.bootstrap import make_backend
+from hexq.adapters.redis import RedisBackend
+from hexq.adapters.redis._lua import LIBRARY, STANDALONE_SCRIPTS, TASK_SCRIPTS, source
+from hexq.adapters.redis.keys import Keys
+from hexq.core import outcome
+from hexq.core.clock import SystemClock
+from hexq.core.errors import BackendUnavailable, ConfigurationError, ValidationError
+from hexq.core.model import Settlement, Task, TaskQuery, TaskStatus
+from hexq.core.schedule import Schedule
+from hexq.functions.bootstrap import make_backend
 
 pytestmark = pytest.mark.redis
 MakeTask = Callable[..., Task]
@@ -45,11 +45,11 @@ def evalsha_calls(client: redis.Redis) -> int:
 
 # -- the scripts and the key schema -----------------------------------------------------------------
 def test_every_script_file_is_registered_and_documented() -> None:
-    on_disk = {p.name.removesuffix(".lua") for p in (files("adapters.redis") / "scripts").iterdir()
+    on_disk = {p.name.removesuffix(".lua") for p in (files("hexq.adapters.redis") / "scripts").iterdir()
                if p.name.endswith(".lua")}
     assert on_disk == {LIBRARY, *TASK_SCRIPTS, *STANDALONE_SCRIPTS}
     for name in (*TASK_SCRIPTS, *STANDALONE_SCRIPTS):
-        header = (files("adapters.redis") / "scripts" / f"{name}.lua").read_text().split("\n\n")[0]
+        header = (files("hexq.adapters.redis") / "scripts" / f"{name}.lua").read_text().split("\n\n")[0]
         assert header.startswith(f"-- {name}:")
         assert all(part in header for part in ("KEYS", "ARGV", "Returns")), name
 
@@ -220,7 +220,7 @@ async def test_concurrent_claimers_never_share_a_task(url: str, backend: RedisBa
 
 async def test_a_bounded_scan_returns_short_pages_but_every_match_once(backend: RedisBackend, make_task: MakeTask,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("adapters.redis.backend.QUERY_SCAN", 4)  # examine at most 4 entries per call
+    monkeypatch.setattr("hexq.adapters.redis.backend.QUERY_SCAN", 4)  # examine at most 4 entries per call
     tasks = [make_task(queue=("a", "b", "b")[i % 3]) for i in range(30)]
     await backend.enqueue(tasks)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from core.clock import FakeClock
-from core.model import Priority, TaskQuery, TaskStatus
-from core.ports import Backend
-from core.registry import Registry
-from core.schedule import Schedule
-from core.schedules import ScheduleService
-from core.services import TaskService
+from hexq.core.clock import FakeClock
+from hexq.core.model import Priority, TaskQuery, TaskStatus
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry
+from hexq.core.schedule import Schedule
+from hexq.core.schedules import ScheduleService
+from hexq.core.services import TaskService
 
 
 def no_cron(spec: str, after: float) -> float:

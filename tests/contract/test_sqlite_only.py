@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sqlite import SQLiteBackend
-from core.clock import FakeClock
-from core.errors import BackendUnavailable
-from core.model import Task, TaskQuery, TaskStatus
+from hexq.adapters.sqlite import SQLiteBackend
+from hexq.core.clock import FakeClock
+from hexq.core.errors import BackendUnavailable
+from hexq.core.model import Task, TaskQuery, TaskStatus
 
 MakeTask = Callable[..., Task]
 TASKS = 200
 
 CHILD = """
 import asyncio, json, sys
-from adapters.sqlite import SQLiteBackend
+from hexq.adapters.sqlite import SQLiteBackend
 
 async def main(path):
     backend = SQLiteBackend(path)

@@ -6,13 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from core import outcome
-from core.clock import FakeClock, stamped
-from core.errors import IdempotencyMismatch, InvalidTransition
-from core.model import Lease, Priority, Settlement, Task, TaskQuery, TaskStatus
-from core.ports import Backend
-from core.retry import RetryPolicy
-from core.services import SubmitRequest, TaskService
+from hexq.core import outcome
+from hexq.core.clock import FakeClock, stamped
+from hexq.core.errors import IdempotencyMismatch, InvalidTransition
+from hexq.core.model import Lease, Priority, Settlement, Task, TaskQuery, TaskStatus
+from hexq.core.ports import Backend
+from hexq.core.retry import RetryPolicy
+from hexq.core.services import SubmitRequest, TaskService
 
 MakeTask = Callable[..., Task]
 LEASE = 30.0

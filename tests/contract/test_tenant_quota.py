@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from core.errors import QueueFull
-from core.model import Settlement, Task, TaskStatus
-from core.ports import Backend, TenantQuota
+from hexq.core.errors import QueueFull
+from hexq.core.model import Settlement, Task, TaskStatus
+from hexq.core.ports import Backend, TenantQuota
 
 
 def quota(backend: Backend) -> TenantQuota:

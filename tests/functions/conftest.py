@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.memory import MemoryBackend
-from core.clock import FakeClock
-from core.errors import BackendUnavailable
-from core.ports import Backend
-from core.registry import Registry
-from functions.api import create_app
-from functions.bootstrap import Container, bootstrap
-from functions.settings import Settings
+from hexq.adapters.memory import MemoryBackend
+from hexq.core.clock import FakeClock
+from hexq.core.errors import BackendUnavailable
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry
+from hexq.functions.api import create_app
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.settings import Settings
 
 ClientFactory = Callable[..., TestClient]
 
@@ -44,7 +44,7 @@ class DownBackend:
 def make_container(registry: Registry, clock: FakeClock) -> Callable[..., Container]:
     def make(backend: Backend | None = None, **settings: Any) -> Container:
         # A short idle_wait: a worker invocation in a test returns soon after the queue is empty.
-        # Not 0: with nothing to wait on, core.worker's claim loop spins without yielding to running handlers.
+        # Not 0: with nothing to wait on, hexq.core.worker's claim loop spins without yielding to running handlers.
         config = Settings(backend_url="memory://", task_modules=(), idle_wait=0.01, **settings)
         return bootstrap(config, clock=clock, registry=registry, backend=backend)
 

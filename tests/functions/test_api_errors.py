@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from core.clock import FakeClock
-from functions.api import create_app
-from functions.bootstrap import Container
+from hexq.core.clock import FakeClock
+from hexq.functions.api import create_app
+from hexq.functions.bootstrap import Container
 
 NOW = FakeClock().now()
 DAY = 86_400.0
@@ -374,7 +374,7 @@ class BuggyStats:
 
 def test_a_bug_is_a_logged_json_500(make_client: Callable[..., TestClient], make_container: Callable[..., Container],
                                     caplog: pytest.LogCaptureFixture) -> None:
-    from adapters.memory import MemoryBackend
+    from hexq.adapters.memory import MemoryBackend
 
     client = make_client(make_container(backend=BuggyStats(MemoryBackend())), raise_server_exceptions=False)
 

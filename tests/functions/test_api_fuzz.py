@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from core.clock import FakeClock
-from core.errors import ValidationError
-from core.registry import Registry, TaskSpec
-from core.schedule import MAX_FIRE_TIME, next_fire
-from functions.bootstrap import cron_next
+from hexq.core.clock import FakeClock
+from hexq.core.errors import ValidationError
+from hexq.core.registry import Registry, TaskSpec
+from hexq.core.schedule import MAX_FIRE_TIME, next_fire
+from hexq.functions.bootstrap import cron_next
 
 # Numbers past every range hexq has: float() of them overflows, and ints past 4300 digits do not even parse.
 HUGE = st.sampled_from([10**400, -(10**400), 2**1024, -(2**1024), 2**63, 10**4000, 1.7976931348623157e308,

@@ -10,8 +10,8 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from functions.api import routes
-from functions.bootstrap import Container
+from hexq.functions.api import routes
+from hexq.functions.bootstrap import Container
 
 openapi_spec_validator = pytest.importorskip("openapi_spec_validator")
 openapi_schema_validator = pytest.importorskip("openapi_schema_validator")

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from core.clock import FakeClock
-from core.schedule import MAX_FIRE_TIME
+from hexq.core.clock import FakeClock
+from hexq.core.schedule import MAX_FIRE_TIME
 
 
 def put(client: TestClient, name: str, **body: Any) -> Any:

@@ -12,13 +12,13 @@ import openapi_schema_validator
 import pytest
 from starlette.testclient import TestClient
 
-from adapters.memory import MemoryBackend
-from core.clock import FakeClock
-from core.model import Page, Priority, Task, TaskQuery, TaskStatus
-from core.schedule import Schedule
-from functions.bootstrap import Container
-from functions.openapi import document
-from functions.wire import MAX_RENDER_DEPTH
+from hexq.adapters.memory import MemoryBackend
+from hexq.core.clock import FakeClock
+from hexq.core.model import Page, Priority, Task, TaskQuery, TaskStatus
+from hexq.core.schedule import Schedule
+from hexq.functions.bootstrap import Container
+from hexq.functions.openapi import document
+from hexq.functions.wire import MAX_RENDER_DEPTH
 
 
 def documented(schema_name: str, body: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from core.clock import FakeClock
-from functions.bootstrap import Container
+from hexq.core.clock import FakeClock
+from hexq.functions.bootstrap import Container
 
 
 def submit(client: TestClient, **body: Any) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from core.auth import Scope, entry, new_secret
-from functions.api import routes
-from functions.bootstrap import Container
+from hexq.core.auth import Scope, entry, new_secret
+from hexq.functions.api import routes
+from hexq.functions.bootstrap import Container
 
 ClientFactory = Callable[..., TestClient]
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from core.errors import ConfigurationError
-from functions.bench.figures import percentiles, redact
-from functions.bench.options import BenchOptions
-from functions.bench.runner import backend_url
-from functions.cli import main
+from hexq.core.errors import ConfigurationError
+from hexq.functions.bench.figures import percentiles, redact
+from hexq.functions.bench.options import BenchOptions
+from hexq.functions.bench.runner import backend_url
+from hexq.functions.cli import main
 
 TINY = ["--tasks", "200", "--rate", "100", "--duration", "1", "--concurrency", "50", "--connections", "4",
         "--timeout", "60"]
@@ -175,9 +175,9 @@ def test_memory_http_phases_use_a_server_process(capsys: pytest.CaptureFixture[s
 
 @pytest.mark.slow
 def test_cold_start_measures_each_lambda_module_without_boto3_on_sqlite() -> None:
-    from functions.bench import coldstart
+    from hexq.functions.bench import coldstart
 
-    figures = coldstart._measure("functions.lambda_api", coldstart.BACKENDS["sqlite"], runs=1)
+    figures = coldstart._measure("hexq.functions.lambda_api", coldstart.BACKENDS["sqlite"], runs=1)
     assert figures["imports_boto3"] is False and figures["ms"] > 0
     assert coldstart.package_size() > 1_000_000  # starlette, mangum, redis and hexq itself at the least
     text = coldstart.render({"runs": 1, "package_bytes": 5e6, "imports": {

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from functions.bootstrap import bootstrap
-from functions.cli import main
-from functions.serve import is_loopback
-from functions.settings import Settings
-from functions.worker import run_worker
+from hexq.functions.bootstrap import bootstrap
+from hexq.functions.cli import main
+from hexq.functions.serve import is_loopback
+from hexq.functions.settings import Settings
+from hexq.functions.worker import run_worker
 
 
 @pytest.fixture
@@ -146,10 +146,10 @@ def test_flags_override_the_environment(tmp_path: Path, monkeypatch: pytest.Monk
                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HEXQ_BACKEND", "postgres://nowhere")
     (tmp_path / "my_tasks.py").write_text(
-        "from core.registry import task\n\n@task('cli_test_shout')\ndef shout(p):\n    return p['s'].upper()\n")
+        "from hexq.core.registry import task\n\n@task('cli_test_shout')\ndef shout(p):\n    return p['s'].upper()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     task = submit(capsys, "cli_test_shout", '{"s": "hi"}', "--backend", f"sqlite:///{tmp_path}/x.db",
-                  "--tasks", "functions.examples,my_tasks")
+                  "--tasks", "hexq.functions.examples,my_tasks")
     assert task["type"] == "cli_test_shout"
 
 
@@ -250,7 +250,7 @@ def test_serve_reports_a_taken_port(backend: str, capsys: pytest.CaptureFixture[
 
 
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "functions.cli", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "hexq.functions.cli", "--help"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60, check=False)
     assert done.returncode == 0 and "serve" in done.stdout and "submit" in done.stdout
 

@@ -1,10 +1,10 @@
 """template.yaml's IAM policies against what the functions really call: every AWS call is allowed, every
 permission is used.
 
-The real Lambda handlers (functions.lambda_api's Mangum handler, functions.lambda_worker with a direct
-invocation and an SQS batch, functions.lambda_poller) run on moto (mock_aws) with the environment
+The real Lambda handlers (hexq.functions.lambda_api's Mangum handler, hexq.functions.lambda_worker with a direct
+invocation and an SQS batch, hexq.functions.lambda_poller) run on moto (mock_aws) with the environment
 template.yaml gives each function, over one stack's table and queues. Each function's backend gets its
-clients from the production factory (adapters.aws.boto3_factory) with a `before-parameter-build` hook
+clients from the production factory (hexq.adapters.aws.boto3_factory) with a `before-parameter-build` hook
 that records every operation and its parameters, so the calls are attributed to the function that made
 them. Each operation is then mapped to the IAM actions and resources AWS authorises it by (the Service
 Authorization Reference: SQS batch calls need the single action, a DynamoDB transaction the action of
@@ -35,13 +35,13 @@ from typing import Any
 import moto
 import pytest
 
-from adapters.aws import AwsBackend, boto3_factory, parse
-from adapters.memory import MemoryBackend
-from core.auth import Scope, entry, new_secret
-from core.clock import FakeClock
-from core.registry import Registry, TaskSpec
-from functions.bootstrap import Container, bootstrap
-from functions.settings import Settings
+from hexq.adapters.aws import AwsBackend, boto3_factory, parse
+from hexq.adapters.memory import MemoryBackend
+from hexq.core.auth import Scope, entry, new_secret
+from hexq.core.clock import FakeClock
+from hexq.core.registry import Registry, TaskSpec
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.settings import Settings
 from tests.conftest import make_registry
 from tests.contract.conftest import fake_aws_credentials
 from tests.functions.test_template import TEMPLATE, Stack

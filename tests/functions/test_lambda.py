@@ -27,11 +27,11 @@ import boto3  # type: ignore[import-untyped]
 import pytest
 from botocore.stub import Stubber  # type: ignore[import-untyped]
 
-from core.model import Priority, TaskStatus
-from core.services import SubmitRequest
-from functions.bootstrap import Container
-from functions.lambda_invoker import PAYLOAD, LambdaInvoker
-from functions.settings import Settings, env_name
+from hexq.core.model import Priority, TaskStatus
+from hexq.core.services import SubmitRequest
+from hexq.functions.bootstrap import Container
+from hexq.functions.lambda_invoker import PAYLOAD, LambdaInvoker
+from hexq.functions.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "infra" / "events"
@@ -195,7 +195,7 @@ def test_an_api_without_keys_answers_every_request_with_503_unless_allowed(
 
 def test_an_api_with_keys_serves_whatever_the_open_api_setting(load_lambda: Callable[[str], ModuleType],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.auth import Scope, entry, new_secret
+    from hexq.core.auth import Scope, entry, new_secret
 
     secret = new_secret()
     monkeypatch.setenv("HEXQ_API_KEYS", entry("ci", "acme", [Scope.SUBMIT, Scope.READ], secret))
@@ -211,13 +211,13 @@ def test_an_api_with_keys_serves_whatever_the_open_api_setting(load_lambda: Call
 
 def test_an_open_api_setting_other_than_true_or_false_stops_the_cold_start(
         lambda_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.errors import ConfigurationError
+    from hexq.core.errors import ConfigurationError
 
     monkeypatch.setenv("HEXQ_ALLOW_OPEN_API", "yes")
-    sys.modules.pop("functions.lambda_api", None)
+    sys.modules.pop("hexq.functions.lambda_api", None)
     with pytest.raises(ConfigurationError, match="HEXQ_ALLOW_OPEN_API must be true or false"):
-        importlib.import_module("functions.lambda_api")
-    assert "functions.lambda_api" not in sys.modules
+        importlib.import_module("hexq.functions.lambda_api")
+    assert "hexq.functions.lambda_api" not in sys.modules
 
 
 # -- the worker: direct invocations -----------------------------------------------------------------
@@ -407,7 +407,7 @@ def test_the_scheduled_tick_reports_housekeeping(load_lambda: Callable[[str], Mo
 
 
 def test_the_poller_refuses_to_start_without_a_worker_function(load_lambda: Callable[[str], ModuleType]) -> None:
-    from core.errors import ConfigurationError
+    from hexq.core.errors import ConfigurationError
 
     poller = load_lambda("lambda_poller")
     with pytest.raises(ConfigurationError, match="HEXQ_WORKER_FUNCTION"):
@@ -415,7 +415,7 @@ def test_the_poller_refuses_to_start_without_a_worker_function(load_lambda: Call
 
 
 def test_a_poller_told_not_to_invoke_does_housekeeping_only(load_lambda: Callable[[str], ModuleType]) -> None:
-    from core.errors import ConfigurationError
+    from hexq.core.errors import ConfigurationError
 
     poller = load_lambda("lambda_poller")
     sweeper = poller.make_handler(poller.handler.container, env={"HEXQ_POLLER_INVOKES": "false"})
@@ -513,7 +513,7 @@ def test_the_client_is_created_on_first_use(monkeypatch: pytest.MonkeyPatch) -> 
 
 # -- cold start -------------------------------------------------------------------------------------
 def test_the_lambda_modules_import_no_aws_sdk_unless_the_aws_backend_is_chosen(lambda_env: Path) -> None:
-    code = ("import sys, functions.lambda_api, functions.lambda_worker, functions.lambda_poller; "
+    code = ("import sys, hexq.functions.lambda_api, hexq.functions.lambda_worker, hexq.functions.lambda_poller; "
             "print(sorted(m for m in ('boto3', 'botocore', 'redis', 'uvicorn') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, check=True)

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from core.model import TaskStatus
-from core.registry import Registry, TaskSpec
-from core.services import SubmitRequest
-from functions.bootstrap import Container
+from hexq.core.model import TaskStatus
+from hexq.core.registry import Registry, TaskSpec
+from hexq.core.services import SubmitRequest
+from hexq.functions.bootstrap import Container
 
 TASKS = 3
 
@@ -44,12 +44,12 @@ async def _limited(payload: dict[str, Any]) -> str:
 def lambda_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     # The module builds a container of its own at import (a cold start): make that one cheap, and close it.
     monkeypatch.setenv("HEXQ_BACKEND", "memory://")
-    monkeypatch.setenv("HEXQ_TASKS", "functions.examples")
-    sys.modules.pop("functions.lambda_worker", None)
-    module = importlib.import_module("functions.lambda_worker")
+    monkeypatch.setenv("HEXQ_TASKS", "hexq.functions.examples")
+    sys.modules.pop("hexq.functions.lambda_worker", None)
+    module = importlib.import_module("hexq.functions.lambda_worker")
     yield module
     module.handler.close()
-    sys.modules.pop("functions.lambda_worker", None)
+    sys.modules.pop("hexq.functions.lambda_worker", None)
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from typing import Any, cast
 import pytest
 from starlette.testclient import TestClient
 
-from core.auth import Scope, entry, new_secret
-from core.clock import FakeClock
-from core.errors import ConfigurationError
-from core.ports import Backend
-from core.registry import Registry
-from core.schedules import ScheduleService
-from core.services import Limits, TaskService
-from functions.bootstrap import Container
+from hexq.core.auth import Scope, entry, new_secret
+from hexq.core.clock import FakeClock
+from hexq.core.errors import ConfigurationError
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry
+from hexq.core.schedules import ScheduleService
+from hexq.core.services import Limits, TaskService
+from hexq.functions.bootstrap import Container
 
 ClientFactory = Callable[..., TestClient]
 SECRETS = {name: new_secret() for name in ("a", "b", "slow", "free")}

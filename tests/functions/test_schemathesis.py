@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 
-from core.auth import Scope, entry, new_secret
-from core.registry import Registry
-from functions.api import create_app
-from functions.bootstrap import bootstrap
-from functions.settings import Settings
+from hexq.core.auth import Scope, entry, new_secret
+from hexq.core.registry import Registry
+from hexq.functions.api import create_app
+from hexq.functions.bootstrap import bootstrap
+from hexq.functions.settings import Settings
 
 
 def _measured(payload: dict[str, Any]) -> None:

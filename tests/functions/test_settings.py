@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import ConfigurationError, ValidationError
-from functions.settings import Settings
+from hexq.core.errors import ConfigurationError, ValidationError
+from hexq.functions.settings import Settings
 
 
 def test_every_setting_has_an_env_var() -> None:

@@ -190,14 +190,14 @@ def test_the_three_handlers_resolve_to_callables(template: dict[str, Any], tmp_p
 
     subprocess.run([sys.executable, "-W", "error", "-c", code, *handlers], cwd=ROOT, env=env, check=True,
                    timeout=60)
-    assert handlers == ["functions.lambda_api.handler", "functions.lambda_worker.handler",
-                        "functions.lambda_poller.handler"]
+    assert handlers == ["hexq.functions.lambda_api.handler", "hexq.functions.lambda_worker.handler",
+                        "hexq.functions.lambda_poller.handler"]
 
 
 def test_requirements_txt_covers_what_the_functions_import(template: dict[str, Any], tmp_path: Path) -> None:
     """`sam build` installs requirements.txt beside the code (CodeUri: .); the venv's own packages are not there."""
     assert template["Globals"]["Function"]["CodeUri"] == "."
-    code = ("import sys, json, functions.lambda_api, functions.lambda_worker, functions.lambda_poller\n"
+    code = ("import sys, json, hexq.functions.lambda_api, hexq.functions.lambda_worker, hexq.functions.lambda_poller\n"
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names))))")
     env = {"PATH": "/usr/bin:/bin", "HEXQ_BACKEND": f"sqlite:///{tmp_path / 'hexq.db'}",
            "HEXQ_WORKER_FUNCTION": "hexq-WorkerFunction"}
@@ -261,7 +261,7 @@ def test_the_poller_may_invoke_the_worker_exactly_when_it_starts_workers(
 
 
 def test_the_worker_timeout_leaves_room_for_budget_grace_and_margin(template: dict[str, Any]) -> None:
-    from functions.settings import Settings
+    from hexq.functions.settings import Settings
 
     worker = template["Resources"]["WorkerFunction"]["Properties"]
     variables = worker["Environment"]["Variables"]

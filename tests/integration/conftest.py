@@ -27,7 +27,7 @@ def free_port() -> int:
 
 @dataclass
 class Proc:
-    """A `python -m functions.cli ...` child with its stdout and stderr in files under tmp_path."""
+    """A `python -m hexq.functions.cli ...` child with its stdout and stderr in files under tmp_path."""
 
     process: subprocess.Popen[bytes]
     out: Path
@@ -66,7 +66,7 @@ def hexq(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         out, err = tmp_path / f"hexq-{n}.out", tmp_path / f"hexq-{n}.err"
         files: list[IO[bytes]] = [out.open("wb"), err.open("wb")]
         environment = {**os.environ, **FAST_ENV, **(env or {})}
-        process = subprocess.Popen([sys.executable, "-m", "functions.cli", *argv], cwd=tmp_path,
+        process = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", *argv], cwd=tmp_path,
                                    env=environment, stdout=files[0], stderr=files[1])
         proc = Proc(process, out, err, files)
         started.append(proc)

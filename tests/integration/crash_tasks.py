@@ -1,5 +1,5 @@
 """Task types for tests/integration/test_pool_isolation.py: a healthy sleeper, and two that kill the
-worker process running them. Load with HEXQ_TASKS=functions.examples,tests.integration.crash_tasks (the
+worker process running them. Load with HEXQ_TASKS=hexq.functions.examples,tests.integration.crash_tasks (the
 repo root must be on PYTHONPATH).
 
     crash_sleep  {"seconds": 0..60}: sleeps, then returns the pid of the process that ran it
@@ -18,8 +18,8 @@ import signal
 import time
 from typing import Any
 
-from core.registry import task
-from core.retry import RetryPolicy
+from hexq.core.registry import task
+from hexq.core.retry import RetryPolicy
 
 FAST_RETRY = RetryPolicy(base=0.2, cap=1.0, jitter=0.0)
 CRASH_ATTEMPTS = 3

@@ -1,13 +1,13 @@
 """Task module for the crash tests: `ledger` sleeps a little, then appends one line to a ledger file.
 
-Load it with HEXQ_TASKS=functions.examples,tests.integration.ledger_tasks (the repo root must be on
+Load it with HEXQ_TASKS=hexq.functions.examples,tests.integration.ledger_tasks (the repo root must be on
 PYTHONPATH). Every execution appends, with one O_APPEND write of its own, the line
 
     n task_id attempt pid t_start t_end
 
 to the file named by HEXQ_TEST_LEDGER: ground truth that lives outside the backend, like a Jepsen
 client history. `n` is the payload's unique number, which is what the checker keys on (a handler
-only receives its payload); task_id and attempt come from core.context.current_task().
+only receives its payload); task_id and attempt come from hexq.core.context.current_task().
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 import time
 from typing import Any
 
-from core.context import current_task
-from core.registry import task
+from hexq.core.context import current_task
+from hexq.core.registry import task
 
 LEDGER_ENV = "HEXQ_TEST_LEDGER"
 MAX_MS = 1000

@@ -13,9 +13,9 @@ import os
 import time
 from typing import Any
 
-from core.context import current_task
-from core.registry import task
-from core.retry import RetryPolicy
+from hexq.core.context import current_task
+from hexq.core.registry import task
+from hexq.core.retry import RetryPolicy
 from tests.integration.ledger_tasks import LEDGER_ENV, append_line
 
 BACKOFF = 3.0

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from core.registry import Registry
-from functions.api import create_app
-from functions.bootstrap import Container, bootstrap
-from functions.settings import Settings
+from hexq.core.registry import Registry
+from hexq.functions.api import create_app
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.settings import Settings
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from adapters.redis import RedisBackend
-from core.model import Task, TaskStatus
+from hexq.adapters.redis import RedisBackend
+from hexq.core.model import Task, TaskStatus
 from tests.integration.skew_tasks import BACKOFF
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ async def test_processes_with_skewed_clocks_keep_the_servers_time(
         hexq: Callable[..., Proc], redis_url_flushed: str, libfaketime: str, tmp_path: Path, skew: str) -> None:
     url = redis_url_flushed
     ledger = tmp_path / "ledger.txt"
-    env = {"HEXQ_BACKEND": url, "HEXQ_TASKS": "functions.examples,tests.integration.skew_tasks",
+    env = {"HEXQ_BACKEND": url, "HEXQ_TASKS": "hexq.functions.examples,tests.integration.skew_tasks",
            "HEXQ_LEASE": f"{LEASE:g}", "HEXQ_TEST_LEDGER": str(ledger),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
            # Only these processes' wall clock is off; CLOCK_MONOTONIC stays the system's.

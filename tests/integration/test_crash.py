@@ -38,15 +38,15 @@ from ledger import (
     write_report,
 )
 
-from core.clock import SystemClock
-from core.errors import ConfigurationError
-from functions.bootstrap import make_backend
+from hexq.core.clock import SystemClock
+from hexq.core.errors import ConfigurationError
+from hexq.functions.bootstrap import make_backend
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Proc, Served
 
 REPO = Path(__file__).resolve().parents[2]
-TASK_MODULES = "functions.examples,tests.integration.ledger_tasks"
+TASK_MODULES = "hexq.functions.examples,tests.integration.ledger_tasks"
 PRIORITIES = ("low", "normal", "high", "critical")
 N_TASKS = 5000
 BULK = 250  # tasks per POST /v1/tasks:bulk; after each chunk, SINGLES tasks go one POST each
@@ -80,7 +80,7 @@ def _require_scheme(url: str) -> None:
     try:
         backend = make_backend(url, SystemClock())
     except ConfigurationError as exc:
-        pytest.skip(f"functions.bootstrap cannot open {url.split(':')[0]}:// yet: {exc}")
+        pytest.skip(f"hexq.functions.bootstrap cannot open {url.split(':')[0]}:// yet: {exc}")
     asyncio.run(backend.close())
 
 

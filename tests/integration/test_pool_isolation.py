@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tests.integration.conftest import Served
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {"HEXQ_TASKS": "functions.examples,tests.integration.crash_tasks", "HEXQ_CONCURRENCY": "1",
+ENV = {"HEXQ_TASKS": "hexq.functions.examples,tests.integration.crash_tasks", "HEXQ_CONCURRENCY": "1",
        "HEXQ_LEASE": "2", "HEXQ_GRACE": "1",
        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
 HEALTHY_SECONDS = 10  # long enough that the crash, and a new process in the freed slot, fall inside it

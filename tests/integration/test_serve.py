@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from core.model import Task, TaskStatus
-from core.services import SubmitRequest
-from functions.bootstrap import Container, bootstrap
-from functions.invoker import InProcessInvoker, ProcessPoolInvoker
-from functions.settings import Settings
-from functions.worker import run_worker
+from hexq.core.model import Task, TaskStatus
+from hexq.core.services import SubmitRequest
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.invoker import InProcessInvoker, ProcessPoolInvoker
+from hexq.functions.settings import Settings
+from hexq.functions.worker import run_worker
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Proc, Served

@@ -35,14 +35,14 @@ for _path in (REPO, REPO / "tests" / "integration"):
 
 from ledger import FinalTask, Ledger, Verdict, check, percentile, read_ledger  # noqa: E402
 
-from core.model import Task, TaskQuery, TaskStatus  # noqa: E402
-from core.services import SubmitRequest  # noqa: E402
-from functions.bootstrap import Container, bootstrap  # noqa: E402
-from functions.settings import Settings  # noqa: E402
+from hexq.core.model import Task, TaskQuery, TaskStatus  # noqa: E402
+from hexq.core.services import SubmitRequest  # noqa: E402
+from hexq.functions.bootstrap import Container, bootstrap  # noqa: E402
+from hexq.functions.settings import Settings  # noqa: E402
 
 __all__ = ["FinalTask", "Ledger", "Verdict", "check", "percentile", "read_ledger"]
 
-TASK_MODULES = "functions.examples,tests.integration.ledger_tasks,tests.reliability.poison_tasks"
+TASK_MODULES = "hexq.functions.examples,tests.integration.ledger_tasks,tests.reliability.poison_tasks"
 # Short timings from configuration, proportional to production values (RELIABILITY.md, harness).
 FAST_ENV = {"HEXQ_POLL_INTERVAL": "0.2", "HEXQ_IDLE_WAIT": "0.5", "HEXQ_LOG_LEVEL": "INFO", "HEXQ_LEASE": "2",
             "HEXQ_RATE": "0", "HEXQ_TASKS": TASK_MODULES}
@@ -218,7 +218,7 @@ class Proc:
 
 
 class Procs:
-    """Starts `python -m functions.cli <argv>` children; `close()` (in a finally) reaps every one."""
+    """Starts `python -m hexq.functions.cli <argv>` children; `close()` (in a finally) reaps every one."""
 
     def __init__(self, directory: Path, base_env: Mapping[str, str]) -> None:
         self.dir = directory
@@ -234,7 +234,7 @@ class Procs:
             inherited = {k: v for k, v in os.environ.items() if not k.startswith("HEXQ_")}
             pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
             environment = {**inherited, "PYTHONPATH": pythonpath, **self.base_env, **(env or {})}
-            process = subprocess.Popen([sys.executable, "-m", "functions.cli", *argv], cwd=self.dir,
+            process = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", *argv], cwd=self.dir,
                                        env=environment, stdout=files[0], stderr=files[1])
             proc = Proc(name, process, out, err, files)
             self.started.append(proc)

@@ -1,5 +1,5 @@
 """Task types for the reliability tests (tests/reliability). Load with
-HEXQ_TASKS=functions.examples,tests.integration.ledger_tasks,tests.reliability.poison_tasks (repo root on
+HEXQ_TASKS=hexq.functions.examples,tests.integration.ledger_tasks,tests.reliability.poison_tasks (repo root on
 PYTHONPATH). Every execution appends one line `n task_id attempt pid t_start t_end` to HEXQ_TEST_LEDGER
 (the same format as tests/integration/ledger_tasks.py, so its checker reads it).
 
@@ -20,9 +20,9 @@ import signal
 import time
 from typing import Any
 
-from core.context import current_task
-from core.registry import task
-from core.retry import RetryPolicy
+from hexq.core.context import current_task
+from hexq.core.registry import task
+from hexq.core.retry import RetryPolicy
 from tests.integration.ledger_tasks import LEDGER_ENV, append_line
 
 # Short, deterministic backoff: retries come quickly (no jitter) so the tests stay short.

@@ -34,7 +34,7 @@ def hexq_serve(tmp: Path, *, env: dict[str, str] | None = None, args: tuple[str,
     environ = {**os.environ, "HEXQ_BACKEND": f"sqlite:///{tmp}/hexq.db", "HEXQ_LOG_LEVEL": "WARNING",
                **(env or {})}
     with out.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "functions.cli", "serve", "--port", "0", *args],
+        process = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", "serve", "--port", "0", *args],
                                    stdout=sink, stderr=subprocess.STDOUT, env=environ, cwd=tmp)
     try:
         deadline = time.monotonic() + 60

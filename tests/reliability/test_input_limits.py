@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from adapters.sqlite import SQLiteBackend
-from core.clock import FakeClock, SystemClock
-from core.registry import Registry
-from core.services import SubmitRequest, TaskService
-from functions.api import create_app
-from functions.bootstrap import bootstrap
-from functions.settings import Settings
+from hexq.adapters.sqlite import SQLiteBackend
+from hexq.core.clock import FakeClock, SystemClock
+from hexq.core.registry import Registry
+from hexq.core.services import SubmitRequest, TaskService
+from hexq.functions.api import create_app
+from hexq.functions.bootstrap import bootstrap
+from hexq.functions.settings import Settings
 
 pytestmark = pytest.mark.reliability
 
@@ -299,7 +299,7 @@ async def test_a_worker_without_the_type_dead_letters_it_at_once(tmp_path: Path)
     async def new_feature(payload: dict[str, Any]) -> None:
         return None
 
-    @registry.task("echo")  # the worker's HEXQ_TASKS (functions.examples) has this one
+    @registry.task("echo")  # the worker's HEXQ_TASKS (hexq.functions.examples) has this one
     async def echo(payload: dict[str, Any]) -> None:
         return None
 
@@ -309,10 +309,10 @@ async def test_a_worker_without_the_type_dead_letters_it_at_once(tmp_path: Path)
         service = TaskService(backend, registry, SystemClock())
         ghost = (await service.submit(SubmitRequest(type="new.feature", payload={"n": 1}))).task
         known = (await service.submit(SubmitRequest(type="echo", payload={"n": 2}))).task
-        env = {**os.environ, "HEXQ_BACKEND": f"sqlite:///{db}", "HEXQ_TASKS": "functions.examples",
+        env = {**os.environ, "HEXQ_BACKEND": f"sqlite:///{db}", "HEXQ_TASKS": "hexq.functions.examples",
                "HEXQ_IDLE_WAIT": "0.2", "HEXQ_LOG_LEVEL": "WARNING"}
         log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen([sys.executable, "-m", "functions.cli", "worker"],  # noqa: ASYNC220
+        worker = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", "worker"],  # noqa: ASYNC220
                                   env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
             async def settled() -> bool:

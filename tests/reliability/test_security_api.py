@@ -19,7 +19,7 @@ import pytest
 from harness import report
 from served import hexq_serve
 
-from core.auth import Scope, entry, new_secret
+from hexq.core.auth import Scope, entry, new_secret
 
 pytestmark = pytest.mark.reliability
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.reliability
 
 
 def make_key(name: str, tenant: str, *, rate: str | None = None, burst: int | None = None) -> tuple[str, str]:
-    """(secret, HEXQ_API_KEYS entry), as `python -m functions.auth keygen` makes them."""
+    """(secret, HEXQ_API_KEYS entry), as `python -m hexq.functions.auth keygen` makes them."""
     secret = new_secret()
     return secret, entry(name, tenant, [Scope.SUBMIT, Scope.READ], secret, rate=rate, burst=burst)
 
@@ -51,7 +51,7 @@ async def test_fifty_concurrent_submits_with_one_key_create_one_task(tmp_path: P
                                                                      backend_env: dict[str, str]) -> None:
     acme, acme_entry = make_key("acme-app", "acme")
     globex, globex_entry = make_key("globex-app", "globex")
-    env = {**backend_env, "HEXQ_API_KEYS": f"{acme_entry},{globex_entry}", "HEXQ_TASKS": "functions.examples"}
+    env = {**backend_env, "HEXQ_API_KEYS": f"{acme_entry},{globex_entry}", "HEXQ_TASKS": "hexq.functions.examples"}
     # No workers pick the task up mid-test (a delayed task), so the listing is stable.
     body = {"type": "echo", "payload": {"order": 42}, "delay": 3600}
     with hexq_serve(tmp_path, env=env) as served:
@@ -105,7 +105,7 @@ def _pct(values: list[float], q: float) -> float:
 async def test_a_burst_is_limited_per_key_and_the_other_key_is_unaffected(tmp_path: Path) -> None:
     flood_secret, flood_entry = make_key("flood", "acme", rate=f"{RATE:g}/s", burst=BURST)
     calm, calm_entry = make_key("calm", "globex", rate="0")
-    env = {"HEXQ_API_KEYS": f"{flood_entry},{calm_entry}", "HEXQ_TASKS": "functions.examples"}
+    env = {"HEXQ_API_KEYS": f"{flood_entry},{calm_entry}", "HEXQ_TASKS": "hexq.functions.examples"}
     with hexq_serve(tmp_path, env=env, args=("--workers", "2", "--poll-interval", "0.2")) as served:
         url = served.url
         calm_latencies: list[float] = []

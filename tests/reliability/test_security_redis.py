@@ -19,14 +19,14 @@ import pytest
 import redis
 from redis_server import free_port, wait_until
 
-from adapters.redis import RedisBackend
-from core import outcome
-from core.clock import SystemClock
-from core.errors import BackendUnavailable, ConfigurationError
-from core.model import Settlement, TaskStatus
-from core.registry import Registry
-from core.services import SubmitRequest, TaskService
-from functions.redis_check import startup_check
+from hexq.adapters.redis import RedisBackend
+from hexq.core import outcome
+from hexq.core.clock import SystemClock
+from hexq.core.errors import BackendUnavailable, ConfigurationError
+from hexq.core.model import Settlement, TaskStatus
+from hexq.core.registry import Registry
+from hexq.core.services import SubmitRequest, TaskService
+from hexq.functions.redis_check import startup_check
 
 pytestmark = [pytest.mark.reliability, pytest.mark.redis,
               pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH")]
@@ -93,7 +93,7 @@ def test_strict_serve_and_worker_exit_2_with_the_message(tmp_path: Path, command
     with redis_process(tmp_path, "--appendonly", "no", "--save", "", "--maxmemory-policy", "allkeys-lru") as port:
         env = {**os.environ, "HEXQ_BACKEND": f"redis://127.0.0.1:{port}/0?partition=strict"}
         args = ["--port", "0"] if command == "serve" else []
-        done = subprocess.run([sys.executable, "-m", "functions.cli", command, "--strict", *args], env=env,
+        done = subprocess.run([sys.executable, "-m", "hexq.functions.cli", command, "--strict", *args], env=env,
                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert "hexq: error: --strict: Redis is not configured for production" in done.stderr
@@ -104,7 +104,7 @@ def test_strict_serve_and_worker_exit_2_with_the_message(tmp_path: Path, command
 def test_without_strict_an_unsafe_redis_only_warns_and_the_worker_starts(tmp_path: Path) -> None:
     with redis_process(tmp_path, "--appendonly", "no", "--save", "") as port:
         env = {**os.environ, "HEXQ_BACKEND": f"redis://127.0.0.1:{port}/0?partition=lax"}
-        worker = subprocess.Popen([sys.executable, "-m", "functions.cli", "worker"], env=env, cwd=tmp_path,
+        worker = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", "worker"], env=env, cwd=tmp_path,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             assert worker.stdout is not None

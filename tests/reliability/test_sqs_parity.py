@@ -35,8 +35,8 @@ A parity gap found here would be a strict xfail (as tests/contract marks capabil
 `gaps` in the JSON line; there is none now.
 
 Everything runs in process: moto's mock_aws (no request leaves the machine; fake credentials, fixed
-region), the API through httpx.ASGITransport, the real worker invocation (core.worker.Invocation) and
-poller tick (core.poller). The backend's clock is a FakeClock, so leases, retries and the resend sweep
+region), the API through httpx.ASGITransport, the real worker invocation (hexq.core.worker.Invocation) and
+poller tick (hexq.core.poller). The backend's clock is a FakeClock, so leases, retries and the resend sweep
 move when the test says; SQS's own timers (visibility) are real time and take real, short sleeps.
 """
 
@@ -61,20 +61,20 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from harness import ApiCounts, assert_passes, report
 from ledger import Execution, FinalTask, Ledger, Verdict, check  # tests/integration, put on sys.path by harness
 
-from adapters.aws import AwsBackend, AwsConfig
-from adapters.aws import items as aws_items
-from core import outcome
-from core.auth import Scope, entry, new_secret
-from core.clock import FakeClock
-from core.context import current_task
-from core.model import Lease, Priority, Settlement, Task, TaskStatus
-from core.poller import TickReport
-from core.registry import Registry, TaskSpec
-from core.retry import RetryPolicy
-from core.worker import Invocation, Report, WorkerConfig
-from functions.api import create_app
-from functions.bootstrap import Container, bootstrap
-from functions.settings import Settings
+from hexq.adapters.aws import AwsBackend, AwsConfig
+from hexq.adapters.aws import items as aws_items
+from hexq.core import outcome
+from hexq.core.auth import Scope, entry, new_secret
+from hexq.core.clock import FakeClock
+from hexq.core.context import current_task
+from hexq.core.model import Lease, Priority, Settlement, Task, TaskStatus
+from hexq.core.poller import TickReport
+from hexq.core.registry import Registry, TaskSpec
+from hexq.core.retry import RetryPolicy
+from hexq.core.worker import Invocation, Report, WorkerConfig
+from hexq.functions.api import create_app
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.settings import Settings
 from tests.contract.conftest import aws_client_factory, dynamodb_atomic_writes, fake_aws_credentials
 
 pytestmark = [pytest.mark.reliability, pytest.mark.aws]
@@ -209,7 +209,7 @@ class Stack:
         return str(response.json()["id"]), n
 
     async def worker(self, worker_id: str, spy: Spy | None = None) -> tuple[Report, list[Lease]]:
-        """One real worker invocation (core.worker) until the queues are empty."""
+        """One real worker invocation (hexq.core.worker) until the queues are empty."""
         spy = spy or Spy(self.backend)
         config = WorkerConfig(worker_id=worker_id, concurrency=8, lease_seconds=LEASE, idle_wait=0.01,
                               budget=15.0, grace=1.0)
@@ -217,7 +217,7 @@ class Stack:
         return report, spy.leases
 
     async def tick(self) -> TickReport:
-        """One poller tick (core.poller): promote due, reclaim expired leases, resend lost messages."""
+        """One poller tick (hexq.core.poller): promote due, reclaim expired leases, resend lost messages."""
         return await self.container.poller().tick()
 
     async def task(self, task_id: str) -> Task:

@@ -25,15 +25,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from redis_server import LinkedClock, fresh_backend
 
-from adapters.memory import MemoryBackend
-from adapters.sqlite import SQLiteBackend
-from core import outcome
-from core.errors import InvalidTransition
-from core.model import Lease, Settlement, TaskQuery, TaskStatus
-from core.ports import Backend
-from core.registry import Registry
-from core.retry import RetryPolicy
-from core.services import SubmitRequest, TaskService
+from hexq.adapters.memory import MemoryBackend
+from hexq.adapters.sqlite import SQLiteBackend
+from hexq.core import outcome
+from hexq.core.errors import InvalidTransition
+from hexq.core.model import Lease, Settlement, TaskQuery, TaskStatus
+from hexq.core.ports import Backend
+from hexq.core.registry import Registry
+from hexq.core.retry import RetryPolicy
+from hexq.core.services import SubmitRequest, TaskService
 
 pytestmark = pytest.mark.reliability
 

@@ -22,8 +22,8 @@ from harness import (
     wait_for,
 )
 
-from core.model import TaskStatus
-from core.services import SubmitRequest
+from hexq.core.model import TaskStatus
+from hexq.core.services import SubmitRequest
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-import core.auth
-from core.auth import ApiKey, KeyRing, Scope, entry, hash_secret, new_secret, parse_keys
-from core.errors import ConfigurationError
-from core.ratelimit import Bucket, parse_rate, take
-from functions import auth, serve
-from functions.settings import Settings
+import hexq.core.auth
+from hexq.core.auth import ApiKey, KeyRing, Scope, entry, hash_secret, new_secret, parse_keys
+from hexq.core.errors import ConfigurationError
+from hexq.core.ratelimit import Bucket, parse_rate, take
+from hexq.functions import auth, serve
+from hexq.functions.settings import Settings
 
 SECRET = new_secret()
 DIGEST = hash_secret(SECRET)
@@ -106,7 +106,7 @@ def test_the_comparison_goes_through_hmac_compare_digest(monkeypatch: pytest.Mon
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(core.auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hexq.core.auth.hmac, "compare_digest", spy)
     keys = ring(GOOD)
 
     assert keys.authenticate(SECRET) is not None

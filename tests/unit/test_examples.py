@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from adapters.memory import MemoryBackend
-from core.clock import FakeClock
-from core.errors import ValidationError
-from core.registry import registry
-from core.services import SubmitRequest, TaskService
-from functions import examples
+from hexq.adapters.memory import MemoryBackend
+from hexq.core.clock import FakeClock
+from hexq.core.errors import ValidationError
+from hexq.core.registry import registry
+from hexq.core.services import SubmitRequest, TaskService
+from hexq.functions import examples
 
 
 def test_every_example_is_registered() -> None:

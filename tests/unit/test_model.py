@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from core.clock import stamped
-from core.errors import InvalidTransition, ValidationError
-from core.model import Priority, Task, TaskStatus, can_move
-from core.retry import RetryPolicy
+from hexq.core.clock import stamped
+from hexq.core.errors import InvalidTransition, ValidationError
+from hexq.core.model import Priority, Task, TaskStatus, can_move
+from hexq.core.retry import RetryPolicy
 
 
 def test_priority_parses_names_numbers_and_booleans() -> None:
@@ -63,7 +63,7 @@ def test_jitter_stays_within_its_share() -> None:
     assert policy.delay(1, rand=lambda: 0.999999) == pytest.approx(4.0, abs=1e-4)
 
 
-# -- core.clock.stamped: the one rule for the times a backend stores ---------------------------------
+# -- hexq.core.clock.stamped: the one rule for the times a backend stores ---------------------------------
 NOW = 1_700_000_000.0
 
 

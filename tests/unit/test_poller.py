@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.memory import MemoryBackend
-from core.clock import FakeClock
-from core.model import Settlement, TaskQuery, TaskStatus
-from core.poller import Poller, PollerConfig
-from core.registry import Registry
-from core.schedules import ScheduleService
-from core.services import SubmitRequest, TaskService
+from hexq.adapters.memory import MemoryBackend
+from hexq.core.clock import FakeClock
+from hexq.core.model import Settlement, TaskQuery, TaskStatus
+from hexq.core.poller import Poller, PollerConfig
+from hexq.core.registry import Registry
+from hexq.core.schedules import ScheduleService
+from hexq.core.services import SubmitRequest, TaskService
 
 
 class RecordingInvoker:

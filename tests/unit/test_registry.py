@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from core.errors import BackendUnavailable, ValidationError
-from core.registry import MAX_REASON, Registry, TaskSpec, Validator
+from hexq.core.errors import BackendUnavailable, ValidationError
+from hexq.core.registry import MAX_REASON, Registry, TaskSpec, Validator
 
 
 def _spec(validate: Validator) -> TaskSpec:

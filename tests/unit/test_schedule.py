@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.errors import ValidationError
-from core.schedule import MAX_FIRE_TIME, next_fire, parse_every
+from hexq.core.errors import ValidationError
+from hexq.core.schedule import MAX_FIRE_TIME, next_fire, parse_every
 
 NOW = 1_700_000_000.0
 

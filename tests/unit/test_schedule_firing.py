@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.clock import FakeClock
-from core.errors import ValidationError
-from core.model import TaskQuery
-from core.registry import Registry, TaskSpec
-from core.schedule import MAX_FIRE_TIME, Schedule
-from functions.bootstrap import Container, bootstrap
-from functions.settings import Settings
+from hexq.core.clock import FakeClock
+from hexq.core.errors import ValidationError
+from hexq.core.model import TaskQuery
+from hexq.core.registry import Registry, TaskSpec
+from hexq.core.schedule import MAX_FIRE_TIME, Schedule
+from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.settings import Settings
 
 
 @pytest.fixture

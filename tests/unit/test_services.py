@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.memory import MemoryBackend
-from core.clock import FakeClock
-from core.errors import IdempotencyMismatch, InvalidTransition, TaskNotFound, UnknownTaskType, ValidationError
-from core.model import Priority, Settlement, TaskQuery, TaskStatus
-from core.registry import Registry
-from core.services import Limits, SubmitRequest, TaskService
+from hexq.adapters.memory import MemoryBackend
+from hexq.core.clock import FakeClock
+from hexq.core.errors import IdempotencyMismatch, InvalidTransition, TaskNotFound, UnknownTaskType, ValidationError
+from hexq.core.model import Priority, Settlement, TaskQuery, TaskStatus
+from hexq.core.registry import Registry
+from hexq.core.services import Limits, SubmitRequest, TaskService
 
 
 @pytest.fixture

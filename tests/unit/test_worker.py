@@ -4,13 +4,13 @@ import asyncio
 
 import pytest
 
-from adapters.memory import MemoryBackend
-from core.clock import FakeClock
-from core.context import current_task
-from core.model import Priority, Settlement, Task, TaskStatus
-from core.registry import Registry
-from core.services import SubmitRequest, TaskService
-from core.worker import Invocation, WorkerConfig
+from hexq.adapters.memory import MemoryBackend
+from hexq.core.clock import FakeClock
+from hexq.core.context import current_task
+from hexq.core.model import Priority, Settlement, Task, TaskStatus
+from hexq.core.registry import Registry
+from hexq.core.services import SubmitRequest, TaskService
+from hexq.core.worker import Invocation, WorkerConfig
 
 
 @pytest.fixture
@@ -236,7 +236,7 @@ async def test_a_type_concurrency_caps_it_within_a_worker(backend: MemoryBackend
 
 
 def test_a_bad_type_rate_is_refused_at_registration(registry: Registry) -> None:
-    from core.errors import ConfigurationError
+    from hexq.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="fast"):
         registry.task("fast", rate="lots")(lambda payload: None)

@@ -150,7 +150,7 @@ local function due_at(t, at)
     return math.max(tonumber(t.run_at), at + tonumber(t.delay))
 end
 
--- Write a task's whole state at server time `at`, by core.clock.stamped's rule: a waiting task is due
+-- Write a task's whole state at server time `at`, by hexq.core.clock.stamped's rule: a waiting task is due
 -- at due_at(), a finished one finished at `at`. Leaves t.run_at and t.finished_at as stored (for
 -- index()); created_at is the enqueue's to set.
 local function write(key, t, at)

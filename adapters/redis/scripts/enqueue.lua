@@ -4,9 +4,9 @@
 -- ARGV[6] the cap on each tenant's waiting (queued + scheduled) tasks; '0' = no cap
 -- ARGV[7..] 12 values per task: the 11 of records.task_args (id, status, queue, priority, type,
 --           tenant, attempts, run_at, delay, idem field ('' = no idempotency key), data), then the
---           request's fingerprint (core.idempotency.fingerprint)
+--           request's fingerprint (hexq.core.idempotency.fingerprint)
 -- Returns: {'stored', now, entries}: the server time the new tasks were stored at (created then; due
---          at max(run_at, now + delay), scheduled if that is later, else queued: core.clock.stamped
+--          at max(run_at, now + delay), scheduled if that is later, else queued: hexq.core.clock.stamped
 --          with new=True, which the client applies to rebuild them), and one entry per task, in
 --          order: 0 when the task was stored as given, or the record (records.RECORD_FIELDS) of
 --          the task stored earlier under the same (tenant, idempotency key) or the same id,

@@ -9,7 +9,7 @@
 -- has nothing worth keeping: the key expires then (not in test-clock mode, where TTLs would run
 -- on real time while the bucket's clock is fake).
 
-local SLACK_SECONDS = 1e-6  -- as core.ratelimit.SLACK_SECONDS
+local SLACK_SECONDS = 1e-6  -- as hexq.core.ratelimit.SLACK_SECONDS
 local rate, burst = tonumber(ARGV[6]), tonumber(ARGV[7])
 if not rate or rate <= 0 or rate ~= rate or rate == math.huge or not burst or burst < 1 then
     fail('rate must be above 0 and burst at least 1')
