@@ -150,6 +150,17 @@ class TenantQuota(Protocol):
         ...
 
 
+@runtime_checkable
+class FinishWaiter(Protocol):
+    """Optional: backends that can block until a task finishes without polling (Redis: BLPOP on a list
+    the settling script pushes to). Others are polled with backoff (core.waiting)."""
+
+    async def wait_finished(self, task_id: str, seconds: float) -> Task | None:
+        """The task once it is finished (succeeded, dead or cancelled), or as it is when `seconds` have
+        passed; None if there is no such task."""
+        ...
+
+
 class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, Protocol):
     """Everything a backend adapter provides, plus its lifecycle."""
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from hexq.core import idempotency
+from hexq.core import idempotency, waiting
 from hexq.core.errors import ConfigurationError, TaskNotFound, ValidationError
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
 from hexq.core.ports import Backend, Clock, TenantQuota
@@ -22,6 +22,7 @@ class Limits:
     max_bulk: int = 1000
     max_page: int = 500
     max_key_length: int = 200
+    max_wait: float = 60.0  # seconds one wait for a result may block (a long poll over HTTP)
     max_queued_per_tenant: int = 0  # waiting (queued + scheduled) tasks per tenant; 0 = unlimited
 
 
@@ -89,6 +90,18 @@ class TaskService:
         if task is None or (tenant is not None and task.tenant != tenant):
             raise TaskNotFound(f"no task {task_id!r}")
         return task
+
+    async def wait(self, task_id: str, seconds: float, tenant: str | None = None) -> Task:
+        """The task once it has finished (succeeded, dead or cancelled), or as it is after `seconds`
+        (at most limits.max_wait). Blocks on the backend where it can (Redis), polls with backoff elsewhere."""
+        _check_number(seconds, 0, self.limits.max_wait, "wait")
+        task = await self.get(task_id, tenant)  # 404 (and another tenant's task) before any waiting
+        if task.is_terminal or seconds == 0:
+            return task
+        finished = await waiting.wait_finished(self._backend, task_id, float(seconds))
+        if finished is None:
+            raise TaskNotFound(f"no task {task_id!r}")  # purged while we waited
+        return finished
 
     async def query(self, query: TaskQuery) -> Page:
         if not 1 <= query.limit <= self.limits.max_page:

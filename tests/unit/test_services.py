@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hexq.adapters.memory import MemoryBackend
+from hexq.core import outcome
 from hexq.core.clock import FakeClock
 from hexq.core.errors import IdempotencyMismatch, InvalidTransition, TaskNotFound, UnknownTaskType, ValidationError
 from hexq.core.model import Priority, Settlement, TaskQuery, TaskStatus
@@ -145,3 +148,43 @@ async def test_a_validator_refuses_a_bad_payload_at_submit(registry: Registry, c
         await service.submit(SubmitRequest("count", {"n": -1}))
     assert (info.value.field, str(info.value)) == ("payload", "count: n must be a positive integer")
     assert (await service.submit(SubmitRequest("count", {"n": 2}))).created
+
+
+# -- waiting for a result ---------------------------------------------------------------------------
+async def test_wait_returns_the_task_once_it_finishes(registry: Registry, clock: FakeClock) -> None:
+    backend = MemoryBackend(clock)
+    service = TaskService(backend, registry, clock)
+    task = (await service.submit(SubmitRequest("echo", {"n": 1}))).task
+
+    async def finish_soon() -> None:
+        await asyncio.sleep(0.05)
+        [lease] = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w")
+        await backend.settle([Settlement(lease, outcome.succeeded(lease.task, {"n": 1}))])
+
+    finisher = asyncio.create_task(finish_soon())
+    done = await service.wait(task.id, 5)
+    await finisher
+
+    assert (done.status, done.result) == (TaskStatus.SUCCEEDED, {"n": 1})
+
+
+async def test_wait_gives_the_task_as_it_is_when_the_time_is_up(service: TaskService) -> None:
+    task = (await service.submit(SubmitRequest("echo", {}))).task
+
+    assert (await service.wait(task.id, 0.02)).status is TaskStatus.QUEUED
+    assert (await service.wait(task.id, 0)).status is TaskStatus.QUEUED
+
+
+@pytest.mark.parametrize("seconds", [-1, 61, float("inf"), 10**400, True])
+async def test_wait_is_bounded(service: TaskService, seconds: float) -> None:
+    task = (await service.submit(SubmitRequest("echo", {}))).task
+    with pytest.raises(ValidationError) as refused:
+        await service.wait(task.id, seconds)
+    assert refused.value.field == "wait"
+
+
+async def test_waiting_on_an_unknown_or_foreign_task_is_not_found(service: TaskService) -> None:
+    task = (await service.submit(SubmitRequest("echo", {}, tenant="acme"))).task
+    for task_id, tenant in (("nope", None), (task.id, "globex")):
+        with pytest.raises(TaskNotFound):
+            await service.wait(task_id, 1, tenant)
