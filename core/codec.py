@@ -27,6 +27,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "worker_id": task.worker_id,
         "result": task.result,
         "error": task.error,
+        "traceback": task.traceback,
         "idempotency_key": task.idempotency_key,
         "tenant": task.tenant,
     }

@@ -39,7 +39,8 @@ class InvalidTransition(QueueError):
     """A status change that the transition table does not allow."""
 
     def __init__(self, current: str, target: str) -> None:
-        super().__init__(f"cannot move a task from {current!r} to {target!r}")
+        # Statuses are StrEnums: str() gives "running", where !r gave "<TaskStatus.RUNNING: 'running'>".
+        super().__init__(f"cannot move a task from {str(current)!r} to {str(target)!r}")
         self.current = current
         self.target = target
 

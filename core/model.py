@@ -93,6 +93,7 @@ class Task:
     worker_id: str | None = None
     result: JSON = None
     error: str | None = None
+    traceback: str | None = None  # of the failed attempt's exception, its last core.outcome.MAX_TRACEBACK chars
     idempotency_key: str | None = None
     tenant: str = "default"
 

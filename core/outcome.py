@@ -8,20 +8,29 @@ clock is off cannot schedule a retry early or late, or date a result wrongly.
 from __future__ import annotations
 
 import random
+import traceback as _traceback
 from collections.abc import Callable
 
 from hexq.core.model import JSON, Task, TaskStatus
 from hexq.core.retry import RetryPolicy
 
+MAX_TRACEBACK = 8192  # characters of a failed attempt's traceback kept with the task
+
 
 def succeeded(task: Task, result: JSON) -> Task:
-    return task.moved_to(TaskStatus.SUCCEEDED, result=result, error=None)
+    return task.moved_to(TaskStatus.SUCCEEDED, result=result, error=None, traceback=None)
 
 
-def failed(task: Task, error: str, policy: RetryPolicy, *, retryable: bool = True,
+def failed(task: Task, error: str, policy: RetryPolicy, *, traceback: str | None = None, retryable: bool = True,
            rand: Callable[[], float] = random.random) -> Task:
     """Schedule a retry with backoff, or dead-letter once attempts are used up (or it can't succeed)."""
-    return _retry_or_dead(task, error, policy.delay(task.attempts, rand), retryable=retryable)
+    return _retry_or_dead(task, error, policy.delay(task.attempts, rand), retryable=retryable, traceback=traceback)
+
+
+def traceback_of(exc: BaseException) -> str:
+    """The exception's traceback as text, its last MAX_TRACEBACK characters (where the error was raised)."""
+    text = "".join(_traceback.format_exception(exc))
+    return text if len(text) <= MAX_TRACEBACK else "...\n" + text[-MAX_TRACEBACK:]
 
 
 def lost(task: Task) -> Task:
@@ -30,8 +39,9 @@ def lost(task: Task) -> Task:
     return _retry_or_dead(task, "lease expired: worker lost or hung", 0.0)
 
 
-def _retry_or_dead(task: Task, error: str, delay: float, *, retryable: bool = True) -> Task:
-    attempt = task.moved_to(TaskStatus.FAILED, error=error)
+def _retry_or_dead(task: Task, error: str, delay: float, *, retryable: bool = True,
+                   traceback: str | None = None) -> Task:
+    attempt = task.moved_to(TaskStatus.FAILED, error=error, traceback=traceback)
     if not retryable or task.attempts >= task.max_attempts:
         return attempt.moved_to(TaskStatus.DEAD)
     return attempt.moved_to(TaskStatus.SCHEDULED, delay=delay, worker_id=None)

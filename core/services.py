@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from hexq.core import idempotency, waiting
 from hexq.core.errors import ConfigurationError, TaskNotFound, ValidationError
@@ -180,7 +181,7 @@ class TaskService:
             return 0.0, float(request.delay)
         if request.run_at is not None:
             # The bound is a sanity check of the request; only the backend's clock decides when it is due.
-            _check_number(request.run_at, 0, now + self.limits.max_delay, "run_at")
+            _check_time(request.run_at, now, self.limits.max_delay)
             return float(request.run_at), 0.0
         return 0.0, 0.0
 
@@ -210,6 +211,16 @@ def _check_number(value: object, low: float, high: float, name: str) -> None:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not number or not low <= value <= high or not math.isfinite(value):  # type: ignore[operator, arg-type]
         raise ValidationError(f"{name} must be a number from {low:g} to {high:g}", field=name)
+
+
+def _check_time(value: object, now: float, ahead: float) -> None:
+    """run_at is a time: a refusal names the limit as a date, not as a count of seconds."""
+    try:
+        _check_number(value, 0, now + ahead, "run_at")
+    except ValidationError:
+        limit = datetime.fromtimestamp(now + ahead, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise ValidationError(f"run_at must be a time from 1970-01-01T00:00:00Z to {limit} ({ahead / 86_400:g} days "
+                              "from now), as epoch seconds or ISO-8601", field="run_at") from None
 
 
 def _check_payload(payload: object) -> None:

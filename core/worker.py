@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from hexq.core import context, outcome
 from hexq.core.acks import AckBuffer
 from hexq.core.errors import BackendUnavailable, UnknownTaskType
-from hexq.core.model import JSON, Lease, Settlement, Task
+from hexq.core.model import JSON, Lease, Settlement, Task, TaskStatus
 from hexq.core.ports import Broker, RateLimiter
 from hexq.core.registry import Registry, TaskSpec
 from hexq.core.retry import DEFAULT_RETRY
@@ -165,11 +165,16 @@ class Invocation:
             async with self._limits(spec):
                 async with asyncio.timeout(task.timeout):
                     result = await _call(spec, task)
-            json.dumps(result, allow_nan=False)
         except TimeoutError:
             return self._failed(task, spec, f"timeout: exceeded {task.timeout:g}s")
         except Exception as exc:  # a handler may raise anything; it becomes the task's error
-            return self._failed(task, spec, f"{type(exc).__name__}: {exc}")
+            return self._failed(task, spec, f"{type(exc).__name__}: {exc}", outcome.traceback_of(exc))
+        try:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            # A retry cannot make the result JSON, and would run the handler's side effects again.
+            error = f"result is not JSON ({exc}); the handler ran, and is not run again"
+            return self._failed(task, spec, error, retryable=False)
         return outcome.succeeded(task, result)
 
     @contextlib.asynccontextmanager
@@ -194,8 +199,13 @@ class Invocation:
                 return
             await asyncio.sleep(wait)
 
-    def _failed(self, task: Task, spec: TaskSpec, error: str) -> Task:
-        return outcome.failed(task, error, spec.retry, rand=self.rand)
+    def _failed(self, task: Task, spec: TaskSpec, error: str, traceback: str | None = None, *,
+                retryable: bool = True) -> Task:
+        after = outcome.failed(task, error, spec.retry, traceback=traceback, retryable=retryable, rand=self.rand)
+        then = f"retry in {after.delay:.3g}s" if after.status is TaskStatus.SCHEDULED else "dead"
+        log.warning("task %s (%s) attempt %d failed, %s: %s", task.id, task.type, task.attempts, then, error,
+                    extra={"task_id": task.id, "type": task.type, "attempt": task.attempts, "traceback": traceback})
+        return after
 
     async def _heartbeat(self) -> None:
         interval = self.config.lease_seconds / 3

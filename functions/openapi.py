@@ -118,9 +118,12 @@ _TASK: Schema = _obj({
     "created_at": _nullable("number"),
     "started_at": _nullable("number"), "finished_at": _nullable("number"), "worker_id": _nullable("string"),
     "result": {"description": "The handler's JSON result, once succeeded."}, "error": _nullable("string"),
+    "traceback": _nullable("string", description="The last failed attempt's traceback (its last 8 KB), beside "
+                           "its error; null once the task succeeds."),
     "idempotency_key": _nullable("string"), "tenant": {"type": "string"},
 }, ["id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout", "run_at",
-    "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error", "idempotency_key", "tenant"],
+    "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error", "traceback",
+    "idempotency_key", "tenant"],
     closed=False, description=_AS_STORED)
 
 _SCHEDULE_PUT: Schema = _obj({

@@ -216,7 +216,8 @@ def _is_integer(value: object) -> bool:
 # infinity from an overflow, text where a time belongs) is shown as null; payload, priority and status
 # are _fallback's. Values nested in payload and result are JSONOut's.
 _KINDS: Mapping[str, Callable[[object], bool]] = {
-    **dict.fromkeys(("id", "name", "spec", "type", "queue", "tenant", "worker_id", "error", "idempotency_key"),
+    **dict.fromkeys(("id", "name", "spec", "type", "queue", "tenant", "worker_id", "error", "traceback",
+                     "idempotency_key"),
                     lambda value: isinstance(value, str)),
     **dict.fromkeys(("timeout", "run_at", "delay", "created_at", "started_at", "finished_at", "next_run",
                      "last_run"), _is_number),

@@ -42,7 +42,8 @@ INDEX_ATTRIBUTES = ("type", "queue", "tenant", "priority")  # projected into by-
 _TERMINAL_TTL = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
 # What a transition may change (hexq.core.outcome, hexq.core.services). The rest (id, type, payload, queue, priority,
 # limits, key, tenant, created_at) is written once by enqueue, so a settle never re-sends a large payload.
-MUTABLE = ("status", "attempts", "run_at", "delay", "started_at", "finished_at", "worker_id", "result", "error")
+MUTABLE = ("status", "attempts", "run_at", "delay", "started_at", "finished_at", "worker_id", "result", "error",
+           "traceback")
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -132,7 +133,8 @@ def task_fields(task: Task) -> Item:
         "run_at": num(task.run_at), "delay": num(task.delay), "created_at": num(task.created_at),
         "started_at": opt_num(task.started_at),
         "finished_at": opt_num(task.finished_at), "worker_id": opt_str(task.worker_id), "result": _json(task.result),
-        "error": opt_str(task.error), "idempotency_key": opt_str(task.idempotency_key), "tenant": {"S": task.tenant},
+        "error": opt_str(task.error), "traceback": opt_str(task.traceback),
+        "idempotency_key": opt_str(task.idempotency_key), "tenant": {"S": task.tenant},
     }
 
 
@@ -145,7 +147,7 @@ def decode_task(item: Item) -> Task:
         delay=_float(item, "delay") or 0.0,  # items stored before delay existed have none
         created_at=number(item, "created_at"), started_at=_float(item, "started_at"),
         finished_at=_float(item, "finished_at"), worker_id=_str(item, "worker_id"),
-        result=json.loads(item["result"]["S"]), error=_str(item, "error"),
+        result=json.loads(item["result"]["S"]), error=_str(item, "error"), traceback=_str(item, "traceback"),
         idempotency_key=_str(item, "idempotency_key"), tenant=item["tenant"]["S"],
     )
 

@@ -253,9 +253,15 @@ def check_size(task: Task, now: float) -> None:
 
 
 def fit(task: Task) -> Task:
-    """A task whose result (or error) would overflow its item keeps a note instead, so a settle never fails."""
+    """A task whose result, error or traceback would overflow its item keeps a note instead, so a settle never
+    fails. The traceback goes first (the shorter error says what happened), then the result."""
     size = items.item_size(items.task_fields(task)) + items.KEY_AND_INDEX_BYTES
     if size <= items.MAX_ITEM_BYTES:
         return task
+    if task.traceback is not None:
+        shorter = replace(task, traceback=task.traceback[-1000:])
+        if items.item_size(items.task_fields(shorter)) + items.KEY_AND_INDEX_BYTES <= items.MAX_ITEM_BYTES:
+            return shorter
     note = f"result dropped: the task would take {size} bytes stored, over the aws backend's item limit"
-    return replace(task, result=None, error=note if task.error is None else f"{note}; error: {task.error[:1000]}")
+    return replace(task, result=None, traceback=None,
+                   error=note if task.error is None else f"{note}; error: {task.error[:1000]}")

@@ -11,7 +11,7 @@ from hexq.core.schedule import Schedule
 
 TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout",
                 "run_at", "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error",
-                "idempotency_key", "tenant")
+                "traceback", "idempotency_key", "tenant")
 SELECT_TASKS = f"SELECT seq, {', '.join(TASK_COLUMNS)} FROM tasks"
 INSERT_TASK = f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
 # Writes a task's whole state (all but its id) and drops its lease; the caller adds the WHERE clause.
@@ -34,7 +34,7 @@ def task_values(task: Task) -> tuple[Any, ...]:
     return (task.id, task.type, _dump(dict(task.payload)), task.queue, int(task.priority), task.status.value,
             task.attempts, task.max_attempts, task.timeout, task.run_at, task.delay, task.created_at, task.started_at,
             task.finished_at, task.worker_id, None if task.result is None else _dump(task.result), task.error,
-            task.idempotency_key, task.tenant)
+            task.traceback, task.idempotency_key, task.tenant)
 
 
 def task_from_row(row: sqlite3.Row) -> Task:
@@ -56,6 +56,7 @@ def task_from_row(row: sqlite3.Row) -> Task:
         worker_id=row["worker_id"],
         result=None if row["result"] is None else json.loads(row["result"]),
         error=row["error"],
+        traceback=row["traceback"],
         idempotency_key=row["idempotency_key"],
         tenant=row["tenant"],
     )

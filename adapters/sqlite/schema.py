@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     worker_id TEXT,
     result TEXT,                            -- JSON value, NULL for None
     error TEXT,
+    traceback TEXT,                         -- of the last failed attempt (added after the first release)
     idempotency_key TEXT,
     tenant TEXT NOT NULL,
     lease_token INTEGER,                    -- set only while running
@@ -93,7 +94,7 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
 
 # Columns added since the first release, with their definitions: a file made by an older hexq gains
 # them when it is opened (inside the schema's transaction, so two processes cannot both add one).
-ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0"}
+ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0", "traceback": "TEXT"}
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

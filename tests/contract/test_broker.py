@@ -11,6 +11,7 @@ from hexq.core.clock import FakeClock, stamped
 from hexq.core.model import Lease, Priority, Settlement, Task, TaskStatus
 from hexq.core.ports import Backend
 from hexq.core.registry import Registry
+from hexq.core.retry import RetryPolicy
 from hexq.core.services import SubmitRequest, TaskService
 
 LEASE = 30.0
@@ -300,3 +301,23 @@ async def test_blocking_claim_returns_nothing_when_nothing_comes(backend: Backen
     await backend.enqueue([make_task(queue="other")])
 
     assert await claim(backend, wait=0.2) == []
+
+
+async def test_a_failed_attempt_keeps_its_traceback_until_a_success_clears_it(backend: Backend, make_task: MakeTask,
+                                                                              clock: FakeClock) -> None:
+    trace = "Traceback (most recent call last):\n  File \"app.py\", line 3, in f\nKeyError: 'é'\n" * 50
+    await backend.enqueue([make_task(max_attempts=3)])
+    [lease] = await claim(backend)
+    retry = outcome.failed(lease.task, "KeyError: 'é'", RetryPolicy(base=1, jitter=0), traceback=trace)
+    await backend.settle([Settlement(lease, retry)])
+
+    stored = await backend.get(lease.task.id)
+    assert stored is not None and (stored.error, stored.traceback) == ("KeyError: 'é'", trace)
+
+    clock.advance(1)
+    await backend.promote_due(10)
+    [again] = await claim(backend)
+    assert again.task.traceback == trace  # the running attempt still shows the last failure
+    await backend.settle([Settlement(again, outcome.succeeded(again.task, "ok"))])
+    done = await backend.get(lease.task.id)
+    assert done is not None and (done.error, done.traceback) == (None, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -334,7 +335,18 @@ def test_cancelling_a_finished_task_is_409(client: TestClient, container: Contai
     else:
         client.post(f"/v1/tasks/{task['id']}:cancel")
 
-    assert_error(client.post(f"/v1/tasks/{task['id']}:cancel"), 409, "invalid_transition")
+    body = assert_error(client.post(f"/v1/tasks/{task['id']}:cancel"), 409, "invalid_transition")
+    status = "succeeded" if run else "cancelled"
+    assert body["message"] == f"cannot move a task from '{status}' to 'cancelled'"  # not <TaskStatus...>
+
+
+def test_a_run_at_out_of_range_names_the_limit_as_a_date(client: TestClient, clock: FakeClock) -> None:
+    body = assert_error(client.post("/v1/tasks", json={"type": "echo", "run_at": clock.now() + 400 * DAY}), 422,
+                        "validation_error")
+
+    latest = datetime.fromtimestamp(clock.now() + 366 * DAY, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert body["message"] == (f"run_at must be a time from 1970-01-01T00:00:00Z to {latest} (366 days from now), "
+                               "as epoch seconds or ISO-8601")
 
 
 # -- 503 backend_unavailable -------------------------------------------------------------------

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from hexq.adapters.memory import MemoryBackend
+from hexq.core import outcome
 from hexq.core.clock import FakeClock
 from hexq.core.context import current_task
 from hexq.core.model import Priority, Settlement, Task, TaskStatus
@@ -93,13 +94,52 @@ async def test_a_handler_past_its_timeout_fails_the_attempt(backend: MemoryBacke
 
 async def test_a_result_that_is_not_json_fails(backend: MemoryBackend, registry: Registry, clock: FakeClock,
                                                service: TaskService) -> None:
-    @registry.task("bad_result", max_attempts=1)
+    runs: list[int] = []
+
+    @registry.task("bad_result", max_attempts=5)
     async def bad_result(payload: dict[str, object]) -> object:
+        runs.append(1)
         return {1, 2}
 
     task = await submit(service, "bad_result")
     await invocation(backend, registry, clock).run()
-    assert (await service.get(task.id)).error == "TypeError: Object of type set is not JSON serializable"
+    failed = await service.get(task.id)
+    # Dead at once: a retry cannot make the result JSON, and would repeat the handler's side effects.
+    assert (failed.status, failed.attempts, len(runs)) == (TaskStatus.DEAD, 1, 1)
+    assert failed.error == ("result is not JSON (Object of type set is not JSON serializable); the handler ran, "
+                            "and is not run again")
+
+
+async def test_a_failed_attempt_keeps_its_traceback_and_logs_one_warning(
+        backend: MemoryBackend, registry: Registry, clock: FakeClock, service: TaskService,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def inner(n: int) -> None:
+        raise KeyError(f"missing {n}")
+
+    @registry.task("deep", max_attempts=2)
+    def deep(payload: dict[str, int]) -> None:
+        inner(payload["n"])
+
+    task = await submit(service, "deep", {"n": 7})
+    with caplog.at_level("WARNING", logger="hexq.worker"):
+        await invocation(backend, registry, clock).run()
+
+    failed = await service.get(task.id)
+    assert failed.status is TaskStatus.SCHEDULED and failed.error == "KeyError: 'missing 7'"
+    assert failed.traceback is not None and "in inner" in failed.traceback
+    assert failed.traceback.rstrip().endswith("KeyError: 'missing 7'")
+    [record] = [r for r in caplog.records if r.name == "hexq.worker"]
+    assert record.levelname == "WARNING" and task.id in record.getMessage() and "retry in" in record.getMessage()
+    assert (record.task_id, record.type, record.attempt) == (task.id, "deep", 1)  # type: ignore[attr-defined]
+    assert record.traceback == failed.traceback  # type: ignore[attr-defined]
+
+
+def test_a_traceback_keeps_its_last_characters() -> None:
+    try:
+        raise ValueError("x" * 20_000)
+    except ValueError as exc:
+        text = outcome.traceback_of(exc)
+    assert len(text) <= outcome.MAX_TRACEBACK + 4 and text.startswith("...") and text.endswith("x" * 100 + "\n")
 
 
 async def test_unknown_type_at_the_worker_dead_letters_without_retrying(
