@@ -9,6 +9,7 @@ are checked in functions/auth.py before the handler runs (and before any body is
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hexq.core.auth import ApiKey, Scope
+from hexq.core.errors import ValidationError
 from hexq.core.model import TaskStatus
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import TaskService
@@ -111,8 +113,25 @@ async def list_tasks(request: Request) -> Response:
 
 @_needs(Scope.READ)
 async def get_task(request: Request) -> Response:
-    task = await _tasks(request).get(request.path_params["id"], _tenant(request))
+    tasks, task_id, tenant = _tasks(request), request.path_params["id"], _tenant(request)
+    seconds = _wait_seconds(request.query_params.get("wait") or None, tasks.limits.max_wait)
+    task = await (tasks.get(task_id, tenant) if seconds is None else tasks.wait(task_id, seconds, tenant))
     return JSONOut(task_view(task))
+
+
+def _wait_seconds(raw: str | None, bound: float) -> float | None:
+    """`?wait=S`, a long poll: answer once the task has finished or S seconds have passed (0 < S <= bound).
+    Absent or empty: answer at once, as for every other query parameter."""
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= bound:  # NaN and infinity fail here too
+        raise ValidationError(f"wait must be a number of seconds above 0 and at most {bound:g}, not {raw[:64]!r}",
+                              field="wait")
+    return seconds
 
 
 @_needs(Scope.SUBMIT)

@@ -209,6 +209,11 @@ _CURSOR = _param("cursor", "query", {"type": "string"}, "next_cursor from the pr
 _TYPE = _param("type", "query", {"type": "string"}, "Only tasks of this type.")
 _QUEUE = _param("queue", "query", {"type": "string"}, "Only tasks in this queue.")
 _STATUS = _param("status", "query", {"type": "string", "enum": _STATUSES}, "Only tasks in this status.")
+_WAIT = _param("wait", "query", {"type": "number", "exclusiveMinimum": 0, "maximum": _LIMITS.max_wait},
+               "Seconds to wait for the task to finish (succeeded, dead or cancelled): the answer comes as soon as it "
+               "has, or after this long with the task as it is then. Without it the answer comes at once. Waiting "
+               "blocks on the backend where it can (Redis) and polls with backoff elsewhere; an unknown id (or "
+               "another tenant's) is 404 at once.")
 _KEY = _param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200},
               "Same as the body's idempotency_key (they must agree if both are given).")
 
@@ -240,8 +245,9 @@ def _paths() -> dict[str, Any]:
             "submitTasks", "Submit many tasks in one round trip: all or nothing.",
             {"202": _json(_ref("TaskList"), "The tasks, in request order."), **_errors(400, 413, 422, 503)},
             body=_ref("BulkSubmit"), scope="submit")},
-        "/v1/tasks/{id}": {"get": _op("getTask", "One task.", {"200": task, **_errors(404, 503)}, params=[_ID],
-                                        scope="read")},
+        "/v1/tasks/{id}": {"get": _op(
+            "getTask", "One task; with ?wait=S, a long poll that answers as soon as the task has finished.",
+            {"200": task, **_errors(404, 422, 503)}, params=[_ID, _WAIT], scope="read")},
         "/v1/tasks/{id}:cancel": {"post": _op(
             "cancelTask", "Cancel a queued or scheduled task.",
             {"200": _json(_ref("Task"), "The cancelled task."), **_errors(404, 409, 503)}, params=[_ID],
