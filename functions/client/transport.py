@@ -1,0 +1,93 @@
+"""What a client needs from where it sends: a backend used directly, or a hexq API over HTTP.
+
+Both flavours (hexq.functions.client.direct, hexq.functions.client.http) implement `Transport`, and
+AsyncClient builds every method on it, so the two answer alike: the same results, the same errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
+from hexq.core.schedule import Schedule
+
+PriorityLike = Priority | str | int | bool
+"""Priority.HIGH, "high", 2, or True (high); see Priority.parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """One task to submit, for `submit_many` (one round trip). `type` is a registered task type; the other
+    fields default to the type's own settings (`@task(..., queue=, max_attempts=, timeout=)`)."""
+
+    type: str
+    payload: Mapping[str, JSON] = field(default_factory=dict)
+    priority: PriorityLike = Priority.NORMAL
+    queue: str | None = None
+    delay: float | None = None  # seconds from now; not with run_at
+    run_at: float | datetime | None = None  # epoch seconds or a datetime (naive means UTC); not with delay
+    max_attempts: int | None = None
+    timeout: float | None = None  # seconds per attempt
+    idempotency_key: str | None = None  # submitting the same key again returns the first task
+
+    @property
+    def level(self) -> Priority:
+        return Priority.parse(self.priority)
+
+    @property
+    def at(self) -> float | None:
+        """run_at as epoch seconds."""
+        if isinstance(self.run_at, datetime):
+            moment = self.run_at if self.run_at.tzinfo else self.run_at.replace(tzinfo=UTC)
+            return moment.timestamp()
+        return self.run_at
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRequest:
+    name: str
+    spec: str  # five-field cron (UTC) or "@every 1m"
+    type: str
+    payload: Mapping[str, JSON] = field(default_factory=dict)
+    queue: str = "default"
+    priority: PriorityLike = Priority.NORMAL
+    enabled: bool = True
+
+
+class Transport(Protocol):
+    """The operations a client is built on. Each raises the hexq.core.errors a service raises for the same
+    request (TaskNotFound, ValidationError, ...), and BackendUnavailable when it cannot be answered now."""
+
+    max_wait: float  # the longest one `wait` call may block
+
+    async def submit(self, requests: Sequence[TaskRequest]) -> list[Task]:
+        """Store the tasks in one round trip, all or none; one task per request, in order."""
+        ...
+
+    async def get(self, task_id: str) -> Task: ...
+
+    async def wait(self, task_id: str, seconds: float) -> Task:
+        """The task once finished, or as it is after `seconds` (0 < seconds <= max_wait), whichever is first."""
+        ...
+
+    async def cancel(self, task_id: str) -> Task: ...
+
+    async def query(self, status: TaskStatus | None, type: str | None, queue: str | None, limit: int,
+                    cursor: str | None) -> Page: ...
+
+    async def stats(self) -> Stats: ...
+
+    async def replay(self, task_ids: Sequence[str]) -> list[Task]: ...
+
+    async def schedules(self) -> list[Schedule]: ...
+
+    async def get_schedule(self, name: str) -> Schedule: ...
+
+    async def put_schedule(self, request: ScheduleRequest) -> Schedule: ...
+
+    async def delete_schedule(self, name: str) -> None: ...
+
+    async def close(self) -> None: ...
