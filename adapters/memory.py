@@ -37,6 +37,7 @@ class MemoryBackend:
         self._ready: dict[str, list[tuple[int, int, str]]] = {}
         self._delayed: list[tuple[float, int, str]] = []
         self._leases: dict[str, Lease] = {}
+        self._cancels: set[str] = set()  # running tasks whose cancellation was requested
         self._keys: dict[tuple[str, str], str] = {}
         self._schedules: dict[str, Schedule] = {}
         self._buckets: dict[str, Bucket] = {}
@@ -95,7 +96,8 @@ class MemoryBackend:
         now = self._clock.now()
         with self._lock:
             expired = [lease for lease in self._leases.values() if lease.expires_at <= now][:limit]
-            fresh = [Lease(lease.task, next(self._tokens), now + lease_seconds) for lease in expired]
+            fresh = [Lease(lease.task, next(self._tokens), now + lease_seconds, lease.task.id in self._cancels)
+                     for lease in expired]
             for lease in fresh:
                 self._leases[lease.task.id] = lease
         return fresh
@@ -125,12 +127,21 @@ class MemoryBackend:
         cursor = str(self._order[items[-1].id]) if more else None
         return Page(items, cursor)
 
+    async def request_cancel(self, task_id: str) -> Task | None:
+        with self._lock:
+            current = self._tasks.get(task_id)
+            if current is None or current.status is not TaskStatus.RUNNING:
+                return None
+            self._cancels.add(task_id)
+            return current
+
     async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
         with self._lock:
             current = self._tasks.get(task.id)
             if current is None or current.status != expected:
                 return None
             self._leases.pop(task.id, None)
+            self._cancels.discard(task.id)
             task = stamped(task, self._clock.now())
             self._store(task)
             self._wake()
@@ -295,7 +306,8 @@ class MemoryBackend:
         current = self._leases.get(lease.task.id)
         if current is None or current.token != lease.token:
             return None
-        renewed = replace(current, expires_at=self._clock.now() + lease_seconds)
+        renewed = replace(current, expires_at=self._clock.now() + lease_seconds,
+                          cancel_requested=lease.task.id in self._cancels)
         self._leases[lease.task.id] = renewed
         return renewed
 
@@ -305,6 +317,7 @@ class MemoryBackend:
         if current is None or current.token != settlement.lease.token:
             return False
         del self._leases[task_id]
+        self._cancels.discard(task_id)
         self._store(stamped(settlement.task, self._clock.now()))
         return True
 

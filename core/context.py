@@ -1,7 +1,8 @@
-"""The task a handler is running, for handlers that need their id or attempt number.
+"""The task a handler is running, for handlers that need their id, attempt number or cancellation.
 
     from hexq.core.context import current_task
-    task = current_task()      # inside a handler: the Task, with .id, .attempts, .max_attempts ...
+    task = current_task()      # inside a handler: .id, .attempts, .max_attempts ... of the Task
+    if task.cancelled: ...     # someone cancelled it while it runs: stop (sync handlers must look)
 
 A context variable, so concurrent handlers on one loop each see their own task, and sync
 handlers (run in threads by asyncio.to_thread, which copies the context) see theirs too.
@@ -9,18 +10,45 @@ handlers (run in threads by asyncio.to_thread, which copies the context) see the
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
+from typing import Any
 
 from hexq.core.model import Task
 
-_CURRENT: ContextVar[Task] = ContextVar("hexq_current_task")
+_CURRENT: ContextVar[RunningTask] = ContextVar("hexq_current_task")
 
 
-def current_task() -> Task:
+class RunningTask:
+    """The Task a handler runs (its fields read through: .id, .attempts, .payload, ...) and whether its
+    cancellation was asked for. Async handlers are cancelled outright; sync ones run in a thread that
+    cannot be stopped, so they look at `cancelled` (or wait on it) and return early."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self._cancel = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Block (a sync handler's sleep) until the task is cancelled or `timeout` passes; True if cancelled."""
+        return self._cancel.wait(timeout)
+
+    def cancel(self) -> None:
+        """The worker calls this when the backend says the task was cancelled."""
+        self._cancel.set()
+
+
+def current_task() -> RunningTask:
     """The running task; raises LookupError when called outside a handler."""
     return _CURRENT.get()
 
 
-def bind(task: Task) -> None:
+def bind(running: RunningTask) -> None:
     """Called by the worker in the asyncio task that runs the handler (each has its own context)."""
-    _CURRENT.set(task)
+    _CURRENT.set(running)

@@ -29,7 +29,7 @@ _S = TaskStatus
 _NEXT: Final[Mapping[TaskStatus, frozenset[TaskStatus]]] = {
     _S.SCHEDULED: frozenset({_S.QUEUED, _S.CANCELLED}),
     _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELLED}),
-    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.QUEUED, _S.DEAD}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.QUEUED, _S.DEAD, _S.CANCELLED}),
     _S.FAILED: frozenset({_S.SCHEDULED, _S.DEAD}),
     _S.SUCCEEDED: frozenset(),
     _S.DEAD: frozenset({_S.QUEUED}),
@@ -110,11 +110,16 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A worker's claim on a running task. `token` fences it: only the current token may settle."""
+    """A worker's claim on a running task. `token` fences it: only the current token may settle.
+
+    `cancel_requested`: someone asked to cancel the task while it runs (TaskStore.request_cancel); a
+    heartbeat (Broker.extend) or a reclaim brings the news to whoever holds the lease.
+    """
 
     task: Task
     token: int
     expires_at: float
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)

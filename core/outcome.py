@@ -47,6 +47,11 @@ def _retry_or_dead(task: Task, error: str, delay: float, *, retryable: bool = Tr
     return attempt.moved_to(TaskStatus.SCHEDULED, delay=delay, worker_id=None)
 
 
+def cancelled(task: Task) -> Task:
+    """Someone cancelled the task while it ran (TaskStore.request_cancel): it ends here, not retried."""
+    return task.moved_to(TaskStatus.CANCELLED, error="cancelled while running", traceback=None)
+
+
 def released(task: Task) -> Task:
     """Give a task back unfinished (shutdown, budget spent). The attempt still counts, so a task that
     is always interrupted cannot loop forever: past max_attempts it is dead-lettered."""

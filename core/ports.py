@@ -42,7 +42,9 @@ class Broker(Protocol):
         ...
 
     async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
-        """Heartbeat: push each lease's expiry `lease_seconds` past now. None where the token is stale."""
+        """Heartbeat: push each lease's expiry `lease_seconds` past now. None where the token is stale.
+
+        A renewed lease says whether the task's cancellation was requested (Lease.cancel_requested)."""
         ...
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
@@ -86,6 +88,12 @@ class TaskStore(Protocol):
 
     async def query(self, query: TaskQuery) -> Page:
         """Newest first, at most query.limit items."""
+        ...
+
+    async def request_cancel(self, task_id: str) -> Task | None:
+        """Ask the worker running this task to stop it: the next heartbeat of its lease (or a reclaim) says
+        cancel_requested, and the task ends cancelled, settled under its lease like any outcome. Returns
+        the task if it is running, else None (nothing is marked). A lease that ends forgets the request."""
         ...
 
     async def transition(self, task: Task, expected: TaskStatus) -> Task | None:

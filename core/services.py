@@ -110,7 +110,13 @@ class TaskService:
         return await self._backend.query(query)
 
     async def cancel(self, task_id: str, tenant: str | None = None) -> Task:
+        """Cancel a waiting task at once (returned cancelled), or ask the worker running it to stop it
+        (returned still running: it ends cancelled when its worker settles it, within a heartbeat).
+        Raises InvalidTransition for a finished task."""
         task = await self.get(task_id, tenant)
+        if task.status is TaskStatus.RUNNING:
+            running = await self._backend.request_cancel(task_id)
+            return running if running is not None else await self.cancel(task_id, tenant)
         stored = await self._backend.transition(task.moved_to(TaskStatus.CANCELLED), expected=task.status)
         if stored is None:
             return await self.cancel(task_id, tenant)  # it moved under us (e.g. promoted): decide again

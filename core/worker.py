@@ -60,8 +60,10 @@ class Report:
 @dataclass(slots=True)
 class _Running:
     lease: Lease
+    running: context.RunningTask
     job: asyncio.Task[None] | None = None
     lost: bool = False
+    cancelling: bool = False  # its cancellation was requested: whatever the attempt does, it ends cancelled
 
 
 @dataclass
@@ -129,16 +131,20 @@ class Invocation:
         return "stopped"
 
     def _start(self, lease: Lease) -> None:
-        entry = _Running(lease)
+        entry = _Running(lease, context.RunningTask(lease.task))
         self._running[lease.task.id] = entry
         entry.job = asyncio.create_task(self._execute(entry))
+        if lease.cancel_requested:  # cancelled between a reclaim and this claim's first heartbeat
+            self._cancel(entry)
 
     async def _execute(self, entry: _Running) -> None:
         task = entry.lease.task
         try:
-            new_state = await self._attempt(task)
+            new_state = await self._attempt(entry.running)
         except asyncio.CancelledError:
             new_state = outcome.released(task)
+        if entry.cancelling:
+            new_state = outcome.cancelled(task)
         if entry.lost:
             self._free(task.id)
         else:  # the entry keeps its slot (and its heartbeat) until the settle lands
@@ -156,7 +162,8 @@ class Invocation:
         self._running.pop(task_id, None)
         self._slot_freed.set()
 
-    async def _attempt(self, task: Task) -> Task:
+    async def _attempt(self, running: context.RunningTask) -> Task:
+        task = running.task
         try:
             spec = self.registry.get(task.type)
         except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
@@ -164,7 +171,7 @@ class Invocation:
         try:
             async with self._limits(spec):
                 async with asyncio.timeout(task.timeout):
-                    result = await _call(spec, task)
+                    result = await _call(spec, running)
         except TimeoutError:
             return self._failed(task, spec, f"timeout: exceeded {task.timeout:g}s")
         except Exception as exc:  # a handler may raise anything; it becomes the task's error
@@ -224,6 +231,24 @@ class Invocation:
                     self._lose(entry)
                 else:
                     entry.lease = lease
+                    if lease.cancel_requested and not entry.cancelling:
+                        self._cancel(entry)
+
+    def _cancel(self, entry: _Running) -> None:
+        """Someone cancelled the task: an async handler is cancelled now; a sync one runs in a thread that
+        cannot be stopped, so it sees current_task().cancelled and returns when it will. Either way the
+        task settles as cancelled, under its lease."""
+        entry.cancelling = True
+        entry.running.cancel()
+        log.info("task %s: cancelled while running", entry.lease.task.id, extra={"task_id": entry.lease.task.id})
+        if entry.job is not None and self._is_async(entry.lease.task):
+            entry.job.cancel()
+
+    def _is_async(self, task: Task) -> bool:
+        try:
+            return self.registry.get(task.type).is_async
+        except UnknownTaskType:
+            return True
 
     def _lose(self, entry: _Running) -> None:
         """The lease went to someone else: stop running a task that is no longer ours."""
@@ -252,9 +277,9 @@ class Invocation:
         freed.cancel()
 
 
-async def _call(spec: TaskSpec, task: Task) -> JSON:
-    payload = dict(task.payload)
-    context.bind(task)
+async def _call(spec: TaskSpec, running: context.RunningTask) -> JSON:
+    payload = dict(running.task.payload)
+    context.bind(running)
     if spec.is_async:
         return await spec.fn(payload)
     # Sync handlers run in a thread. A timeout stops waiting for them but cannot kill the thread.

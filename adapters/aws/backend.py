@@ -184,8 +184,7 @@ class AwsBackend:
 
     def _extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
         expires = self._clock.now() + lease_seconds
-        return [Lease(lease.task, lease.token, expires) if self._table.extend(lease, expires) else None
-                for lease in leases]
+        return [self._table.extend(lease, expires) for lease in leases]
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         return await self._run(self._settle, settlements) if settlements else []
@@ -221,6 +220,9 @@ class AwsBackend:
 
     async def query(self, query: TaskQuery) -> Page:
         return await self._run(listing.query, self._table, query)
+
+    async def request_cancel(self, task_id: str) -> Task | None:
+        return await self._run(self._table.request_cancel, task_id)
 
     async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
         return await self._run(self._transition, task, expected)

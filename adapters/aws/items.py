@@ -152,6 +152,11 @@ def decode_task(item: Item) -> Task:
     )
 
 
+def cancel_requested(item: Item) -> bool:
+    """Whether a running task's item carries a cancellation request (Table.request_cancel)."""
+    return bool(item.get("cancel_requested", {}).get("BOOL", False))
+
+
 def due(task: Task, sent_at: float) -> float | None:
     """The by-due sort key of a task in its status (a running task's is its lease expiry, set apart)."""
     if task.status is TaskStatus.SCHEDULED:

@@ -40,6 +40,12 @@ def due_keys(table: Table, status: TaskStatus, until: float, limit: int, *, incl
 
 def _moved(table: Table, keys: list[Item], sets: Item, condition: str, values: Item) -> Iterator[Task]:
     """Apply one conditional update to each key; yield the tasks it changed, as they are now."""
+    for item in _moved_items(table, keys, sets, condition, values):
+        yield items.decode_task(item)
+
+
+def _moved_items(table: Table, keys: list[Item], sets: Item, condition: str, values: Item) -> Iterator[Item]:
+    """_moved, yielding the items themselves (with the attributes a Task does not have)."""
     for key in keys:
         args = items.update(sets, condition=condition, values=values, names=["status"])
         try:
@@ -48,7 +54,7 @@ def _moved(table: Table, keys: list[Item], sets: Item, condition: str, values: I
             if not condition_failed(exc):
                 raise
             continue
-        yield items.decode_task(answer["Attributes"])
+        yield answer["Attributes"]
 
 
 def promote(table: Table, now: float, limit: int) -> list[Task]:
@@ -77,9 +83,9 @@ def reclaim(table: Table, now: float, limit: int, lease_seconds: float) -> list[
     for key in keys:
         token = next(tokens)
         sets = {"token": num(token), "lease_expires": num(expires), "due": num(expires)}
-        for task in _moved(table, [key], sets, "#status = :c_running AND #due <= :c_now",
-                           {":c_running": {"S": TaskStatus.RUNNING.value}, ":c_now": num(now)}):
-            leases.append(Lease(task, token, expires))
+        for item in _moved_items(table, [key], sets, "#status = :c_running AND #due <= :c_now",
+                                 {":c_running": {"S": TaskStatus.RUNNING.value}, ":c_now": num(now)}):
+            leases.append(Lease(items.decode_task(item), token, expires, items.cancel_requested(item)))
     return leases
 
 

@@ -163,11 +163,44 @@ class Table:
             return "elsewhere" if current is not None and current.status is TaskStatus.QUEUED else "gone"
         return Lease(items.decode_task(answer["Attributes"]), token, expires)
 
-    def extend(self, lease: Lease, expires: float) -> bool:
-        args = items.update({"lease_expires": num(expires), "due": num(expires)}, names=["status", "token"],
-                            condition="#status = :c_running AND #token = :c_token",
-                            values={":c_running": {"S": TaskStatus.RUNNING.value}, ":c_token": num(lease.token)})
-        return self._conditional("update_item", Key=items.task_key(lease.task.id), **args)
+    def extend(self, lease: Lease, expires: float) -> Lease | None:
+        """The renewed lease, or None where the token is stale.
+
+        One conditional write when nobody asked to cancel the task (the common case). When the write's
+        condition fails, a read of three attributes tells a stale token from a cancellation request, and
+        a cancelled task's lease is renewed without the no-cancel clause (its worker is about to settle it).
+        """
+        key = items.task_key(lease.task.id)
+        fenced = "#status = :c_running AND #token = :c_token"
+        values: Item = {":c_running": {"S": TaskStatus.RUNNING.value}, ":c_token": num(lease.token)}
+        sets = {"lease_expires": num(expires), "due": num(expires)}
+        quiet = items.update(sets, names=["status", "token", "cancel_requested"], values=values,
+                             condition=f"{fenced} AND attribute_not_exists(#cancel_requested)")
+        if self._conditional("update_item", Key=key, **quiet):
+            return Lease(lease.task, lease.token, expires)
+        found = self.call("get_item", Key=key, ConsistentRead=True, ProjectionExpression="#s, #t, #c",
+                          ExpressionAttributeNames={"#s": "status", "#t": "token", "#c": "cancel_requested"})
+        item = found.get("Item", {})
+        if item.get("status", {}).get("S") != TaskStatus.RUNNING.value or item.get("token", {}).get("N") != str(
+                lease.token) or not items.cancel_requested(item):
+            return None
+        renewed = items.update(sets, names=["status", "token"], values=values, condition=fenced)
+        return Lease(lease.task, lease.token, expires, True) if self._conditional("update_item", Key=key,
+                                                                                  **renewed) else None
+
+    def request_cancel(self, task_id: str) -> Task | None:
+        """Mark a running task for cancellation; its worker's next heartbeat reads the mark."""
+        if not items.valid_id(task_id):
+            return None
+        args = items.update({"cancel_requested": {"BOOL": True}}, names=["status"], condition="#status = :c_running",
+                            values={":c_running": {"S": TaskStatus.RUNNING.value}})
+        try:
+            answer = self.call("update_item", Key=items.task_key(task_id), ReturnValues="ALL_NEW", **args)
+        except ClientError as exc:
+            if condition_failed(exc):
+                return None
+            raise
+        return items.decode_task(answer["Attributes"])
 
     # -- writes of a whole task -----------------------------------------------------------------
     def settle(self, task: Task, token: int, now: float) -> bool:
@@ -185,7 +218,7 @@ class Table:
         """Write the fields a transition changes (items.MUTABLE) and the index attributes; end any lease."""
         task = fit(task)
         fields = items.task_fields(task)
-        sets, removes = {name: fields[name] for name in items.MUTABLE}, ["token", "lease_expires"]
+        sets, removes = {name: fields[name] for name in items.MUTABLE}, ["token", "lease_expires", "cancel_requested"]
         for name, value in (("due", items.due(task, now)), ("expires_at", items.expires_at(task, self._ttl))):
             if value is None:
                 removes.append(name)

@@ -15,7 +15,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 TASK_SCRIPTS = ("enqueue", "claim", "extend", "settle", "transition", "promote", "reclaim", "purge", "query", "stats",
-                "ratelimit", "now")
+                "ratelimit", "now", "request_cancel")
 STANDALONE_SCRIPTS = ("schedule_advance",)
 LIBRARY = "_lib"
 

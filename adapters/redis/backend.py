@@ -107,9 +107,9 @@ class RedisBackend:
         if not leases:
             return []
         pairs = [arg for lease in leases for arg in (lease.task.id, str(lease.token))]
-        expiries = await self._run("extend", records.number(lease_seconds), *pairs)
-        return [None if expires is None else Lease(lease.task, lease.token, float(expires))
-                for lease, expires in zip(leases, expiries, strict=True)]
+        renewed = await self._run("extend", records.number(lease_seconds), *pairs)
+        return [None if entry is None else Lease(lease.task, lease.token, float(entry[0]), entry[1] == "1")
+                for lease, entry in zip(leases, renewed, strict=True)]
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         if not settlements:
@@ -141,6 +141,12 @@ class RedisBackend:
         items, cursor = await self._run("query", status, query.type or "", query.queue or "", query.tenant or "",
                                         max(query.limit, 0), records.parse_cursor(query.cursor), QUERY_SCAN)
         return Page([records.decode_task(item) for item in items], cursor or None)
+
+    async def request_cancel(self, task_id: str) -> Task | None:
+        if not is_part(task_id):
+            return None
+        found = await self._run("request_cancel", task_id)
+        return None if found is None else records.decode_task(found)
 
     async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
         at = await self._run("transition", expected.value, *records.task_args(task))

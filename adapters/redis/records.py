@@ -58,8 +58,8 @@ def decode_task(record: Record) -> Task:
 
 
 def decode_lease(record: Record) -> Lease:
-    """A claim's or reclaim's entry: the task's record, then token and expiry."""
-    return Lease(decode_task(record), int(record[8]), float(record[9]))
+    """A claim's or reclaim's entry: the task's record, then token, expiry and (reclaim only) the cancel mark."""
+    return Lease(decode_task(record), int(record[8]), float(record[9]), len(record) > 10 and record[10] == "1")
 
 
 def parse_cursor(cursor: str | None) -> str:

@@ -102,6 +102,9 @@ class SQLiteBackend:
     async def query(self, query: TaskQuery) -> Page:
         return await self._run(ops.query, query)
 
+    async def request_cancel(self, task_id: str) -> Task | None:
+        return await self._run(ops.request_cancel, task_id)
+
     async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
         changed = await self._run(ops.transition, self._clock, task, expected)
         self._wakeups.wake_all()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from hexq.adapters.sqlite.rows import (
     INSERT_TASK,
     PUT_SCHEDULE,
+    SELECT_LEASED,
     SELECT_SCHEDULES,
     SELECT_TASKS,
     UPDATE_TASK,
@@ -91,13 +92,13 @@ def _started(row: sqlite3.Row, now: float, worker_id: str) -> Task:
 def extend(conn: sqlite3.Connection, clock: Clock, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
     with transaction(conn):
         expires = clock.now() + lease_seconds
-        return [Lease(lease.task, lease.token, expires) if _touch(conn, lease, expires) else None for lease in leases]
+        return [_touch(conn, lease, expires) for lease in leases]
 
 
-def _touch(conn: sqlite3.Connection, lease: Lease, expires: float) -> bool:
-    cursor = conn.execute("UPDATE tasks SET lease_expires = ? WHERE id = ? AND status = 'running' AND lease_token = ?",
-                          (expires, lease.task.id, lease.token))
-    return cursor.rowcount == 1
+def _touch(conn: sqlite3.Connection, lease: Lease, expires: float) -> Lease | None:
+    row = conn.execute("UPDATE tasks SET lease_expires = ? WHERE id = ? AND status = 'running' AND lease_token = ?"
+                       " RETURNING cancel_requested", (expires, lease.task.id, lease.token)).fetchone()
+    return None if row is None else Lease(lease.task, lease.token, expires, bool(row[0]))
 
 
 def settle(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement]) -> list[bool]:
@@ -137,11 +138,12 @@ def _promote(conn: sqlite3.Connection, now: float, limit: int) -> int:
 def reclaim_expired(conn: sqlite3.Connection, clock: Clock, limit: int, lease_seconds: float) -> list[Lease]:
     with transaction(conn):
         now = clock.now()
-        rows = conn.execute(f"{SELECT_TASKS} WHERE status = 'running' AND lease_expires <= ?"
+        rows = conn.execute(f"{SELECT_LEASED} WHERE status = 'running' AND lease_expires <= ?"
                             " ORDER BY lease_expires, seq LIMIT ?", (now, max(limit, 0))).fetchall()
         tokens = _next_tokens(conn, len(rows))
         expires = now + lease_seconds
-        leases = [Lease(task_from_row(row), token, expires) for row, token in zip(rows, tokens, strict=True)]
+        leases = [Lease(task_from_row(row), token, expires, bool(row["cancel_requested"]))
+                  for row, token in zip(rows, tokens, strict=True)]
         conn.executemany("UPDATE tasks SET lease_token = ?, lease_expires = ? WHERE id = ?",
                          [(lease.token, lease.expires_at, lease.task.id) for lease in leases])
     return leases
@@ -181,6 +183,14 @@ def parse_cursor(cursor: str | None) -> int | None:
     if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) <= _MAX_CURSOR_DIGITS:
         return int(cursor)
     return None
+
+
+def request_cancel(conn: sqlite3.Connection, task_id: str) -> Task | None:
+    with transaction(conn):
+        if conn.execute("UPDATE tasks SET cancel_requested = 1 WHERE id = ? AND status = 'running'",
+                        (task_id,)).rowcount != 1:
+            return None
+        return get(conn, task_id)
 
 
 def transition(conn: sqlite3.Connection, clock: Clock, task: Task, expected: TaskStatus) -> Task | None:

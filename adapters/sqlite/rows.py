@@ -13,10 +13,11 @@ TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempt
                 "run_at", "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error",
                 "traceback", "idempotency_key", "tenant")
 SELECT_TASKS = f"SELECT seq, {', '.join(TASK_COLUMNS)} FROM tasks"
+SELECT_LEASED = f"SELECT seq, {', '.join(TASK_COLUMNS)}, cancel_requested FROM tasks"  # running tasks
 INSERT_TASK = f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
 # Writes a task's whole state (all but its id) and drops its lease; the caller adds the WHERE clause.
 UPDATE_TASK = ("UPDATE tasks SET " + ", ".join(f"{c} = ?" for c in TASK_COLUMNS[1:])
-               + ", lease_token = NULL, lease_expires = NULL")
+               + ", lease_token = NULL, lease_expires = NULL, cancel_requested = 0")
 
 SCHEDULE_COLUMNS = ("name", "spec", "type", "payload", "queue", "priority", "next_run", "last_run", "enabled",
                     "tenant")

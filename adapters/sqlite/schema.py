@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     idempotency_key TEXT,
     tenant TEXT NOT NULL,
     lease_token INTEGER,                    -- set only while running
-    lease_expires REAL
+    lease_expires REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0  -- 1: cancel this running task (added after the first release)
 )"""
 
 SCHEDULES = """
@@ -94,7 +95,8 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
 
 # Columns added since the first release, with their definitions: a file made by an older hexq gains
 # them when it is opened (inside the schema's transaction, so two processes cannot both add one).
-ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0", "traceback": "TEXT"}
+ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0", "traceback": "TEXT",
+                 "cancel_requested": "INTEGER NOT NULL DEFAULT 0"}
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

@@ -77,19 +77,27 @@ async def test_queued_and_scheduled_tasks_can_be_cancelled(backend: Backend, ser
     assert await claim(backend, 10) == []
 
 
-@pytest.mark.parametrize("status", [TaskStatus.RUNNING, TaskStatus.SUCCEEDED])
-async def test_running_and_finished_tasks_cannot_be_cancelled(backend: Backend, service: TaskService,
-                                                              clock: FakeClock, status: TaskStatus) -> None:
+@pytest.mark.parametrize("status", [TaskStatus.SUCCEEDED, TaskStatus.DEAD])
+async def test_finished_tasks_cannot_be_cancelled(backend: Backend, service: TaskService, clock: FakeClock,
+                                                  status: TaskStatus) -> None:
     task = await submit(service)
-    if status is TaskStatus.RUNNING:
-        await claim(backend)
-    else:
-        await run_to(backend, clock, TaskStatus.SUCCEEDED)
+    await run_to(backend, clock, status)
     before = await backend.get(task.id)
 
     with pytest.raises(InvalidTransition):
         await service.cancel(task.id)
     assert await backend.get(task.id) == before
+
+
+async def test_cancelling_a_running_task_asks_its_worker(backend: Backend, service: TaskService) -> None:
+    task = await submit(service)
+    [lease] = await claim(backend)
+
+    asked = await service.cancel(task.id)
+
+    assert asked.status is TaskStatus.RUNNING  # test_cancel_running.py follows it to the end
+    [renewed] = await backend.extend([lease], 30)
+    assert renewed is not None and renewed.cancel_requested
 
 
 async def test_transition_is_a_compare_and_set_on_status(backend: Backend, make_task: MakeTask,

@@ -35,7 +35,7 @@ def test_transition_table_allows_the_lifecycle() -> None:
 @pytest.mark.parametrize(("current", "target"), [
     (TaskStatus.SUCCEEDED, TaskStatus.QUEUED),
     (TaskStatus.QUEUED, TaskStatus.SUCCEEDED),
-    (TaskStatus.RUNNING, TaskStatus.CANCELLED),
+    (TaskStatus.DEAD, TaskStatus.CANCELLED),
     (TaskStatus.CANCELLED, TaskStatus.QUEUED),
     (TaskStatus.SCHEDULED, TaskStatus.RUNNING),
 ])

@@ -22,8 +22,8 @@
 -- Task hash fields: data (the task as JSON, from its last full write by the client), status,
 -- attempts, queue, priority, type, tenant, seq, idem; the times on the server's clock, created_at,
 -- run_at and finished_at (they override data's: a client's clock may be off); while running: token,
--- expires, and the started_at / worker_id the claim wrote (they override data until the next full
--- write). Scripts never decode or re-encode `data`: Lua's cjson would change user JSON ([] vs {}, digits).
+-- expires, the started_at / worker_id the claim wrote (they override data until the next full
+-- write), and cancel ('1' once request_cancel asked the worker to stop it). Scripts never decode or re-encode `data`: Lua's cjson would change user JSON ([] vs {}, digits).
 
 local WAKE_CAP = 64          -- wake tokens kept per queue; each wakes one blocked claimer
 local PRIORITY_BAND = 1099511627776  -- 2^40: seq stays exact below it, and 4 bands below 2^53
@@ -155,7 +155,7 @@ end
 -- index()); created_at is the enqueue's to set.
 local function write(key, t, at)
     status_key(t.status)  -- validates before anything is written
-    local gone = {'token', 'expires', 'started_at', 'worker_id'}
+    local gone = {'token', 'expires', 'started_at', 'worker_id', 'cancel'}
     local times = {}
     t.finished_at = ''
     if WAITING[t.status] then
