@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ PROMOTE_LIMIT = 1000  # due tasks a claim promotes first; the poller's promote_d
 QUERY_SCAN = 2000  # index entries one query examines at most (see query.lua)
 _MIN_BLOCK = 0.01  # BLPOP treats a timeout that rounds to 0 ms as "forever"
 _BLOCK_MARGIN = 1.0  # a blocked BLPOP gets this long past its own timeout before it counts as hung
+_REPUSH = "redis.call('LPUSH', KEYS[1], '1'); redis.call('EXPIRE', KEYS[1], 60)"
 
 
 class RedisBackend:
@@ -95,13 +97,38 @@ class RedisBackend:
             _raise_if_cancelled()
 
     async def _await_wake(self, queues: Sequence[str], seconds: float) -> None:
+        await self._blpop([self.keys.wake(queue) for queue in queues], seconds)
+
+    async def _blpop(self, keys: list[str], seconds: float) -> bool:
+        """Block on the server until one of `keys` has an element (popped) or `seconds` pass; True if popped."""
         if self._blocking is None:
             self._blocking = connect(self._target, blocking=True)
         with translated():
             # The client has no socket timeout (BLPOP may block longer), so a hung server is
             # caught here instead.
             async with asyncio.timeout(seconds + self._target.timeout + _BLOCK_MARGIN):
-                await self._blocking.blpop([self.keys.wake(queue) for queue in queues], timeout=seconds)
+                return await self._blocking.blpop(keys, timeout=seconds) is not None
+
+    # -- FinishWaiter -----------------------------------------------------------------------
+    async def wait_finished(self, task_id: str, seconds: float) -> Task | None:
+        """Block on the server (BLPOP) until the task finishes: the settling script pushes to its done list
+        while a watch key says someone waits. The watch is set before each read, so a finish between the
+        read and the BLPOP still leaves its token in the list."""
+        if not is_part(task_id):
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        watch, done = self.keys.watch(task_id), self.keys.done(task_id)
+        while True:
+            with translated():
+                await self._client.set(watch, "1", ex=max(1, math.ceil(deadline - loop.time())) + 5)
+            task = await self.get(task_id)
+            remaining = deadline - loop.time()
+            if task is None or task.is_terminal or remaining <= 0:
+                return task
+            if await self._blpop([done], max(remaining, _MIN_BLOCK)):
+                with translated():  # put the token back for whoever else waits on this task
+                    await self._client.eval(_REPUSH, 1, done)
 
     async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
         if not leases:

@@ -70,6 +70,14 @@ class Keys:
     def task(self, task_id: str) -> str:
         return self._key("task:" + check_part(task_id, "task id"))
 
+    def watch(self, task_id: str) -> str:
+        """Set (with a TTL) while a client waits for the task to finish: settling scripts then push to done()."""
+        return self.task(task_id) + ":watch"
+
+    def done(self, task_id: str) -> str:
+        """A LIST a waiting client BLPOPs; the script that finishes a watched task pushes to it (TTL 60 s)."""
+        return self.task(task_id) + ":done"
+
     def status(self, status: str) -> str:
         return self._key("status:" + check_part(status, "status"))
 

@@ -139,6 +139,41 @@ async def test_an_idle_claim_blocks_instead_of_polling(redis_url: str, clock: Li
             assert evalsha_calls(client) - before <= 2  # one claim before the BLPOP, one after it times out
 
 
+def hmget_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("how", ["settle", "cancel"])
+async def test_waiting_for_a_task_blocks_on_the_server_until_it_finishes(redis_url: str, clock: LinkedClock,
+                                                                          make_task: MakeTask, how: str) -> None:
+    async with fresh_backend(redis_url, clock) as backend:
+        task = make_task()
+        await backend.enqueue([task])
+        waiters = [asyncio.create_task(backend.wait_finished(task.id, 30)) for _ in range(3)]
+        await asyncio.sleep(0.3)  # all three are blocked in BLPOP by now
+        with redis.Redis.from_url(redis_url) as client:
+            reads_before = hmget_calls(client)
+            await asyncio.sleep(1.0)
+            assert hmget_calls(client) == reads_before  # blocked on the server: not one read while waiting
+        if how == "settle":
+            [lease] = await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w")
+            await backend.settle([Settlement(lease, outcome.succeeded(lease.task, "ok"))])
+        else:
+            assert await backend.transition(task.moved_to(TaskStatus.CANCELLED), TaskStatus.QUEUED)
+        finished = await asyncio.wait_for(asyncio.gather(*waiters), 10)
+    expected = TaskStatus.SUCCEEDED if how == "settle" else TaskStatus.CANCELLED
+    assert [t.status if t is not None else None for t in finished] == [expected] * 3
+
+
+async def test_waiting_returns_the_task_as_it_is_when_time_is_up(backend: RedisBackend, make_task: MakeTask) -> None:
+    task = make_task()
+    await backend.enqueue([task])
+
+    assert (await backend.wait_finished(task.id, 0.2)).status is TaskStatus.QUEUED  # type: ignore[union-attr]
+    assert await backend.wait_finished("no-such-task", 0.2) is None
+    assert await backend.wait_finished("not a key part!", 0.2) is None
+
+
 async def test_a_cancelled_wait_leaves_the_backend_usable(backend: RedisBackend, make_task: MakeTask) -> None:
     waiting = asyncio.create_task(backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w", wait=60.0))
     await asyncio.sleep(0.05)

@@ -104,6 +104,16 @@ local function lease(id, key, expires, ...)
     return out
 end
 
+-- A task just finished (write() put it in a FINISHED status): wake the clients waiting for it, if any
+-- (RedisBackend.wait_finished sets <task>:watch while it waits, then blocks on <task>:done).
+local function finished(id)
+    local key = task_key(id)
+    if redis.call('EXISTS', key .. ':watch') == 1 then
+        redis.call('LPUSH', key .. ':done', '1')
+        redis.call('EXPIRE', key .. ':done', 60)
+    end
+end
+
 -- Add a task to the indexes of its status. Queued tasks also wake one blocked claimer.
 local function index(id, status, queue, priority, seq, run_at, finished_at)
     redis.call('ZADD', status_key(status), seq, id)

@@ -20,6 +20,7 @@ for at = 6, #ARGV, TASK_ARGS + 1 do
         write(key, t, now_at)
         index(t.id, t.status, t.queue, t.priority, seq, t.run_at, t.finished_at)
         count_waiting(t.tenant, t.status, 1)
+        if FINISHED[t.status] then finished(t.id) end
         out[#out + 1] = 1
     else
         out[#out + 1] = 0

@@ -15,4 +15,5 @@ unindex(t.id, key)
 write(key, t, at)
 index(t.id, t.status, t.queue, t.priority, seq, t.run_at, t.finished_at)
 count_waiting(t.tenant, t.status, 1)
+if FINISHED[t.status] then finished(t.id) end
 return fmt(at)
