@@ -137,7 +137,8 @@ def _wait_seconds(raw: str | None, bound: float) -> float | None:
 @_needs(Scope.SUBMIT)
 async def cancel_task(request: Request) -> Response:
     task = await _tasks(request).cancel(request.path_params["id"], _tenant(request))
-    return JSONOut(task_view(task))
+    # 202: still running; its worker was asked to stop it and will settle it cancelled.
+    return JSONOut(task_view(task), status_code=202 if task.status is TaskStatus.RUNNING else 200)
 
 
 @_needs(Scope.READ)

@@ -191,7 +191,7 @@ _RESPONSES: dict[str, Any] = {
                      "validate function refused it, `spec` when a schedule would not fire again by "
                      f"{_LATEST}), unknown_task_type, or idempotency_mismatch."),
     "NotFound": _json(_ERR, "not_found: no such task or schedule (or another tenant's)."),
-    "Conflict": _json(_ERR, "invalid_transition: e.g. cancelling a task that is running or finished; name_taken: "
+    "Conflict": _json(_ERR, "invalid_transition: e.g. cancelling a task that has finished; name_taken: "
                       "another tenant has a schedule of that name."),
     "Unauthorized": _json(_ERR, "unauthorized: no API key, an unknown one or a revoked one (one answer for all).",
                           {"WWW-Authenticate": {"description": "Bearer realm=\"hexq\"", "schema": {"type": "string"}}}),
@@ -249,8 +249,10 @@ def _paths() -> dict[str, Any]:
             "getTask", "One task; with ?wait=S, a long poll that answers as soon as the task has finished.",
             {"200": task, **_errors(404, 422, 503)}, params=[_ID, _WAIT], scope="read")},
         "/v1/tasks/{id}:cancel": {"post": _op(
-            "cancelTask", "Cancel a queued or scheduled task.",
-            {"200": _json(_ref("Task"), "The cancelled task."), **_errors(404, 409, 503)}, params=[_ID],
+            "cancelTask", "Cancel a task: a queued or scheduled one at once; a running one is stopped by its worker.",
+            {"200": _json(_ref("Task"), "The cancelled task (it was queued or scheduled)."),
+             "202": _json(_ref("Task"), "The task, still running: its worker was asked to stop it, and settles it "
+                          "cancelled at its next heartbeat."), **_errors(404, 409, 503)}, params=[_ID],
             scope="submit")},
         "/v1/stats": {"get": _op("stats", "Counts by status and the queued depth.",
                                  {"200": _json(_ref("Stats"), "Counts."), **_errors(503)}, scope="read")},

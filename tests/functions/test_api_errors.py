@@ -318,13 +318,15 @@ def test_a_wrong_method_is_a_json_405_with_allow(client: TestClient, method: str
 
 
 # -- 409 invalid_transition --------------------------------------------------------------------
-def test_cancelling_a_running_task_is_409(client: TestClient, container: Container) -> None:
+def test_cancelling_a_running_task_is_202_and_asks_its_worker(client: TestClient, container: Container) -> None:
     task = client.post("/v1/tasks", json={"type": "echo"}).json()
-    asyncio.run(container.backend.claim(["default"], 1, lease_seconds=30, worker_id="w"))
+    [lease] = asyncio.run(container.backend.claim(["default"], 1, lease_seconds=30, worker_id="w"))
 
-    body = assert_error(client.post(f"/v1/tasks/{task['id']}:cancel"), 409, "invalid_transition")
+    response = client.post(f"/v1/tasks/{task['id']}:cancel")
 
-    assert body["details"] == {"current": "running", "target": "cancelled"}
+    assert (response.status_code, response.json()["status"]) == (202, "running")
+    [renewed] = asyncio.run(container.backend.extend([lease], 30))
+    assert renewed is not None and renewed.cancel_requested
 
 
 @pytest.mark.parametrize("run", [False, True], ids=["cancelled", "succeeded"])
