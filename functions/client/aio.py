@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
@@ -12,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from hexq.core.errors import ConfigurationError
+from hexq.core.errors import ConfigurationError, ValidationError
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.schedule import Schedule
 from hexq.functions.client.errors import TaskCancelled, TaskFailed, WaitTimeout
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from hexq.functions.client.tasks import TaskFunction
 
 API_KEY_ENV = "HEXQ_API_KEY"
+EARLY_PAUSE = 0.01  # seconds before asking again after a wait that came back early, doubling ...
+MAX_EARLY_PAUSE = 1.0  # ... up to this
 HTTP_SCHEMES = frozenset({"http", "https"})
 
 
@@ -37,6 +40,14 @@ def outcome(task: Task) -> JSON:
     if task.status is TaskStatus.CANCELLED:
         raise TaskCancelled(task)
     return task.result
+
+
+def _status(value: TaskStatus | str | None) -> TaskStatus | None:
+    try:
+        return None if value is None else TaskStatus(value)
+    except ValueError:
+        allowed = ", ".join(status.value for status in TaskStatus)
+        raise ValidationError(f"status must be one of {allowed}, not {value!r}", field="status") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +141,22 @@ class AsyncClient:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
         deadline = math.inf if timeout is None else time.monotonic() + timeout
+        pause = EARLY_PAUSE
         while True:
-            left = min(self.transport.max_wait, deadline - time.monotonic())
+            asked = time.monotonic()
+            left = min(self.transport.max_wait, deadline - asked)
             task = await (self.transport.wait(task_id, left) if left > 0 else self.transport.get(task_id))
             if task.is_terminal:
                 return task
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise WaitTimeout(task, timeout or 0.0)
+            if now - asked < left / 2:
+                # Answered early and unfinished (an older server ignores ?wait=): back off, never ask again at once.
+                await asyncio.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, MAX_EARLY_PAUSE)
+            else:
+                pause = EARLY_PAUSE
 
     async def result(self, task_id: str, timeout: float | None = None) -> JSON:  # noqa: ASYNC109
         return await self.handle(task_id).result(timeout)
@@ -149,7 +169,7 @@ class AsyncClient:
     async def list_tasks(self, *, status: TaskStatus | str | None = None, type: str | None = None,
                          queue: str | None = None, limit: int = 50, cursor: str | None = None) -> Page:
         """One page of tasks, newest first; pass the page's next_cursor as `cursor` for the next one."""
-        return await self.transport.query(None if status is None else TaskStatus(status), type, queue, limit, cursor)
+        return await self.transport.query(_status(status), type, queue, limit, cursor)
 
     async def stats(self) -> Stats:
         return await self.transport.stats()

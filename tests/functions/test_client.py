@@ -244,6 +244,12 @@ async def test_list_tasks_filters_and_pages(client: AsyncClient) -> None:
     assert {t.id for t in page.items + rest.items} == set(ids)
     assert [t.id for t in (await client.list_tasks(status="scheduled")).items] == [later.id]
     assert [t.id for t in (await client.list_tasks(type="client.double")).items] == [later.id]
+    with pytest.raises(ValidationError) as caught:
+        await client.list_tasks(status="lost")
+    assert caught.value.field == "status"
+    with pytest.raises(ValidationError) as caught:
+        await client.list_tasks(limit=0)
+    assert caught.value.field == "limit"
 
 
 async def test_stats_count_tasks_by_status_and_queued_by_queue(client: AsyncClient) -> None:

@@ -170,3 +170,20 @@ async def test_a_missing_task_is_task_not_found() -> None:
     gone = _answering(404, {"error": "not_found", "message": "no task 'abc'", "details": None})
     with pytest.raises(TaskNotFound, match="no task 'abc'"):
         await gone.get("abc")
+
+
+async def test_a_server_that_answers_a_wait_at_once_is_not_asked_again_at_once() -> None:
+    """An older API ignores ?wait= and answers at once: the client backs off instead of spinning."""
+    asked: list[httpx.Request] = []
+    queued = {"id": "abc", "type": "echo", "payload": {}, "queue": "default", "priority": "normal",
+              "status": "queued"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json=queued)
+
+    client = AsyncClient(HttpTransport(httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://x")))
+    with pytest.raises(WaitTimeout):
+        await client.wait("abc", timeout=0.5)
+
+    assert 2 <= len(asked) < 25  # a spinning client asks thousands of times in half a second
