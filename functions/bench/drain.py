@@ -28,7 +28,7 @@ _MB = 1024 * 1024
 
 
 async def drain(b: Bench) -> dict[str, Any]:
-    n, w, c = b.options.tasks, b.options.workers, b.options.concurrency
+    n, w, c = b.options.count, b.options.workers, b.options.concurrency
     await _top_up(b, n - b.prequeued)
     label = f"drain: {w} {'in-process workers' if b.local else 'processes'} x {c}"
     with b.meter.phase(label, n) as show:
@@ -65,7 +65,7 @@ async def _processes(b: Bench, show: Show) -> dict[str, Any]:
     workers = await pool.start(b, "drain", b.queues.drain, b.options.workers)
     try:
         ready = max(child.ready_at or spawned for child in workers.children)
-        await workers.wait(b.options.tasks, deadline, show)
+        await workers.wait(b.options.count, deadline, show)
         done = time.monotonic()
         for child in workers.children:
             procs.sample(child, "done")
@@ -88,7 +88,7 @@ async def _in_process(b: Bench, show: Show) -> dict[str, Any]:
     started = time.monotonic()
     workers = await pool.start(b, "drain", b.queues.drain, b.options.workers)
     try:
-        await workers.wait(b.options.tasks, deadline, show)
+        await workers.wait(b.options.count, deadline, show)
         done = time.monotonic()
         cpu = time.process_time() - cpu
     finally:

@@ -1,6 +1,6 @@
 """Enqueue phases: one by one through TaskService, one by one and concurrently over HTTP, and in bulk.
 
-Every phase submits `noop` tasks and stops at `--tasks` or at its timeout, whichever comes first.
+Every phase submits `noop` tasks and stops at `--count` or at its timeout, whichever comes first.
 The HTTP phases talk to the API in a child process (hexq.functions.bench.http_server), so client and
 server each have their own interpreter, as they would in production. The sequential client is
 httpx (sync, one kept-alive connection); the concurrent one is hexq.functions.bench.rawhttp (see there
@@ -32,7 +32,7 @@ def noop(queue: str) -> SubmitRequest:
 
 async def client(b: Bench) -> Throughput:
     """TaskService.submit in a loop: one task, one backend round trip."""
-    n, request, service, deadline = b.options.tasks, noop(b.queues.enqueue), b.container.tasks, b.deadline()
+    n, request, service, deadline = b.options.count, noop(b.queues.enqueue), b.container.tasks, b.deadline()
     with b.meter.phase("enqueue: client, 1 by 1", n) as show:
         done = 0
         started = time.perf_counter()
@@ -48,7 +48,7 @@ async def client(b: Bench) -> Throughput:
 
 async def bulk(b: Bench) -> Throughput:
     """TaskService.submit_bulk in chunks of --chunk (1000). These tasks are the drain phase's backlog."""
-    n, service, deadline = b.options.tasks, b.container.tasks, b.deadline()
+    n, service, deadline = b.options.count, b.container.tasks, b.deadline()
     chunk = [noop(b.queues.drain)] * min(b.options.chunk, n)
     with b.meter.phase(f"enqueue: bulk x{len(chunk)}", n) as show:
         done = 0
@@ -95,7 +95,7 @@ def _body(queue: str) -> bytes:
 
 
 async def _sequential(b: Bench, port: int) -> Throughput:
-    n = b.options.tasks
+    n = b.options.count
     with b.meter.phase("enqueue: HTTP, sequential", n) as show:
         # A blocking client in a thread: the sequential loop has nothing to overlap, and the sync
         # client costs less per request than the async one, so more of the figure is the server's.
@@ -121,7 +121,7 @@ def _post_all(base: str, n: int, body: bytes, deadline: float, show: Show) -> Th
 
 
 async def _concurrent(b: Bench, port: int) -> Throughput:
-    n, k, deadline = b.options.tasks, b.options.connections, b.deadline()
+    n, k, deadline = b.options.count, b.options.connections, b.deadline()
     request = rawhttp.post_request("/v1/tasks", _body(b.queues.enqueue))
     tickets = itertools.count()
     done = 0

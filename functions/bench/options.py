@@ -1,8 +1,8 @@
 """The bench's command-line options, parsed into one frozen BenchOptions.
 
-The bench does not take the common `--tasks MODULES` flag (here `--tasks` is a task count), and it
-does not read HEXQ_BACKEND: a benchmark fills the backend with thousands of noop tasks, so it only
-writes where `--backend` says, and otherwise into a temporary SQLite file.
+The bench does not take the common `--tasks MODULES` flag (it runs only the built-in noop task; how
+many is `--count`), and it does not read HEXQ_BACKEND: a benchmark fills the backend with thousands
+of noop tasks, so it only writes where `--backend` says, and otherwise into a temporary SQLite file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ PHASES = ("client", "http", "bulk", "drain", "latency")
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     backend: str | None = None  # None, "sqlite" or "sqlite://": a temporary SQLite file
-    tasks: int = 5000
+    count: int = 5000
     workers: int = 2
     concurrency: int = 200
     rate: float = 200.0
@@ -31,7 +31,7 @@ class BenchOptions:
     profile: str | None = None
 
     def __post_init__(self) -> None:
-        for name, low in (("tasks", 1), ("workers", 1), ("concurrency", 1), ("connections", 1), ("chunk", 1)):
+        for name, low in (("count", 1), ("workers", 1), ("concurrency", 1), ("connections", 1), ("chunk", 1)):
             if getattr(self, name) < low:
                 raise ConfigurationError(f"bench: --{name} must be at least {low}, not {getattr(self, name)}")
         for name in ("rate", "duration", "timeout"):
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--backend", dest="bench_backend", metavar="URL",
         help="memory://, sqlite:///path.db, redis://127.0.0.1:6379/0 (default: a temporary SQLite file)")
-    add("--tasks", dest="bench_tasks", type=int, default=5000, metavar="N",
+    add("-n", "--count", dest="bench_count", type=int, default=5000, metavar="N",
         help="tasks per enqueue phase and for the drain (5000)")
     add("--workers", dest="bench_workers", type=int, default=2, metavar="W", help="worker processes for the drain (2)")
     add("--concurrency", dest="bench_concurrency", type=int, default=200, metavar="C",
@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> BenchOptions:
-    return BenchOptions(backend=args.bench_backend, tasks=args.bench_tasks, workers=args.bench_workers,
+    return BenchOptions(backend=args.bench_backend, count=args.bench_count, workers=args.bench_workers,
                         concurrency=args.bench_concurrency, rate=args.bench_rate, duration=args.bench_duration,
                         timeout=args.bench_timeout, connections=args.bench_connections, skip=args.bench_skip,
                         json=args.bench_json, profile=args.bench_profile)

@@ -111,7 +111,7 @@ async def _phases(b: Bench) -> dict[str, Any]:
     if o.runs("http"):
         report["enqueue"].update(await _http(b))
     if o.runs("bulk"):
-        report["enqueue"]["bulk"] = (await enqueue.bulk(b)).to_dict(chunk=min(o.chunk, o.tasks))
+        report["enqueue"]["bulk"] = (await enqueue.bulk(b)).to_dict(chunk=min(o.chunk, o.count))
     if o.runs("drain"):
         report["drain"] = await drain(b)
     if o.runs("latency"):
@@ -163,6 +163,6 @@ def _quiet(*names: str) -> Iterator[None]:
 
 
 def _config(o: BenchOptions) -> dict[str, Any]:
-    return {"tasks": o.tasks, "workers": o.workers, "concurrency": o.concurrency, "rate": o.rate,
+    return {"count": o.count, "workers": o.workers, "concurrency": o.concurrency, "rate": o.rate,
             "duration": o.duration, "timeout": o.timeout, "connections": o.connections, "chunk": o.chunk,
             "skipped": sorted(o.skip)}

@@ -14,7 +14,7 @@ from hexq.functions.bench.options import BenchOptions
 from hexq.functions.bench.runner import backend_url
 from hexq.functions.cli import main
 
-TINY = ["--tasks", "200", "--rate", "100", "--duration", "1", "--concurrency", "50", "--connections", "4",
+TINY = ["--count", "200", "--rate", "100", "--duration", "1", "--concurrency", "50", "--connections", "4",
         "--timeout", "60"]
 THROUGHPUT = {"tasks": int, "seconds": float, "per_second": float, "complete": bool}
 PERCENTILES = ("p50", "p95", "p99", "max", "mean")
@@ -36,7 +36,7 @@ def check_report(report: dict[str, Any], ran: set[str]) -> None:
     machine = report["machine"]
     assert isinstance(machine["cpu_model"], str) and machine["cores"] >= 1 and isinstance(machine["python"], str)
     assert isinstance(machine["load_average"], float)
-    assert report["config"]["tasks"] == 200 and sorted(report["config"]["skipped"]) == report["config"]["skipped"]
+    assert report["config"]["count"] == 200 and sorted(report["config"]["skipped"]) == report["config"]["skipped"]
     assert set(report["enqueue"]) == {"client", "http", "http_concurrent", "bulk"}
     for name, figures in report["enqueue"].items():
         if name.removesuffix("_concurrent") not in ran:
@@ -113,7 +113,8 @@ def test_the_table_names_every_phase(capsys: pytest.CaptureFixture[str]) -> None
         assert words in out
 
 
-@pytest.mark.parametrize("argv", [["--tasks", "0"], ["--skip", "drain,nope"], ["--rate", "0"], ["--workers", "0"]])
+@pytest.mark.parametrize("argv", [["--count", "0"], ["-n", "0"], ["--skip", "drain,nope"], ["--rate", "0"],
+                                  ["--workers", "0"]])
 def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(["bench", "--backend", "memory://", *argv]) == 2
     assert capsys.readouterr().err
