@@ -6,8 +6,12 @@ Adapters are imported inside their branch, so a deployment carries only the driv
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from hexq.core.clock import SystemClock
@@ -99,12 +103,70 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+def require_database(url: str) -> None:
+    """Refuse a sqlite:// URL whose file does not exist, for commands that only act on what is stored:
+    opening it would create an empty database (in the wrong folder, typically) and answer from that."""
+    if urlsplit(url).scheme != "sqlite":
+        return
+    path = Path(sqlite_path(url)).resolve()
+    if not path.exists():
+        raise ConfigurationError(f"no hexq database at {path}; start `hexq serve` there or pass --backend")
+
+
 def load_task_modules(names: tuple[str, ...]) -> None:
+    """Import the HEXQ_TASKS modules, with the current directory first on sys.path (where `python -m` and
+    Celery's import_from_cwd put it): `hexq` run from a project folder finds its tasks.py. The entry stays,
+    so handlers' lazy imports of sibling modules work and spawned worker processes inherit it. Python's
+    -P / PYTHONSAFEPATH, which asks for no such entry, is honoured.
+
+    Raises ConfigurationError saying whether the module was not found or raised while importing.
+    """
+    if names:
+        _current_directory_on_path()
     for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigurationError(f"task module {name!r} (HEXQ_TASKS or --tasks) is not a module name; "
+                                     "use dotted names such as mypkg.tasks, not file paths")
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigurationError(f"HEXQ_TASKS names module {name!r}, which cannot be imported: {exc}") from exc
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+                raise ConfigurationError(_not_found(name, exc.name)) from exc
+            raise ConfigurationError(_raised(name, exc)) from exc  # the module itself imports something missing
+        except Exception as exc:  # whatever the module's own code raised: SyntaxError, a failed setup, ...
+            raise ConfigurationError(_raised(name, exc)) from exc
+
+
+def _current_directory_on_path() -> None:
+    cwd = _cwd()
+    if cwd is not None and not sys.flags.safe_path and cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _not_found(name: str, missing: str) -> str:
+    cwd = _cwd()
+    where = f"in {cwd} (the current directory) or on sys.path" if cwd and not sys.flags.safe_path else "on sys.path"
+    what = "was not found" if missing == name else f"was not found: there is no package {missing!r}"
+    hint = f" (a file {name} is the module {name.removesuffix('.py')})" if name.endswith(".py") else ""
+    return (f"task module {name!r} (HEXQ_TASKS or --tasks) {what} {where}{hint}: "
+            "run hexq from the folder that holds it, or set PYTHONPATH")
+
+
+def _raised(name: str, exc: Exception) -> str:
+    if isinstance(exc, SyntaxError) and exc.filename:
+        at = f" at {exc.filename}, line {exc.lineno}"
+    else:  # the deepest frame that is not the import machinery's
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if not f.filename.startswith("<frozen") and f.filename != importlib.__file__]
+        at = f" at {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
+    return f"task module {name!r} (HEXQ_TASKS or --tasks) raised while importing{at}: {type(exc).__name__}: {exc}"
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed under the process
+        return None
 
 
 def cron_next(spec: str, after: float) -> float:
