@@ -111,21 +111,22 @@ def owner_of(key: ApiKey | None) -> str:
 
 
 # -- keygen ----------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hexq.functions.auth", description="hexq API keys")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    keygen = sub.add_parser("keygen", help="make a new API key: prints the secret once, and its HEXQ_API_KEYS entry")
-    keygen.add_argument("name", help="the key's name, unique among the keys ([A-Za-z0-9_.-], up to 64)")
-    keygen.add_argument("--tenant", default=DEFAULT_TENANT, help="whose tasks it submits and sees; '*' for all "
+KEYGEN_HELP = "make a new API key: prints the secret once, and its HEXQ_API_KEYS entry"
+
+
+def add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
+    """keygen's arguments, shared by `hexq keygen` and `python -m hexq.functions.auth keygen`."""
+    parser.add_argument("name", help="the key's name, unique among the keys ([A-Za-z0-9_.-], up to 64)")
+    parser.add_argument("--tenant", default=DEFAULT_TENANT, help="whose tasks it submits and sees; '*' for all "
                         "(default: default)")
-    keygen.add_argument("--scopes", default="submit,read", help="comma-separated: submit, read, admin "
+    parser.add_argument("--scopes", default="submit,read", help="comma-separated: submit, read, admin "
                         "(admin implies the others; default: submit,read)")
-    keygen.add_argument("--rate", help="this key's own rate limit, e.g. 10/s (default: HEXQ_RATE)")
-    keygen.add_argument("--burst", type=int, help="this key's own burst (default: HEXQ_BURST)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
+    parser.add_argument("--rate", help="this key's own rate limit, e.g. 10/s (default: HEXQ_RATE)")
+    parser.add_argument("--burst", type=int, help="this key's own burst (default: HEXQ_BURST)")
+
+
+def keygen(args: argparse.Namespace) -> int:
+    """Print a new secret and its entry; 2 for a bad scope, rate or name."""
     try:
         scopes = [Scope(s.strip().lower()) for s in args.scopes.split(",") if s.strip()]
         if args.rate is not None:
@@ -138,6 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"secret (shown only now; give it to the client): {secret}")
     print(f"HEXQ_API_KEYS entry (append it, comma or newline separated): {line}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hexq.functions.auth", description="hexq API keys")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_keygen_arguments(sub.add_parser("keygen", help=KEYGEN_HELP, description=KEYGEN_HELP))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    return keygen(args)
 
 
 if __name__ == "__main__":

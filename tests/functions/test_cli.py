@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -14,18 +18,35 @@ from typing import Any
 
 import pytest
 
+import hexq
 from hexq.functions.bootstrap import bootstrap
-from hexq.functions.cli import main
+from hexq.functions.cli import build_parser, main
 from hexq.functions.serve import is_loopback
 from hexq.functions.settings import Settings
 from hexq.functions.worker import run_worker
 
 
+@pytest.fixture(autouse=True)
+def restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading task modules puts the current directory on sys.path; a test's tmp folder must not stay there."""
+    monkeypatch.setattr(sys, "path", [*sys.path])
+
+
 @pytest.fixture
 def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """HEXQ_BACKEND: a SQLite database that exists (read-only commands refuse a missing one)."""
     url = f"sqlite:///{tmp_path}/hexq.db"
+    asyncio.run(create(url))
     monkeypatch.setenv("HEXQ_BACKEND", url)
     return url
+
+
+async def create(url: str) -> None:
+    container = bootstrap(Settings(backend_url=url))
+    try:
+        await container.tasks.stats()
+    finally:
+        await container.backend.close()
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -265,3 +286,280 @@ def test_keygen_prints_a_secret_once_and_an_entry_that_holds_only_its_hash(
     entry = out[1].rsplit(" ", 1)[1]
     assert entry == f"ci:acme:read+submit:sha256={hashlib.sha256(secret.encode()).hexdigest()}"
     assert secret not in entry
+
+
+# -- --version and --help ------------------------------------------------------------------------------
+COMMON = {"--backend", "--tasks", "--log-level"}
+WORKER = {"--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--strict"}
+FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only those it uses
+    "serve": COMMON | WORKER | {"--host", "--port", "--workers", "--insecure-bind", "--poll-interval", "--batch",
+                                "--max-invocations", "--retention", "--max-queued-per-tenant", "--body-limit",
+                                "--rate", "--burst"},
+    "worker": COMMON | WORKER,
+    "poller": COMMON | {"--lease", "--poll-interval", "--retention", "--max-queued-per-tenant"},
+    "submit": COMMON | {"--priority", "--delay", "--key", "--queue", "--max-attempts", "--timeout", "--wait"},
+    "status": COMMON,
+    "list": COMMON | {"--status", "--type", "--queue", "--limit", "--cursor", "--json"},
+    "cancel": COMMON,
+    "stats": COMMON | {"--json"},
+    "dead": COMMON | {"--replay", "--replay-all", "--type", "--queue", "--limit", "--cursor", "--json"},
+    "schedules": COMMON | {"--json"},
+    "schedules put": COMMON | {"--queue", "--priority", "--disabled"},
+    "schedules delete": COMMON,
+    "keygen": {"--tenant", "--scopes", "--rate", "--burst"},
+    "bench": {"--log-level", "--backend", "-n", "--count", "--workers", "--concurrency", "--rate", "--duration",
+              "--timeout", "--connections", "--skip", "--json", "--cold-start", "--profile"},
+}
+
+
+def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command and action in the parser, e.g. "schedules put"."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[f"{prefix}{name}"] = sub
+                found.update(commands(sub, f"{prefix}{name} "))
+    return found
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--version") == (0, f"hexq {hexq.__version__}\n", "")
+
+
+def test_the_flag_table_names_every_command() -> None:
+    assert set(commands(build_parser())) == set(FLAGS)
+
+
+@pytest.mark.parametrize("command", sorted(FLAGS))
+def test_every_command_answers_help_with_only_its_flags(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, err = run(capsys, *command.split(), "--help")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"usage: hexq {command} ")
+    flags = {s for a in commands(build_parser())[command]._actions for s in a.option_strings} - {"-h", "--help"}
+    assert flags == FLAGS[command]
+    assert all(flag in out for flag in flags)
+
+
+# -- list / cancel -------------------------------------------------------------------------------------
+def test_list_filters_pages_and_prints_a_table(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    first = submit(capsys, "echo", '{"n": 1}')
+    second = submit(capsys, "echo", '{"n": 2}', "--queue", "bulk")
+    later = submit(capsys, "sleep", '{"seconds": 0}', "--delay", "600")
+
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and out.splitlines()[0].split()[:5] == ["id", "type", "queue", "priority", "status"]
+    assert all(t["id"] in out for t in (first, second, later)) and "scheduled" in out
+
+    def ids(*argv: str) -> list[str]:
+        code, out, err = run(capsys, "list", "--json", *argv)
+        assert code == 0, err
+        return [t["id"] for t in json.loads(out)["tasks"]]
+
+    assert ids() == [later["id"], second["id"], first["id"]]  # newest first
+    assert ids("--status", "queued") == [second["id"], first["id"]]
+    assert ids("--type", "sleep") == [later["id"]]
+    assert ids("--queue", "bulk") == [second["id"]]
+    code, out, _ = run(capsys, "list", "--json", "--limit", "2")
+    page = json.loads(out)
+    assert [t["id"] for t in page["tasks"]] == [later["id"], second["id"]] and page["next_cursor"]
+    assert ids("--limit", "2", "--cursor", page["next_cursor"]) == [first["id"]]
+    code, out, _ = run(capsys, "list", "--limit", "2")
+    assert out.rstrip().endswith(f"more: --cursor {page['next_cursor']}")
+
+
+def test_list_of_nothing_and_bad_filters(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "list") == (0, "no tasks\n", "")
+    code, _, err = run(capsys, "list", "--status", "sleeping")
+    assert code == 2 and "invalid choice: 'sleeping'" in err
+    code, _, err = run(capsys, "list", "--limit", "0")
+    assert code == 2 and err.startswith("hexq: error: limit must be 1 to")
+
+
+def test_cancel_cancels_and_exits_1_for_what_it_cannot(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    queued, scheduled = submit(capsys, "echo"), submit(capsys, "echo", "--delay", "600")
+    code, out, err = run(capsys, "cancel", queued["id"], scheduled["id"])
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["cancelled 2 task(s)", f"  {queued['id']}", f"  {scheduled['id']}"]
+    assert json.loads(run(capsys, "status", queued["id"])[1])["status"] == "cancelled"
+
+    again = submit(capsys, "echo")
+    code, out, err = run(capsys, "cancel", "nope", queued["id"], again["id"])
+    assert code == 1 and out.splitlines() == ["cancelled 1 task(s)", f"  {again['id']}"]
+    assert err.splitlines() == ["hexq: error: no task 'nope'",
+                                f"hexq: error: cannot cancel task '{queued['id']}': it is cancelled"]
+
+
+def test_cancel_of_a_running_task_asks_its_worker_to_stop_it(backend: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    task = submit(capsys, "echo")
+
+    async def claim() -> None:
+        container = bootstrap(Settings(backend_url=backend))
+        try:
+            assert len(await container.backend.claim(["default"], 1, lease_seconds=60, worker_id="test")) == 1
+        finally:
+            await container.backend.close()
+
+    asyncio.run(claim())
+    code, out, err = run(capsys, "cancel", task["id"])
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["cancelled 0 task(s)", "asked 1 running task(s) to stop; each ends cancelled at its "
+                               "worker's next heartbeat", f"  {task['id']}"]
+
+
+def test_cancel_needs_an_id(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "cancel")
+    assert code == 2 and "usage: hexq cancel" in err
+
+
+# -- schedules -----------------------------------------------------------------------------------------
+def test_schedules_put_list_and_delete(backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "schedules") == (0, "no schedules\n", "")
+    code, out, err = run(capsys, "schedules", "put", "tick", "@every 1m", "echo", '{"tick": true}',
+                         "--priority", "high", "--queue", "ticks")
+    put = json.loads(out)
+    assert (code, err) == (0, "")
+    assert (put["name"], put["spec"], put["type"], put["payload"]) == ("tick", "@every 1m", "echo", {"tick": True})
+    assert (put["priority"], put["queue"], put["enabled"]) == ("high", "ticks", True)
+    assert json.loads(run(capsys, "schedules", "put", "nightly", "0 3 * * *", "echo", "--disabled")[1])[
+        "enabled"] is False
+
+    code, out, _ = run(capsys, "schedules")
+    assert code == 0 and "tick" in out and "@every 1m" in out and "0 3 * * *" in out
+    code, out, _ = run(capsys, "schedules", "--json")
+    assert [s["name"] for s in json.loads(out)["schedules"]] == ["nightly", "tick"]
+
+    assert run(capsys, "schedules", "delete", "tick") == (0, "deleted schedule tick\n", "")
+    assert run(capsys, "schedules", "delete", "tick") == (1, "", "hexq: error: no schedule 'tick'\n")
+
+    other = f"sqlite:///{tmp_path}/other.db"  # the common flags go before or after the action
+    assert run(capsys, "schedules", "--backend", other, "put", "a", "@every 1h", "echo")[0] == 0
+    assert run(capsys, "schedules", "put", "b", "@every 1h", "echo", "--backend", other)[0] == 0
+    code, out, _ = run(capsys, "schedules", "--json", "--backend", other)
+    assert [s["name"] for s in json.loads(out)["schedules"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bad name!", "@every 1m", "echo"], "name"),
+    (["x", "every minute", "echo"], "spec"),
+    (["x", "@every 1m", "no_such_type"], "unknown task type 'no_such_type'"),
+    (["x", "@every 1m", "echo", "[1]"], "must be a JSON object"),
+])
+def test_a_bad_schedule_is_a_usage_error(backend: str, capsys: pytest.CaptureFixture[str], argv: list[str],
+                                         message: str) -> None:
+    code, _, err = run(capsys, "schedules", "put", *argv)
+    assert code == 2 and err.startswith("hexq: error: ") and message in err
+    assert run(capsys, "schedules") == (0, "no schedules\n", "")
+
+
+# -- read-only commands never create a database --------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["status", "x"], ["stats"], ["stats", "--json"], ["dead"], ["dead", "--replay", "x"], ["dead", "--replay-all"],
+    ["list"], ["list", "--json"], ["cancel", "x"], ["schedules"], ["schedules", "delete", "x"],
+])
+def test_read_only_commands_in_an_empty_folder_create_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              argv: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HEXQ_BACKEND", raising=False)
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    expected = tmp_path.resolve() / "hexq.db"
+    assert err == f"hexq: error: no hexq database at {expected}; start `hexq serve` there or pass --backend\n"
+    code, _, err = run(capsys, *argv, "--backend", "sqlite:///sub/q.db")
+    assert code == 2 and f"no hexq database at {tmp_path.resolve() / 'sub' / 'q.db'};" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- task modules from the current directory -----------------------------------------------------------
+SHOUT = "from hexq.core.registry import task\n\n@task('cwd_shout')\ndef shout(p):\n    return p['s'].upper()\n"
+
+
+def hexq_command() -> str:
+    """The installed console script, as a user runs it (its own folder, not the cwd, starts sys.path)."""
+    script = Path(sys.executable).with_name("hexq")
+    found = str(script) if script.exists() else shutil.which("hexq")
+    assert found, "the hexq console script is not installed next to this Python"
+    return found
+
+
+def hexq_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEXQ_", "PYTHONPATH", "PYTHONSAFEPATH"))}
+    return {**env, **extra}
+
+
+def test_the_hexq_command_imports_task_modules_from_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "cwd_tasks.py").write_text(SHOUT)
+    argv = [hexq_command(), "submit", "cwd_shout", '{"s": "hi"}', "--tasks", "cwd_tasks"]
+    done = subprocess.run(argv, cwd=tmp_path, env=hexq_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["type"] == "cwd_shout"
+    done = subprocess.run([hexq_command(), "list", "--json"], cwd=tmp_path, env=hexq_env(HEXQ_TASKS="cwd_tasks"),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and json.loads(done.stdout)["tasks"][0]["type"] == "cwd_shout"
+
+
+def test_a_missing_task_module_says_where_it_looked_and_what_to_do(tmp_path: Path) -> None:
+    done = subprocess.run([hexq_command(), "submit", "echo", "--tasks", "hexq.functions.examples,not_here_tasks"],
+                          cwd=tmp_path, env=hexq_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"hexq: error: task module 'not_here_tasks' (HEXQ_TASKS or --tasks) was not found in "
+                           f"{tmp_path} (the current directory) or on sys.path: run hexq from the folder that holds "
+                           "it, or set PYTHONPATH\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("mypkg.tasks", "was not found: there is no package 'mypkg' in"),
+    ("tasks.py", "(a file tasks.py is the module tasks)"),
+    ("my-tasks", "is not a module name"),
+    ("./tasks", "is not a module name"),
+])
+def test_task_module_names_that_cannot_be_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str], name: str, expected: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "submit", "echo", "--tasks", name, "--backend", "memory://")
+    assert code == 2 and err.startswith(f"hexq: error: task module {name!r} (HEXQ_TASKS or --tasks) ")
+    assert expected in err
+
+
+@pytest.mark.parametrize("source, line, error", [
+    ("import os\nraise RuntimeError('no API token in the environment')\n", 2,
+     "RuntimeError: no API token in the environment"),
+    ("import os\nimport a_dependency_nobody_installed\n", 2,
+     "ModuleNotFoundError: No module named 'a_dependency_nobody_installed'"),
+    ("def broken(:\n", 1, "SyntaxError: "),
+])
+def test_a_task_module_that_raises_shows_the_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str], source: str, line: int,
+                                                       error: str) -> None:
+    (tmp_path / "raising_tasks.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "raising_tasks", raising=False)
+    code, out, err = run(capsys, "submit", "echo", "--tasks", "raising_tasks", "--backend", "memory://")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"hexq: error: task module 'raising_tasks' (HEXQ_TASKS or --tasks) raised while importing "
+                          f"at {tmp_path / 'raising_tasks.py'}, line {line}: {error}")
+    assert "Traceback" not in err and "was not found" not in err
+
+
+@pytest.mark.slow
+def test_serve_runs_a_task_module_from_the_current_directory_in_its_worker_processes(tmp_path: Path) -> None:
+    """The API process and the spawned worker processes of `hexq serve` both import it."""
+    (tmp_path / "cwd_tasks.py").write_text(SHOUT)
+    env = hexq_env(HEXQ_TASKS="hexq.functions.examples,cwd_tasks", HEXQ_POLL_INTERVAL="0.1")
+    server = subprocess.Popen([hexq_command(), "serve", "--port", "0"], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        assert banner.startswith("hexq serving on"), server.stderr.read() if server.stderr else banner
+        done = subprocess.run([hexq_command(), "submit", "cwd_shout", '{"s": "hi"}', "--wait"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout)["result"] == "HI"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert server.returncode == 0
