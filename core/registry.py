@@ -120,6 +120,10 @@ class Registry:
     def __iter__(self) -> Iterator[TaskSpec]:
         return iter(sorted(self._specs.values(), key=lambda s: s.name))
 
+    def queues(self) -> tuple[str, ...]:
+        """The queues the registered task types declare (`@task(queue=...)`), sorted, each once."""
+        return tuple(sorted({spec.queue for spec in self._specs.values()}))
+
 
 # Decorators run at import time, so handler modules need one registry to register into;
 # workers and the API import the modules named in HEXQ_TASKS and read this one.

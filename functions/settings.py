@@ -9,9 +9,18 @@ from typing import Any
 
 from hexq.core.errors import ConfigurationError
 from hexq.core.ratelimit import MAX_BURST, parse_rate
-from hexq.core.registry import check_name
+from hexq.core.registry import Registry, check_name
 
 DEFAULT_BACKEND = "sqlite:///hexq.db"
+
+
+class DeclaredQueues(tuple[str, ...]):
+    """The queues when HEXQ_QUEUES (--queues) is not given: `default` plus every queue a loaded task type
+    declares. Settings.serving fills them in once the task modules are imported; until then it is
+    ("default",), so whatever reads it earlier serves what hexq always served. A tuple of its own type, so
+    that an explicit list, even ("default",), stays told apart from it."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +37,8 @@ class Settings:
     grace: float = 10.0
     poll_interval: float = 0.5
     max_invocations: int = 0  # 0: as many as `workers`
-    queues: tuple[str, ...] = ("default",)
+    warm: int = 1  # invocations `hexq serve` keeps waiting on the backend while idle (at most the cap)
+    queues: tuple[str, ...] = DeclaredQueues(("default",))
     task_modules: tuple[str, ...] = ("hexq.functions.examples",)
     body_limit: int = 256 * 1024
     retention: float = 7 * 86_400.0
@@ -74,9 +84,25 @@ class Settings:
         """Apply CLI flags; a None value means the flag was not given."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def serving(self, registry: Registry) -> Settings:
+        """These settings with the queues a worker serves filled in: as given, or else `default` plus every
+        queue a task type in `registry` declares. Call it once the task modules are imported."""
+        if self.queues_given:
+            return self
+        return replace(self, queues=DeclaredQueues(dict.fromkeys(("default", *registry.queues()))))
+
+    @property
+    def queues_given(self) -> bool:
+        """HEXQ_QUEUES or --queues named the queues (rather than every declared queue)."""
+        return not isinstance(self.queues, DeclaredQueues)
+
     @property
     def invocation_cap(self) -> int:
         return self.max_invocations or self.workers
+
+    @property
+    def warm_invocations(self) -> int:
+        return min(self.warm, self.invocation_cap)
 
     @property
     def rate_per_second(self) -> float:
@@ -93,7 +119,8 @@ def _csv(raw: str) -> tuple[str, ...]:
 
 
 _ENV_NAMES = {"backend_url": "HEXQ_BACKEND", "lease_seconds": "HEXQ_LEASE", "task_modules": "HEXQ_TASKS"}
-_LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "max_invocations": 0, "burst": 1,
+_LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "max_invocations": 0, "warm": 0,
+                 "burst": 1,
                  "max_queued_per_tenant": 0,
                  "lease_seconds": 0, "idle_wait": 0, "budget": 0, "poll_interval": 0, "grace": 0, "retention": 0}
 # Zero is not allowed for these: e.g. idle_wait 0 turns a waiting claim into a busy loop.
