@@ -1,6 +1,9 @@
 """The poller tick: promote due tasks, recover expired leases, fire schedules, purge old results,
 and start ceil(backlog / batch) worker invocations up to a cap. That is how the number of
 workers follows the backlog.
+
+Between ticks a `wake` event (set by `hexq serve` on a submit, or when an invocation ends) sizes the
+invocations at once, without the housekeeping: a submit need not wait for the next tick.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from hexq.core import outcome
@@ -59,20 +63,34 @@ class Poller:
         invoked = await self._invoke(backlog)
         return TickReport(promoted, recovered, fired, purged, backlog, invoked)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def invoke(self) -> int:
+        """Start the invocations the backlog needs now (the tick's last step on its own)."""
+        return await self._invoke(await self._backend.backlog())
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Tick every `interval` until `stop` is set; whenever `wake` is set in between, `invoke` at once."""
+        wake = wake or asyncio.Event()
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
-            try:
-                report = await self.tick()
-                if report != TickReport(backlog=report.backlog, invoked=report.invoked):
-                    log.info("tick %s", report)
-            except BackendUnavailable as exc:
-                log.warning("poller tick failed: %s", exc)
-            except Exception:  # a bug or a bad record must not end the poller: the next tick tries again
-                log.exception("poller tick failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self._config.interval)
-            except TimeoutError:
-                pass
+            await self._guarded(self._logged_tick)
+            next_tick = loop.time() + self._config.interval
+            while await _woken(stop, wake, next_tick - loop.time()):
+                wake.clear()  # before invoking: a wake that comes during it is served by the next round
+                await self._guarded(self.invoke)
+
+    async def _logged_tick(self) -> None:
+        report = await self.tick()
+        if report != TickReport(backlog=report.backlog, invoked=report.invoked):
+            log.info("tick %s", report)
+
+    @staticmethod
+    async def _guarded(step: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await step()
+        except BackendUnavailable as exc:
+            log.warning("poller tick failed: %s", exc)
+        except Exception:  # a bug or a bad record must not end the poller: the next tick tries again
+            log.exception("poller tick failed")
 
     async def _recover(self) -> int:
         """A lease that expired means a worker died or hung: that counts as a failed attempt."""
@@ -85,7 +103,22 @@ class Poller:
         return applied
 
     async def _invoke(self, backlog: int) -> int:
-        if self._invoker is None or backlog == 0:
+        # Asked even for none: an invoker that keeps warm invocations waiting (hexq serve's pool) tops them up.
+        if self._invoker is None:
             return 0
         wanted = min(math.ceil(backlog / self._config.batch), self._config.max_invocations)
         return await self._invoker.trigger(wanted)
+
+
+async def _woken(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `stop` or `wake`; True if `wake` came first."""
+    if seconds <= 0 or stop.is_set():
+        return False
+    if not wake.is_set():
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+    return wake.is_set() and not stop.is_set()

@@ -15,6 +15,7 @@ from hexq.functions.worker import stop_on_signals
 
 
 async def run_poller(container: Container, stop: asyncio.Event, invoker: Invoker | None = None, *,
-                     signals: bool = True) -> None:
+                     signals: bool = True, wake: asyncio.Event | None = None) -> None:
+    """Tick until `stop`; `wake` (hexq serve sets it on a submit) starts invocations between ticks."""
     with stop_on_signals(stop, enabled=signals):
-        await container.poller(invoker).run(stop)
+        await container.poller(invoker).run(stop, wake)
