@@ -8,7 +8,10 @@
   single-worker pool of its own, so one that dies hard disturbs no other and is simply replaced.
 
 Both start at most `cap - in_flight` invocations per trigger, so the poller can ask for
-ceil(backlog / batch) every tick without piling up work.
+ceil(backlog / batch) every tick without piling up work; and at least as many as keep `warm` in
+flight, so that while `hexq serve` is idle `warm` invocations wait on the backend and a submitted task
+starts at once. `on_finished` tells the caller an invocation ended (`hexq serve` wakes its poller, which
+triggers the next: the poller stays what starts invocations).
 """
 
 from __future__ import annotations
@@ -23,27 +26,32 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_sentinels
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from hexq.core.worker import Report
-from hexq.functions.bootstrap import Container, bootstrap
-from hexq.functions.logs import configure_logging
+from hexq.functions import pool_child
+from hexq.functions.bootstrap import Container
 from hexq.functions.settings import Settings
+from hexq.functions.wake import ring
 from hexq.functions.worker import default_worker_id, report_fields
 
 log = logging.getLogger("hexq.invoker")
 
 
 class InProcessInvoker:
-    def __init__(self, container: Container, cap: int) -> None:
+    def __init__(self, container: Container, cap: int, *, warm: int = 0,
+                 on_finished: Callable[[], None] | None = None) -> None:
         self._container = container
         self._cap = cap
+        self._warm = warm
+        self._on_finished = on_finished
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[Report]] = set()
         self._ids = itertools.count(1)
@@ -52,8 +60,12 @@ class InProcessInvoker:
     def in_flight(self) -> int:
         return len(self._running)
 
+    @property
+    def cap(self) -> int:
+        return self._cap
+
     async def trigger(self, n: int) -> int:
-        start = 0 if self._stop.is_set() else max(0, min(n, self._cap - len(self._running)))
+        start = 0 if self._stop.is_set() else _to_start(n, self._warm, len(self._running), self._cap)
         for _ in range(start):
             invocation = self._container.invocation(f"{default_worker_id()}:{next(self._ids)}")
             job = asyncio.create_task(invocation.run(self._stop))
@@ -72,8 +84,22 @@ class InProcessInvoker:
             return
         if (exc := job.exception()) is not None:
             log.error("worker invocation failed", exc_info=exc)
-        elif job.result().claimed:
+            return
+        if job.result().claimed:
             log.info("invocation done", extra=report_fields(job.result()))
+        _call(self._on_finished)
+
+
+def _to_start(n: int, warm: int, in_flight: int, cap: int) -> int:
+    """Invocations to start: the `n` asked for, or enough to keep `warm` in flight; never past `cap`."""
+    return max(0, min(max(n, warm - in_flight), cap - in_flight))
+
+
+def _call(on_finished: Callable[[], None] | None) -> None:
+    # Only after an invocation that ended normally: one that failed or died is started again by the next
+    # tick, not at once, so a child that cannot run (a broken setup) does not spin the poller.
+    if on_finished is not None:
+        on_finished()
 
 
 class ProcessPoolInvoker:
@@ -89,10 +115,17 @@ class ProcessPoolInvoker:
     that slot counted busy. A one-child pool spawns its child at the first submit, before its manager
     thread starts watching, so a death always completes the slot's future at once (`in_flight` drops);
     the broken pool is replaced at the slot's next use.
+
+    With `bells` (SQLite, which cannot notify) each child also gets a pipe of its own, and `ring()` writes
+    to every one: a child waiting for work claims at once (hexq.functions.wake).
     """
 
-    def __init__(self, settings: Settings, cap: int) -> None:
+    def __init__(self, settings: Settings, cap: int, *, warm: int = 0, bells: bool = False,
+                 on_finished: Callable[[], None] | None = None) -> None:
         self._settings = settings
+        self._warm = warm
+        self._bells = bells
+        self._on_finished = on_finished
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
         # The children learn of the shutdown from one byte in this pipe, not from a multiprocessing.Event:
@@ -100,24 +133,38 @@ class ProcessPoolInvoker:
         # parent's Event.set() then waits forever for it to wake. A pipe write waits for no reader.
         self._stop_reader, self._stop_writer = self._context.Pipe(duplex=False)
         self._lock = threading.Lock()  # done-callbacks run on the pools' manager threads
-        self._slots = [_Slot(self._new_pool()) for _ in range(cap)]  # no process starts before a submit
+        self._slots = [self._new_slot() for _ in range(cap)]  # no process starts before a submit
 
     @property
     def in_flight(self) -> int:
         with self._lock:
             return sum(slot.job is not None for slot in self._slots)
 
+    @property
+    def cap(self) -> int:
+        return len(self._slots)
+
     async def trigger(self, n: int) -> int:
         if self._stopping.is_set():
             return 0
+        if n > 0:  # there is a backlog: children waiting for work look now (a write they were not told of)
+            self.ring()
         with self._lock:
-            free = [slot for slot in self._slots if slot.job is None][:max(0, n)]
+            free = [slot for slot in self._slots if slot.job is None]
+            free = free[:_to_start(n, self._warm, len(self._slots) - len(free), len(self._slots))]
         for slot in free:
             future = self._submit(slot)
             with self._lock:
                 slot.job = future
             future.add_done_callback(functools.partial(self._finished, slot))  # at once if already done
         return len(free)
+
+    def ring(self) -> None:
+        """Tell the children that work may have arrived (with `bells`; otherwise nothing to do)."""
+        with self._lock:
+            bells = [slot.bell for slot in self._slots if slot.bell is not None]
+        for bell in bells:
+            ring(bell)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Blocking and bounded: call it from a thread (`asyncio.to_thread`) when a loop is running."""
@@ -135,6 +182,8 @@ class ProcessPoolInvoker:
         _stop_pools([slot.pool for slot in self._slots], max(1.0, deadline - time.monotonic()))
         self._stop_writer.close()
         self._stop_reader.close()
+        for slot in self._slots:
+            slot.close_bell()
 
     def kill(self) -> None:
         """The forced exit (a second signal): kill the children now; their tasks return on lease expiry."""
@@ -142,21 +191,28 @@ class ProcessPoolInvoker:
             for process in _processes(slot.pool):
                 process.kill()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_child_init,
-                                   initargs=(self._settings, self._stop_reader))
+    def _new_slot(self) -> _Slot:
+        child_end, bell = self._context.Pipe(duplex=False) if self._bells else (None, None)
+        if bell is not None:
+            os.set_blocking(bell.fileno(), False)  # ring() must never wait for a child
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=pool_child.init,
+                                   initargs=(self._settings, self._stop_reader, child_end))
+        return _Slot(pool, bell=bell, bell_end=child_end)
 
     def _submit(self, slot: _Slot) -> Future[dict[str, Any]]:
         if not slot.broken:
             try:
-                return slot.pool.submit(_child_invocation)
+                return slot.pool.submit(pool_child.invocation)
             except BrokenProcessPool:
                 log.error("worker process died while idle (%s); starting a new one", _exit_status(slot.pool))
         # Its one process is dead (the pool has reaped it); its tasks, if any, come back when their
         # leases expire. The other slots are untouched.
         slot.pool.shutdown(wait=False)
-        slot.pool, slot.broken = self._new_pool(), False
-        return slot.pool.submit(_child_invocation)
+        fresh = self._new_slot()
+        with self._lock:
+            slot.close_bell()
+            slot.pool, slot.bell, slot.bell_end, slot.broken = fresh.pool, fresh.bell, fresh.bell_end, False
+        return slot.pool.submit(pool_child.invocation)
 
     def _finished(self, slot: _Slot, future: Future[dict[str, Any]]) -> None:
         died = not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
@@ -171,8 +227,10 @@ class ProcessPoolInvoker:
             return
         if (exc := future.exception()) is not None:
             log.error("worker invocation failed: %s", exc, exc_info=exc)
-        elif future.result()["claimed"]:
+            return
+        if future.result()["claimed"]:
             log.info("invocation done", extra=future.result())
+        _call(self._on_finished)
 
 
 @dataclass(eq=False)
@@ -182,6 +240,13 @@ class _Slot:
     pool: ProcessPoolExecutor
     job: Future[dict[str, Any]] | None = None
     broken: bool = False  # its process died; replace the pool before the next submit
+    bell: Connection | None = None  # the parent's end of the child's wake pipe (bells only) ...
+    bell_end: Connection | None = None  # ... and the child's, kept open until the slot is replaced
+
+    def close_bell(self) -> None:
+        for end in (self.bell, self.bell_end):
+            if end is not None:
+                end.close()
 
 
 def _wait_all(futures: list[Future[dict[str, Any]]], timeout: float) -> None:
@@ -223,88 +288,3 @@ def _exit_status(pool: ProcessPoolExecutor) -> str:
                 continue
         described.append(f"pid {process.pid}, exit code {code if code is not None else 'unknown'}")
     return "; ".join(described) or "no process"
-
-
-# -- the child side -------------------------------------------------------------------------------
-
-@dataclass
-class _Child:
-    """Per-process state of a pool child: one event loop, and the container built at the first call.
-
-    One persistent loop rather than asyncio.run per call, because adapters may hold connections
-    bound to the loop that opened them (redis.asyncio pools do).
-    """
-
-    settings: Settings
-    stopping: Connection  # readable once the parent shuts down (a byte) or dies (EOF)
-    loop: asyncio.AbstractEventLoop
-    container: Container | None = None
-    stop: asyncio.Event | None = None  # the running invocation's
-    busy: bool = False
-    orphaned: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_child: _Child | None = None
-
-
-def _child_init(settings: Settings, stopping: Connection) -> None:
-    global _child
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_logging(settings.log_level)
-    _child = _Child(settings, stopping, asyncio.new_event_loop())
-    threading.Thread(target=_relay_stop, args=(_child, os.getppid()), name="hexq-stop-relay", daemon=True).start()
-
-
-def _relay_stop(state: _Child, parent: int) -> None:
-    """Wait (in a thread: the loop runs only during an invocation) for the parent's shutdown, then stop
-    the running invocation. Keep watching the parent: one killed hard leaves no one to send work or to
-    stop the pool, so the child exits too — at once if idle, else once its tasks are released."""
-    while not state.stopping.poll(1.0) and os.getppid() == parent:
-        pass
-    with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing left to stop
-        state.loop.call_soon_threadsafe(_stop_running, state)
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    with state.lock:
-        state.orphaned = True
-        if not state.busy:
-            os._exit(0)
-
-
-def _stop_running(state: _Child) -> None:
-    if state.stop is not None:
-        state.stop.set()
-
-
-def _child_invocation() -> dict[str, Any]:
-    """Runs in a pool child: one worker invocation; the report comes back as a dict."""
-    state = _child
-    assert state is not None, "pool child used without _child_init"
-    with state.lock:
-        state.busy = True
-    if state.container is None:
-        state.container = bootstrap(state.settings)  # the cold start: once per process
-    try:
-        return state.loop.run_until_complete(_invoke(state, state.container))
-    finally:
-        with state.lock:
-            state.busy = False
-            if state.orphaned:  # its tasks were released; no parent is left to take the report
-                os._exit(0)
-
-
-async def _invoke(state: _Child, container: Container) -> dict[str, Any]:
-    stop = state.stop = asyncio.Event()
-    if state.stopping.poll():  # picked up after the shutdown began
-        stop.set()
-    # A SIGTERM sent to the child itself (systemd signals the whole cgroup) stops it the same way,
-    # so in-flight tasks are released rather than left to lease expiry.
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    try:
-        report = await container.invocation(default_worker_id()).run(stop)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        state.stop = None
-    return report_fields(report)

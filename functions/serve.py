@@ -2,9 +2,15 @@
 
 uvicorn serves `create_app(container)` on the same event loop as the poller; the poller starts
 worker invocations in a process pool sized by the backlog (ceil(backlog / batch), at most
-`workers`). With memory:// the invocations run in-process instead, since no other process can
-see that backend. SIGTERM/SIGINT stop the server and the poller, then the pool: in-flight tasks
-get `grace` seconds and are then released back to the queue.
+`workers`), and the pool keeps `warm` of them waiting on the backend while idle. With memory:// the
+invocations run in-process instead, since no other process can see that backend. SIGTERM/SIGINT stop
+the server and the poller, then the pool: in-flight tasks get `grace` seconds and are then released
+back to the queue.
+
+A submit is met at once (hexq.functions.wake): the write wakes the poller, which starts more invocations
+if there is room, and on SQLite rings the pool's processes so a waiting claim looks now; an invocation
+that ends wakes the poller too, which starts the next warm one. The workers serve every queue a loaded
+task type declares, plus `default`, unless HEXQ_QUEUES narrows them.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
-from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.bootstrap import Container, bootstrap, make_backend
 from hexq.functions.invoker import InProcessInvoker, ProcessPoolInvoker
 from hexq.functions.poller import run_poller
 from hexq.functions.settings import Settings
-from hexq.functions.worker import stop_on_signals
+from hexq.functions.wake import NotifyingBackend
+from hexq.functions.worker import announce, serving, stop_on_signals
 
 log = logging.getLogger("hexq.serve")
 
@@ -54,31 +62,35 @@ async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool
 
     check_bind(settings.host, insecure_bind, keys=bool(load_keys(settings)))
     await startup_check(settings.backend_url, strict=strict)  # Redis: warn (or, --strict, refuse) when unsafe
-    container = bootstrap(settings)
+    doorbell = _Doorbell(asyncio.get_running_loop())
+    container = _container(settings, doorbell)
     try:
         with _bound_socket(settings.host, settings.port) as sock:
             port = sock.getsockname()[1]
-            print(f"hexq serving on http://{_url_host(settings.host)}:{port} "
-                  f"(backend {settings.backend_url}, {settings.workers} workers)", flush=True)
-            await _run(container, sock)
+            print(f"hexq serving on http://{_url_host(settings.host)}:{port} (backend {settings.backend_url}, "
+                  f"{settings.workers} workers, queues {','.join(container.settings.queues)})", flush=True)
+            await announce(container)
+            await _run(container, sock, doorbell)
     finally:
         await container.backend.close()
     return 0
 
 
-async def _run(container: Container, sock: socket.socket) -> None:
+def _container(settings: Settings, doorbell: _Doorbell) -> Container:
+    backend = NotifyingBackend(make_backend(settings.backend_url, SystemClock()), doorbell.on_write)
+    return serving(bootstrap(settings, backend=backend))
+
+
+async def _run(container: Container, sock: socket.socket, doorbell: _Doorbell) -> None:
     from hexq.functions.api import create_app  # the API pulls in Starlette; the worker commands need none of it
 
-    settings = container.settings
     server = _Server(uvicorn.Config(create_app(container), log_config=None, timeout_graceful_shutdown=5,
                                     server_header=False))
     stop = asyncio.Event()
-    local = urlsplit(settings.backend_url).scheme == "memory"
-    invoker = InProcessInvoker(container, settings.workers) if local else ProcessPoolInvoker(settings,
-                                                                                             settings.workers)
+    invoker = doorbell.invoker = _invoker(container, doorbell)
     with stop_on_signals(stop, on_force=invoker.kill if isinstance(invoker, ProcessPoolInvoker) else None):
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        polling = asyncio.create_task(run_poller(container, stop, invoker, signals=False))
+        polling = asyncio.create_task(run_poller(container, stop, invoker, signals=False, wake=doorbell.poller))
         stopped = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({serving, polling, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -94,6 +106,40 @@ async def _run(container: Container, sock: socket.socket) -> None:
         for task in (serving, polling):
             if not task.cancelled() and (exc := task.exception()) is not None:
                 raise exc
+
+
+def _invoker(container: Container, doorbell: _Doorbell) -> InProcessInvoker | ProcessPoolInvoker:
+    settings = container.settings
+    scheme = urlsplit(settings.backend_url).scheme
+    if scheme == "memory":
+        return InProcessInvoker(container, settings.workers, warm=settings.warm_invocations,
+                                on_finished=doorbell.on_finished)
+    # Only SQLite needs the bells: on Redis a waiting claim blocks on the server and wakes by itself.
+    return ProcessPoolInvoker(settings, settings.workers, warm=settings.warm_invocations, bells=scheme == "sqlite",
+                              on_finished=doorbell.on_finished)
+
+
+class _Doorbell:
+    """What a write in the serve process, or the end of an invocation, sets off."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.poller = asyncio.Event()  # wakes the poller between ticks
+        self.invoker: InProcessInvoker | ProcessPoolInvoker | None = None
+        self._loop = loop
+
+    def on_write(self) -> None:
+        """A task may be claimable: waiting pool processes look now (SQLite), and the poller starts more
+        invocations if the pool has room (at the cap there is nothing to start, so it is left alone)."""
+        invoker = self.invoker
+        if isinstance(invoker, ProcessPoolInvoker):
+            invoker.ring()
+        if invoker is not None and invoker.in_flight < invoker.cap:
+            self.poller.set()
+
+    def on_finished(self) -> None:
+        """An invocation ended (called from the pool's threads): the poller starts the next warm one."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: serve has ended
+            self._loop.call_soon_threadsafe(self.poller.set)
 
 
 class _Server(uvicorn.Server):
