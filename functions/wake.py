@@ -28,8 +28,10 @@ from hexq.core.ports import Backend, Broker
 # Writes after which a task may be claimable: new tasks (also fired schedules), promoted or reclaimed ones,
 # replays (transition dead -> queued), and settlements that hand a task back to the queue.
 _WRITES = frozenset({"enqueue", "enqueue_within", "promote_due", "transition", "settle"})
-# A waiting claim on SQLite still looks every this often, for writes the serve process does not make (a
-# `hexq submit` or `hexq worker` on the same file); the poller's tick rings the pool for those too.
+# A waiting claim on SQLite still looks now and then, for writes the serve process does not make (a handler
+# submitting a follow-up task, a `hexq submit` on the same file): 5 ms after it last found work, doubling to
+# FALLBACK while it finds none. The poller's tick also rings the pool whenever tasks are queued.
+FIRST_LOOK = 0.005
 FALLBACK = 1.0
 
 
@@ -62,15 +64,16 @@ def ring(bell: Connection) -> None:
 
 
 class WokenBroker:
-    """A Broker whose claim, finding nothing, waits for the serve process's ring (or FALLBACK) before it
-    looks again, instead of the adapter's 5-50 ms poll. Only for a pool process of `hexq serve` on a
-    backend that cannot notify (SQLite)."""
+    """A Broker whose claim, finding nothing, waits for the serve process's ring before it looks again,
+    instead of the adapter's 5-50 ms poll: while idle it looks about once a FALLBACK. Only for a pool
+    process of `hexq serve` on a backend that cannot notify (SQLite)."""
 
     def __init__(self, inner: Broker, bell: Connection) -> None:
         self._inner = inner
         self._fd = bell.fileno()
         self._bell = bell  # kept open with this broker
         self._open = True  # False once the serve process is gone (EOF): then the adapter polls as usual
+        self._pause = FIRST_LOOK  # kept across claims (and invocations): it grows only while nothing comes
         os.set_blocking(self._fd, False)
 
     async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
@@ -93,10 +96,14 @@ class WokenBroker:
                 return await self._inner.claim(queues, n, lease_seconds=lease_seconds, worker_id=worker_id,
                                                wait=max(remaining, 0.0))
             leases = await self._inner.claim(queues, n, lease_seconds=lease_seconds, worker_id=worker_id)
-            remaining = deadline - loop.time()
-            if leases or remaining <= 0:
+            if leases:
+                self._pause = FIRST_LOOK
                 return leases
-            await self._rung(loop, min(remaining, FALLBACK))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return leases
+            await self._rung(loop, min(remaining, self._pause))
+            self._pause = min(self._pause * 2, FALLBACK)
 
     def _drain(self) -> None:
         while self._open:

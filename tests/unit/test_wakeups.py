@@ -70,7 +70,8 @@ def pipe() -> Iterator[tuple[Any, Any]]:
 
 @pytest.fixture
 def no_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wake, "FALLBACK", HOUR)  # only a ring can end a wait
+    monkeypatch.setattr(wake, "FIRST_LOOK", HOUR)  # only a ring can end a wait
+    monkeypatch.setattr(wake, "FALLBACK", HOUR)
 
 
 async def test_a_waiting_claim_takes_a_task_as_soon_as_it_is_rung(tmp_path: Path, registry: Registry,
@@ -101,6 +102,22 @@ async def test_a_ring_with_nothing_new_does_not_end_the_wait(tmp_path: Path, pip
         assert await broker.claim(["default"], 5, lease_seconds=30, worker_id="w", wait=0.3) == []
     finally:
         await backend.close()
+
+
+async def test_a_write_the_serve_process_did_not_make_is_still_found_without_a_ring(
+        tmp_path: Path, registry: Registry, pipe: tuple[Any, Any]) -> None:
+    path = str(tmp_path / "hexq.db")
+    claimer, writer = SQLiteBackend(path), SQLiteBackend(path)
+    try:
+        broker = WokenBroker(claimer, pipe[0])
+        claim = asyncio.create_task(broker.claim(["default"], 5, lease_seconds=30, worker_id="w", wait=HOUR))
+        await asyncio.sleep(0.2)
+        task = await new_task(writer, registry)  # a handler's follow-up task, say: nobody rings
+        leases = await asyncio.wait_for(claim, GUARD)  # the claim's own look, at most FALLBACK apart
+        assert [lease.task.id for lease in leases] == [task.id]
+    finally:
+        await claimer.close()
+        await writer.close()
 
 
 async def test_without_the_serve_process_the_claim_falls_back_to_the_adapters_poll(
