@@ -97,7 +97,9 @@ class Poller:
         leases = await self._backend.reclaim_expired(self._config.sweep_limit, self._config.lease_seconds)
         if not leases:
             return 0
-        settlements = [Settlement(lease, outcome.lost(lease.task)) for lease in leases]
+        # A task cancelled while its worker was lost ends cancelled rather than running again.
+        settlements = [Settlement(lease, outcome.cancelled(lease.task) if lease.cancel_requested
+                                  else outcome.lost(lease.task)) for lease in leases]
         applied = sum(await self._backend.settle(settlements))
         await self._backend.promote_due(len(settlements))  # due now: back in the queue this tick
         return applied

@@ -62,6 +62,18 @@ async def test_expired_lease_counts_as_a_failed_attempt(world: World) -> None:
     assert await world.backend.settle([Settlement(lease, lease.task.moved_to(TaskStatus.SUCCEEDED))]) == [False]
 
 
+async def test_a_task_cancelled_while_its_worker_is_lost_ends_cancelled(world: World) -> None:
+    task = (await world.tasks.submit(SubmitRequest("echo", {}))).task
+    await world.backend.claim(["default"], 1, lease_seconds=30, worker_id="gone")
+    assert (await world.tasks.cancel(task.id)).status is TaskStatus.RUNNING  # asked; nobody hears it
+    world.clock.advance(31)
+
+    assert (await world.poller.tick()).recovered == 1
+
+    after = await world.tasks.get(task.id)
+    assert (after.status, after.attempts, after.finished_at) == (TaskStatus.CANCELLED, 1, world.clock.now())
+
+
 async def test_crash_on_the_last_attempt_dead_letters(world: World) -> None:
     task = (await world.tasks.submit(SubmitRequest("echo", {}, max_attempts=1))).task
     await world.backend.claim(["default"], 1, lease_seconds=30, worker_id="gone")
