@@ -41,7 +41,9 @@ class Installed:
 
 
 def _run(*argv: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:
-    done = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    """Run a command with this process's environment less PYTHONPATH and HEXQ_* (nothing of this checkout)."""
+    env = quickstart.clean_env(Path(argv[0]).parent)
+    done = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{argv} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
 
