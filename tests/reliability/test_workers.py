@@ -204,7 +204,9 @@ def test_t12_poison_tasks_are_dead_lettered_after_three_attempts(tmp_path: Path,
         healthy = direct.submit_bulk([SubmitRequest(type="ledger", payload={"n": n, "ms": 20}) for n in range(50)])
         t0 = time.monotonic()
         procs.start("poller", "poller", "--backend", url, env=env)
-        procs.start("worker", "worker", "--backend", url, env=env)
+        # Only "default": a worker serves every queue its task modules declare unless told otherwise, and
+        # the poison queues belong to the supervised workers below.
+        procs.start("worker", "worker", "--backend", url, env={**env, "HEXQ_QUEUES": "default"})
         for name, extra in (("poison-worker", {"HEXQ_QUEUES": "poison"}),
                             ("segv-worker", {"HEXQ_QUEUES": "poison-segv", "PYTHONFAULTHANDLER": "1"})):
             supervisors.append(Supervisor(lambda name=name, extra=extra: procs.start(
