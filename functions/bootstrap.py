@@ -114,21 +114,21 @@ def require_database(url: str) -> None:
 
 
 def load_task_modules(names: tuple[str, ...]) -> None:
-    """Import the HEXQ_TASKS modules, with the current directory first on sys.path (where `python -m` and
-    Celery's import_from_cwd put it): `hexq` run from a project folder finds its tasks.py. The entry stays,
-    so handlers' lazy imports of sibling modules work and spawned worker processes inherit it. Python's
-    -P / PYTHONSAFEPATH, which asks for no such entry, is honoured.
+    """Import the HEXQ_TASKS modules, looking in the current directory too (first on sys.path, where
+    `python -m` and Celery's import_from_cwd put it): `hexq` run from a project folder finds its tasks.py.
+    The directory is added only when a module is not found without it, so an application that makes a
+    client of installed modules keeps its sys.path; once added it stays, so handlers' lazy imports of
+    sibling modules work and spawned worker processes inherit it. Python's -P / PYTHONSAFEPATH, which
+    asks for no such entry, is honoured.
 
     Raises ConfigurationError saying whether the module was not found or raised while importing.
     """
-    if names:
-        _current_directory_on_path()
     for name in names:
         if not all(part.isidentifier() for part in name.split(".")):
             raise ConfigurationError(f"task module {name!r} (HEXQ_TASKS or --tasks) is not a module name; "
                                      "use dotted names such as mypkg.tasks, not file paths")
         try:
-            importlib.import_module(name)
+            _import(name)
         except ModuleNotFoundError as exc:
             if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
                 raise ConfigurationError(_not_found(name, exc.name)) from exc
@@ -137,10 +137,24 @@ def load_task_modules(names: tuple[str, ...]) -> None:
             raise ConfigurationError(_raised(name, exc)) from exc
 
 
-def _current_directory_on_path() -> None:
+def _import(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing_itself = exc.name is not None and (name == exc.name or name.startswith(exc.name + "."))
+        if not missing_itself or not _current_directory_on_path():
+            raise
+        importlib.import_module(name)  # again, with the current directory on the path
+
+
+def _current_directory_on_path() -> bool:
+    """Put the current directory first on sys.path; False if it was there already (or must not be)."""
     cwd = _cwd()
-    if cwd is not None and not sys.flags.safe_path and cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    if cwd is None or sys.flags.safe_path or cwd in sys.path or "" in sys.path:
+        return False
+    sys.path.insert(0, cwd)
+    importlib.invalidate_caches()
+    return True
 
 
 def _not_found(name: str, missing: str) -> str:

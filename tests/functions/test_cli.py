@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import hexq
-from hexq.functions.bootstrap import bootstrap
+from hexq.functions.bootstrap import bootstrap, load_task_modules
 from hexq.functions.cli import build_parser, main
 from hexq.functions.serve import is_loopback
 from hexq.functions.settings import Settings
@@ -563,3 +563,17 @@ def test_serve_runs_a_task_module_from_the_current_directory_in_its_worker_proce
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
     assert server.returncode == 0
+
+
+def test_installed_task_modules_leave_sys_path_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A client made inside an application imports the examples: its sys.path must not gain the working folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    before = list(sys.path)
+
+    load_task_modules(("hexq.functions.examples",))
+
+    assert sys.path == before
+    (tmp_path / "here_tasks.py").write_text("X = 1\n")
+    load_task_modules(("here_tasks",))  # only a module that is not found otherwise brings it in
+    assert sys.path == [str(tmp_path), *before]
