@@ -278,3 +278,61 @@ def _digest(data: str, rounds: int) -> str:
     for _ in range(rounds):
         digest = hashlib.sha256(digest).digest()
     return digest.hex()
+
+
+# -- the queues workers serve -------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+IMAGES_ENV = {"HEXQ_TASKS": "hexq.functions.examples,tests.integration.queue_tasks",
+              "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def submit_json(client: httpx.Client, body: dict[str, Any]) -> str:
+    response = client.post("/v1/tasks", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+@pytest.mark.slow
+def test_serve_runs_a_task_type_declared_on_its_own_queue(serve: Callable[..., Served]) -> None:
+    served = serve(env=IMAGES_ENV)
+    assert "queues default,images)" in served.proc.output()
+    with httpx.Client(base_url=served.url, trust_env=False, timeout=10.0) as client:
+        task_id = submit_json(client, {"type": "resize"})
+        wait_until(lambda: client.get(f"/v1/tasks/{task_id}").json()["status"] == "succeeded", 30, "the images task")
+        assert client.get(f"/v1/tasks/{task_id}").json()["queue"] == "images"
+    assert served.proc.terminate(15) == 0
+    assert '"serving queues default,images"' in served.proc.log()
+
+
+@pytest.mark.slow
+def test_serve_with_named_queues_serves_only_those_and_says_so(serve: Callable[..., Served]) -> None:
+    served = serve("--queues", "default", env=IMAGES_ENV)
+    assert "queues default)" in served.proc.output()
+    with httpx.Client(base_url=served.url, trust_env=False, timeout=10.0) as client:
+        resize = submit_json(client, {"type": "resize"})
+        echo = submit_json(client, {"type": "echo"})
+        wait_until(lambda: client.get(f"/v1/tasks/{echo}").json()["status"] == "succeeded", 30, "the echo task")
+        time.sleep(1.0)  # a worker that served images would have taken it long since
+        assert client.get(f"/v1/tasks/{resize}").json()["status"] == "queued"
+        assert client.get("/v1/stats").json()["queued"]["images"]["normal"] == 1
+    assert served.proc.terminate(15) == 0
+
+
+@pytest.mark.slow
+def test_a_worker_warns_about_queued_tasks_it_does_not_serve(hexq: Callable[..., Proc], tmp_path: Path) -> None:
+    backend = f"sqlite:///{tmp_path}/hexq.db"
+    submit = hexq("submit", "resize", "--backend", backend, env=IMAGES_ENV)
+    assert submit.process.wait(30) == 0, submit.log()
+    task_id = json.loads(submit.output())["id"]
+
+    narrow = hexq("worker", "--backend", backend, "--queues", "default", env=IMAGES_ENV)
+    wait_until(lambda: "queue images has 1 queued task(s) that this worker does not serve" in narrow.log(), 30,
+               "the start-up warning")
+    assert "HEXQ_QUEUES (--queues) names only default" in narrow.log()
+    assert narrow.terminate(15) == 0
+    assert asyncio.run(_statuses(backend, [task_id])) == ["queued"]
+
+    every = hexq("worker", "--backend", backend, env=IMAGES_ENV)  # no --queues: every declared queue
+    wait_until(lambda: asyncio.run(_statuses(backend, [task_id])) == ["succeeded"], 30, "the images task")
+    assert every.terminate(15) == 0
+    assert '"serving queues default,images"' in every.log() and "does not serve" not in every.log()
