@@ -44,9 +44,11 @@ class MemoryBackend:
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     # -- Broker -----------------------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+    async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
         with self._lock:
             idempotency.check(tasks, self._earlier)
+            if cap:
+                quota.check(tasks, cap, self._known, self._waiting)
             now = self._clock.now()
             stored = [self._add(task, now) for task in tasks]
             self._wake()
@@ -199,19 +201,9 @@ class MemoryBackend:
             self._buckets[key] = bucket
         return wait
 
-    # -- TenantQuota ------------------------------------------------------------------------
     async def count_waiting(self, tenant: str) -> int:
         with self._lock:
             return self._waiting(tenant)
-
-    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
-        with self._lock:
-            idempotency.check(tasks, self._earlier)
-            quota.check(tasks, cap, self._known, self._waiting)
-            now = self._clock.now()
-            stored = [self._add(task, now) for task in tasks]
-            self._wake()
-        return stored
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from hexq.core import outcome
 from hexq.core.errors import BackendUnavailable
 from hexq.core.model import Settlement
-from hexq.core.ports import Backend, Invoker
-from hexq.core.registry import Registry
+from hexq.core.ports import Broker, Invoker, Sweeper
 from hexq.core.schedules import ScheduleService
 
 log = logging.getLogger("hexq.poller")
@@ -45,27 +44,29 @@ class TickReport:
 
 
 class Poller:
-    def __init__(self, backend: Backend, schedules: ScheduleService, registry: Registry,
-                 config: PollerConfig, invoker: Invoker | None = None) -> None:
-        self._backend = backend
+    """The two ports it uses: the sweeper for housekeeping, the broker to settle the leases it takes over."""
+
+    def __init__(self, sweeper: Sweeper, broker: Broker, schedules: ScheduleService, config: PollerConfig,
+                 invoker: Invoker | None = None) -> None:
+        self._sweeper = sweeper
+        self._broker = broker
         self._schedules = schedules
-        self._registry = registry
         self._config = config
         self._invoker = invoker
 
     async def tick(self) -> TickReport:
         limit = self._config.sweep_limit
-        promoted = await self._backend.promote_due(limit)
+        promoted = await self._sweeper.promote_due(limit)
         recovered = await self._recover()
         fired = await self._schedules.fire_due()
-        purged = await self._backend.purge_finished(self._config.retention, limit)
-        backlog = await self._backend.backlog()
+        purged = await self._sweeper.purge_finished(self._config.retention, limit)
+        backlog = await self._sweeper.backlog()
         invoked = await self._invoke(backlog)
         return TickReport(promoted, recovered, fired, purged, backlog, invoked)
 
     async def invoke(self) -> int:
         """Start the invocations the backlog needs now (the tick's last step on its own)."""
-        return await self._invoke(await self._backend.backlog())
+        return await self._invoke(await self._sweeper.backlog())
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         """Tick every `interval` until `stop` is set; whenever `wake` is set in between, `invoke` at once."""
@@ -94,14 +95,14 @@ class Poller:
 
     async def _recover(self) -> int:
         """A lease that expired means a worker died or hung: that counts as a failed attempt."""
-        leases = await self._backend.reclaim_expired(self._config.sweep_limit, self._config.lease_seconds)
+        leases = await self._sweeper.reclaim_expired(self._config.sweep_limit, self._config.lease_seconds)
         if not leases:
             return 0
         # A task cancelled while its worker was lost ends cancelled rather than running again.
         settlements = [Settlement(lease, outcome.cancelled(lease.task) if lease.cancel_requested
                                   else outcome.lost(lease.task)) for lease in leases]
-        applied = sum(await self._backend.settle(settlements))
-        await self._backend.promote_due(len(settlements))  # due now: back in the queue this tick
+        applied = sum(await self._broker.settle(settlements))
+        await self._sweeper.promote_due(len(settlements))  # due now: back in the queue this tick
         return applied
 
     async def _invoke(self, backlog: int) -> int:

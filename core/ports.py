@@ -22,8 +22,13 @@ class Clock(Protocol):
 class Broker(Protocol):
     """Delivery of tasks to workers. At-least-once: a lease that is not settled in time expires."""
 
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
+    async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
         """Store new tasks (status queued or scheduled), all in one round trip.
+
+        With `cap` > 0, a tenant may have at most `cap` waiting (queued or scheduled) tasks: past it,
+        raise QueueFull for that tenant and store none of `tasks` (tasks answered by an earlier one add
+        nothing). Memory, SQLite and Redis count and store in one atomic step; AWS counts, then stores,
+        so submits racing each other can overshoot the cap by their number.
 
         Times are the backend's (hexq.core.clock.stamped with new=True): created now, due at
         max(run_at, now + delay), scheduled if that is later than now, else queued.
@@ -103,6 +108,10 @@ class TaskStore(Protocol):
 
     async def stats(self) -> Stats: ...
 
+    async def count_waiting(self, tenant: str) -> int:
+        """Tasks of `tenant` that are queued or scheduled (not yet claimed, not finished)."""
+        ...
+
 
 class ScheduleStore(Protocol):
     async def now(self) -> float:
@@ -140,25 +149,6 @@ class RateLimiter(Protocol):
 
 
 @runtime_checkable
-class TenantQuota(Protocol):
-    """Optional: backends that can cap a tenant's waiting (queued or scheduled) tasks.
-
-    Every adapter hexq ships has it; memory, SQLite and Redis check and store in one atomic step, AWS
-    counts first and then stores (concurrent submits may overshoot the cap by their number).
-    """
-
-    async def count_waiting(self, tenant: str) -> int:
-        """Tasks of `tenant` that are queued or scheduled (not yet claimed, not finished)."""
-        ...
-
-    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
-        """As `Broker.enqueue`, unless a tenant would then have more than `cap` waiting tasks: then raise
-        QueueFull for that tenant and store none of `tasks`. Tasks answered by an earlier one (same
-        idempotency key or id) add nothing to the count."""
-        ...
-
-
-@runtime_checkable
 class FinishWaiter(Protocol):
     """Optional: backends that can block until a task finishes without polling (Redis: BLPOP on a list
     the settling script pushes to). Others are polled with backoff (core.waiting)."""
@@ -185,5 +175,6 @@ class Invoker(Protocol):
     """Starts worker invocations: in-process, a local process pool, or AWS Lambda."""
 
     async def trigger(self, n: int) -> int:
-        """Start up to `n` invocations (fewer if at capacity). Returns how many were started."""
+        """Start up to `n` invocations (fewer if at capacity). Returns how many were started. `n` may be 0:
+        an invoker that keeps warm invocations waiting on the backend may start those then."""
         ...

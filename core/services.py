@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hexq.core import idempotency, waiting
-from hexq.core.errors import ConfigurationError, TaskNotFound, ValidationError
+from hexq.core.errors import TaskNotFound, ValidationError
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
-from hexq.core.ports import Backend, Clock, TenantQuota
+from hexq.core.ports import Broker, Clock, TaskStore
 from hexq.core.registry import Registry, check_name
 
 
@@ -50,23 +50,19 @@ class Submitted:
 class TaskService:
     """Submit, inspect, cancel and replay tasks.
 
-    Raises: ValidationError / UnknownTaskType for bad requests, TaskNotFound, IdempotencyMismatch,
-    InvalidTransition, QueueFull when a tenant is at limits.max_queued_per_tenant, and
-    BackendUnavailable from the backend. ConfigurationError (at construction) when a queued cap is
-    set and the backend cannot cap a tenant's waiting tasks (no TenantQuota).
+    It takes the two ports it uses: the broker to enqueue, the store for everything else (one backend
+    object is both). Raises: ValidationError / UnknownTaskType for bad requests, TaskNotFound,
+    IdempotencyMismatch, InvalidTransition, QueueFull when a tenant is at limits.max_queued_per_tenant,
+    and BackendUnavailable from the backend.
     """
 
-    def __init__(self, backend: Backend, registry: Registry, clock: Clock, limits: Limits = Limits()) -> None:
-        self._backend = backend
+    def __init__(self, broker: Broker, store: TaskStore, registry: Registry, clock: Clock,
+                 limits: Limits = Limits()) -> None:
+        self._broker = broker
+        self._store = store
         self._registry = registry
         self._clock = clock
         self.limits = limits
-        self._quota: TenantQuota | None = None
-        if limits.max_queued_per_tenant > 0:
-            if not isinstance(backend, TenantQuota):
-                raise ConfigurationError(f"the {backend.name} backend cannot count a tenant's queued tasks, so it "
-                                         "cannot enforce a per-tenant cap")
-            self._quota = backend
 
     async def submit(self, request: SubmitRequest) -> Submitted:
         return (await self._enqueue([self._build(request, self._clock.now())]))[0]
@@ -79,14 +75,11 @@ class TaskService:
         return await self._enqueue([self._build_item(i, request, now) for i, request in enumerate(requests)])
 
     async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
-        if self._quota is None:
-            stored = await self._backend.enqueue(tasks)
-        else:
-            stored = await self._quota.enqueue_within(tasks, self.limits.max_queued_per_tenant)
+        stored = await self._broker.enqueue(tasks, cap=self.limits.max_queued_per_tenant)
         return [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
 
     async def get(self, task_id: str, tenant: str | None = None) -> Task:
-        task = await self._backend.get(task_id)
+        task = await self._store.get(task_id)
         # Another tenant's task is reported exactly like a missing one, so ids leak nothing.
         if task is None or (tenant is not None and task.tenant != tenant):
             raise TaskNotFound(f"no task {task_id!r}")
@@ -99,7 +92,7 @@ class TaskService:
         task = await self.get(task_id, tenant)  # 404 (and another tenant's task) before any waiting
         if task.is_terminal or seconds == 0:
             return task
-        finished = await waiting.wait_finished(self._backend, task_id, float(seconds))
+        finished = await waiting.wait_finished(self._store, task_id, float(seconds))
         if finished is None:
             raise TaskNotFound(f"no task {task_id!r}")  # purged while we waited
         return finished
@@ -107,7 +100,7 @@ class TaskService:
     async def query(self, query: TaskQuery) -> Page:
         if not 1 <= query.limit <= self.limits.max_page:
             raise ValidationError(f"limit must be 1 to {self.limits.max_page}", field="limit")
-        return await self._backend.query(query)
+        return await self._store.query(query)
 
     async def cancel(self, task_id: str, tenant: str | None = None) -> Task:
         """Cancel a waiting task at once (returned cancelled), or ask the worker running it to stop it
@@ -115,15 +108,15 @@ class TaskService:
         Raises InvalidTransition for a finished task."""
         task = await self.get(task_id, tenant)
         if task.status is TaskStatus.RUNNING:
-            running = await self._backend.request_cancel(task_id)
+            running = await self._store.request_cancel(task_id)
             return running if running is not None else await self.cancel(task_id, tenant)
-        stored = await self._backend.transition(task.moved_to(TaskStatus.CANCELLED), expected=task.status)
+        stored = await self._store.transition(task.moved_to(TaskStatus.CANCELLED), expected=task.status)
         if stored is None:
             return await self.cancel(task_id, tenant)  # it moved under us (e.g. promoted): decide again
         return stored
 
     async def stats(self) -> Stats:
-        return await self._backend.stats()
+        return await self._store.stats()
 
     async def replay(self, task_ids: Sequence[str], tenant: str | None = None) -> list[Task]:
         """Send dead tasks back to the queue with a fresh set of attempts.
@@ -132,11 +125,11 @@ class TaskService:
         """
         replayed = []
         for task_id in dict.fromkeys(task_ids):
-            task = await self._backend.get(task_id)
+            task = await self._store.get(task_id)
             if task is None or task.status is not TaskStatus.DEAD or (tenant is not None and task.tenant != tenant):
                 continue
             again = task.moved_to(TaskStatus.QUEUED, attempts=0, delay=0.0, finished_at=None, worker_id=None)
-            stored = await self._backend.transition(again, expected=TaskStatus.DEAD)
+            stored = await self._store.transition(again, expected=TaskStatus.DEAD)
             if stored is not None:
                 replayed.append(stored)
         return replayed

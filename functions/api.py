@@ -25,7 +25,7 @@ from hexq.core.model import TaskStatus
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import TaskService
 from hexq.functions import openapi, wire
-from hexq.functions.auth import Guard, load_keys, owner_of, tenant_of
+from hexq.functions.auth import Guard, owner_of, tenant_of
 from hexq.functions.body import read_json
 from hexq.functions.bootstrap import Container
 from hexq.functions.errors import EXCEPTION_HANDLERS
@@ -241,5 +241,5 @@ def create_app(container: Container) -> Starlette:
     app.state.body_limit = container.settings.body_limit
     app.state.openapi = openapi.document()
     settings = container.settings
-    app.state.guard = Guard(load_keys(settings), container.backend, settings.rate_per_second, settings.burst)
+    app.state.guard = Guard(container.keys, container.backend, settings.rate_per_second, settings.burst)
     return app

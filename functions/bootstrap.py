@@ -5,6 +5,7 @@ Adapters are imported inside their branch, so a deployment carries only the driv
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hexq.core.auth import KeyRing
 from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
 from hexq.core.poller import Poller, PollerConfig
@@ -28,12 +30,34 @@ from hexq.functions.settings import Settings
 
 @dataclass
 class Container:
+    """Everything a process needs, built once from its Settings (bootstrap): no entry point reads the
+    environment or a key file on its own."""
+
     settings: Settings
     backend: Backend
     registry: Registry
     clock: Clock
     tasks: TaskService
     schedules: ScheduleService
+
+    @functools.cached_property
+    def keys(self) -> KeyRing:
+        """The API keys (HEXQ_API_KEYS and HEXQ_API_KEYS_FILE), read once, when a process that serves the API
+        first asks; a bad entry is a ConfigurationError then."""
+        from hexq.functions.auth import load_keys
+
+        return load_keys(self.settings)
+
+    def lambda_invoker(self) -> Invoker | None:
+        """The poller function's invoker: asynchronous invokes of HEXQ_WORKER_FUNCTION, or None when the SQS
+        event sources run the workers (HEXQ_POLLER_INVOKES=false)."""
+        if not self.settings.poller_invokes:
+            return None
+        if not self.settings.worker_function.strip():
+            raise ConfigurationError("HEXQ_WORKER_FUNCTION must name the worker Lambda function the poller invokes")
+        from hexq.functions.lambda_invoker import LambdaInvoker
+
+        return LambdaInvoker(self.settings.worker_function.strip(), cap=self.settings.invocation_cap)
 
     def invocation(self, worker_id: str, *, broker: Broker | None = None, budget: float | None = None,
                    grace: float | None = None) -> Invocation:
@@ -50,7 +74,7 @@ class Container:
         s = self.settings
         config = PollerConfig(interval=s.poll_interval, batch=s.batch, max_invocations=s.invocation_cap,
                               lease_seconds=s.lease_seconds, retention=s.retention)
-        return Poller(self.backend, self.schedules, self.registry, config, invoker)
+        return Poller(self.backend, self.backend, self.schedules, config, invoker)
 
 
 def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Registry | None = None,
@@ -58,11 +82,9 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
     clock = clock or SystemClock()
     registry = registry if registry is not None else default_registry
     load_task_modules(settings.task_modules)
+    settings = settings.serving(registry)  # the queues workers take from, now that the task types are known
     backend = backend or make_backend(settings.backend_url, clock)
-    try:
-        tasks = TaskService(backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant))
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"HEXQ_MAX_QUEUED_PER_TENANT: {exc} (not implemented there yet)") from None
+    tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant))
     schedules = ScheduleService(backend, tasks, registry, cron_next)
     return Container(settings, backend, registry, clock, tasks, schedules)
 

@@ -162,7 +162,9 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "--host": ("host", str, "HOST", "loopback only unless --insecure-bind (127.0.0.1)"),
     "--port": ("port", int, "PORT", "default 8000"),
     "--workers": ("workers", int, "N", "worker processes (2)"),
-    "--queues": ("queues", _csv, "A,B", "queues workers claim from (default: default)"),
+    "--queues": ("queues", _csv, "A,B", "queues workers claim from (default: every queue a loaded task type "
+                 "declares, plus default)"),
+    "--warm": ("warm", int, "N", "invocations kept waiting on the backend while idle (1; 0: none)"),
     "--concurrency": ("concurrency", int, "N", "tasks one invocation runs at once (10)"),
     "--lease": ("lease_seconds", float, "S", "a claimed task's lease; heartbeats renew it (30)"),
     "--idle-wait": ("idle_wait", float, "S", "an idle invocation blocks in claim this long, then ends (1)"),
@@ -183,7 +185,7 @@ _COMMON = ("--backend", "--tasks", "--log-level")
 _WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace")
 _POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant")
 _SERVE = (*_WORKER, "--host", "--port", "--workers", "--poll-interval", "--batch", "--max-invocations", "--retention",
-          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst")
+          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm")
 
 
 def _setting(parser: argparse.ArgumentParser, flag: str, *, nested: bool = False) -> None:

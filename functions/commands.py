@@ -39,7 +39,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         await startup_check(settings.backend_url, strict=args.strict)
         worker_id, stop = default_worker_id(), asyncio.Event()
         with stop_on_signals(stop):  # before the banner: whoever waits for it may send SIGTERM at once
-            print(f"hexq worker {worker_id} on {','.join(settings.queues)} (backend {settings.backend_url}, "
+            print(f"hexq worker {worker_id} on {','.join(container.settings.queues)} (backend {settings.backend_url}, "
                   f"concurrency {settings.concurrency})", flush=True)
             await run_worker(container, stop, worker_id=worker_id, signals=False)
         return 0

@@ -20,15 +20,11 @@ imported by bootstrap only for the backend chosen (no boto3 unless HEXQ_BACKEND 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 
 from mangum import Mangum
 from starlette.types import Receive, Scope, Send
 
-from hexq.core.errors import ConfigurationError
 from hexq.functions.api import create_app
-from hexq.functions.auth import load_keys
 from hexq.functions.bootstrap import Container, bootstrap
 from hexq.functions.errors import error_response
 from hexq.functions.settings import Settings
@@ -41,20 +37,12 @@ REFUSAL = ("this hexq API has no API keys, and an API without keys is open to an
            f"an entry), or deploy with AllowOpenApi=true ({OPEN_API_ENV}=true) to run it open on purpose")
 
 
-def make_handler(container: Container, env: Mapping[str, str] | None = None) -> Mangum:
-    """The API behind Mangum; without keys, only when `env` (default os.environ) allows an open API."""
-    env = os.environ if env is None else env
-    if load_keys(container.settings) or allows_open_api(env):
+def make_handler(container: Container) -> Mangum:
+    """The API behind Mangum; without keys, only when the settings allow an open API (HEXQ_ALLOW_OPEN_API)."""
+    if container.keys or container.settings.allow_open_api:
         return Mangum(create_app(container), lifespan="off")
     log.error("refusing to serve: %s", REFUSAL)
     return Mangum(refuse, lifespan="off")
-
-
-def allows_open_api(env: Mapping[str, str]) -> bool:
-    value = env.get(OPEN_API_ENV, "false").strip().lower()
-    if value not in ("true", "false"):
-        raise ConfigurationError(f"{OPEN_API_ENV} must be true or false, not {value!r}")
-    return value == "true"
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send) -> None:

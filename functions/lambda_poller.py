@@ -15,21 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from hexq.core.errors import ConfigurationError
 from hexq.core.ports import Invoker
 from hexq.functions.bootstrap import Container, bootstrap
-from hexq.functions.lambda_invoker import LambdaInvoker
 from hexq.functions.settings import Settings
 
 log = logging.getLogger("hexq.poller")
-
-WORKER_FUNCTION_ENV = "HEXQ_WORKER_FUNCTION"
-INVOKES_ENV = "HEXQ_POLLER_INVOKES"
 
 
 class PollerHandler:
@@ -52,26 +46,10 @@ class PollerHandler:
         self.loop.close()
 
 
-def worker_function(env: Mapping[str, str]) -> str:
-    name = env.get(WORKER_FUNCTION_ENV, "").strip()
-    if not name:
-        raise ConfigurationError(f"{WORKER_FUNCTION_ENV} must name the worker Lambda function the poller invokes")
-    return name
-
-
-def invokes(env: Mapping[str, str]) -> bool:
-    value = env.get(INVOKES_ENV, "true").strip().lower()
-    if value not in ("true", "false"):
-        raise ConfigurationError(f"{INVOKES_ENV} must be true or false, not {value!r}")
-    return value == "true"
-
-
-def make_handler(container: Container, env: Mapping[str, str] | None = None) -> PollerHandler:
-    env = os.environ if env is None else env
-    if not invokes(env):
-        return PollerHandler(container, None)  # something else (SQS event sources) runs the workers
-    invoker = LambdaInvoker(worker_function(env), cap=container.settings.invocation_cap)
-    return PollerHandler(container, invoker)
+def make_handler(container: Container) -> PollerHandler:
+    """One tick per call; the container says what starts the workers (HEXQ_WORKER_FUNCTION), or that the
+    SQS event sources run them (HEXQ_POLLER_INVOKES=false: housekeeping only)."""
+    return PollerHandler(container, container.lambda_invoker())
 
 
 handler = make_handler(bootstrap(Settings.from_env()))

@@ -175,8 +175,8 @@ class CappedBroker:
         self._open = 0
         self._settled = asyncio.Event()
 
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
-        return await self._inner.enqueue(tasks)
+    async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
+        return await self._inner.enqueue(tasks, cap=cap)
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
                     wait: float = 0.0) -> list[Lease]:

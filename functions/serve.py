@@ -32,7 +32,7 @@ from hexq.functions.invoker import InProcessInvoker, ProcessPoolInvoker
 from hexq.functions.poller import run_poller
 from hexq.functions.settings import Settings
 from hexq.functions.wake import NotifyingBackend
-from hexq.functions.worker import announce, serving, stop_on_signals
+from hexq.functions.worker import announce, stop_on_signals
 
 log = logging.getLogger("hexq.serve")
 
@@ -57,14 +57,13 @@ def is_loopback(host: str) -> bool:
 
 
 async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool = False) -> int:
-    from hexq.functions.auth import load_keys  # a bad key entry stops serve here, before anything binds
     from hexq.functions.redis_check import startup_check
 
-    check_bind(settings.host, insecure_bind, keys=bool(load_keys(settings)))
-    await startup_check(settings.backend_url, strict=strict)  # Redis: warn (or, --strict, refuse) when unsafe
     doorbell = _Doorbell(asyncio.get_running_loop())
-    container = _container(settings, doorbell)
+    container = _container(settings, doorbell)  # connects lazily: nothing has touched the backend yet
     try:
+        check_bind(settings.host, insecure_bind, keys=bool(container.keys))  # a bad key stops serve before it binds
+        await startup_check(settings.backend_url, strict=strict)  # Redis: warn (or, --strict, refuse) when unsafe
         with _bound_socket(settings.host, settings.port) as sock:
             port = sock.getsockname()[1]
             print(f"hexq serving on http://{_url_host(settings.host)}:{port} (backend {settings.backend_url}, "
@@ -78,7 +77,7 @@ async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool
 
 def _container(settings: Settings, doorbell: _Doorbell) -> Container:
     backend = NotifyingBackend(make_backend(settings.backend_url, SystemClock()), doorbell.on_write)
-    return serving(bootstrap(settings, backend=backend))
+    return bootstrap(settings, backend=backend)
 
 
 async def _run(container: Container, sock: socket.socket, doorbell: _Doorbell) -> None:

@@ -49,6 +49,12 @@ class Settings:
     rate: str = "100/s"  # each API key's bucket refills this fast ("0": no limit) ...
     burst: int = 200  # ... and holds this many requests
     max_queued_per_tenant: int = 0  # 0: unlimited
+    api_key: str = field(default="", repr=False)  # the secret a Python client sends to an http(s) hexq API
+    # AWS Lambda (template.yaml sets them): an API function may serve without keys only when told so;
+    # the poller function starts this worker function, unless the SQS event sources run the workers.
+    allow_open_api: bool = False
+    worker_function: str = ""
+    poller_invokes: bool = True
 
     def __post_init__(self) -> None:
         """Refuse values that would make hexq misbehave (a zero lease, a negative grace) before anything runs."""
@@ -125,9 +131,16 @@ _LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "m
                  "lease_seconds": 0, "idle_wait": 0, "budget": 0, "poll_interval": 0, "grace": 0, "retention": 0}
 # Zero is not allowed for these: e.g. idle_wait 0 turns a waiting claim into a busy loop.
 _POSITIVE = frozenset({"lease_seconds", "idle_wait", "budget", "poll_interval"})
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    f.name: {"int": int, "float": float, "str": str}.get(str(f.type), _csv) for f in fields(Settings)
-}
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(raw)
+    return value == "true"
+
+
+_bool.__name__ = "boolean (true or false)"
+_BY_TYPE: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "bool": _bool}
+_PARSERS: dict[str, Callable[[str], Any]] = {f.name: _BY_TYPE.get(str(f.type), _csv) for f in fields(Settings)}
 
 
 def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:

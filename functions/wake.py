@@ -27,7 +27,7 @@ from hexq.core.ports import Backend, Broker
 
 # Writes after which a task may be claimable: new tasks (also fired schedules), promoted or reclaimed ones,
 # replays (transition dead -> queued), and settlements that hand a task back to the queue.
-_WRITES = frozenset({"enqueue", "enqueue_within", "promote_due", "transition", "settle"})
+_WRITES = frozenset({"enqueue", "promote_due", "transition", "settle"})
 # A waiting claim on SQLite still looks now and then, for writes the serve process does not make (a handler
 # submitting a follow-up task, a `hexq submit` on the same file): 5 ms after it last found work, doubling to
 # FALLBACK while it finds none. The poller's tick also rings the pool whenever tasks are queued.
@@ -39,7 +39,7 @@ class NotifyingBackend:
     """The backend, calling `on_write()` after each write that changed something (see _WRITES).
 
     Everything else is the inner backend's own attribute, so optional ports (isinstance checks against
-    TenantQuota, FinishWaiter) see exactly what the inner backend has.
+    such as FinishWaiter) see exactly what the inner backend has.
     """
 
     def __init__(self, inner: Backend, on_write: Callable[[], None]) -> None:
@@ -76,8 +76,8 @@ class WokenBroker:
         self._pause = FIRST_LOOK  # kept across claims (and invocations): it grows only while nothing comes
         os.set_blocking(self._fd, False)
 
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
-        return await self._inner.enqueue(tasks)
+    async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
+        return await self._inner.enqueue(tasks, cap=cap)
 
     async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
         return await self._inner.extend(leases, lease_seconds)

@@ -76,10 +76,12 @@ class AwsBackend:
         await self._run(create_resources, self.config, self._clients)
 
     # -- Broker -----------------------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
-        return await self._run(self._enqueue, tasks) if tasks else []
+    async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
+        """A cap is counted, then the tasks stored: DynamoDB has no cheap atomic count, so submits that
+        race each other may overshoot it by their number (memory, SQLite and Redis check atomically)."""
+        return await self._run(self._enqueue, tasks, cap) if tasks else []
 
-    def _enqueue(self, tasks: Sequence[Task], cap: int = 0) -> list[Task]:
+    def _enqueue(self, tasks: Sequence[Task], cap: int) -> list[Task]:
         now = self._clock.now()
         tasks = [stamped(task, now, new=True) for task in tasks]
         for task in tasks:  # before any read, write or send
@@ -267,18 +269,8 @@ class AwsBackend:
     async def acquire(self, key: str, rate: float, burst: int) -> float:
         return await self._run(schedules.acquire, self._table, self._clock, key, rate, burst)
 
-    # -- TenantQuota ------------------------------------------------------------------------
     async def count_waiting(self, tenant: str) -> int:
         return await self._run(listing.count_waiting, self._table, tenant)
-
-    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
-        """Counts, then stores: DynamoDB has no cheap atomic count, so submits that race each other
-        may overshoot the cap by their number (memory, SQLite and Redis check atomically)."""
-        if not tasks:
-            return []
-        if cap < 1:
-            raise ValueError(f"cap must be at least 1, got {cap}")
-        return await self._run(self._enqueue, tasks, cap)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

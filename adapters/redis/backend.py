@@ -59,10 +59,8 @@ class RedisBackend:
             return await self._scripts.run(script, self._block, [*self._common, *args])
 
     # -- Broker -----------------------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
-        return await self._enqueue(tasks, 0)
-
-    async def _enqueue(self, tasks: Sequence[Task], cap: int) -> list[Task]:
+    async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
+        """A cap is checked inside the enqueue script, so concurrent submits cannot overshoot it."""
         if not tasks:
             return []
         args = [arg for task in tasks for arg in (*records.task_args(task), idempotency.fingerprint(task))]
@@ -232,17 +230,10 @@ class RedisBackend:
                                            [*self._common, records.number(rate), int(burst)])
         return float(wait)
 
-    # -- TenantQuota ------------------------------------------------------------------------
     async def count_waiting(self, tenant: str) -> int:
         with translated():
             count = await self._client.hget(self.keys.waiting, tenant)
         return max(0, int(count or 0))
-
-    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
-        """The cap is checked inside the enqueue script, so concurrent submits cannot overshoot it."""
-        if cap < 1:
-            raise ValueError(f"cap must be at least 1, got {cap}")
-        return await self._enqueue(tasks, cap)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -51,8 +51,8 @@ class SQLiteBackend:
         self._wakeups = _Wakeups()
 
     # -- Broker -----------------------------------------------------------------------------
-    async def enqueue(self, tasks: Sequence[Task]) -> list[Task]:
-        stored = await self._run(ops.enqueue, self._clock, tasks)
+    async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
+        stored = await self._run(ops.enqueue, self._clock, tasks, cap)
         self._wakeups.wake_all()
         return stored
 
@@ -139,14 +139,8 @@ class SQLiteBackend:
     async def acquire(self, key: str, rate: float, burst: int) -> float:
         return await self._run(ops.acquire, self._clock, key, rate, burst)
 
-    # -- TenantQuota ------------------------------------------------------------------------
     async def count_waiting(self, tenant: str) -> int:
         return await self._run(ops.count_waiting, tenant)
-
-    async def enqueue_within(self, tasks: Sequence[Task], cap: int) -> list[Task]:
-        stored = await self._run(ops.enqueue_within, self._clock, tasks, cap)
-        self._wakeups.wake_all()
-        return stored
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

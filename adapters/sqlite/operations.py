@@ -33,9 +33,11 @@ _MAX_CURSOR_DIGITS = 18  # fits a signed 64-bit integer
 
 
 # -- Broker ---------------------------------------------------------------------------------
-def enqueue(conn: sqlite3.Connection, clock: Clock, tasks: Sequence[Task]) -> list[Task]:
-    with transaction(conn):
+def enqueue(conn: sqlite3.Connection, clock: Clock, tasks: Sequence[Task], cap: int) -> list[Task]:
+    with transaction(conn):  # the count and the inserts in one write transaction: no overshoot
         idempotency.check(tasks, lambda task: _earlier(conn, task))
+        if cap:
+            quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
         now = clock.now()
         return [_add(conn, task, now) for task in tasks]
 
@@ -257,14 +259,6 @@ def count_waiting(conn: sqlite3.Connection, tenant: str) -> int:
     (count,) = conn.execute("SELECT COUNT(*) FROM tasks WHERE tenant = ? AND status IN ('queued', 'scheduled')",
                             (tenant,)).fetchone()
     return int(count)
-
-
-def enqueue_within(conn: sqlite3.Connection, clock: Clock, tasks: Sequence[Task], cap: int) -> list[Task]:
-    with transaction(conn):  # the count and the inserts in one write transaction: no overshoot
-        idempotency.check(tasks, lambda task: _earlier(conn, task))
-        quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
-        now = clock.now()
-        return [_add(conn, task, now) for task in tasks]
 
 
 def _known(conn: sqlite3.Connection, task: Task) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +17,11 @@ from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.schedule import Schedule
 from hexq.functions.client.errors import TaskCancelled, TaskFailed, WaitTimeout
 from hexq.functions.client.transport import PriorityLike, ScheduleRequest, TaskRequest, Transport
+from hexq.functions.settings import Settings
 
 if TYPE_CHECKING:
     from hexq.functions.client.tasks import TaskFunction
 
-API_KEY_ENV = "HEXQ_API_KEY"
 EARLY_PAUSE = 0.01  # seconds before asking again after a wait that came back early, doubling ...
 MAX_EARLY_PAUSE = 1.0  # ... up to this
 HTTP_SCHEMES = frozenset({"http", "https"})
@@ -104,7 +103,7 @@ class AsyncClient:
         if scheme in HTTP_SCHEMES:
             from hexq.functions.client.http import HttpTransport
 
-            key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+            key = api_key if api_key is not None else Settings.from_env().api_key or None
             return cls(HttpTransport.from_url(url, api_key=key, timeout=timeout))
         if api_key is not None:
             raise ConfigurationError(f"an API key is for a hexq API (http:// or https://), not for {scheme}://; "

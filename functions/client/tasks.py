@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -21,7 +20,7 @@ from hexq.core.registry import Validator, registry
 from hexq.core.retry import RetryPolicy
 from hexq.functions.client.sync import Client, TaskHandle
 from hexq.functions.client.transport import PriorityLike
-from hexq.functions.settings import DEFAULT_BACKEND
+from hexq.functions.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
@@ -91,7 +90,7 @@ def default_client() -> Client:
     global _client
     with _lock:
         if _client is None:
-            url = _config.get("url") or os.environ.get("HEXQ_BACKEND") or DEFAULT_BACKEND
+            url = _config.get("url") or Settings.from_env().backend_url
             _client = Client.from_url(url, api_key=_config.get("api_key"), tasks=_config.get("tasks"))
         return _client
 

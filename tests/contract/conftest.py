@@ -78,7 +78,7 @@ def registry() -> Registry:
 
 @pytest.fixture
 def service(backend: Backend, registry: Registry, clock: FakeClock) -> TaskService:
-    return TaskService(backend, registry, clock)
+    return TaskService(backend, backend, registry, clock)
 
 
 @pytest.fixture

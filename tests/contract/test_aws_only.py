@@ -167,7 +167,7 @@ async def test_claim_ids_leases_exactly_the_named_queued_tasks(aws: AwsBackend, 
 async def test_a_worker_invocation_drains_the_queues(aws: AwsBackend, clock: FakeClock, sqs: Any) -> None:
     registry = Registry()
     registry.register(TaskSpec("echo", lambda payload: payload))
-    service = TaskService(aws, registry, clock)
+    service = TaskService(aws, aws, registry, clock)
     ids = [(await service.submit(SubmitRequest("echo", {"i": i}, priority=Priority(i % 4)))).task.id
            for i in range(30)]
 

@@ -114,7 +114,7 @@ async def test_a_running_handler_is_stopped_and_the_task_ends_cancelled(
         backend: Backend, registry: Registry, clock: FakeClock, kind: str) -> None:
     started = asyncio.Event()
     seen = _registry_with(registry, started)
-    service = TaskService(backend, registry, clock)
+    service = TaskService(backend, backend, registry, clock)
     task = (await service.submit(SubmitRequest(kind, {}))).task
     # A short lease: heartbeats every 0.1 s bring the request quickly (lease expiry runs on the fake clock).
     config = WorkerConfig(worker_id="w", lease_seconds=0.3, idle_wait=0.05, budget=30, grace=5)

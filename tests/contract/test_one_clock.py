@@ -32,7 +32,7 @@ async def claim(backend: Backend, n: int = 1) -> list[Lease]:
 @pytest.mark.parametrize("skew", [HOUR, -HOUR], ids=["api-ahead", "api-behind"])
 async def test_a_delay_is_counted_from_the_backends_clock(backend: Backend, registry: Registry, clock: FakeClock,
                                                           skew: float) -> None:
-    api = TaskService(backend, registry, FakeClock(clock.now() + skew))
+    api = TaskService(backend, backend, registry, FakeClock(clock.now() + skew))
 
     submitted = (await api.submit(SubmitRequest("echo", {}, delay=30))).task
 
@@ -49,7 +49,7 @@ async def test_a_delay_is_counted_from_the_backends_clock(backend: Backend, regi
 @pytest.mark.parametrize("skew", [HOUR, -HOUR], ids=["api-ahead", "api-behind"])
 async def test_the_backend_decides_whether_an_absolute_run_at_is_due(backend: Backend, registry: Registry,
                                                                      clock: FakeClock, skew: float) -> None:
-    api = TaskService(backend, registry, FakeClock(clock.now() + skew))
+    api = TaskService(backend, backend, registry, FakeClock(clock.now() + skew))
     future = (await api.submit(SubmitRequest("echo", {"n": 1}, run_at=clock.now() + 60))).task
     past = (await api.submit(SubmitRequest("echo", {"n": 2}, run_at=clock.now() - 60))).task
 
@@ -101,7 +101,7 @@ async def test_finished_at_is_the_backends_time_not_the_workers(backend: Backend
 
 async def test_cancel_and_replay_stamp_the_backends_time(backend: Backend, registry: Registry, make_task: MakeTask,
                                                          clock: FakeClock) -> None:
-    api = TaskService(backend, registry, FakeClock(clock.now() - HOUR))
+    api = TaskService(backend, backend, registry, FakeClock(clock.now() - HOUR))
     waiting = (await api.submit(SubmitRequest("echo", {}))).task
     clock.advance(3)
 

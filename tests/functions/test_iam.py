@@ -275,12 +275,11 @@ class Deployed:
 
     def start(self, backend: Any = None) -> None:
         """Each function's handler, from its module's make_handler over its own container."""
-        self.handlers["ApiFunction"] = self.modules["lambda_api"].make_handler(
-            self.container("ApiFunction", backend), self.env("ApiFunction"))
+        self.handlers["ApiFunction"] = self.modules["lambda_api"].make_handler(self.container("ApiFunction", backend))
         self.handlers["WorkerFunction"] = self.modules["lambda_worker"].make_handler(
             self.container("WorkerFunction", backend))
         self.handlers["PollerFunction"] = self.modules["lambda_poller"].make_handler(
-            self.container("PollerFunction", backend), self.env("PollerFunction"))
+            self.container("PollerFunction", backend))
 
     def api(self, method: str, path: str, body: Any = None, query: str = "", *, expect: int = 200) -> Any:
         response = self.handlers["ApiFunction"](http_event(method, path, self.secret, body, query), Context())

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -215,7 +215,7 @@ def test_an_open_api_setting_other_than_true_or_false_stops_the_cold_start(
 
     monkeypatch.setenv("HEXQ_ALLOW_OPEN_API", "yes")
     sys.modules.pop("hexq.functions.lambda_api", None)
-    with pytest.raises(ConfigurationError, match="HEXQ_ALLOW_OPEN_API must be true or false"):
+    with pytest.raises(ConfigurationError, match="HEXQ_ALLOW_OPEN_API has value 'yes'"):
         importlib.import_module("hexq.functions.lambda_api")
     assert "hexq.functions.lambda_api" not in sys.modules
 
@@ -410,23 +410,25 @@ def test_the_poller_refuses_to_start_without_a_worker_function(load_lambda: Call
     from hexq.core.errors import ConfigurationError
 
     poller = load_lambda("lambda_poller")
+    unnamed = replace(poller.handler.container, settings=replace(poller.handler.container.settings, worker_function=""))
     with pytest.raises(ConfigurationError, match="HEXQ_WORKER_FUNCTION"):
-        poller.make_handler(poller.handler.container, env={})
+        poller.make_handler(unnamed)
 
 
 def test_a_poller_told_not_to_invoke_does_housekeeping_only(load_lambda: Callable[[str], ModuleType]) -> None:
     from hexq.core.errors import ConfigurationError
 
     poller = load_lambda("lambda_poller")
-    sweeper = poller.make_handler(poller.handler.container, env={"HEXQ_POLLER_INVOKES": "false"})
+    container = poller.handler.container
+    sweeper = poller.make_handler(replace(container, settings=replace(container.settings, poller_invokes=False)))
     try:
         sweeper.loop.run_until_complete(sweeper.container.tasks.submit(SubmitRequest(type="echo", payload={})))
         report = sweeper(event("schedule-tick"), FakeContext())
     finally:
         sweeper.loop.close()  # not sweeper.close(): the container is the module handler's
     assert (report["backlog"], report["invoked"]) == (1, 0)
-    with pytest.raises(ConfigurationError, match="HEXQ_POLLER_INVOKES"):
-        poller.make_handler(poller.handler.container, env={"HEXQ_POLLER_INVOKES": "maybe"})
+    with pytest.raises(ConfigurationError, match="HEXQ_POLLER_INVOKES has value 'maybe'"):
+        Settings.from_env({"HEXQ_POLLER_INVOKES": "maybe"})
 
 
 def lambda_client() -> Any:

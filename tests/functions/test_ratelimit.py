@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from hexq.core.auth import Scope, entry, new_secret
 from hexq.core.clock import FakeClock
-from hexq.core.errors import ConfigurationError
-from hexq.core.ports import Backend
-from hexq.core.registry import Registry
 from hexq.core.schedules import ScheduleService
-from hexq.core.services import Limits, TaskService
 from hexq.functions.bootstrap import Container
 
 ClientFactory = Callable[..., TestClient]
@@ -171,9 +166,3 @@ def test_a_schedule_of_a_full_tenant_skips_its_firing(make_container: Callable[.
         return await schedules.fire_due()  # one fires, the other meets the cap; neither raises
 
     assert asyncio.run(scenario()) == 1
-
-
-def test_a_backend_that_cannot_cap_a_tenant_is_refused_at_startup() -> None:
-    uncapped = cast(Backend, SimpleNamespace(name="uncapped"))  # no TenantQuota methods
-    with pytest.raises(ConfigurationError, match="the uncapped backend cannot count"):
-        TaskService(uncapped, Registry(), FakeClock(), Limits(max_queued_per_tenant=10))

@@ -306,7 +306,7 @@ async def test_a_worker_without_the_type_dead_letters_it_at_once(tmp_path: Path)
     db = tmp_path / "hexq.db"
     backend = SQLiteBackend(str(db), SystemClock())
     try:
-        service = TaskService(backend, registry, SystemClock())
+        service = TaskService(backend, backend, registry, SystemClock())
         ghost = (await service.submit(SubmitRequest(type="new.feature", payload={"n": 1}))).task
         known = (await service.submit(SubmitRequest(type="echo", payload={"n": 2}))).task
         env = {**os.environ, "HEXQ_BACKEND": f"sqlite:///{db}", "HEXQ_TASKS": "hexq.functions.examples",

@@ -139,7 +139,7 @@ async def full_flow(url: str) -> None:
     backend = RedisBackend.from_url(url)
     try:
         clock = SystemClock()
-        task = (await TaskService(backend, _registry(), clock).submit(SubmitRequest("echo", {"n": 1}))).task
+        task = (await TaskService(backend, backend, _registry(), clock).submit(SubmitRequest("echo", {"n": 1}))).task
         leases = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w1", wait=1.0)
         assert [lease.task.id for lease in leases] == [task.id]
         settled = await backend.settle([Settlement(leases[0], outcome.succeeded(leases[0].task, {"n": 1}))])
@@ -171,7 +171,7 @@ async def test_a_wrong_password_is_backend_unavailable_not_a_crash(tmp_path: Pat
         backend = RedisBackend.from_url(f"redis://hexq:wrong@127.0.0.1:{port}/0?partition=acl")
         try:
             with pytest.raises((BackendUnavailable, ConfigurationError)) as caught:
-                await TaskService(backend, _registry(), SystemClock()).submit(SubmitRequest("echo", {}))
+                await TaskService(backend, backend, _registry(), SystemClock()).submit(SubmitRequest("echo", {}))
             assert "wrong" not in str(caught.value)
             with pytest.raises((BackendUnavailable, ConfigurationError)):
                 await backend.ping()

@@ -60,7 +60,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.clock = LinkedClock()  # a FakeClock; only the Redis machine links it to the server
         self.cleanup = AsyncExitStack()  # unwound at teardown: closes the backend (and its files or keys)
         self.backend: Any = self.run(self.open_backend())
-        self.service = TaskService(self.backend, _registry(), self.clock)
+        self.service = TaskService(self.backend, self.backend, _registry(), self.clock)
         self.ids: list[str] = []
         self.current: dict[str, Lease] = {}  # task id -> the lease a worker holds now
         self.stale: list[Lease] = []

@@ -145,7 +145,8 @@ def test_webhook_rejects_bad_payloads_without_sending(payload: dict[str, Any], f
 ])
 async def test_bad_example_payloads_are_refused_at_submit(type_: str, payload: dict[str, object]) -> None:
     clock = FakeClock()
-    service = TaskService(MemoryBackend(clock), registry, clock)
+    backend = MemoryBackend(clock)
+    service = TaskService(backend, backend, registry, clock)
     with pytest.raises(ValidationError) as info:
         await service.submit(SubmitRequest(type_, payload))
     assert info.value.field == "payload"

@@ -29,10 +29,10 @@ class World:
     def __init__(self, registry: Registry, clock: FakeClock, invoker: RecordingInvoker | None = None) -> None:
         self.clock = clock
         self.backend = MemoryBackend(clock)
-        self.tasks = TaskService(self.backend, registry, clock)
+        self.tasks = TaskService(self.backend, self.backend, registry, clock)
         self.schedules = ScheduleService(self.backend, self.tasks, registry, _cron)
         config = PollerConfig(batch=10, max_invocations=4, lease_seconds=30.0, retention=3600.0)
-        self.poller = Poller(self.backend, self.schedules, registry, config, invoker)
+        self.poller = Poller(self.backend, self.backend, self.schedules, config, invoker)
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ async def test_schedules_fire_once_per_due_time(world: World) -> None:
 
 
 async def test_two_pollers_fire_a_due_schedule_once(world: World, registry: Registry) -> None:
-    other = Poller(world.backend, world.schedules, registry, PollerConfig())
+    other = Poller(world.backend, world.backend, world.schedules, PollerConfig())
     await world.schedules.put("nightly", "@every 1h", "echo")
     world.clock.advance(3601)
     assert (await world.poller.tick()).fired + (await other.tick()).fired == 1

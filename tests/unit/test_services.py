@@ -15,7 +15,8 @@ from hexq.core.services import Limits, SubmitRequest, TaskService
 
 @pytest.fixture
 def service(registry: Registry, clock: FakeClock) -> TaskService:
-    return TaskService(MemoryBackend(clock), registry, clock, Limits(max_bulk=5))
+    backend = MemoryBackend(clock)
+    return TaskService(backend, backend, registry, clock, Limits(max_bulk=5))
 
 
 async def test_submit_fills_defaults_from_the_task_type(service: TaskService, clock: FakeClock) -> None:
@@ -109,7 +110,7 @@ async def test_query_limit_is_bounded(service: TaskService) -> None:
 
 
 async def test_replay_moves_only_dead_tasks(service: TaskService, clock: FakeClock) -> None:
-    backend = service._backend
+    backend = service._broker  # a MemoryBackend: the broker and the store are one object
     dead = (await service.submit(SubmitRequest("echo", {}, max_attempts=1))).task
     alive = (await service.submit(SubmitRequest("echo", {}, delay=60))).task
     [lease] = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w")
@@ -143,7 +144,8 @@ async def test_a_validator_refuses_a_bad_payload_at_submit(registry: Registry, c
             raise ValueError("n must be a positive integer")
 
     registry.task("count", validate=positive)(lambda payload: payload)
-    service = TaskService(MemoryBackend(clock), registry, clock)
+    backend = MemoryBackend(clock)
+    service = TaskService(backend, backend, registry, clock)
     with pytest.raises(ValidationError) as info:
         await service.submit(SubmitRequest("count", {"n": -1}))
     assert (info.value.field, str(info.value)) == ("payload", "count: n must be a positive integer")
@@ -153,7 +155,7 @@ async def test_a_validator_refuses_a_bad_payload_at_submit(registry: Registry, c
 # -- waiting for a result ---------------------------------------------------------------------------
 async def test_wait_returns_the_task_once_it_finishes(registry: Registry, clock: FakeClock) -> None:
     backend = MemoryBackend(clock)
-    service = TaskService(backend, registry, clock)
+    service = TaskService(backend, backend, registry, clock)
     task = (await service.submit(SubmitRequest("echo", {"n": 1}))).task
 
     async def finish_soon() -> None:

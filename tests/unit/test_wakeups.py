@@ -18,7 +18,7 @@ from hexq.adapters.sqlite import SQLiteBackend
 from hexq.core.clock import FakeClock
 from hexq.core.model import Task, TaskStatus
 from hexq.core.poller import Poller, PollerConfig
-from hexq.core.ports import FinishWaiter, TenantQuota
+from hexq.core.ports import FinishWaiter
 from hexq.core.registry import Registry
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import SubmitRequest, TaskService
@@ -33,7 +33,7 @@ HOUR = 3600.0
 
 
 async def new_task(backend: Any, registry: Registry) -> Task:
-    service = TaskService(backend, registry, FakeClock())
+    service = TaskService(backend, backend, registry, FakeClock())
     return (await service.submit(SubmitRequest("echo", {}))).task
 
 
@@ -54,7 +54,6 @@ def test_the_wrapped_backend_has_exactly_the_optional_ports_of_the_inner_one(clo
     inner = MemoryBackend(clock)
     backend = NotifyingBackend(inner, lambda: None)
     assert backend.name == "memory"
-    assert isinstance(backend, TenantQuota) == isinstance(inner, TenantQuota)
     assert isinstance(backend, FinishWaiter) == isinstance(inner, FinishWaiter)
 
 
@@ -161,10 +160,10 @@ class RecordingInvoker:
 
 async def test_a_wake_starts_invocations_without_waiting_for_the_tick(registry: Registry, clock: FakeClock) -> None:
     backend = MemoryBackend(clock)
-    tasks = TaskService(backend, registry, clock)
+    tasks = TaskService(backend, backend, registry, clock)
     invoker = RecordingInvoker()
     config = PollerConfig(interval=HOUR, batch=10, max_invocations=4)
-    poller = Poller(backend, ScheduleService(backend, tasks, registry, lambda s, a: a), registry, config, invoker)
+    poller = Poller(backend, backend, ScheduleService(backend, tasks, registry, lambda s, a: a), config, invoker)
     stop, woken = asyncio.Event(), asyncio.Event()
     running = asyncio.create_task(poller.run(stop, woken))
     try:

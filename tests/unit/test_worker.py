@@ -21,7 +21,7 @@ def backend(clock: FakeClock) -> MemoryBackend:
 
 @pytest.fixture
 def service(backend: MemoryBackend, registry: Registry, clock: FakeClock) -> TaskService:
-    return TaskService(backend, registry, clock)
+    return TaskService(backend, backend, registry, clock)
 
 
 def invocation(backend: MemoryBackend, registry: Registry, clock: FakeClock, **config: object) -> Invocation:
