@@ -207,6 +207,19 @@ def flush(client: SyncClient) -> None:
         client.flushdb()
 
 
+@contextmanager
+def flushed(url: str) -> Iterator[str]:
+    """`url`'s data flushed before and after: the server is shared by the test session, so what a test
+    counts and reads must be its own."""
+    client = sync_client(url)
+    try:
+        flush(client)
+        yield url
+        flush(client)
+    finally:
+        client.close()
+
+
 class LinkedClock(FakeClock):
     """A FakeClock that tells its links when it moves: a Redis backend in test-clock mode keeps the
     fake "now" in a key, and the contract tests only ever call clock.advance()."""

@@ -97,3 +97,15 @@ def serve(hexq: Callable[..., Proc], tmp_path: Path) -> Callable[..., Served]:
         return Served(proc, url, db)
 
     return start
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test once on a SQLite file in tmp_path and once on the session's Redis, flushed before and after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hexq.db'}"
+        return
+    import redis_server
+
+    with redis_server.flushed(request.getfixturevalue("redis_url")) as url:
+        yield url

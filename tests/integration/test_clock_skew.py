@@ -60,13 +60,8 @@ def libfaketime() -> str:
 def redis_url_flushed(redis_url: str) -> Iterator[str]:
     import redis_server
 
-    client = redis_server.sync_client(redis_url)
-    try:
-        redis_server.flush(client)
+    with redis_server.flushed(redis_url):
         yield redis_url
-        redis_server.flush(client)
-    finally:
-        client.close()
 
 
 def ledger_lines(path: Path) -> dict[int, list[tuple[int, float]]]:

@@ -12,14 +12,13 @@ The same test runs on SQLite and, once `redis_url` can serve it, on Redis.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,10 +37,6 @@ from ledger import (
     write_report,
 )
 
-from hexq.core.clock import SystemClock
-from hexq.core.errors import ConfigurationError
-from hexq.functions.bootstrap import make_backend
-
 if TYPE_CHECKING:
     from tests.integration.conftest import Proc, Served
 
@@ -54,34 +49,6 @@ SINGLES = 10
 LEASE = 2.0
 DRAIN_TIMEOUT = 120.0
 TERMINAL = ("succeeded", "dead", "cancelled")
-
-
-# -- the backend under test ---------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def crash_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hexq.db'}"
-        return
-    url: str = request.getfixturevalue("redis_url")
-    _require_scheme(url)
-    import redis_server
-
-    client = redis_server.sync_client(url)
-    try:
-        redis_server.flush(client)  # the server is shared by the session; stats must count only this run
-        yield url
-        redis_server.flush(client)
-    finally:
-        client.close()
-
-
-def _require_scheme(url: str) -> None:
-    """Skip (not fail) while `hexq` itself cannot open this URL yet: the backend is wired in bootstrap."""
-    try:
-        backend = make_backend(url, SystemClock())
-    except ConfigurationError as exc:
-        pytest.skip(f"hexq.functions.bootstrap cannot open {url.split(':')[0]}:// yet: {exc}")
-    asyncio.run(backend.close())
 
 
 # -- the client half of the history -------------------------------------------------------------------
@@ -177,18 +144,18 @@ def error_lines(log: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.chaos
 @pytest.mark.timeout(300)
-def test_sigkill_of_a_worker_loses_nothing(crash_backend: str, serve: Callable[..., Served],
+def test_sigkill_of_a_worker_loses_nothing(backend_url: str, serve: Callable[..., Served],
                                            hexq: Callable[..., Proc], tmp_path: Path) -> None:
-    backend = crash_backend.split(":")[0]
+    backend = backend_url.split(":")[0]
     ledger_path = tmp_path / "ledger.txt"
     env = {"HEXQ_TASKS": TASK_MODULES, "HEXQ_LEASE": f"{LEASE:g}", "HEXQ_POLL_INTERVAL": "0.2",
            "HEXQ_GRACE": "1", "HEXQ_CONCURRENCY": "10", "HEXQ_TEST_LEDGER": str(ledger_path),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     started = time.monotonic()
-    served = serve(backend=crash_backend, env={**env, "HEXQ_WORKERS": "1"})
+    served = serve(backend=backend_url, env={**env, "HEXQ_WORKERS": "1"})
 
     def worker() -> Proc:
-        return hexq("worker", "--backend", crash_backend, env=env)
+        return hexq("worker", "--backend", backend_url, env=env)
 
     workers = [worker(), worker()]
     rng = random.Random(20240601)

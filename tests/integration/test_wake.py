@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,23 +22,6 @@ if TYPE_CHECKING:
 SLOW_TICK = {"HEXQ_POLL_INTERVAL": "30"}
 QUIET = 2.0  # seconds with nothing submitted: longer than the warm invocation's idle wait (0.5 s here)
 DEADLINE = 10.0  # from submit to done; the next tick is 30 s away
-
-
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hexq.db'}"
-        return
-    url: str = request.getfixturevalue("redis_url")
-    import redis_server
-
-    client = redis_server.sync_client(url)
-    try:
-        redis_server.flush(client)
-        yield url
-        redis_server.flush(client)
-    finally:
-        client.close()
 
 
 def run_one(client: httpx.Client) -> dict[str, Any]:
@@ -55,8 +38,8 @@ def run_one(client: httpx.Client) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_an_idle_serve_starts_each_submitted_task_at_once(serve: Callable[..., Served], backend: str) -> None:
-    served = serve(backend=backend, env=SLOW_TICK)
+def test_an_idle_serve_starts_each_submitted_task_at_once(serve: Callable[..., Served], backend_url: str) -> None:
+    served = serve(backend=backend_url, env=SLOW_TICK)
     with httpx.Client(base_url=served.url, trust_env=False, timeout=10.0) as client:
         run_one(client)  # the first may wait for the pool's first process to start (its cold start)
         for _ in range(3):
