@@ -149,6 +149,18 @@ class RateLimiter(Protocol):
 
 
 @runtime_checkable
+class SettleAndClaim(Protocol):
+    """Optional: backends that can settle finished tasks and lease new ones in one round trip (a worker
+    that keeps its slots full then pays one call per batch instead of two). Others are called twice."""
+
+    async def settle_and_claim(self, settlements: Sequence[Settlement], queues: Sequence[str], n: int, *,
+                               lease_seconds: float, worker_id: str) -> tuple[list[bool], list[Lease]]:
+        """Broker.settle(settlements), then Broker.claim(queues, n, ...) without waiting, as one operation:
+        (applied per settlement, the new leases). The settles are applied before the claim looks."""
+        ...
+
+
+@runtime_checkable
 class FinishWaiter(Protocol):
     """Optional: backends that can block until a task finishes without polling (Redis: BLPOP on a list
     the settling script pushes to). Others are polled with backoff (core.waiting)."""
