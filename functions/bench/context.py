@@ -1,7 +1,8 @@
-"""What every bench phase shares: the backend, the queues, the work directory, progress.
+"""What every bench phase shares: the backend, the queues, the work directory, progress, Redis's accounting.
 
-Each phase uses its own queue, `bench.<run>.<phase>`, so the drain's workers never see the tasks
-the enqueue phases left queued, and a report can read its own tasks back by queue.
+Each phase uses its own queue, `bench.<run>.<phase>` (each drain row `bench.<run>.drain<i>`), so the
+drain's workers never see the tasks the enqueue phases left queued, and a report can read its own
+tasks back by queue. The baselines use one list (or table) of their own, `bench.<run>.plain`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -19,6 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hexq.core.model import Task, TaskQuery, TaskStatus
 from hexq.functions.bench.options import BenchOptions
+from hexq.functions.bench.plain import Plain
+from hexq.functions.bench.redisstats import RedisStats, Snapshot, usage
 from hexq.functions.bootstrap import Container
 
 READY_TIMEOUT = 30.0  # a child process must be up within this (imports, bootstrap)
@@ -29,16 +33,22 @@ Show = Callable[[int], None]
 @dataclass(frozen=True, slots=True)
 class Queues:
     enqueue: str
-    drain: str
+    drains: tuple[str, ...]  # one per drain row; the bulk phase fills the first
     latency: str
+    plain: str  # the baselines' list or table
 
     @classmethod
-    def fresh(cls) -> Queues:
-        run = uuid.uuid4().hex[:8]
-        return cls(f"bench.{run}.enqueue", f"bench.{run}.drain", f"bench.{run}.latency")
+    def fresh(cls, drains: int = 1) -> Queues:
+        run = f"bench.{uuid.uuid4().hex[:8]}"
+        return cls(f"{run}.enqueue", tuple(f"{run}.drain{i}" for i in range(drains)), f"{run}.latency",
+                   f"{run}.plain")
+
+    @property
+    def drain(self) -> str:
+        return self.drains[0]
 
     def all(self) -> tuple[str, ...]:
-        return (self.enqueue, self.drain, self.latency)
+        return (self.enqueue, *self.drains, self.latency)
 
 
 class Meter:
@@ -69,9 +79,16 @@ class Bench:
     url: str  # the backend URL handed to child processes
     workdir: Path  # child logs (and the temporary SQLite file)
     meter: Meter
-    queues: Queues = field(default_factory=Queues.fresh)
+    plain: Plain | None = None  # the baselines' operations; None: this backend has no baselines
+    redis: RedisStats | None = None  # Redis's accounting; None on other backends
+    queues: Queues = field(init=False)
     notes: list[str] = field(default_factory=list)
     prequeued: int = 0  # drain tasks the bulk phase already enqueued
+    plain_queued: int = 0  # bodies the bulk baseline left for the drain baseline
+    polls: int = 0  # stats calls made to follow progress (subtracted from Redis's figures)
+
+    def __post_init__(self) -> None:
+        self.queues = Queues.fresh(len(self.options.workers))
 
     @property
     def local(self) -> bool:
@@ -82,7 +99,21 @@ class Bench:
         return time.monotonic() + self.options.timeout
 
     async def succeeded(self) -> int:
+        self.polls += 1
         return (await self.container.tasks.stats()).by_status.get(TaskStatus.SUCCEEDED, 0)
+
+    async def redis_before(self) -> Snapshot | None:
+        """Redis's accounting before a phase (None when the backend is not Redis)."""
+        return None if self.redis is None else await self.redis.snapshot(self.polls)
+
+    async def redis_since(self, before: Snapshot | None, tasks: int) -> dict[str, Any] | None:
+        """What Redis spent per task since `before`, the bench's own polls taken out."""
+        if self.redis is None or before is None:
+            return None
+        after = await self.redis.snapshot(self.polls)
+        price = await self.redis.price_of_poll(self.container.tasks.stats, self.polls) if after.polls > before.polls \
+            else None
+        return usage(before, after, tasks, price)
 
     async def finished(self, queue: str, expected: int) -> list[Task]:
         """The succeeded tasks of `queue`, read back page by page until `expected` are found (newest first,

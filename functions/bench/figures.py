@@ -30,6 +30,11 @@ def rate(count: int, seconds: float) -> float | None:
     return count / seconds if seconds > 0 and count else None
 
 
+def per_task(seconds: float, tasks: int) -> float | None:
+    """Microseconds per task, or None when there were none."""
+    return round(seconds / tasks * 1e6, 1) if tasks else None
+
+
 def percentiles(seconds: Sequence[float]) -> dict[str, float | None]:
     """p50/p95/p99/max/mean in milliseconds (linear interpolation between ranks, like numpy's default)."""
     values = sorted(seconds)
@@ -55,10 +60,16 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 
 
 def machine() -> dict[str, Any]:
-    # The load average tells a reader whether something else was using the cores during the run.
-    return {"cpu_model": _cpu_model(), "cores": os.cpu_count() or 0, "load_average": round(os.getloadavg()[0], 2),
+    # The load average (here, before the run; the runner adds the one after) tells a reader whether
+    # something else was using the cores during the run.
+    return {"cpu_model": _cpu_model(), "cores": os.cpu_count() or 0, "load_average": load_average(),
             "python": platform.python_version(),
             "implementation": platform.python_implementation(), "system": f"{platform.system()} {platform.release()}"}
+
+
+def load_average() -> float:
+    """The 1-minute load average."""
+    return round(os.getloadavg()[0], 2)
 
 
 def _cpu_model() -> str:

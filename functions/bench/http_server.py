@@ -1,7 +1,14 @@
-"""The API under uvicorn for the HTTP enqueue phase: `python -m hexq.functions.bench.http_server URL`.
+"""An HTTP server for the bench's HTTP phases: `python -m hexq.functions.bench.http_server URL [LEVEL [PLAIN]]`.
 
-Only the API — no poller, no workers (unlike `hexq serve`), so submitted tasks stay queued. It
-binds a free 127.0.0.1 port, prints `port <n>` once it listens, and stops cleanly on SIGTERM.
+Without PLAIN it serves hexq's API as `hexq serve` does: the same create_app, uvicorn options and
+logging (LEVEL, INFO unless the bench's --log-level says otherwise, so per-request access logging
+costs here what it costs there), but no poller and no workers, so submitted tasks stay queued.
+With PLAIN it serves the baseline instead: a bare Starlette app whose POST /v1/tasks does one
+backend write (hexq.functions.bench.plain: LPUSH or INSERT into PLAIN) and answers 202, under the
+same uvicorn config, event loop and HTTP implementation, without an access log.
+
+Either binds a free 127.0.0.1 port, prints `port <n> loop <loop> http <protocol>` once it listens, and
+stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,14 +18,17 @@ import contextlib
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from hexq.functions.api import create_app
-from hexq.functions.bootstrap import bootstrap
+from hexq.functions.bench.plain import Plain, open_plain
 from hexq.functions.logs import configure_logging
-from hexq.functions.settings import Settings
 
 
 class _Server(uvicorn.Server):
@@ -32,26 +42,68 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if sockets:
-            print(f"port {sockets[0].getsockname()[1]}", flush=True)
+            loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # asyncio or uvloop
+            http = getattr(self.config, "http_protocol_class", type(None)).__name__
+            print(f"port {sockets[0].getsockname()[1]} loop {loop} http {http}", flush=True)
 
 
-async def serve(url: str) -> None:
+def uvicorn_config(app: Any, *, access_log: bool = True) -> uvicorn.Config:
+    """functions/serve.py's options (keep them in step): no log config of uvicorn's own, a 5 s graceful
+    shutdown, no Server header; loop and http left to uvicorn's "auto", as serve leaves them."""
+    return uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=5, server_header=False,
+                          access_log=access_log)
+
+
+def plain_app(plain: Plain) -> Starlette:
+    async def submit(request: Request) -> Response:
+        await plain.push(await request.body())
+        return Response(b'{"id":"baseline"}', status_code=202, media_type="application/json")
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/tasks", submit, methods=["POST"]), Route("/healthz", healthz)])
+
+
+@contextlib.asynccontextmanager
+async def _app(url: str, level: str, plain_name: str | None) -> AsyncIterator[tuple[Any, bool]]:
+    """The app to serve and whether uvicorn logs each request, closing its backend afterwards."""
+    if plain_name is not None:
+        plain = open_plain(url, plain_name)
+        if plain is None:
+            raise SystemExit(f"no baseline for {url}")
+        configure_logging("WARNING")
+        try:
+            yield plain_app(plain), False
+        finally:
+            await plain.close(drop=False)
+        return
+    from hexq.functions.api import create_app
+    from hexq.functions.bootstrap import bootstrap
+    from hexq.functions.settings import Settings
+
     settings = Settings.from_env().override(backend_url=url, task_modules=("hexq.functions.examples",),
-                                            log_level="WARNING")
+                                            log_level=level)
     configure_logging(settings.log_level)
     container = bootstrap(settings)
+    try:
+        yield create_app(container), True
+    finally:
+        await container.backend.close()
+
+
+async def serve(url: str, level: str = "INFO", plain_name: str | None = None) -> None:
     # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (see functions/serve.py).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.bind(("127.0.0.1", 0))
-        server = _Server(uvicorn.Config(create_app(container), log_config=None, access_log=False,
-                                        server_header=False, lifespan="off"))
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: setattr(server, "should_exit", True))
-        await server.serve(sockets=[sock])
+        async with _app(url, level, plain_name) as (app, access_log):
+            server = _Server(uvicorn_config(app, access_log=access_log))
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: setattr(server, "should_exit", True))
+            await server.serve(sockets=[sock])
     finally:
         sock.close()
-        await container.backend.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1]))
+    asyncio.run(serve(*sys.argv[1:4]))

@@ -5,6 +5,11 @@ slow backend shows up as latency rather than as a lower offered rate (a submitte
 catches up at once, and `achieved_rate` says so). Latencies come from each task's own timestamps,
 read back after the run: started_at - created_at and finished_at - created_at, all three stamped by
 the backend's clock (Redis's TIME; the host's for SQLite and memory), so no two clocks are mixed.
+
+On Redis it also reports what the server spent per task from the first submit until the last task
+finished: every task submitted, claimed and settled one by one, as a trickle of work is, so this is
+the "one by one" Redis CPU per task (idle waits included: a worker blocked on a wake list is woken
+for each task).
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ async def latency(b: Bench) -> dict[str, Any]:
     try:
         await asyncio.sleep(WARMUP)
         deadline = b.deadline()
+        redis = await b.redis_before()
         with b.meter.phase(f"latency: {b.options.rate:g}/s", total) as show:
             submitted, submit_seconds, elapsed = await _submit(b, queue, total, deadline, show, workers)
         with b.meter.phase("latency: waiting for the rest", submitted) as show:
             await workers.wait(submitted, deadline, show)
+        usage = await b.redis_since(redis, submitted)
     finally:
         await workers.stop()
     tasks = await b.finished(queue, submitted)
@@ -44,6 +51,7 @@ async def latency(b: Bench) -> dict[str, Any]:
         "submit_ms": percentiles(submit_seconds),
         "submit_to_start_ms": percentiles(to_start),
         "submit_to_finish_ms": percentiles(to_finish),
+        "redis": usage,
     }
 
 

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from hexq.core.errors import ConfigurationError
 
 PHASES = ("client", "http", "bulk", "drain", "latency")
+SKIPPABLE = (*PHASES, "baselines")  # "baselines": hexq's phases only, without the plain-backend rows
 
 
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
     backend: str | None = None  # None, "sqlite" or "sqlite://": a temporary SQLite file
     count: int = 5000
-    workers: int = 2
+    workers: tuple[int, ...] = (2,)  # one drain row per entry
     concurrency: int = 200
+    coroutines: int = 64  # the concurrent client phase: the figure, so no flag for it
     rate: float = 200.0
     duration: float = 5.0
     timeout: float = 30.0
@@ -29,22 +31,29 @@ class BenchOptions:
     skip: frozenset[str] = frozenset()
     json: bool = False
     profile: str | None = None
+    log_level: str = "INFO"  # the API server's, as `hexq serve` would log
 
     def __post_init__(self) -> None:
-        for name, low in (("count", 1), ("workers", 1), ("concurrency", 1), ("connections", 1), ("chunk", 1)):
+        for name, low in (("count", 1), ("concurrency", 1), ("coroutines", 1), ("connections", 1), ("chunk", 1)):
             if getattr(self, name) < low:
                 raise ConfigurationError(f"bench: --{name} must be at least {low}, not {getattr(self, name)}")
+        if not self.workers or min(self.workers) < 1:
+            raise ConfigurationError(f"bench: --workers takes counts of at least 1, not {self.workers}")
         for name in ("rate", "duration", "timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"bench: --{name} must be above 0, not {getattr(self, name)}")
         if self.chunk > 1000:
             raise ConfigurationError(f"bench: --chunk must be at most 1000 (the bulk submit limit), not {self.chunk}")
-        unknown = self.skip - set(PHASES)
+        unknown = self.skip - set(SKIPPABLE)
         if unknown:
-            raise ConfigurationError(f"bench: --skip takes {','.join(PHASES)}; unknown: {','.join(sorted(unknown))}")
+            raise ConfigurationError(f"bench: --skip takes {','.join(SKIPPABLE)}; unknown: {','.join(sorted(unknown))}")
 
     def runs(self, phase: str) -> bool:
         return phase not in self.skip
+
+    @property
+    def baselines(self) -> bool:
+        return "baselines" not in self.skip
 
     @property
     def latency_tasks(self) -> int:
@@ -56,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--backend", dest="bench_backend", metavar="URL",
         help="memory://, sqlite:///path.db, redis://127.0.0.1:6379/0 (default: a temporary SQLite file)")
     add("-n", "--count", dest="bench_count", type=int, default=5000, metavar="N",
-        help="tasks per enqueue phase and for the drain (5000)")
-    add("--workers", dest="bench_workers", type=int, default=2, metavar="W", help="worker processes for the drain (2)")
+        help="tasks per enqueue phase and for each drain (5000)")
+    add("--workers", dest="bench_workers", type=_counts, default=(2,), metavar="W[,W...]",
+        help="worker processes for the drain; several counts (1,2,4) run one drain each (2)")
     add("--concurrency", dest="bench_concurrency", type=int, default=200, metavar="C",
         help="tasks each worker runs at once (200: noop tasks, so this measures the queue)")
     add("--rate", dest="bench_rate", type=float, default=200.0, metavar="R",
@@ -69,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--connections", dest="bench_connections", type=int, default=16, metavar="N",
         help="connections of the concurrent HTTP client (16)")
     add("--skip", dest="bench_skip", type=_phases, default=frozenset(), metavar="PHASES",
-        help=f"comma-separated phases to leave out: {','.join(PHASES)}")
+        help=f"comma-separated phases to leave out: {','.join(SKIPPABLE)}")
     add("--json", dest="bench_json", action="store_true", help="print one JSON object instead of tables")
     add("--cold-start", dest="bench_cold_start", action="store_true",
         help="instead of the phases: import-and-bootstrap time of each Lambda module per backend, and package size")
@@ -78,12 +88,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "SQLite's work runs in threads, which need a sampling profiler such as py-spy)")
 
 
-def from_args(args: argparse.Namespace) -> BenchOptions:
+def from_args(args: argparse.Namespace, log_level: str = "INFO") -> BenchOptions:
     return BenchOptions(backend=args.bench_backend, count=args.bench_count, workers=args.bench_workers,
-                        concurrency=args.bench_concurrency, rate=args.bench_rate, duration=args.bench_duration,
-                        timeout=args.bench_timeout, connections=args.bench_connections, skip=args.bench_skip,
-                        json=args.bench_json, profile=args.bench_profile)
+                        concurrency=args.bench_concurrency, rate=args.bench_rate,
+                        duration=args.bench_duration, timeout=args.bench_timeout, connections=args.bench_connections,
+                        skip=args.bench_skip, json=args.bench_json, profile=args.bench_profile, log_level=log_level)
 
 
 def _phases(raw: str) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _counts(raw: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes counts such as 2 or 1,2,4, not {raw!r}") from None

@@ -1,12 +1,18 @@
 """`hexq bench`: run the phases in order against one backend and report every figure.
 
 Phases (each skippable with --skip, each stopping by itself at --timeout):
-  client   TaskService.submit in a loop, in this process
+  client   TaskService.submit in a loop, in this process; then from --coroutines coroutines at once
   http     POST /v1/tasks one by one on a kept-alive connection, then over --connections at once,
            against the API in a child process
-  bulk     TaskService.submit_bulk in chunks of 1000; these tasks are the drain's backlog
-  drain    W `hexq worker` processes (in-process workers for memory://) clear N noop tasks
+  bulk     TaskService.submit_bulk in chunks of 1000; these tasks are the first drain's backlog
+  drain    W `hexq worker` processes (in-process workers for memory://) clear N noop tasks, once per
+           count in --workers
   latency  one worker, submits at --rate for --duration; percentiles of submit-to-start/finish
+
+Before each of the first four, on Redis and SQLite, its baseline runs the same loop against the
+same backend doing only the plainest write or read (baselines.py, plain.py; `--skip baselines`
+leaves them out); every hexq figure is then also given as a ratio to its baseline (summary.py).
+On Redis every phase also reports what the server spent per task (redisstats.py).
 
 Without --backend the bench uses a temporary SQLite file. With a persistent backend named by URL,
 what the bench queued and did not drain is drained at the end, so it leaves no queued tasks behind
@@ -32,12 +38,14 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
-from hexq.functions.bench import enqueue
+from hexq.functions.bench import baselines, enqueue, loops, summary
 from hexq.functions.bench.context import Bench, Meter
-from hexq.functions.bench.drain import drain
-from hexq.functions.bench.figures import machine, redact
+from hexq.functions.bench.drain import drains
+from hexq.functions.bench.figures import load_average, machine, redact
 from hexq.functions.bench.latency import latency
 from hexq.functions.bench.options import BenchOptions, from_args
+from hexq.functions.bench.plain import open_plain
+from hexq.functions.bench.redisstats import RedisStats
 from hexq.functions.bench.table import render
 from hexq.functions.bootstrap import bootstrap
 from hexq.functions.settings import Settings
@@ -53,7 +61,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         figures = coldstart.cold_start()
         print(json.dumps(figures, indent=2) if args.bench_json else coldstart.render(figures))
         return 0
-    options = from_args(args)
+    options = from_args(args, settings.log_level)
     tty = sys.stdout.isatty()
     console = Console(width=None if tty else 150)  # piped output: wide enough that the tables do not wrap
     progress = (Console(stderr=True) if options.json else console) if tty else None
@@ -69,7 +77,7 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
                     console: Console | None = None) -> dict[str, Any]:
     """Run every phase not skipped and return the report (see the module docstring)."""
     settings = settings or Settings()
-    started, clock = datetime.now(UTC), time.monotonic()
+    started, clock, host = datetime.now(UTC), time.monotonic(), machine()
     # httpx logs every request at INFO, and the in-process workers every invocation: the bench would
     # time its own logging.
     with _quiet("httpx", "httpcore", "hexq.worker"), tempfile.TemporaryDirectory(prefix="hexq-bench-") as tmp:
@@ -79,18 +87,40 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
         try:
             with Meter(console) as meter:
                 b = Bench(options, container, url, Path(tmp), meter)
-                report = await _phases(b)
+                report = await _instrumented(b, host)
                 if not temporary and not b.local:
                     await _cleanup(b)
         finally:
             await container.backend.close()
-    done = [p for p in (*report["enqueue"].values(), report["drain"], report["latency"]) if p is not None]
+    host["load_average_after"] = load_average()
+    done = [p for p in (*report["enqueue"].values(), *(report["drain"] or []), report["latency"]) if p is not None]
     return {
         "backend": redact(url), "backend_kind": urlsplit(url).scheme, "temporary_backend": temporary,
-        "machine": machine(), "started_at": started.isoformat(timespec="seconds"),
+        "machine": host, "started_at": started.isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - clock, 3), "config": _config(options),
         **report, "complete": all(p["complete"] for p in done), "notes": b.notes,
     }
+
+
+async def _instrumented(b: Bench, host: dict[str, Any]) -> dict[str, Any]:
+    """The phases, with the baselines' backend operations and Redis's accounting open around them."""
+    scheme = urlsplit(b.url).scheme
+    if scheme in ("redis", "rediss"):  # a cluster's INFO would be per node: not summed here
+        b.redis = RedisStats(b.url)
+    elif scheme == "redis+cluster":
+        b.notes.append("Redis Cluster: no Redis CPU figures (INFO is per node)")
+    b.plain = open_plain(b.url, b.queues.plain) if b.options.baselines else None
+    if b.options.baselines and b.plain is None:
+        b.notes.append(f"{scheme}:// has no baselines (nothing plainer to compare with), so no ratios")
+    try:
+        if b.redis is not None:
+            host.update(await b.redis.server())
+        return await _phases(b)
+    finally:
+        if b.plain is not None:
+            await b.plain.close(drop=True)
+        if b.redis is not None:
+            await b.redis.close()
 
 
 def backend_url(given: str | None, workdir: Path) -> tuple[str, bool]:
@@ -102,34 +132,57 @@ def backend_url(given: str | None, workdir: Path) -> tuple[str, bool]:
     return given, False
 
 
+ENQUEUE_PHASES = ("client", "client_concurrent", "http", "http_concurrent", "bulk")
+
+
 async def _phases(b: Bench) -> dict[str, Any]:
-    o = b.options
-    report: dict[str, Any] = {"enqueue": {"client": None, "http": None, "http_concurrent": None, "bulk": None},
-                              "drain": None, "latency": None}
+    """Every phase not skipped, each hexq one right after its baseline (so both meet the same machine)."""
+    o, plain = b.options, b.plain is not None
+    queued: dict[str, Any] = dict.fromkeys(ENQUEUE_PHASES)
+    base: dict[str, Any] | None = dict.fromkeys((*ENQUEUE_PHASES, "drain")) if plain else None
+    rows: list[dict[str, Any]] | None = None
     if o.runs("client"):
-        report["enqueue"]["client"] = (await enqueue.client(b)).to_dict()
+        await _client(b, queued, base)
     if o.runs("http"):
-        report["enqueue"].update(await _http(b))
+        sequential = _has_httpx(b)
+        if base is not None:
+            base.update(await baselines.http(b, sequential=sequential))
+        queued.update(await enqueue.http(b, sequential=sequential))
     if o.runs("bulk"):
-        report["enqueue"]["bulk"] = (await enqueue.bulk(b)).to_dict(chunk=min(o.chunk, o.count))
+        if base is not None:
+            base["bulk"] = await baselines.bulk(b)
+        queued["bulk"] = await loops.measured(b, lambda: enqueue.bulk(b), chunk=min(o.chunk, o.count))
     if o.runs("drain"):
-        report["drain"] = await drain(b)
-    if o.runs("latency"):
-        report["latency"] = await latency(b)
-    if b.local and (report["drain"] or report["latency"]):
+        if base is not None:
+            base["drain"] = await baselines.drain(b)
+        rows = await drains(b)
+    lat = await latency(b) if o.runs("latency") else None
+    if b.local and (rows or lat):
         b.notes.append("memory:// lives in one process: the drain and latency workers ran in the bench process "
                        "(run_worker on its event loop), not as worker processes; the HTTP server had its own "
                        "memory backend")
-    return report
+    summary.attach_ratios(queued, rows, base)
+    return {"enqueue": queued, "drain": rows, "latency": lat, "baselines": base,
+            "redis_cpu": summary.redis_cpu(queued, rows, lat, base) if b.redis is not None else None}
 
 
-async def _http(b: Bench) -> dict[str, Any]:
+async def _client(b: Bench, queued: dict[str, Any], base: dict[str, Any] | None) -> None:
+    k = b.options.coroutines
+    if base is not None:
+        base["client"] = await baselines.client(b)
+    queued["client"] = await loops.measured(b, lambda: enqueue.client(b))
+    if base is not None:
+        base["client_concurrent"] = await baselines.client_concurrent(b)
+    queued["client_concurrent"] = await loops.measured(b, lambda: enqueue.client_concurrent(b), coroutines=k)
+
+
+def _has_httpx(b: Bench) -> bool:
     try:
         import httpx  # noqa: F401  # a dev dependency
     except ImportError:
         b.notes.append("the sequential HTTP phase was skipped: it uses httpx, which is not installed")
-        return await enqueue.http(b, sequential=False)
-    return await enqueue.http(b)
+        return False
+    return True
 
 
 async def _cleanup(b: Bench) -> None:
@@ -163,6 +216,6 @@ def _quiet(*names: str) -> Iterator[None]:
 
 
 def _config(o: BenchOptions) -> dict[str, Any]:
-    return {"count": o.count, "workers": o.workers, "concurrency": o.concurrency, "rate": o.rate,
-            "duration": o.duration, "timeout": o.timeout, "connections": o.connections, "chunk": o.chunk,
-            "skipped": sorted(o.skip)}
+    return {"count": o.count, "workers": list(o.workers), "concurrency": o.concurrency, "coroutines": o.coroutines,
+            "rate": o.rate, "duration": o.duration, "timeout": o.timeout, "connections": o.connections,
+            "chunk": o.chunk, "skipped": sorted(o.skip), "api_log_level": o.log_level}

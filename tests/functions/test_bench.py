@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hexq.core.errors import ConfigurationError
+from hexq.core.model import Task
+from hexq.functions.bench.drain import _all_running
 from hexq.functions.bench.figures import percentiles, redact
 from hexq.functions.bench.options import BenchOptions
-from hexq.functions.bench.runner import backend_url
+from hexq.functions.bench.redisstats import Snapshot, script_commands, usage
+from hexq.functions.bench.runner import ENQUEUE_PHASES, backend_url
+from hexq.functions.bench.summary import attach_ratios, redis_cpu
 from hexq.functions.cli import main
 
 TINY = ["--count", "200", "--rate", "100", "--duration", "1", "--concurrency", "50", "--connections", "4",
         "--timeout", "60"]
 THROUGHPUT = {"tasks": int, "seconds": float, "per_second": float, "complete": bool}
+REDIS = {"commands_us_per_task": float, "calls_per_task": float, "server_cpu_us_per_task": float,
+         "server_cpu_seconds": float, "bench_polls": int, "commands": dict}
 PERCENTILES = ("p50", "p95", "p99", "max", "mean")
 
 
@@ -28,46 +35,89 @@ def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     return report
 
 
-def check_report(report: dict[str, Any], ran: set[str]) -> None:
+def check_report(report: dict[str, Any], ran: set[str], *, baselines: bool, redis: bool = False) -> None:
     assert report["complete"] is True
     assert isinstance(report["backend"], str) and isinstance(report["backend_kind"], str)
     assert isinstance(report["temporary_backend"], bool) and isinstance(report["notes"], list)
     assert isinstance(report["seconds"], float) and isinstance(report["started_at"], str)
     machine = report["machine"]
     assert isinstance(machine["cpu_model"], str) and machine["cores"] >= 1 and isinstance(machine["python"], str)
-    assert isinstance(machine["load_average"], float)
+    assert isinstance(machine["load_average"], float) and isinstance(machine["load_average_after"], float)
     assert report["config"]["count"] == 200 and sorted(report["config"]["skipped"]) == report["config"]["skipped"]
-    assert set(report["enqueue"]) == {"client", "http", "http_concurrent", "bulk"}
+    assert set(report["enqueue"]) == set(ENQUEUE_PHASES)
     for name, figures in report["enqueue"].items():
         if name.removesuffix("_concurrent") not in ran:
             assert figures is None, name
             continue
-        _check_types(figures, THROUGHPUT)
-        assert figures["tasks"] == 200 and figures["complete"] is True
+        _check_throughput(figures, redis)
         if name.startswith("http"):
-            _check_types(figures, {"server_cpu_us_per_task": float, "client_cpu_us_per_task": float})
-    _check_drain(report["drain"], "drain" in ran)
-    _check_latency(report["latency"], "latency" in ran)
+            _check_types(figures, {"server_cpu_us_per_task": float, "client_cpu_us_per_task": float,
+                                   "server_loop": str, "server_http": str})
+    _check_baselines(report, ran, baselines, redis)
+    _check_drains(report["drain"], "drain" in ran, redis)
+    _check_latency(report["latency"], "latency" in ran, redis)
+    assert (report["redis_cpu"] is not None) is redis
 
 
-def _check_drain(drain: dict[str, Any] | None, ran: bool) -> None:
-    if not ran:
-        assert drain is None
+def _check_throughput(figures: dict[str, Any], redis: bool) -> None:
+    _check_types(figures, THROUGHPUT)
+    assert figures["tasks"] == 200 and figures["complete"] is True
+    if redis:
+        _check_types(figures["redis"], REDIS)
+    else:
+        assert figures["redis"] is None
+
+
+def _check_baselines(report: dict[str, Any], ran: set[str], expected: bool, redis: bool) -> None:
+    """Each hexq figure names its baseline's tasks/s and the ratio of the two, computed from those figures."""
+    base = report["baselines"]
+    if not expected:
+        assert base is None
+        for figures in [*report["enqueue"].values(), *(report["drain"] or [])]:
+            assert figures is None or figures["ratio"] is None
         return
-    assert drain is not None
-    assert drain["drained"] == drain["tasks"] == 200 and drain["complete"] is True
-    _check_types(drain, {"seconds": float, "per_second": float, "wall_seconds": float, "wall_per_second": float,
-                         "startup_seconds": float, "cpu_seconds": float, "cpu_us_per_task": float,
-                         "peak_rss_mb": float, "workers": int, "concurrency": int, "mode": str, "timing": str})
-    assert drain["processes"]
-    for process in drain["processes"]:
-        _check_types(process, {"name": str, "cpu_seconds": float, "cpu_seconds_with_startup": float,
-                               "peak_rss_mb": float})
-        assert process["pid"] is None or isinstance(process["pid"], int)
-        assert process["peak_rss_mb"] > 0
+    assert set(base) == {*ENQUEUE_PHASES, "drain"}
+    for name in [*ENQUEUE_PHASES, "drain"]:
+        figures = base[name]
+        if name.removesuffix("_concurrent") not in ran:
+            assert figures is None, name
+            continue
+        _check_throughput(figures, redis)
+        assert isinstance(figures["what"], str) and figures["what"]
+    pairs = [(figures, base[name]) for name, figures in report["enqueue"].items() if figures is not None]
+    pairs += [(row, base["drain"]) for row in report["drain"] or []]
+    for figures, baseline in pairs:
+        assert figures["baseline_per_second"] == baseline["per_second"]
+        assert figures["ratio"] == round(figures["per_second"] / baseline["per_second"], 3)
 
 
-def _check_latency(latency: dict[str, Any] | None, ran: bool) -> None:
+def _check_drains(drains: list[dict[str, Any]] | None, ran: bool, redis: bool) -> None:
+    if not ran:
+        assert drains is None
+        return
+    assert drains
+    for drain in drains:
+        assert drain["drained"] == drain["tasks"] == 200 and drain["complete"] is True
+        _check_types(drain, {"seconds": float, "per_second": float, "wall_seconds": float, "wall_per_second": float,
+                             "startup_seconds": float, "cpu_seconds": float, "cpu_us_per_task": float,
+                             "peak_rss_mb": float, "workers": int, "concurrency": int, "mode": str, "timing": str})
+        assert len(drain["processes"]) == (drain["workers"] if drain["mode"] == "processes" else 1)
+        for process in [*drain["processes"], drain["bench_process"]]:
+            _check_types(process, {"cpu_seconds": float})
+            assert "cpu_us_per_task" in process and "cores" in process
+        for process in drain["processes"]:
+            _check_types(process, {"name": str, "cpu_seconds_with_startup": float, "peak_rss_mb": float})
+            assert process["pid"] is None or isinstance(process["pid"], int)
+            assert process["peak_rss_mb"] > 0
+        if drain["all_running"] is not None:
+            assert 0 < drain["all_running"]["tasks"] <= drain["drained"]
+        assert ("redis_server" in drain) is redis
+        if redis:
+            _check_types(drain["redis"], REDIS)
+            assert drain["redis_server"]["cpu_seconds"] == drain["redis"]["server_cpu_seconds"]
+
+
+def _check_latency(latency: dict[str, Any] | None, ran: bool, redis: bool) -> None:
     if not ran:
         assert latency is None
         return
@@ -79,6 +129,7 @@ def _check_latency(latency: dict[str, Any] | None, ran: bool) -> None:
         values = [latency[key][p] for p in PERCENTILES]
         assert all(isinstance(v, float) and v >= 0 for v in values), (key, values)
         assert latency[key]["p50"] <= latency[key]["p99"] <= latency[key]["max"]
+    assert (latency["redis"] is not None) is redis
 
 
 def _check_types(figures: dict[str, Any], types: dict[str, type]) -> None:
@@ -90,31 +141,50 @@ def _check_types(figures: dict[str, Any], types: dict[str, type]) -> None:
 
 
 # -- in this process only -----------------------------------------------------------------------
-def test_memory_runs_every_phase_but_http_in_process(capsys: pytest.CaptureFixture[str]) -> None:
-    report = bench(capsys, "--backend", "memory://", "--skip", "http")
-    check_report(report, {"client", "bulk", "drain", "latency"})
-    assert report["backend"] == "memory://" and report["drain"]["mode"] == report["latency"]["mode"] == "in-process"
-    assert report["drain"]["processes"][0]["pid"] is None
-    assert any("memory://" in note for note in report["notes"])
+def test_memory_runs_every_phase_but_http_in_process_without_baselines(capsys: pytest.CaptureFixture[str]) -> None:
+    report = bench(capsys, "--backend", "memory://", "--skip", "http", "--workers", "1,2")
+    check_report(report, {"client", "bulk", "drain", "latency"}, baselines=False)
+    assert report["backend"] == "memory://" and report["latency"]["mode"] == "in-process"
+    assert [(d["workers"], d["mode"]) for d in report["drain"]] == [(1, "in-process"), (2, "in-process")]
+    assert report["drain"][0]["processes"][0]["pid"] is None
+    assert report["config"]["workers"] == [1, 2] and report["config"]["coroutines"] == 64
+    assert any("memory:// lives in one process" in note for note in report["notes"])
+    assert any("memory:// has no baselines" in note for note in report["notes"])
 
 
-def test_sqlite_enqueue_phases_use_a_temporary_file(capsys: pytest.CaptureFixture[str]) -> None:
+def test_sqlite_enqueue_phases_run_after_their_baselines(capsys: pytest.CaptureFixture[str]) -> None:
     report = bench(capsys, "--skip", "http,drain,latency")
-    check_report(report, {"client", "bulk"})
+    check_report(report, {"client", "bulk"}, baselines=True)
     assert report["backend_kind"] == "sqlite" and report["temporary_backend"] is True
+    assert report["enqueue"]["client_concurrent"]["coroutines"] == 64
+    assert "INSERT" in report["baselines"]["client"]["what"]
     assert not Path(report["backend"].removeprefix("sqlite:///")).exists()  # removed with its directory
 
 
-def test_the_table_names_every_phase(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", *TINY, "--backend", "memory://", "--skip", "http"])
+def test_skipping_the_baselines_leaves_no_ratios(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    report = bench(capsys, "--backend", f"sqlite:///{tmp_path}/b.db", "--skip", "http,drain,latency,baselines")
+    check_report(report, {"client", "bulk"}, baselines=False)
+
+
+def test_the_baselines_leave_no_table_behind(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    bench(capsys, "--backend", f"sqlite:///{path}", "--skip", "http,drain,latency")
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not [name for name in tables if name.startswith("bench_")]
+
+
+def test_the_table_names_every_phase_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", *TINY, "--skip", "http,drain"])
     out = capsys.readouterr().out
     assert code == 0
-    for words in ("enqueue: client", "enqueue: bulk", "drain: 2 in-process workers", "submit -> start", "p99"):
-        assert words in out
+    for words in ("enqueue: client, 1 by 1", "enqueue: client, 64 coroutines", "enqueue: bulk", "baseline",
+                  "one INSERT per call", "×", "submit -> start", "p99", "load"):
+        assert words in out, words
 
 
 @pytest.mark.parametrize("argv", [["--count", "0"], ["-n", "0"], ["--skip", "drain,nope"], ["--rate", "0"],
-                                  ["--workers", "0"]])
+                                  ["--workers", "0"], ["--workers", "1,0"], ["--workers", "two"]])
 def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(["bench", "--backend", "memory://", *argv]) == 2
     assert capsys.readouterr().err
@@ -122,11 +192,14 @@ def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: 
 
 def test_options_refuse_what_cannot_run() -> None:
     with pytest.raises(ConfigurationError, match="--workers"):
-        BenchOptions(workers=0)
+        BenchOptions(workers=(0,))
+    with pytest.raises(ConfigurationError, match="--workers"):
+        BenchOptions(workers=())
     with pytest.raises(ConfigurationError, match="unknown: nope"):
         BenchOptions(skip=frozenset({"nope"}))
     with pytest.raises(ConfigurationError, match="--chunk"):
         BenchOptions(chunk=2000)
+    assert BenchOptions(skip=frozenset({"baselines"})).baselines is False
 
 
 def test_backend_urls(tmp_path: Path) -> None:
@@ -149,28 +222,104 @@ def test_percentiles_interpolate_between_ranks() -> None:
     assert percentiles([])["p50"] is None
 
 
+# -- the derived figures, from made-up ones ------------------------------------------------------
+def test_ratios_divide_each_figure_by_its_baseline() -> None:
+    enqueue: dict[str, Any] = {"client": {"per_second": 800.0}, "bulk": {"per_second": 30.0}, "http": None,
+                               "client_concurrent": {"per_second": 50.0}}
+    drains = [{"workers": 1, "per_second": 150.0}, {"workers": 2, "per_second": 300.0}]
+    baselines: dict[str, Any] = {"client": {"per_second": 1000.0}, "bulk": {"per_second": 0.0}, "http": None,
+                                 "client_concurrent": None, "drain": {"per_second": 200.0}}
+    attach_ratios(enqueue, drains, baselines)
+    assert (enqueue["client"]["ratio"], enqueue["client"]["baseline_per_second"]) == (0.8, 1000.0)
+    assert enqueue["bulk"]["ratio"] is None  # no tasks/s to divide by
+    assert enqueue["client_concurrent"]["ratio"] is None and enqueue["client_concurrent"]["baseline_per_second"] is None
+    assert [d["ratio"] for d in drains] == [0.75, 1.5]
+    attach_ratios(enqueue, drains, None)
+    assert enqueue["client"]["ratio"] is None and drains[0]["ratio"] is None
+
+
+def test_redis_cpu_adds_enqueue_to_claim_and_settle() -> None:
+    def cpu(us: float) -> dict[str, Any]:
+        return {"redis": {"commands_us_per_task": us, "server_cpu_us_per_task": us * 2, "calls_per_task": 1.0}}
+
+    enqueue: dict[str, Any] = {"client": cpu(50.0), "bulk": cpu(20.0)}
+    drains = [{"workers": 2, **cpu(15.0)}]
+    rows = redis_cpu(enqueue, drains, cpu(70.0), {"client": cpu(3.0), "drain": cpu(4.0)})
+    assert rows is not None
+    by_name = {row["operation"]: row for row in rows}
+    assert by_name["enqueue, 1 by 1"]["baseline"]["commands_us_per_task"] == 3.0
+    assert by_name["claim + settle, 2 workers"]["baseline"]["commands_us_per_task"] == 4.0
+    batched = by_name["batched: bulk enqueue + drain, 2 workers"]
+    assert (batched["commands_us_per_task"], batched["server_cpu_us_per_task"]) == (35.0, 70.0)
+    assert by_name["one by one: submit, claim, settle (latency phase)"]["commands_us_per_task"] == 70.0
+    assert redis_cpu({}, None, None, None) is None
+
+
+def test_redis_usage_counts_top_level_commands_only() -> None:
+    """A script's inner commands are inside its own usec; the bench's INFO and priced polls are left out."""
+    before = Snapshot({"evalsha": (10, 1000), "zadd": (30, 300), "info": (5, 500)}, cpu=1.0, polls=3)
+    after = Snapshot({"evalsha": (32, 4000), "zadd": (90, 900), "blpop": (2, 40), "info": (7, 900)}, cpu=1.5,
+                     polls=5)
+    figures = usage(before, after, tasks=100, poll_price={"evalsha": (1.0, 50.0)})  # 2 polls: 2 calls, 100 µs
+    assert "zadd" in script_commands()
+    assert figures["commands"]["zadd"] == {"calls": 60, "usec": 600, "counted": False}
+    assert figures["commands"]["evalsha"] == {"calls": 20, "usec": 2900, "counted": True}
+    assert "info" not in figures["commands"] and figures["bench_polls"] == 2
+    assert figures["commands_us_per_task"] == 29.4  # (2900 + 40) / 100
+    assert figures["calls_per_task"] == 0.22 and figures["server_cpu_us_per_task"] == 5000.0
+    plain = usage(Snapshot({}, 0.0, 0), Snapshot({"lpush": (100, 300)}, 0.001, 0), tasks=100)
+    assert plain["commands"]["lpush"]["counted"] is True and plain["commands_us_per_task"] == 3.0
+
+
+def test_all_running_starts_when_the_last_worker_took_its_first_task() -> None:
+    def task(worker: str, started: float) -> Task:
+        return Task(id=f"{worker}{started}", type="noop", payload={}, worker_id=worker, started_at=started,
+                    finished_at=started + 0.5)
+
+    tasks = [task("a", 0.0), task("a", 1.0), task("b", 2.0), task("a", 3.0), task("b", 3.5)]
+    assert _all_running(tasks, 2) == {"tasks": 3, "seconds": 2.0, "per_second": 1.5}  # from 2.0 to 4.0
+    assert _all_running(tasks, 3) is None  # a third worker never took a task
+
+
 # -- with worker and server processes -----------------------------------------------------------
 @pytest.mark.slow
 def test_sqlite_runs_every_phase_with_processes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/bench.db"
-    report = bench(capsys, "--backend", url, "--profile", str(tmp_path / "prof"))
-    check_report(report, {"client", "http", "bulk", "drain", "latency"})
-    assert report["temporary_backend"] is False and report["drain"]["mode"] == "processes"
-    assert [p["name"] for p in report["drain"]["processes"]] == ["drain-worker-0", "drain-worker-1"]
-    assert all(isinstance(p["pid"], int) for p in report["drain"]["processes"])
-    assert {p.name for p in (tmp_path / "prof").iterdir()} >= {"drain-worker-0.prof", "http-server.prof"}
-    # A named backend is left without queued bench tasks: the 600 the enqueue phases queued were run at the end.
+    report = bench(capsys, "--backend", url, "--profile", str(tmp_path / "prof"), "--workers", "1,2")
+    check_report(report, {"client", "http", "bulk", "drain", "latency"}, baselines=True)
+    assert report["temporary_backend"] is False and [d["mode"] for d in report["drain"]] == ["processes"] * 2
+    assert [[p["name"] for p in d["processes"]] for d in report["drain"]] == [
+        ["drain-worker-0"], ["drain1-worker-0", "drain1-worker-1"]]
+    assert all(isinstance(p["pid"], int) for d in report["drain"] for p in d["processes"])
+    assert {p.name for p in (tmp_path / "prof").iterdir()} >= {"drain-worker-0.prof", "http-server.prof",
+                                                               "plain-http-server.prof"}
+    assert report["enqueue"]["http"]["server_http"] == report["baselines"]["http"]["server_http"]
+    # A named backend is left without queued bench tasks: the 800 the enqueue phases queued were run at the end.
     code = main(["stats", "--backend", url, "--json"])
     stats = json.loads(capsys.readouterr().out)
     assert code == 0 and stats["backlog"] == 0
-    assert stats["by_status"]["succeeded"] == 200 * 4 + 100  # client, HTTP x2, bulk (the drain's), latency
-    assert any("cleanup: ran the 600" in note for note in report["notes"])
+    assert stats["by_status"]["succeeded"] == 200 * 4 + 200 * 2 + 100  # client x2, HTTP x2; two drains; latency
+    assert any("cleanup: ran the 800" in note for note in report["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_redis_reports_what_the_server_spent(capsys: pytest.CaptureFixture[str], redis_url: str) -> None:
+    report = bench(capsys, "--backend", redis_url, "--skip", "http", "--workers", "1")
+    check_report(report, {"client", "bulk", "drain", "latency"}, baselines=True, redis=True)
+    assert isinstance(report["machine"]["redis_version"], str)
+    assert "LPUSH" in report["baselines"]["client"]["what"] and "BRPOP" in report["baselines"]["drain"]["what"]
+    assert report["baselines"]["client"]["redis"]["commands"]["lpush"]["counted"] is True
+    assert report["enqueue"]["client"]["redis"]["calls_per_task"] >= 1
+    operations = [row["operation"] for row in report["redis_cpu"]]
+    assert "batched: bulk enqueue + drain, 1 workers" in operations
+    assert "one by one: submit, claim, settle (latency phase)" in operations
 
 
 @pytest.mark.slow
 def test_memory_http_phases_use_a_server_process(capsys: pytest.CaptureFixture[str]) -> None:
     report = bench(capsys, "--backend", "memory://", "--skip", "client,bulk,drain,latency")
-    check_report(report, {"http"})
+    check_report(report, {"http"}, baselines=False)
     assert report["enqueue"]["http_concurrent"]["connections"] == 4
 
 
