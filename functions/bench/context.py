@@ -35,20 +35,21 @@ class Queues:
     enqueue: str
     drains: tuple[str, ...]  # one per drain row; the bulk phase fills the first
     latency: str
+    serve: str  # the latency phase under `hexq serve`
     plain: str  # the baselines' list or table
 
     @classmethod
     def fresh(cls, drains: int = 1) -> Queues:
         run = f"bench.{uuid.uuid4().hex[:8]}"
         return cls(f"{run}.enqueue", tuple(f"{run}.drain{i}" for i in range(drains)), f"{run}.latency",
-                   f"{run}.plain")
+                   f"{run}.serve", f"{run}.plain")
 
     @property
     def drain(self) -> str:
         return self.drains[0]
 
     def all(self) -> tuple[str, ...]:
-        return (self.enqueue, *self.drains, self.latency)
+        return (self.enqueue, *self.drains, self.latency, self.serve)
 
 
 class Meter:

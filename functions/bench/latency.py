@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hexq.core.model import Task
 from hexq.functions.bench import pool
 from hexq.functions.bench.context import Bench, Show
 from hexq.functions.bench.enqueue import noop
@@ -28,23 +30,32 @@ WARMUP = 0.3  # after the worker is up: its first claim opens its connection
 
 async def latency(b: Bench) -> dict[str, Any]:
     queue, total = b.queues.latency, b.options.latency_tasks
+    request, service = noop(queue), b.container.tasks
     workers = await pool.start(b, "latency", queue, 1)
     try:
         await asyncio.sleep(WARMUP)
         deadline = b.deadline()
         redis = await b.redis_before()
         with b.meter.phase(f"latency: {b.options.rate:g}/s", total) as show:
-            submitted, submit_seconds, elapsed = await _submit(b, queue, total, deadline, show, workers)
+            submitted, submit_seconds, elapsed = await open_loop(b, lambda: service.submit(request), total, deadline,
+                                                                 show, workers.check)
         with b.meter.phase("latency: waiting for the rest", submitted) as show:
             await workers.wait(submitted, deadline, show)
         usage = await b.redis_since(redis, submitted)
     finally:
         await workers.stop()
     tasks = await b.finished(queue, submitted)
+    mode = "in-process" if b.local else "processes"
+    return figures(b, mode, total, submitted, submit_seconds, elapsed, tasks, usage)
+
+
+def figures(b: Bench, mode: str, total: int, submitted: int, submit_seconds: list[float], elapsed: float,
+            tasks: list[Task], usage: dict[str, Any] | None) -> dict[str, Any]:
+    """The phase's report from the tasks read back: percentiles of their own timestamps."""
     to_start = [t.started_at - t.created_at for t in tasks if t.started_at is not None]
     to_finish = [t.finished_at - t.created_at for t in tasks if t.finished_at is not None]
     return {
-        "mode": "in-process" if b.local else "processes", "rate": b.options.rate, "duration": b.options.duration,
+        "mode": mode, "rate": b.options.rate, "duration": b.options.duration,
         "tasks": total, "submitted": submitted, "completed": len(tasks), "complete": len(tasks) == total,
         # n submits span n - 1 intervals
         "achieved_rate": round((submitted - 1) / elapsed, 1) if submitted > 1 and elapsed > 0 else None,
@@ -55,10 +66,11 @@ async def latency(b: Bench) -> dict[str, Any]:
     }
 
 
-async def _submit(b: Bench, queue: str, total: int, deadline: float, show: Show,
-                  workers: pool.Pool) -> tuple[int, list[float], float]:
-    """Submit `total` tasks at `rate` per second; return how many, each submit's duration, and the time taken."""
-    request, service, interval = noop(queue), b.container.tasks, 1.0 / b.options.rate
+async def open_loop(b: Bench, submit: Callable[[], Awaitable[object]], total: int, deadline: float, show: Show,
+                    check: Callable[[], None]) -> tuple[int, list[float], float]:
+    """Submit `total` tasks at `rate` per second; return how many, each submit's duration, and the time taken.
+    `check` raises if what runs the tasks has died."""
+    interval = 1.0 / b.options.rate
     durations: list[float] = []
     started = time.perf_counter()
     for i in range(total):
@@ -68,10 +80,10 @@ async def _submit(b: Bench, queue: str, total: int, deadline: float, show: Show,
         if time.monotonic() >= deadline:
             break
         before = time.perf_counter()
-        await service.submit(request)
+        await submit()
         durations.append(time.perf_counter() - before)
         if i % 20 == 0:
             show(i + 1)
-            workers.check()
+            check()
     show(len(durations))
     return len(durations), durations, time.perf_counter() - started

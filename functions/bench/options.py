@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hexq.core.errors import ConfigurationError
 
-PHASES = ("client", "http", "bulk", "drain", "latency")
+PHASES = ("client", "http", "bulk", "drain", "latency", "serve")
 SKIPPABLE = (*PHASES, "baselines")  # "baselines": hexq's phases only, without the plain-backend rows
 
 

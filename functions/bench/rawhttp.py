@@ -15,6 +15,7 @@ from types import TracebackType
 from hexq.functions.bench.procs import BenchError
 
 _Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+Post = Callable[[], Awaitable[None]]
 
 
 def post_request(path: str, body: bytes) -> bytes:
@@ -49,7 +50,7 @@ class Connections:
             except OSError:
                 pass
 
-    def post(self, request: bytes) -> Callable[[], Awaitable[None]]:
+    def post(self, request: bytes) -> Post:
         async def one() -> None:
             reader, writer = stream = self._free.popleft()
             writer.write(request)

@@ -8,6 +8,7 @@ Phases (each skippable with --skip, each stopping by itself at --timeout):
   drain    W `hexq worker` processes (in-process workers for memory://) clear N noop tasks, once per
            count in --workers
   latency  one worker, submits at --rate for --duration; percentiles of submit-to-start/finish
+  serve    the same under `hexq serve`, submitting through its API (not on memory://)
 
 Before each of the first four, on Redis and SQLite, its baseline runs the same loop against the
 same backend doing only the plainest write or read (baselines.py, plain.py; `--skip baselines`
@@ -46,6 +47,7 @@ from hexq.functions.bench.latency import latency
 from hexq.functions.bench.options import BenchOptions, from_args
 from hexq.functions.bench.plain import open_plain
 from hexq.functions.bench.redisstats import RedisStats
+from hexq.functions.bench.serving import serve_latency
 from hexq.functions.bench.table import render
 from hexq.functions.bootstrap import bootstrap
 from hexq.functions.settings import Settings
@@ -93,7 +95,8 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
         finally:
             await container.backend.close()
     host["load_average_after"] = load_average()
-    done = [p for p in (*report["enqueue"].values(), *(report["drain"] or []), report["latency"]) if p is not None]
+    done = [p for p in (*report["enqueue"].values(), *(report["drain"] or []), report["latency"],
+                        report["serve_latency"]) if p is not None]
     return {
         "backend": redact(url), "backend_kind": urlsplit(url).scheme, "temporary_backend": temporary,
         "machine": host, "started_at": started.isoformat(timespec="seconds"),
@@ -157,13 +160,16 @@ async def _phases(b: Bench) -> dict[str, Any]:
             base["drain"] = await baselines.drain(b)
         rows = await drains(b)
     lat = await latency(b) if o.runs("latency") else None
+    served = await serve_latency(b) if o.runs("serve") and not b.local else None
+    if b.local and o.runs("serve"):
+        b.notes.append("the serve phase does not run on memory://: serve's backend would be its own, out of reach")
     if b.local and (rows or lat):
         b.notes.append("memory:// lives in one process: the drain and latency workers ran in the bench process "
                        "(run_worker on its event loop), not as worker processes; the HTTP server had its own "
                        "memory backend")
     summary.attach_ratios(queued, rows, base)
-    return {"enqueue": queued, "drain": rows, "latency": lat, "baselines": base,
-            "redis_cpu": summary.redis_cpu(queued, rows, lat, base) if b.redis is not None else None}
+    return {"enqueue": queued, "drain": rows, "latency": lat, "serve_latency": served, "baselines": base,
+            "redis_cpu": summary.redis_cpu(queued, rows, lat, base, served) if b.redis is not None else None}
 
 
 async def _client(b: Bench, queued: dict[str, Any], base: dict[str, Any] | None) -> None:

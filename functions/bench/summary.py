@@ -34,7 +34,7 @@ def ratio(value: float | None, reference: float | None) -> float | None:
 
 
 def redis_cpu(enqueue: dict[str, Figures | None], drains: list[Figures] | None, latency: Figures | None,
-              baselines: dict[str, Figures | None] | None) -> list[Figures] | None:
+              baselines: dict[str, Figures | None] | None, served: Figures | None = None) -> list[Figures] | None:
     """Redis's µs per task by operation: each enqueue phase, claim + settle in each drain, their sums
     (bulk + drain: batched; the latency phase: all one by one), each beside its baseline's figure."""
     base = baselines or {}
@@ -57,6 +57,7 @@ def redis_cpu(enqueue: dict[str, Figures | None], drains: list[Figures] | None, 
             rows.append({"operation": f"batched: bulk enqueue + drain, {row['workers']} workers",
                          **_sum(bulk["redis"], row["redis"]), "baseline": None})
     add("one by one: submit, claim, settle (latency phase)", latency and latency["redis"])
+    add("one by one under hexq serve (serve phase)", served and served["redis"])
     return rows or None
 
 

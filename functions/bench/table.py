@@ -19,18 +19,21 @@ _ENQUEUE = (("client", "enqueue: client, 1 by 1", "TaskService.submit in a loop"
 
 def render(report: Figures, console: Console) -> None:
     console.print(_header(report), highlight=False)
-    console.print(_throughput(report))
+    if any(report["enqueue"].values()) or report["drain"]:
+        console.print(_throughput(report))
     if report["drain"]:
         console.print(_processes(report["drain"]))
     if report["redis_cpu"]:
         console.print(_redis(report["redis_cpu"]))
-    if report["latency"] is not None:
-        lat = report["latency"]
-        where = "in-process worker" if lat["mode"] == "in-process" else "worker process"
-        console.print(_latency(lat))
-        achieved = _num(lat["achieved_rate"])
-        console.print(f"  {lat['submitted']} noop tasks at {lat['rate']:g}/s (achieved {achieved}/s), 1 {where}; "
-                      "from each task's created_at, started_at and finished_at", highlight=False)
+    for key, title in (("latency", "latency"), ("serve_latency", "latency under hexq serve")):
+        lat = report[key]
+        if lat is not None:
+            where = {"in-process": "1 in-process worker", "processes": "1 worker process"}.get(
+                lat["mode"], "POSTed to its API")
+            console.print(_latency(lat, title))
+            console.print(f"  {lat['submitted']} noop tasks at {lat['rate']:g}/s (achieved "
+                          f"{_num(lat['achieved_rate'])}/s), {where}; from each task's created_at, started_at and "
+                          f"finished_at{_redis_note(lat)}", highlight=False)
     for note in report["notes"]:
         console.print(f"note: {note}", highlight=False)
 
@@ -131,8 +134,8 @@ def _redis(rows: list[Figures]) -> Table:
     return table
 
 
-def _latency(lat: Figures) -> Table:
-    table = Table(title=f"latency (ms){_partial(lat)}", title_justify="left")
+def _latency(lat: Figures, title: str) -> Table:
+    table = Table(title=f"{title} (ms){_partial(lat)}", title_justify="left")
     table.add_column("measure")
     for name in ("p50", "p95", "p99", "max", "mean"):
         table.add_column(name, justify="right")

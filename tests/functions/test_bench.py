@@ -56,6 +56,7 @@ def check_report(report: dict[str, Any], ran: set[str], *, baselines: bool, redi
     _check_baselines(report, ran, baselines, redis)
     _check_drains(report["drain"], "drain" in ran, redis)
     _check_latency(report["latency"], "latency" in ran, redis)
+    _check_latency(report["serve_latency"], "serve" in ran, redis)
     assert (report["redis_cpu"] is not None) is redis
 
 
@@ -124,6 +125,7 @@ def _check_latency(latency: dict[str, Any] | None, ran: bool, redis: bool) -> No
     assert latency is not None
     assert latency["tasks"] == latency["submitted"] == latency["completed"] == 100 and latency["complete"] is True
     _check_types(latency, {"rate": float, "duration": float, "achieved_rate": float, "mode": str})
+    assert latency["mode"] in ("in-process", "processes", "hexq serve")
     for key in ("submit_ms", "submit_to_start_ms", "submit_to_finish_ms"):
         assert set(latency[key]) == set(PERCENTILES)
         values = [latency[key][p] for p in PERCENTILES]
@@ -142,7 +144,7 @@ def _check_types(figures: dict[str, Any], types: dict[str, type]) -> None:
 
 # -- in this process only -----------------------------------------------------------------------
 def test_memory_runs_every_phase_but_http_in_process_without_baselines(capsys: pytest.CaptureFixture[str]) -> None:
-    report = bench(capsys, "--backend", "memory://", "--skip", "http", "--workers", "1,2")
+    report = bench(capsys, "--backend", "memory://", "--skip", "http", "--workers", "1,2")  # serve: never here
     check_report(report, {"client", "bulk", "drain", "latency"}, baselines=False)
     assert report["backend"] == "memory://" and report["latency"]["mode"] == "in-process"
     assert [(d["workers"], d["mode"]) for d in report["drain"]] == [(1, "in-process"), (2, "in-process")]
@@ -150,10 +152,11 @@ def test_memory_runs_every_phase_but_http_in_process_without_baselines(capsys: p
     assert report["config"]["workers"] == [1, 2] and report["config"]["coroutines"] == 64
     assert any("memory:// lives in one process" in note for note in report["notes"])
     assert any("memory:// has no baselines" in note for note in report["notes"])
+    assert any("serve phase does not run on memory://" in note for note in report["notes"])
 
 
 def test_sqlite_enqueue_phases_run_after_their_baselines(capsys: pytest.CaptureFixture[str]) -> None:
-    report = bench(capsys, "--skip", "http,drain,latency")
+    report = bench(capsys, "--skip", "http,drain,latency,serve")
     check_report(report, {"client", "bulk"}, baselines=True)
     assert report["backend_kind"] == "sqlite" and report["temporary_backend"] is True
     assert report["enqueue"]["client_concurrent"]["coroutines"] == 64
@@ -162,20 +165,20 @@ def test_sqlite_enqueue_phases_run_after_their_baselines(capsys: pytest.CaptureF
 
 
 def test_skipping_the_baselines_leaves_no_ratios(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    report = bench(capsys, "--backend", f"sqlite:///{tmp_path}/b.db", "--skip", "http,drain,latency,baselines")
+    report = bench(capsys, "--backend", f"sqlite:///{tmp_path}/b.db", "--skip", "http,drain,latency,serve,baselines")
     check_report(report, {"client", "bulk"}, baselines=False)
 
 
 def test_the_baselines_leave_no_table_behind(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "b.db"
-    bench(capsys, "--backend", f"sqlite:///{path}", "--skip", "http,drain,latency")
+    bench(capsys, "--backend", f"sqlite:///{path}", "--skip", "http,drain,latency,serve")
     with sqlite3.connect(path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert not [name for name in tables if name.startswith("bench_")]
 
 
 def test_the_table_names_every_phase_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", *TINY, "--skip", "http,drain"])
+    code = main(["bench", *TINY, "--skip", "http,drain,serve"])
     out = capsys.readouterr().out
     assert code == 0
     for words in ("enqueue: client, 1 by 1", "enqueue: client, 64 coroutines", "enqueue: bulk", "baseline",
@@ -286,19 +289,20 @@ def test_all_running_starts_when_the_last_worker_took_its_first_task() -> None:
 def test_sqlite_runs_every_phase_with_processes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/bench.db"
     report = bench(capsys, "--backend", url, "--profile", str(tmp_path / "prof"), "--workers", "1,2")
-    check_report(report, {"client", "http", "bulk", "drain", "latency"}, baselines=True)
+    check_report(report, {"client", "http", "bulk", "drain", "latency", "serve"}, baselines=True)
     assert report["temporary_backend"] is False and [d["mode"] for d in report["drain"]] == ["processes"] * 2
     assert [[p["name"] for p in d["processes"]] for d in report["drain"]] == [
         ["drain-worker-0"], ["drain1-worker-0", "drain1-worker-1"]]
     assert all(isinstance(p["pid"], int) for d in report["drain"] for p in d["processes"])
     assert {p.name for p in (tmp_path / "prof").iterdir()} >= {"drain-worker-0.prof", "http-server.prof",
-                                                               "plain-http-server.prof"}
+                                                               "plain-http-server.prof", "serve.prof"}
     assert report["enqueue"]["http"]["server_http"] == report["baselines"]["http"]["server_http"]
     # A named backend is left without queued bench tasks: the 800 the enqueue phases queued were run at the end.
     code = main(["stats", "--backend", url, "--json"])
     stats = json.loads(capsys.readouterr().out)
     assert code == 0 and stats["backlog"] == 0
-    assert stats["by_status"]["succeeded"] == 200 * 4 + 200 * 2 + 100  # client x2, HTTP x2; two drains; latency
+    # client x2, HTTP x2; two drains; latency; serve, plus its warm-up task
+    assert stats["by_status"]["succeeded"] == 200 * 4 + 200 * 2 + 100 + 101
     assert any("cleanup: ran the 800" in note for note in report["notes"])
 
 
@@ -306,7 +310,8 @@ def test_sqlite_runs_every_phase_with_processes(capsys: pytest.CaptureFixture[st
 @pytest.mark.redis
 def test_redis_reports_what_the_server_spent(capsys: pytest.CaptureFixture[str], redis_url: str) -> None:
     report = bench(capsys, "--backend", redis_url, "--skip", "http", "--workers", "1")
-    check_report(report, {"client", "bulk", "drain", "latency"}, baselines=True, redis=True)
+    check_report(report, {"client", "bulk", "drain", "latency", "serve"}, baselines=True, redis=True)
+    assert report["serve_latency"]["mode"] == "hexq serve"
     assert isinstance(report["machine"]["redis_version"], str)
     assert "LPUSH" in report["baselines"]["client"]["what"] and "BRPOP" in report["baselines"]["drain"]["what"]
     assert report["baselines"]["client"]["redis"]["commands"]["lpush"]["counted"] is True
@@ -314,11 +319,12 @@ def test_redis_reports_what_the_server_spent(capsys: pytest.CaptureFixture[str],
     operations = [row["operation"] for row in report["redis_cpu"]]
     assert "batched: bulk enqueue + drain, 1 workers" in operations
     assert "one by one: submit, claim, settle (latency phase)" in operations
+    assert "one by one under hexq serve (serve phase)" in operations
 
 
 @pytest.mark.slow
 def test_memory_http_phases_use_a_server_process(capsys: pytest.CaptureFixture[str]) -> None:
-    report = bench(capsys, "--backend", "memory://", "--skip", "client,bulk,drain,latency")
+    report = bench(capsys, "--backend", "memory://", "--skip", "client,bulk,drain,latency,serve")
     check_report(report, {"http"}, baselines=False)
     assert report["enqueue"]["http_concurrent"]["connections"] == 4
 
