@@ -120,16 +120,15 @@ class SQLitePlain:
         return bool(await self._run(lambda conn: conn.execute(sql).fetchall()))
 
     async def close(self, *, drop: bool) -> None:
-        await asyncio.to_thread(self._close, drop)
+        if drop:  # even if this object never wrote: the HTTP baseline's server may have made the table
+            await self._run(lambda conn: conn.execute(f"DROP TABLE IF EXISTS {self._table}"))
+        await asyncio.to_thread(self._close)
 
-    def _close(self, drop: bool) -> None:
+    def _close(self) -> None:
         with self._lock:
-            if self._conn is None:
-                return
-            if drop:
-                self._conn.execute(f"DROP TABLE IF EXISTS {self._table}")
-            self._conn.close()
-            self._conn = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.to_thread(self._call, op)

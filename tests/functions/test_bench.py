@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +173,13 @@ def test_skipping_the_baselines_leaves_no_ratios(capsys: pytest.CaptureFixture[s
 def test_the_baselines_leave_no_table_behind(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     bench(capsys, "--backend", f"sqlite:///{path}", "--skip", "http,drain,latency,serve")
-    with sqlite3.connect(path) as conn:
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert not [name for name in tables if name.startswith("bench_")]
+    assert bench_tables(path) == []
+
+
+def bench_tables(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return [name for name in names if name.startswith("bench_")]
 
 
 def test_the_table_names_every_phase_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
@@ -304,6 +309,7 @@ def test_sqlite_runs_every_phase_with_processes(capsys: pytest.CaptureFixture[st
     # client x2, HTTP x2; two drains; latency; serve, plus its warm-up task
     assert stats["by_status"]["succeeded"] == 200 * 4 + 200 * 2 + 100 + 101
     assert any("cleanup: ran the 800" in note for note in report["notes"])
+    assert bench_tables(tmp_path / "bench.db") == []  # the HTTP baseline's server wrote there too
 
 
 @pytest.mark.slow
