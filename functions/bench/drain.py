@@ -1,7 +1,8 @@
 """Drain phase: N noop tasks queued up front, then W workers; how fast does the backlog clear?
 
-One row per worker count of --workers (1,2,4 runs three drains, each over its own queue and its own
-N tasks), so scaling can be read against the cores.
+One row per entry of --workers (1,2,4 runs three drains, each over its own queue and its own N
+tasks), so scaling can be read against the cores; an entry WxC gives its workers concurrency C
+(1x1: every claim and settle is one task, the one-by-one reading of Redis's CPU per task).
 
 Timing. The headline figure is N / (last finished_at - first started_at), both read back from
 the backend after the run: it leaves out process start-up (imports, bootstrap) and the stats
@@ -40,19 +41,19 @@ _MB = 1024 * 1024
 
 
 async def drains(b: Bench) -> list[dict[str, Any]]:
-    """One drain per worker count of --workers, in the order given."""
-    return [await drain(b, i, workers) for i, workers in enumerate(b.options.workers)]
+    """One drain per entry of --workers, in the order given."""
+    return [await drain(b, i, workers, c) for i, (workers, c) in enumerate(b.options.drains())]
 
 
-async def drain(b: Bench, index: int, workers: int) -> dict[str, Any]:
-    n, c, queue = b.options.count, b.options.concurrency, b.queues.drains[index]
+async def drain(b: Bench, index: int, workers: int, c: int) -> dict[str, Any]:
+    n, queue = b.options.count, b.queues.drains[index]
     await _top_up(b, queue, n - (b.prequeued if index == 0 else 0))
     label = f"drain: {workers} {'in-process workers' if b.local else 'processes'} x {c}"
     redis = await b.redis_before()
     with b.meter.phase(label, n) as show:
         phase = "drain" if index == 0 else f"drain{index}"  # log and profile file names
-        figures = await (_in_process(b, queue, phase, workers, show) if b.local else
-                         _processes(b, queue, phase, workers, show))
+        figures = await (_in_process(b, queue, phase, workers, c, show) if b.local else
+                         _processes(b, queue, phase, workers, c, show))
     usage = await b.redis_since(redis, n)
     tasks = await b.finished(queue, n)
     seconds = _window(tasks)
@@ -93,10 +94,10 @@ def _add_shares(figures: dict[str, Any], tasks: int, window: float, usage: dict[
         entry["cores"] = round(entry["cpu_seconds"] / window, 2) if window > 0 else None
 
 
-async def _processes(b: Bench, queue: str, phase: str, count: int, show: Show) -> dict[str, Any]:
+async def _processes(b: Bench, queue: str, phase: str, count: int, c: int, show: Show) -> dict[str, Any]:
     deadline = b.deadline()
     spawned = time.monotonic()
-    workers = await pool.start(b, phase, queue, count)
+    workers = await pool.start(b, phase, queue, count, c)
     try:
         ready = max(child.ready_at or spawned for child in workers.children)
         bench_cpu = time.process_time()
@@ -119,11 +120,11 @@ def _process(child: procs.Child) -> dict[str, Any]:
             "peak_rss_mb": round(child.samples.get("peak_rss", 0.0) / _MB, 1)}
 
 
-async def _in_process(b: Bench, queue: str, phase: str, count: int, show: Show) -> dict[str, Any]:
+async def _in_process(b: Bench, queue: str, phase: str, count: int, c: int, show: Show) -> dict[str, Any]:
     deadline = b.deadline()
     cpu = time.process_time()
     started = time.monotonic()
-    workers = await pool.start(b, phase, queue, count)
+    workers = await pool.start(b, phase, queue, count, c)
     try:
         await workers.wait(b.options.count, deadline, show)
         done = time.monotonic()

@@ -12,6 +12,15 @@ from dataclasses import dataclass
 
 from hexq.core.errors import ConfigurationError
 
+
+@dataclass(frozen=True, slots=True)
+class DrainSpec:
+    """One drain row: `workers` processes, each running `concurrency` tasks at once (None: --concurrency)."""
+
+    workers: int
+    concurrency: int | None = None
+
+
 PHASES = ("client", "http", "bulk", "drain", "latency", "serve")
 SKIPPABLE = (*PHASES, "baselines")  # "baselines": hexq's phases only, without the plain-backend rows
 
@@ -20,7 +29,7 @@ SKIPPABLE = (*PHASES, "baselines")  # "baselines": hexq's phases only, without t
 class BenchOptions:
     backend: str | None = None  # None, "sqlite" or "sqlite://": a temporary SQLite file
     count: int = 5000
-    workers: tuple[int, ...] = (2,)  # one drain row per entry
+    workers: tuple[DrainSpec, ...] = (DrainSpec(2),)  # one drain row per entry
     concurrency: int = 200
     coroutines: int = 64  # the concurrent client phase: the issue's figure, so no flag for it
     rate: float = 200.0
@@ -37,8 +46,8 @@ class BenchOptions:
         for name, low in (("count", 1), ("concurrency", 1), ("coroutines", 1), ("connections", 1), ("chunk", 1)):
             if getattr(self, name) < low:
                 raise ConfigurationError(f"bench: --{name} must be at least {low}, not {getattr(self, name)}")
-        if not self.workers or min(self.workers) < 1:
-            raise ConfigurationError(f"bench: --workers takes counts of at least 1, not {self.workers}")
+        if not self.workers or min(min(w, c) for w, c in self.drains()) < 1:
+            raise ConfigurationError("bench: --workers takes counts (and concurrencies) of at least 1")
         for name in ("rate", "duration", "timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"bench: --{name} must be above 0, not {getattr(self, name)}")
@@ -47,6 +56,11 @@ class BenchOptions:
         unknown = self.skip - set(SKIPPABLE)
         if unknown:
             raise ConfigurationError(f"bench: --skip takes {','.join(SKIPPABLE)}; unknown: {','.join(sorted(unknown))}")
+
+    def drains(self) -> list[tuple[int, int]]:
+        """(workers, concurrency) of each drain row."""
+        return [(spec.workers, self.concurrency if spec.concurrency is None else spec.concurrency)
+                for spec in self.workers]
 
     def runs(self, phase: str) -> bool:
         return phase not in self.skip
@@ -66,8 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory://, sqlite:///path.db, redis://127.0.0.1:6379/0 (default: a temporary SQLite file)")
     add("-n", "--count", dest="bench_count", type=int, default=5000, metavar="N",
         help="tasks per enqueue phase and for each drain (5000)")
-    add("--workers", dest="bench_workers", type=_counts, default=(2,), metavar="W[,W...]",
-        help="worker processes for the drain; several counts (1,2,4) run one drain each (2)")
+    add("--workers", dest="bench_workers", type=_drains, default=(DrainSpec(2),), metavar="W[xC][,...]",
+        help="worker processes for the drain; several (1,2,4) run one drain each; WxC runs W workers of "
+             "concurrency C, so 1x1 claims and settles one by one (2)")
     add("--concurrency", dest="bench_concurrency", type=int, default=200, metavar="C",
         help="tasks each worker runs at once (200: noop tasks, so this measures the queue)")
     add("--rate", dest="bench_rate", type=float, default=200.0, metavar="R",
@@ -99,8 +114,13 @@ def _phases(raw: str) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _counts(raw: str) -> tuple[int, ...]:
+def _drains(raw: str) -> tuple[DrainSpec, ...]:
     try:
-        return tuple(int(part) for part in raw.split(",") if part.strip())
+        return tuple(_drain(part.strip()) for part in raw.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--workers takes counts such as 2 or 1,2,4, not {raw!r}") from None
+        raise argparse.ArgumentTypeError(f"--workers takes counts such as 2, 1,2,4 or 1,2,1x1, not {raw!r}") from None
+
+
+def _drain(part: str) -> DrainSpec:
+    workers, x, concurrency = part.partition("x")
+    return DrainSpec(int(workers), int(concurrency) if x else None)

@@ -84,19 +84,21 @@ class Pool:
         await procs.stop(self.children, within)
 
 
-async def start(b: Bench, phase: str, queue: str, count: int) -> Pool:
-    """`count` workers on `queue`, each ready when this returns (a process has printed its banner)."""
+async def start(b: Bench, phase: str, queue: str, count: int, concurrency: int | None = None) -> Pool:
+    """`count` workers on `queue` (`concurrency` each, --concurrency by default), each ready when this returns
+    (a process has printed its banner)."""
+    concurrency = concurrency or b.options.concurrency
     pool = Pool(b)
     if b.local:
         pool.counter = _Counting(b.container.backend)
-        settings = b.container.settings.override(queues=(queue,), concurrency=b.options.concurrency)
+        settings = b.container.settings.override(queues=(queue,), concurrency=concurrency)
         container = replace(b.container, settings=settings, backend=cast(Backend, pool.counter))
         pool.jobs = [asyncio.create_task(run_worker(container, pool.stopping, worker_id=f"bench-{phase}-{i}",
                                                     signals=False)) for i in range(count)]
         return pool
     pool.baseline = await b.succeeded()
     args = ["hexq.functions.cli", "worker", "--backend", b.url, "--queues", queue, "--concurrency",
-            str(b.options.concurrency), "--tasks", "hexq.functions.examples", "--log-level", "WARNING"]
+            str(concurrency), "--tasks", "hexq.functions.examples", "--log-level", "WARNING"]
     try:
         for i in range(count):
             pool.children.append(await procs.start(f"{phase}-worker-{i}", args, b.workdir, b.options.profile))

@@ -35,6 +35,7 @@ class Snapshot:
     commands: Counts
     cpu: float  # main thread's user + system seconds (the whole process's on a Redis without the split)
     polls: int  # the bench's progress polls so far
+    system: float = 0.0  # the system part of `cpu`: the kernel's share (network, wake-ups)
 
 
 @cache
@@ -67,7 +68,7 @@ class RedisStats:
                     if isinstance(v, Mapping)}
         user = cpu.get("used_cpu_user_main_thread", cpu.get("used_cpu_user", 0.0))
         system = cpu.get("used_cpu_sys_main_thread", cpu.get("used_cpu_sys", 0.0))
-        return Snapshot(commands, float(user) + float(system), polls)
+        return Snapshot(commands, float(user) + float(system), polls, float(system))
 
     async def price_of_poll(self, poll: Callable[[], Awaitable[object]], polls: int) -> Counts:
         """What one progress poll costs in commandstats, from a few polls between two snapshots."""
@@ -98,6 +99,7 @@ def usage(before: Snapshot, after: Snapshot, tasks: int, poll_price: Counts | No
     return {
         "commands_us_per_task": _per(usec, tasks), "calls_per_task": _per(calls, tasks, 3),
         "server_cpu_us_per_task": _per(cpu * 1e6, tasks), "server_cpu_seconds": round(cpu, 4),
+        "server_cpu_system_seconds": round(max(0.0, after.system - before.system), 4),
         "bench_polls": polls,
         "commands": {name: {"calls": round(c), "usec": round(u), "counted": counted[name]}
                      for name, (c, u) in sorted(delta.items(), key=lambda item: -item[1][1]) if c or u},

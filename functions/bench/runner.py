@@ -6,7 +6,7 @@ Phases (each skippable with --skip, each stopping by itself at --timeout):
            against the API in a child process
   bulk     TaskService.submit_bulk in chunks of 1000; these tasks are the first drain's backlog
   drain    W `hexq worker` processes (in-process workers for memory://) clear N noop tasks, once per
-           count in --workers
+           entry of --workers (W, or WxC for concurrency C)
   latency  one worker, submits at --rate for --duration; percentiles of submit-to-start/finish
   serve    the same under `hexq serve`, submitting through its API (not on memory://)
 
@@ -222,6 +222,7 @@ def _quiet(*names: str) -> Iterator[None]:
 
 
 def _config(o: BenchOptions) -> dict[str, Any]:
-    return {"count": o.count, "workers": list(o.workers), "concurrency": o.concurrency, "coroutines": o.coroutines,
+    return {"count": o.count, "drains": [list(d) for d in o.drains()], "concurrency": o.concurrency,
+            "coroutines": o.coroutines,
             "rate": o.rate, "duration": o.duration, "timeout": o.timeout, "connections": o.connections,
             "chunk": o.chunk, "skipped": sorted(o.skip), "api_log_level": o.log_level}

@@ -35,8 +35,9 @@ def ratio(value: float | None, reference: float | None) -> float | None:
 
 def redis_cpu(enqueue: dict[str, Figures | None], drains: list[Figures] | None, latency: Figures | None,
               baselines: dict[str, Figures | None] | None, served: Figures | None = None) -> list[Figures] | None:
-    """Redis's µs per task by operation: each enqueue phase, claim + settle in each drain, their sums
-    (bulk + drain: batched; the latency phase: all one by one), each beside its baseline's figure."""
+    """Redis's µs per task by operation: each enqueue phase, claim + settle in each drain, their sums (bulk
+    enqueue + a batching drain; 1-by-1 enqueue + a drain of concurrency 1), and the latency phases (one by
+    one at a steady rate, the server's wake-ups from idle included), each beside its baseline's figure."""
     base = baselines or {}
     rows: list[Figures] = []
 
@@ -50,14 +51,19 @@ def redis_cpu(enqueue: dict[str, Figures | None], drains: list[Figures] | None, 
                         ("bulk", "enqueue, bulk")):
         figures = enqueue.get(name)
         add(label, figures and figures["redis"], base.get(name))
-    bulk = enqueue.get("bulk")
     for row in drains or []:
-        add(f"claim + settle, {row['workers']} workers", row["redis"], base.get("drain"))
-        if bulk is not None and bulk["redis"] is not None and row["redis"] is not None:
-            rows.append({"operation": f"batched: bulk enqueue + drain, {row['workers']} workers",
-                         **_sum(bulk["redis"], row["redis"]), "baseline": None})
-    add("one by one: submit, claim, settle (latency phase)", latency and latency["redis"])
-    add("one by one under hexq serve (serve phase)", served and served["redis"])
+        shape = f"{row['workers']} x {row['concurrency']}"
+        add(f"claim + settle, drain {shape}", row["redis"], base.get("drain"))
+        # A drain of concurrency 1 claims and settles one task at a time: with the one-by-one enqueue, that
+        # is the one-by-one total; any other drain batches both, and goes with the bulk enqueue.
+        one = row["concurrency"] == 1
+        enq = enqueue.get("client" if one else "bulk")
+        if enq is not None and enq["redis"] is not None and row["redis"] is not None:
+            what = "one by one: enqueue 1 by 1" if one else "batched: bulk enqueue"
+            rows.append({"operation": f"{what} + drain {shape}", **_sum(enq["redis"], row["redis"]),
+                         "baseline": None})
+    add("at --rate: submit, claim, settle (latency phase)", latency and latency["redis"])
+    add("at --rate under hexq serve (serve phase)", served and served["redis"])
     return rows or None
 
 

@@ -14,7 +14,7 @@ from hexq.core.errors import ConfigurationError
 from hexq.core.model import Task
 from hexq.functions.bench.drain import _all_running
 from hexq.functions.bench.figures import percentiles, redact
-from hexq.functions.bench.options import BenchOptions
+from hexq.functions.bench.options import BenchOptions, DrainSpec
 from hexq.functions.bench.redisstats import Snapshot, script_commands, usage
 from hexq.functions.bench.runner import ENQUEUE_PHASES, backend_url
 from hexq.functions.bench.summary import attach_ratios, redis_cpu
@@ -145,12 +145,13 @@ def _check_types(figures: dict[str, Any], types: dict[str, type]) -> None:
 
 # -- in this process only -----------------------------------------------------------------------
 def test_memory_runs_every_phase_but_http_in_process_without_baselines(capsys: pytest.CaptureFixture[str]) -> None:
-    report = bench(capsys, "--backend", "memory://", "--skip", "http", "--workers", "1,2")  # serve: never here
+    report = bench(capsys, "--backend", "memory://", "--skip", "http", "--workers", "1,2,1x1")  # serve: never here
     check_report(report, {"client", "bulk", "drain", "latency"}, baselines=False)
     assert report["backend"] == "memory://" and report["latency"]["mode"] == "in-process"
-    assert [(d["workers"], d["mode"]) for d in report["drain"]] == [(1, "in-process"), (2, "in-process")]
+    assert [(d["workers"], d["concurrency"], d["mode"]) for d in report["drain"]] == [
+        (1, 50, "in-process"), (2, 50, "in-process"), (1, 1, "in-process")]
     assert report["drain"][0]["processes"][0]["pid"] is None
-    assert report["config"]["workers"] == [1, 2] and report["config"]["coroutines"] == 64
+    assert report["config"]["drains"] == [[1, 50], [2, 50], [1, 1]] and report["config"]["coroutines"] == 64
     assert any("memory:// lives in one process" in note for note in report["notes"])
     assert any("memory:// has no baselines" in note for note in report["notes"])
     assert any("serve phase does not run on memory://" in note for note in report["notes"])
@@ -192,7 +193,8 @@ def test_the_table_names_every_phase_and_baseline(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize("argv", [["--count", "0"], ["-n", "0"], ["--skip", "drain,nope"], ["--rate", "0"],
-                                  ["--workers", "0"], ["--workers", "1,0"], ["--workers", "two"]])
+                                  ["--workers", "0"], ["--workers", "1,0"], ["--workers", "two"],
+                                  ["--workers", "1x0"], ["--workers", "1x"]])
 def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(["bench", "--backend", "memory://", *argv]) == 2
     assert capsys.readouterr().err
@@ -200,9 +202,10 @@ def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str], argv: 
 
 def test_options_refuse_what_cannot_run() -> None:
     with pytest.raises(ConfigurationError, match="--workers"):
-        BenchOptions(workers=(0,))
+        BenchOptions(workers=(DrainSpec(0),))
     with pytest.raises(ConfigurationError, match="--workers"):
         BenchOptions(workers=())
+    assert BenchOptions(workers=(DrainSpec(2), DrainSpec(1, 1)), concurrency=7).drains() == [(2, 7), (1, 1)]
     with pytest.raises(ConfigurationError, match="unknown: nope"):
         BenchOptions(skip=frozenset({"nope"}))
     with pytest.raises(ConfigurationError, match="--chunk"):
@@ -251,15 +254,17 @@ def test_redis_cpu_adds_enqueue_to_claim_and_settle() -> None:
         return {"redis": {"commands_us_per_task": us, "server_cpu_us_per_task": us * 2, "calls_per_task": 1.0}}
 
     enqueue: dict[str, Any] = {"client": cpu(50.0), "bulk": cpu(20.0)}
-    drains = [{"workers": 2, **cpu(15.0)}]
+    drains = [{"workers": 2, "concurrency": 200, **cpu(15.0)}, {"workers": 1, "concurrency": 1, **cpu(40.0)}]
     rows = redis_cpu(enqueue, drains, cpu(70.0), {"client": cpu(3.0), "drain": cpu(4.0)})
     assert rows is not None
     by_name = {row["operation"]: row for row in rows}
     assert by_name["enqueue, 1 by 1"]["baseline"]["commands_us_per_task"] == 3.0
-    assert by_name["claim + settle, 2 workers"]["baseline"]["commands_us_per_task"] == 4.0
-    batched = by_name["batched: bulk enqueue + drain, 2 workers"]
+    assert by_name["claim + settle, drain 2 x 200"]["baseline"]["commands_us_per_task"] == 4.0
+    batched = by_name["batched: bulk enqueue + drain 2 x 200"]
     assert (batched["commands_us_per_task"], batched["server_cpu_us_per_task"]) == (35.0, 70.0)
-    assert by_name["one by one: submit, claim, settle (latency phase)"]["commands_us_per_task"] == 70.0
+    assert by_name["one by one: enqueue 1 by 1 + drain 1 x 1"]["commands_us_per_task"] == 90.0
+    assert "batched: bulk enqueue + drain 1 x 1" not in by_name
+    assert by_name["at --rate: submit, claim, settle (latency phase)"]["commands_us_per_task"] == 70.0
     assert redis_cpu({}, None, None, None) is None
 
 
@@ -315,7 +320,7 @@ def test_sqlite_runs_every_phase_with_processes(capsys: pytest.CaptureFixture[st
 @pytest.mark.slow
 @pytest.mark.redis
 def test_redis_reports_what_the_server_spent(capsys: pytest.CaptureFixture[str], redis_url: str) -> None:
-    report = bench(capsys, "--backend", redis_url, "--skip", "http", "--workers", "1")
+    report = bench(capsys, "--backend", redis_url, "--skip", "http", "--workers", "1,1x1")
     check_report(report, {"client", "bulk", "drain", "latency", "serve"}, baselines=True, redis=True)
     assert report["serve_latency"]["mode"] == "hexq serve"
     assert isinstance(report["machine"]["redis_version"], str)
@@ -323,9 +328,10 @@ def test_redis_reports_what_the_server_spent(capsys: pytest.CaptureFixture[str],
     assert report["baselines"]["client"]["redis"]["commands"]["lpush"]["counted"] is True
     assert report["enqueue"]["client"]["redis"]["calls_per_task"] >= 1
     operations = [row["operation"] for row in report["redis_cpu"]]
-    assert "batched: bulk enqueue + drain, 1 workers" in operations
-    assert "one by one: submit, claim, settle (latency phase)" in operations
-    assert "one by one under hexq serve (serve phase)" in operations
+    assert "batched: bulk enqueue + drain 1 x 50" in operations
+    assert "one by one: enqueue 1 by 1 + drain 1 x 1" in operations
+    assert "at --rate: submit, claim, settle (latency phase)" in operations
+    assert "at --rate under hexq serve (serve phase)" in operations
 
 
 @pytest.mark.slow
