@@ -69,10 +69,15 @@ def _throughput(report: Figures) -> Table:
                f"{'-' if every is None else _num(every['per_second'])}/s; wall {d['wall_seconds']:.2f} s "
                f"({_num(d['wall_per_second'])}/s) with {d['startup_seconds']:.2f} s start-up; workers "
                f"{_num(d['cpu_us_per_task'])} µs CPU/task")
-        kind = "processes" if d["mode"] == "processes" else "in-process workers"
-        _row(table, f"drain: {d['workers']} {kind} x {d['concurrency']}", d, how + _redis_note(d),
+        _row(table, f"drain: {d['workers']} {_kind(d)} x {d['concurrency']}", d, how + _redis_note(d),
              tasks=d["drained"])
     return table
+
+
+def _kind(d: Figures) -> str:
+    if d["mode"] == "processes":
+        return "process" if d["workers"] == 1 else "processes"
+    return "in-process worker" if d["workers"] == 1 else "in-process workers"
 
 
 def _baseline_row(table: Table, figures: Figures | None) -> None:

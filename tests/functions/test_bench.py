@@ -183,13 +183,23 @@ def bench_tables(path: Path) -> list[str]:
     return [name for name in names if name.startswith("bench_")]
 
 
-def test_the_table_names_every_phase_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["bench", *TINY, "--skip", "http,drain,serve"])
+def test_the_table_names_every_phase(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", *TINY, "--skip", "http,serve", "--backend", "memory://", "--workers", "1,2x3"])
     out = capsys.readouterr().out
     assert code == 0
-    for words in ("enqueue: client, 1 by 1", "enqueue: client, 64 coroutines", "enqueue: bulk", "baseline",
-                  "one INSERT per call", "×", "submit -> start", "p99", "load"):
+    for words in ("enqueue: client, 1 by 1", "enqueue: client, 64 coroutines", "enqueue: bulk",
+                  "drain: 1 in-process worker x 50", "drain: 2 in-process workers x 3", "submit -> start", "p99",
+                  "load", "memory:// has no baselines"):
         assert words in out, words
+
+
+def test_the_table_puts_each_baseline_above_its_phase(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", *TINY, "--skip", "http,drain,latency,serve"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    rows = [line for line in lines if line.startswith("│") and ("baseline " in line or "enqueue:" in line)]
+    assert len(rows) == 6 and all("baseline" in row for row in rows[::2])
+    assert "one INSERT per call" in rows[0] and "enqueue: client, 1 by 1" in rows[1] and "×" in rows[1]
 
 
 @pytest.mark.parametrize("argv", [["--count", "0"], ["-n", "0"], ["--skip", "drain,nope"], ["--rate", "0"],
