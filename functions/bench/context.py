@@ -82,6 +82,7 @@ class Bench:
     meter: Meter
     plain: Plain | None = None  # the baselines' operations; None: this backend has no baselines
     redis: RedisStats | None = None  # Redis's accounting; None on other backends
+    redis_pid: int | None = None  # redis-server's pid when it runs on this machine, for its wait for a core
     queues: Queues = field(init=False)
     notes: list[str] = field(default_factory=list)
     prequeued: int = 0  # drain tasks the bulk phase already enqueued

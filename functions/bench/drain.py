@@ -13,7 +13,9 @@ CPU. Each worker's user + system CPU (all threads) from /proc/<pid>/stat, from t
 printed its banner until the backlog was gone; peak RSS is the kernel's high-water mark (VmHWM).
 Beside them: the bench process's own CPU over the same time (it polls progress), and on Redis the
 server's main-thread CPU and its commandstats (redisstats.py) from before the spawn to the end.
-Each is also given as cores: CPU seconds over the drain window, so 2 cores full reads as 2.0.
+Each is also given as cores: CPU seconds over the drain window, so 2 cores full reads as 2.0, and
+with the time it waited for a core (schedstat's run delay, where the kernel and the pid allow): a
+process that is neither busy nor waiting for a core was waiting on I/O, i.e. on round trips.
 
 Start-up skew. Workers start one after another (each imports and bootstraps for a few hundred ms),
 and the first drains alone meanwhile, so with W > 1 the headline mixes 1..W workers. Beside it,
@@ -27,6 +29,7 @@ progress is counted from settlements, not by polling stats).
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from typing import Any
@@ -49,16 +52,19 @@ async def drain(b: Bench, index: int, workers: int, c: int) -> dict[str, Any]:
     n, queue = b.options.count, b.queues.drains[index]
     await _top_up(b, queue, n - (b.prequeued if index == 0 else 0))
     label = f"drain: {workers} {'in-process workers' if b.local else 'processes'} x {c}"
-    redis = await b.redis_before()
+    redis, redis_wait = await b.redis_before(), _wait(b.redis_pid)
     with b.meter.phase(label, n) as show:
         phase = "drain" if index == 0 else f"drain{index}"  # log and profile file names
         figures = await (_in_process(b, queue, phase, workers, c, show) if b.local else
                          _processes(b, queue, phase, workers, c, show))
     usage = await b.redis_since(redis, n)
+    if usage is not None:
+        figures["redis_server"] = {"cpu_seconds": usage["server_cpu_seconds"],
+                                   "cpu_wait_seconds": _since(redis_wait, _wait(b.redis_pid))}
     tasks = await b.finished(queue, n)
     seconds = _window(tasks)
     cpu = sum(p["cpu_seconds"] for p in figures["processes"])
-    _add_shares(figures, len(tasks), seconds, usage)
+    _add_shares(figures, len(tasks), seconds)
     figures["all_running"] = _all_running(tasks, workers)
     return {
         "mode": "in-process" if b.local else "processes",
@@ -83,11 +89,10 @@ async def _top_up(b: Bench, queue: str, missing: int) -> None:
         missing -= size
 
 
-def _add_shares(figures: dict[str, Any], tasks: int, window: float, usage: dict[str, Any] | None) -> None:
+def _add_shares(figures: dict[str, Any], tasks: int, window: float) -> None:
     """CPU µs per task and cores (CPU over the drain window) for each process, the bench and Redis."""
     shares = [*figures["processes"], figures["bench_process"]]
-    if usage is not None:
-        figures["redis_server"] = {"cpu_seconds": usage["server_cpu_seconds"]}
+    if "redis_server" in figures:
         shares.append(figures["redis_server"])
     for entry in shares:
         entry["cpu_us_per_task"] = per_task(entry["cpu_seconds"], tasks)
@@ -100,29 +105,30 @@ async def _processes(b: Bench, queue: str, phase: str, count: int, c: int, show:
     workers = await pool.start(b, phase, queue, count, c)
     try:
         ready = max(child.ready_at or spawned for child in workers.children)
-        bench_cpu = time.process_time()
+        bench_cpu, bench_wait = time.process_time(), _wait(os.getpid())
         await workers.wait(b.options.count, deadline, show)
         done = time.monotonic()
-        bench_cpu = time.process_time() - bench_cpu
+        bench_cpu, bench_wait = time.process_time() - bench_cpu, _since(bench_wait, _wait(os.getpid()))
         for child in workers.children:
             procs.sample(child, "done")
     finally:
         await workers.stop()
     return {"wall_seconds": round(done - spawned, 6), "startup_seconds": round(ready - spawned, 6),
             "processes": [_process(child) for child in workers.children],
-            "bench_process": {"cpu_seconds": round(bench_cpu, 3)}}
+            "bench_process": {"cpu_seconds": round(bench_cpu, 3), "cpu_wait_seconds": bench_wait}}
 
 
 def _process(child: procs.Child) -> dict[str, Any]:
     total = child.samples.get("done", child.cpu_at_ready)
     return {"name": child.name, "pid": child.pid, "cpu_seconds": round(total - child.cpu_at_ready, 3),
+            "cpu_wait_seconds": _since(child.wait_at_ready, child.samples.get("wait_done")),
             "cpu_seconds_with_startup": round(total, 3),
             "peak_rss_mb": round(child.samples.get("peak_rss", 0.0) / _MB, 1)}
 
 
 async def _in_process(b: Bench, queue: str, phase: str, count: int, c: int, show: Show) -> dict[str, Any]:
     deadline = b.deadline()
-    cpu = time.process_time()
+    cpu, wait = time.process_time(), _wait(os.getpid())
     started = time.monotonic()
     workers = await pool.start(b, phase, queue, count, c)
     try:
@@ -133,10 +139,11 @@ async def _in_process(b: Bench, queue: str, phase: str, count: int, c: int, show
         await workers.stop()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kilobytes
     process = {"name": "bench (in-process workers)", "pid": None, "cpu_seconds": round(cpu, 3),
+               "cpu_wait_seconds": _since(wait, _wait(os.getpid())),
                "cpu_seconds_with_startup": round(cpu, 3), "peak_rss_mb": round(peak / _MB, 1)}
     # The workers' CPU is the bench's own here: nothing is left to count for the bench apart.
     return {"wall_seconds": round(done - started, 6), "startup_seconds": 0.0, "processes": [process],
-            "bench_process": {"cpu_seconds": 0.0}}
+            "bench_process": {"cpu_seconds": 0.0, "cpu_wait_seconds": None}}
 
 
 def _all_running(tasks: list[Task], workers: int) -> dict[str, Any] | None:
@@ -152,6 +159,14 @@ def _all_running(tasks: list[Task], workers: int) -> dict[str, Any] | None:
     count = sum(1 for t in tasks if t.started_at is not None and t.started_at >= since)
     seconds = max(ends) - since
     return {"tasks": count, "seconds": round(seconds, 6), "per_second": _round(rate(count, seconds))}
+
+
+def _wait(pid: int | None) -> float | None:
+    return None if pid is None else procs.cpu_wait_seconds(pid)
+
+
+def _since(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else round(after - before, 3)
 
 
 def _window(tasks: list[Task]) -> float:

@@ -32,6 +32,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14 and 15 of stat(5)
 
 
+def cpu_wait_seconds(pid: int) -> float | None:
+    """How long the process's threads have waited on a run queue for a core (schedstat's run_delay, summed
+    over threads): on a shared machine, the time it was ready to run and something else had the cores.
+    None where the kernel does not say (no schedstats) or the process is not ours to see."""
+    try:
+        return sum(int((entry / "schedstat").read_text().split()[1]) for entry in Path(f"/proc/{pid}/task").iterdir()
+                   ) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_process(pid: int, name: str) -> bool:
+    """Whether `pid` on this machine is a process called `name` (a server's pid may be a container's own)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except OSError:
+        return False
+
+
 def peak_rss_bytes(pid: int) -> int:
     """The process's peak resident set size (VmHWM: the kernel keeps the high-water mark)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -48,6 +67,7 @@ class Child:
     first_line: str = ""
     ready_at: float | None = None  # time.monotonic() when it printed its first line
     cpu_at_ready: float = 0.0
+    wait_at_ready: float | None = None  # cpu_wait_seconds then
     samples: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -93,6 +113,7 @@ async def _first_line(child: Child) -> None:
     child.first_line = line.decode(errors="replace").strip()
     child.ready_at = time.monotonic()
     child.cpu_at_ready = cpu_seconds(child.pid)
+    child.wait_at_ready = cpu_wait_seconds(child.pid)
 
 
 def check_alive(children: list[Child]) -> None:
@@ -121,7 +142,11 @@ async def stop(children: list[Child], within: float) -> None:
 
 
 def sample(child: Child, key: str) -> None:
-    """Record the child's CPU seconds under `key`, and its peak RSS so far."""
+    """Record the child's CPU seconds under `key` (and its wait for a core under wait_<key>), and its peak RSS
+    so far."""
     with contextlib.suppress(OSError):
         child.samples[key] = cpu_seconds(child.pid)
         child.samples["peak_rss"] = float(peak_rss_bytes(child.pid))
+    wait = cpu_wait_seconds(child.pid)
+    if wait is not None:
+        child.samples[f"wait_{key}"] = wait

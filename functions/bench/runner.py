@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
-from hexq.functions.bench import baselines, enqueue, loops, summary
+from hexq.functions.bench import baselines, enqueue, loops, procs, summary
 from hexq.functions.bench.context import Bench, Meter
 from hexq.functions.bench.drain import drains
 from hexq.functions.bench.figures import load_average, machine, redact
@@ -118,6 +118,8 @@ async def _instrumented(b: Bench, host: dict[str, Any]) -> dict[str, Any]:
     try:
         if b.redis is not None:
             host.update(await b.redis.server())
+            pid = host.get("redis_pid")
+            b.redis_pid = pid if isinstance(pid, int) and procs.is_process(pid, "redis-server") else None
         return await _phases(b)
     finally:
         if b.plain is not None:

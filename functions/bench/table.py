@@ -109,20 +109,23 @@ def _redis_note(figures: Figures) -> str:
 
 
 def _processes(drains: list[Figures]) -> Table:
-    table = Table(title="drain: CPU by process (cores: CPU s over the drain window)", title_justify="left")
-    for name in ("drain", "process", "pid", "CPU s", "µs/task", "cores", "CPU s with start-up", "peak RSS MB"):
+    table = Table(title="drain: CPU by process (cores: CPU s over the drain window; waited: s ready to run but "
+                        "without a core)", title_justify="left")
+    for name in ("drain", "process", "pid", "CPU s", "µs/task", "cores", "waited s", "CPU s with start-up",
+                 "peak RSS MB"):
         table.add_column(name, justify="left" if name in ("drain", "process") else "right")
     for d in drains:
         drain = f"{d['workers']} x {d['concurrency']}"
         for p in d["processes"]:
             table.add_row(drain, p["name"], str(p["pid"] or "-"), f"{p['cpu_seconds']:.2f}",
-                          _num(p["cpu_us_per_task"]), _cores(p), f"{p['cpu_seconds_with_startup']:.2f}",
-                          f"{p['peak_rss_mb']:.1f}")
+                          _num(p["cpu_us_per_task"]), _cores(p), _two(p["cpu_wait_seconds"]),
+                          f"{p['cpu_seconds_with_startup']:.2f}", f"{p['peak_rss_mb']:.1f}")
         extra = [("bench (polls progress)", d["bench_process"])] if d["mode"] == "processes" else []
         if d.get("redis_server") is not None:
             extra.append(("redis-server (main thread)", d["redis_server"]))
         for name, p in extra:
-            table.add_row(drain, name, "-", f"{p['cpu_seconds']:.2f}", _num(p["cpu_us_per_task"]), _cores(p), "-", "-")
+            table.add_row(drain, name, "-", f"{p['cpu_seconds']:.2f}", _num(p["cpu_us_per_task"]), _cores(p),
+                          _two(p.get("cpu_wait_seconds")), "-", "-")
     return table
 
 
@@ -160,6 +163,10 @@ def _num(value: float | None) -> str:
 
 def _one(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
+
+
+def _two(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _calls(value: float | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -15,6 +16,7 @@ from hexq.core.model import Task
 from hexq.functions.bench.drain import _all_running
 from hexq.functions.bench.figures import percentiles, redact
 from hexq.functions.bench.options import BenchOptions, DrainSpec
+from hexq.functions.bench.procs import cpu_wait_seconds, is_process
 from hexq.functions.bench.redisstats import Snapshot, script_commands, usage
 from hexq.functions.bench.runner import ENQUEUE_PHASES, backend_url
 from hexq.functions.bench.summary import attach_ratios, redis_cpu
@@ -104,9 +106,10 @@ def _check_drains(drains: list[dict[str, Any]] | None, ran: bool, redis: bool) -
                              "startup_seconds": float, "cpu_seconds": float, "cpu_us_per_task": float,
                              "peak_rss_mb": float, "workers": int, "concurrency": int, "mode": str, "timing": str})
         assert len(drain["processes"]) == (drain["workers"] if drain["mode"] == "processes" else 1)
-        for process in [*drain["processes"], drain["bench_process"]]:
+        for process in [*drain["processes"], drain["bench_process"], *([drain["redis_server"]] if redis else [])]:
             _check_types(process, {"cpu_seconds": float})
             assert "cpu_us_per_task" in process and "cores" in process
+            assert process["cpu_wait_seconds"] is None or process["cpu_wait_seconds"] >= 0
         for process in drain["processes"]:
             _check_types(process, {"name": str, "cpu_seconds_with_startup": float, "peak_rss_mb": float})
             assert process["pid"] is None or isinstance(process["pid"], int)
@@ -241,6 +244,14 @@ def test_percentiles_interpolate_between_ranks() -> None:
     assert figures["p50"] == pytest.approx(50.5) and figures["p99"] == pytest.approx(99.01)
     assert figures["max"] == pytest.approx(100.0) and figures["mean"] == pytest.approx(50.5)
     assert percentiles([])["p50"] is None
+
+
+def test_a_process_is_told_apart_by_its_name_and_its_wait_for_a_core_is_read() -> None:
+    me = os.getpid()
+    assert is_process(me, Path("/proc/self/comm").read_text().strip()) and not is_process(me, "redis-server")
+    wait = cpu_wait_seconds(me)
+    assert wait is None or wait >= 0  # None where the kernel keeps no schedstats
+    assert cpu_wait_seconds(2**22 + 7) is None  # above pid_max: no such process
 
 
 # -- the derived figures, from made-up ones ------------------------------------------------------
