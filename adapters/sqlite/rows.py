@@ -1,11 +1,13 @@
-"""Tasks and schedules to and from SQLite rows. Payloads and results are JSON text."""
+"""Tasks and schedules to and from SQLite rows. Payloads and results are JSON text (codec).
+
+Rows are plain tuples, read by position: SELECT_TASKS's columns are `seq` and then TASK_COLUMNS, in order.
+"""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from typing import Any
 
+from hexq.adapters.sqlite.codec import dumps, loads
 from hexq.core.model import Priority, Task, TaskStatus
 from hexq.core.schedule import Schedule
 
@@ -14,6 +16,7 @@ TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempt
                 "traceback", "idempotency_key", "tenant")
 SELECT_TASKS = f"SELECT seq, {', '.join(TASK_COLUMNS)} FROM tasks"
 SELECT_LEASED = f"SELECT seq, {', '.join(TASK_COLUMNS)}, cancel_requested FROM tasks"  # running tasks
+CANCEL_REQUESTED = len(TASK_COLUMNS) + 1  # SELECT_LEASED's last column
 INSERT_TASK = f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
 # Writes a task's whole state (all but its id) and drops its lease; the caller adds the WHERE clause.
 UPDATE_TASK = ("UPDATE tasks SET " + ", ".join(f"{c} = ?" for c in TASK_COLUMNS[1:])
@@ -25,60 +28,42 @@ SELECT_SCHEDULES = f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM schedules"
 PUT_SCHEDULE = (f"INSERT OR REPLACE INTO schedules ({', '.join(SCHEDULE_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(SCHEDULE_COLUMNS))})")
 
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_STATUSES = {status.value: status for status in TaskStatus}
 
 
 def task_values(task: Task) -> tuple[Any, ...]:
     """Parameters in TASK_COLUMNS order."""
-    return (task.id, task.type, _dump(dict(task.payload)), task.queue, int(task.priority), task.status.value,
+    return (task.id, task.type, dumps(dict(task.payload)), task.queue, int(task.priority), task.status.value,
             task.attempts, task.max_attempts, task.timeout, task.run_at, task.delay, task.created_at, task.started_at,
-            task.finished_at, task.worker_id, None if task.result is None else _dump(task.result), task.error,
+            task.finished_at, task.worker_id, None if task.result is None else dumps(task.result), task.error,
             task.traceback, task.idempotency_key, task.tenant)
 
 
-def task_from_row(row: sqlite3.Row) -> Task:
-    return Task(
-        id=row["id"],
-        type=row["type"],
-        payload=json.loads(row["payload"]),
-        queue=row["queue"],
-        priority=Priority(row["priority"]),
-        status=TaskStatus(row["status"]),
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        timeout=row["timeout"],
-        run_at=row["run_at"],
-        delay=row["delay"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        worker_id=row["worker_id"],
-        result=None if row["result"] is None else json.loads(row["result"]),
-        error=row["error"],
-        traceback=row["traceback"],
-        idempotency_key=row["idempotency_key"],
-        tenant=row["tenant"],
-    )
+def task_from_row(row: tuple[Any, ...]) -> Task:
+    """A row of SELECT_TASKS (or SELECT_LEASED) as a Task."""
+    return Task(id=row[1], type=row[2], payload=loads(row[3]), queue=row[4], priority=Priority(row[5]),
+                status=_STATUSES[row[6]], attempts=row[7], max_attempts=row[8], timeout=row[9], run_at=row[10],
+                delay=row[11], created_at=row[12], started_at=row[13], finished_at=row[14], worker_id=row[15],
+                result=None if row[16] is None else loads(row[16]), error=row[17], traceback=row[18],
+                idempotency_key=row[19], tenant=row[20])
+
+
+def started_from_row(row: tuple[Any, ...], now: float, worker_id: str) -> Task:
+    """A queued task's row as its claim leaves it: running, one more attempt, started now by `worker_id`
+    (what Task.moved_to(RUNNING, ...) makes of task_from_row(row), built in one step)."""
+    return Task(id=row[1], type=row[2], payload=loads(row[3]), queue=row[4], priority=Priority(row[5]),
+                status=TaskStatus.RUNNING, attempts=row[7] + 1, max_attempts=row[8], timeout=row[9], run_at=row[10],
+                delay=row[11], created_at=row[12], started_at=now, finished_at=row[14], worker_id=worker_id,
+                result=None if row[16] is None else loads(row[16]), error=row[17], traceback=row[18],
+                idempotency_key=row[19], tenant=row[20])
 
 
 def schedule_values(schedule: Schedule) -> tuple[Any, ...]:
     """Parameters in SCHEDULE_COLUMNS order."""
-    return (schedule.name, schedule.spec, schedule.type, _dump(dict(schedule.payload)), schedule.queue,
+    return (schedule.name, schedule.spec, schedule.type, dumps(dict(schedule.payload)), schedule.queue,
             int(schedule.priority), schedule.next_run, schedule.last_run, int(schedule.enabled), schedule.tenant)
 
 
-def schedule_from_row(row: sqlite3.Row) -> Schedule:
-    return Schedule(
-        name=row["name"],
-        spec=row["spec"],
-        type=row["type"],
-        payload=json.loads(row["payload"]),
-        queue=row["queue"],
-        priority=Priority(row["priority"]),
-        next_run=row["next_run"],
-        last_run=row["last_run"],
-        enabled=bool(row["enabled"]),
-        tenant=row["tenant"],
-    )
+def schedule_from_row(row: tuple[Any, ...]) -> Schedule:
+    return Schedule(name=row[0], spec=row[1], type=row[2], payload=loads(row[3]), queue=row[4],
+                    priority=Priority(row[5]), next_run=row[6], last_run=row[7], enabled=bool(row[8]), tenant=row[9])

@@ -53,16 +53,27 @@ CREATE TABLE IF NOT EXISTS schedules (
     tenant TEXT NOT NULL
 )"""
 
-DDL = (
-    TASKS,
-    "CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, queue, priority DESC, seq)",
-    "CREATE INDEX IF NOT EXISTS tasks_due ON tasks (status, run_at)",
-    "CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (status, lease_expires)",
-    "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (status, finished_at)",
+# Partial indexes: each holds only the tasks in the status it serves, so a task's claim or settle moves
+# it between two small indexes instead of rewriting one entry in each of six (a commit writes every page
+# it touched to the WAL, so fewer indexes is fewer pages per task). The queries name them with INDEXED BY:
+# the planner would otherwise prefer tasks_listing's equality on status to their range.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS tasks_queued ON tasks (queue, priority DESC, seq) WHERE status = 'queued'",
+    "CREATE INDEX IF NOT EXISTS tasks_scheduled ON tasks (run_at) WHERE status = 'scheduled'",
+    "CREATE INDEX IF NOT EXISTS tasks_running ON tasks (lease_expires) WHERE status = 'running'",
+    "CREATE INDEX IF NOT EXISTS tasks_purgeable ON tasks (finished_at) WHERE status IN ('succeeded', 'cancelled')",
     "CREATE INDEX IF NOT EXISTS tasks_listing ON tasks (status, seq)",  # query by status, newest first
-    "CREATE INDEX IF NOT EXISTS tasks_tenant ON tasks (tenant, status)",  # the per-tenant queued cap
+    "CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks (tenant) WHERE status IN ('queued', 'scheduled')",  # the cap
     "CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency ON tasks (tenant, idempotency_key)"
     " WHERE idempotency_key IS NOT NULL",
+)
+# The full indexes these replaced: a file made by an older hexq loses them when it is opened.
+DROPPED_INDEXES = ("tasks_claim", "tasks_due", "tasks_leases", "tasks_finished", "tasks_tenant")
+
+DDL = (
+    TASKS,
+    *INDEXES,
+    *(f"DROP INDEX IF EXISTS {name}" for name in DROPPED_INDEXES),
     SCHEDULES,
     # Fencing tokens come from one global counter, so a token is never reused, even across queues.
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -80,7 +91,6 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     """
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     try:
-        conn.row_factory = sqlite3.Row
         _enable_wal(conn, busy_timeout)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, not power loss
         with transaction(conn):
@@ -100,7 +110,7 @@ ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0", "traceback": "TEXT",
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    have = {row["name"] for row in conn.execute("PRAGMA table_info(tasks)")}
+    have = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}  # (cid, name, type, ...)
     for name, definition in ADDED_COLUMNS.items():
         if name not in have:
             conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} {definition}")
@@ -123,12 +133,13 @@ def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
 @contextmanager
 def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE takes the write lock up front, so a read-modify-write cannot be overtaken
-    between its read and its write (a DEFERRED one would fail with SQLITE_BUSY on upgrade)."""
+    between its read and its write (a DEFERRED one would fail with SQLITE_BUSY on upgrade).
+    Whatever fails, the COMMIT included, leaves no transaction open: the operation can run again."""
     conn.execute(f"BEGIN {mode}")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")

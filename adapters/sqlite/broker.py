@@ -1,0 +1,209 @@
+"""The Broker's operations (enqueue, claim, settle, extend, and settle-and-claim) as blocking functions of one
+connection. Each write is one BEGIN IMMEDIATE transaction, which makes it atomic across threads and processes,
+and can run again after it failed (the connection layer retries a held lock). Time is read from the injected
+clock inside the transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from hexq.adapters.sqlite.codec import dumps
+from hexq.adapters.sqlite.operations import count_waiting
+from hexq.adapters.sqlite.rows import (
+    INSERT_TASK,
+    SELECT_TASKS,
+    UPDATE_TASK,
+    started_from_row,
+    task_from_row,
+    task_values,
+)
+from hexq.adapters.sqlite.schema import transaction
+from hexq.core import idempotency, quota
+from hexq.core.clock import stamped
+from hexq.core.model import Lease, Settlement, Task
+from hexq.core.ports import Clock
+
+Request = tuple[Sequence[Task], int]  # one enqueue call: its tasks and its cap
+Outcome = list[Task] | Exception  # what one enqueue call gets: its tasks as stored, or its own error
+
+_PROMOTE = ("UPDATE tasks SET status = 'queued' WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_scheduled"
+            " WHERE status = 'scheduled' AND run_at <= ? ORDER BY run_at, seq LIMIT ?)")
+_NEXT_QUEUED = (f"{SELECT_TASKS} INDEXED BY tasks_queued WHERE status = 'queued' AND queue = ?"
+                " ORDER BY priority DESC, seq LIMIT ?")
+_TOKENS = "UPDATE counters SET value = value + ? WHERE name = 'lease_token' RETURNING value"
+_START = ("UPDATE tasks SET status = 'running', attempts = ?, started_at = ?, worker_id = ?, lease_token = ?,"
+          " lease_expires = ? WHERE seq = ?")
+_CURRENT = " WHERE id = ? AND status = 'running' AND lease_token = ?"  # the fence of every write under a lease
+# What settling can change (the outcome, its times, the retry's delay), so the other columns and the indexes
+# over them are left alone; a settlement that changed anything else writes the whole task (UPDATE_TASK).
+_SETTLE = ("UPDATE tasks SET status = ?, attempts = ?, run_at = ?, delay = ?, finished_at = ?, worker_id = ?,"
+           " result = ?, error = ?, traceback = ?, lease_token = NULL, lease_expires = NULL, cancel_requested = 0"
+           + _CURRENT)
+_SETTLE_ALL = UPDATE_TASK + _CURRENT
+_EXTEND = "UPDATE tasks SET lease_expires = ?" + _CURRENT + " RETURNING cancel_requested"
+
+
+# -- enqueue --------------------------------------------------------------------------------------
+def enqueue(conn: sqlite3.Connection, clock: Clock, requests: Sequence[Request]) -> list[Outcome]:
+    """Store the tasks of several enqueue calls in one transaction, each call's on its own terms: one call's
+    error (QueueFull for its tenant, IdempotencyMismatch, ...) is returned for it alone, and a savepoint
+    undoes whatever it wrote. Later calls see what earlier ones stored, as if they had come one by one."""
+    with transaction(conn):  # the count and the inserts in one write transaction: the cap cannot be overshot
+        now = clock.now()
+        if len(requests) == 1:
+            return [_enqueue(conn, now, *requests[0])]  # its error undoes the transaction
+        return [_isolated(conn, now, tasks, cap) for tasks, cap in requests]
+
+
+def _isolated(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int) -> Outcome:
+    conn.execute("SAVEPOINT request")
+    try:
+        stored = _enqueue(conn, now, tasks, cap)
+    except sqlite3.OperationalError:
+        raise  # the file's error, not the request's: every call of the batch gets it (or it is retried)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO request")
+        conn.execute("RELEASE request")
+        return exc
+    conn.execute("RELEASE request")
+    return stored
+
+
+def _enqueue(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int) -> list[Task]:
+    idempotency.check(tasks, lambda task: _earlier(conn, task))
+    if cap:
+        quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
+    if all(task.idempotency_key is None for task in tasks):  # nothing to look up: one statement for all
+        stored = [stamped(task, now, new=True) for task in tasks]
+        conn.executemany(INSERT_TASK, [task_values(task) for task in stored])
+        return stored
+    return [_add(conn, task, now) for task in tasks]
+
+
+def _add(conn: sqlite3.Connection, task: Task, now: float) -> Task:
+    stored = _earlier(conn, task)
+    if stored is not None:
+        return stored
+    task = stamped(task, now, new=True)
+    conn.execute(INSERT_TASK, task_values(task))
+    return task
+
+
+def _earlier(conn: sqlite3.Connection, task: Task) -> Task | None:
+    """The task stored under `task`'s (tenant, idempotency key), if it has one."""
+    if task.idempotency_key is None:
+        return None
+    row = conn.execute(f"{SELECT_TASKS} WHERE tenant = ? AND idempotency_key = ?",
+                       (task.tenant, task.idempotency_key)).fetchone()
+    return None if row is None else task_from_row(row)
+
+
+def _known(conn: sqlite3.Connection, task: Task) -> bool:
+    row = conn.execute("SELECT 1 FROM tasks WHERE id = ? OR (tenant = ? AND idempotency_key = ?)",
+                       (task.id, task.tenant, task.idempotency_key)).fetchone()
+    return row is not None
+
+
+# -- claim ----------------------------------------------------------------------------------------
+def claimable(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str]) -> bool:
+    """Whether a claim on `queues` would find anything: a task queued there, or one scheduled anywhere that is
+    due (the claim promotes it). Reads only, so a claimer with nothing to do takes no write lock."""
+    marks = ", ".join("?" * len(queues))
+    sql = (f"SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_queued WHERE status = 'queued' AND queue IN ({marks}))"
+           " OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_scheduled WHERE status = 'scheduled' AND run_at <= ?)")
+    (found,) = conn.execute(sql, (*queues, clock.now())).fetchone()
+    return bool(found)
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """A number that changes when another connection commits to the file (not when this one does)."""
+    (version,) = conn.execute("PRAGMA data_version").fetchone()
+    return int(version)
+
+
+def claim(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str], n: int, lease_seconds: float,
+          worker_id: str) -> list[Lease]:
+    with transaction(conn):
+        return _claim(conn, clock.now(), queues, n, lease_seconds, worker_id)
+
+
+def _claim(conn: sqlite3.Connection, now: float, queues: Sequence[str], n: int, lease_seconds: float,
+           worker_id: str) -> list[Lease]:
+    conn.execute(_PROMOTE, (now, -1))  # LIMIT -1: every due task, as the memory backend promotes them
+    rows = _next_queued(conn, queues, max(n, 0))
+    if not rows:
+        return []
+    (last,) = conn.execute(_TOKENS, (len(rows),)).fetchone()  # fencing tokens last - len + 1 .. last, never reused
+    first, expires = last - len(rows) + 1, now + lease_seconds
+    leases = [Lease(started_from_row(row, now, worker_id), first + i, expires) for i, row in enumerate(rows)]
+    conn.executemany(_START, [(lease.task.attempts, now, worker_id, lease.token, expires, row[0])
+                              for lease, row in zip(leases, rows, strict=True)])
+    return leases
+
+
+def _next_queued(conn: sqlite3.Connection, queues: Sequence[str], n: int) -> list[tuple[Any, ...]]:
+    """The first `n` queued tasks across `queues` by priority, then age. One indexed query per queue and
+    a merge: a single `queue IN (...)` query would sort every queued task of those queues."""
+    if n == 0:
+        return []
+    names = list(dict.fromkeys(queues))
+    if len(names) == 1:
+        return conn.execute(_NEXT_QUEUED, (names[0], n)).fetchall()
+    rows: list[tuple[Any, ...]] = []
+    for queue in names:
+        rows += conn.execute(_NEXT_QUEUED, (queue, n)).fetchall()
+    return sorted(rows, key=lambda row: (-row[5], row[0]))[:n]  # priority, then seq
+
+
+# -- settle and extend ----------------------------------------------------------------------------
+def settle(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement]) -> list[bool]:
+    with transaction(conn):
+        return _settle(conn, clock.now(), settlements)
+
+
+def settle_and_claim(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement],
+                     queues: Sequence[str], n: int, lease_seconds: float,
+                     worker_id: str) -> tuple[list[bool], list[Lease]]:
+    """settle, then claim, in one transaction at one moment: the claim sees what the settles released."""
+    with transaction(conn):
+        now = clock.now()
+        applied = _settle(conn, now, settlements)
+        return applied, _claim(conn, now, queues, n, lease_seconds, worker_id)
+
+
+def _settle(conn: sqlite3.Connection, now: float, settlements: Sequence[Settlement]) -> list[bool]:
+    cursor = conn.cursor()
+    return [cursor.execute(*_settling(settlement, now)).rowcount == 1 for settlement in settlements]
+
+
+def _settling(settlement: Settlement, now: float) -> tuple[str, tuple[Any, ...]]:
+    """The statement that writes a settlement's task (its times stamped now) if its lease is still current."""
+    task, before, token = stamped(settlement.task, now), settlement.lease.task, settlement.lease.token
+    if not _same_request(task, before):
+        return _SETTLE_ALL, (*task_values(task)[1:], task.id, token)
+    return _SETTLE, (task.status.value, task.attempts, task.run_at, task.delay, task.finished_at, task.worker_id,
+                     None if task.result is None else dumps(task.result), task.error, task.traceback, task.id, token)
+
+
+def _same_request(task: Task, before: Task) -> bool:
+    """Whether `task` keeps every column that _SETTLE leaves alone (a worker's outcome always does)."""
+    return ((task.payload is before.payload or task.payload == before.payload) and task.type == before.type
+            and task.queue == before.queue and task.priority == before.priority and task.tenant == before.tenant
+            and task.idempotency_key == before.idempotency_key and task.max_attempts == before.max_attempts
+            and task.timeout == before.timeout and task.created_at == before.created_at
+            and task.started_at == before.started_at)
+
+
+def extend(conn: sqlite3.Connection, clock: Clock, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
+    with transaction(conn):
+        expires = clock.now() + lease_seconds
+        cursor = conn.cursor()
+        return [_touched(lease, expires, cursor.execute(_EXTEND, (expires, lease.task.id, lease.token)).fetchone())
+                for lease in leases]
+
+
+def _touched(lease: Lease, expires: float, row: tuple[Any, ...] | None) -> Lease | None:
+    return None if row is None else Lease(lease.task, lease.token, expires, bool(row[0]))
