@@ -86,9 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--concurrency", dest="bench_concurrency", type=int, default=200, metavar="C",
         help="tasks each worker runs at once (200: noop tasks, so this measures the queue)")
     add("--rate", dest="bench_rate", type=float, default=200.0, metavar="R",
-        help="submits per second in the latency phase (200)")
+        help="submits per second in the latency and serve phases (200)")
     add("--duration", dest="bench_duration", type=float, default=5.0, metavar="S",
-        help="seconds the latency phase submits for (5)")
+        help="seconds the latency and serve phases submit for (5)")
     add("--timeout", dest="bench_timeout", type=float, default=30.0, metavar="S",
         help="each phase stops after this long and reports what it did (30)")
     add("--connections", dest="bench_connections", type=int, default=16, metavar="N",
