@@ -56,7 +56,7 @@ _TEMPORARY = ("sqlite", "sqlite:", "sqlite://", "sqlite:///")
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
-    """The CLI entry: exit 0 when every phase finished, 1 when one stopped at its timeout."""
+    """The CLI entry: exit 0 when every phase (and baseline) finished, 1 when one stopped at its timeout."""
     if args.bench_cold_start:
         from hexq.functions.bench import coldstart
 
@@ -96,7 +96,7 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
             await container.backend.close()
     host["load_average_after"] = load_average()
     done = [p for p in (*report["enqueue"].values(), *(report["drain"] or []), report["latency"],
-                        report["serve_latency"]) if p is not None]
+                        report["serve_latency"], *(report["baselines"] or {}).values()) if p is not None]
     return {
         "backend": redact(url), "backend_kind": urlsplit(url).scheme, "temporary_backend": temporary,
         "machine": host, "started_at": started.isoformat(timespec="seconds"),
