@@ -5,21 +5,20 @@ Redis: LPUSH of a task-sized JSON body onto one list, on a client made exactly a
 baseline pipelines one LPUSH per task, a chunk per round trip; the drain pops with BRPOP, one by one,
 on a client without a socket timeout (as hexq's blocking client).
 
-SQLite: one plain INSERT per call into a table of its own in the same file, through the thread hop
-SQLiteBackend uses (asyncio.to_thread onto one connection under a lock, opened with hexq's pragmas);
-the bulk baseline is one executemany per chunk in one transaction; the drain deletes the oldest row
-with DELETE ... RETURNING, one by one.
+SQLite: one plain INSERT per call into a table of its own in the same file, run as SQLiteBackend runs a
+write: through the adapter's own connection.Database (inline on the event loop, the same pragmas, busy
+handling and checkpoints), so the baseline follows wherever hexq's dispatch goes; the bulk baseline is
+one executemany per chunk in one transaction; the drain deletes the oldest row with DELETE ...
+RETURNING, one by one.
 
 memory:// and aws:// have none: a Python list is no baseline, and SQS has no bench here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
@@ -93,51 +92,58 @@ class RedisPlain:
 
 class SQLitePlain:
     def __init__(self, path: str, name: str) -> None:
-        self._path = path
+        from hexq.adapters.sqlite.connection import Database
+
+        self._db = Database(path, 5.0, "bench-baseline")  # SQLiteBackend's own dispatch, pragmas and busy timeout
         self._table = "bench_" + "".join(c if c.isalnum() else "_" for c in name)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self.what = {"client": "one INSERT per call, autocommit, through SQLiteBackend's thread hop",
+        self._made = False
+        self.what = {"client": "one INSERT per call, autocommit, run as SQLiteBackend runs a write",
                      "client_concurrent": "one INSERT per call, the same number of coroutines",
                      "bulk": "executemany INSERT, a chunk per transaction",
                      "drain": "DELETE the oldest row RETURNING it, one by one, from the bench process",
                      "http": "bare Starlette endpoint doing one INSERT, under the same uvicorn"}
 
     async def push(self, body: bytes) -> None:
-        await self._run(lambda conn: conn.execute(f"INSERT INTO {self._table} (body) VALUES (?)", (body,)))
+        await self._run(_insert, self._table, body)
 
     async def push_many(self, bodies: Sequence[bytes]) -> None:
-        from hexq.adapters.sqlite.schema import transaction
-
-        def insert(conn: sqlite3.Connection) -> None:
-            with transaction(conn):
-                conn.executemany(f"INSERT INTO {self._table} (body) VALUES (?)", [(body,) for body in bodies])
-
-        await self._run(insert)
+        await self._run(_insert_many, self._table, bodies)
 
     async def pop(self) -> bool:
-        sql = f"DELETE FROM {self._table} WHERE id = (SELECT min(id) FROM {self._table}) RETURNING body"
-        return bool(await self._run(lambda conn: conn.execute(sql).fetchall()))
+        return await self._run(_delete_oldest, self._table)
 
     async def close(self, *, drop: bool) -> None:
         if drop:  # even if this object never wrote: the HTTP baseline's server may have made the table
-            await self._run(lambda conn: conn.execute(f"DROP TABLE IF EXISTS {self._table}"))
-        await asyncio.to_thread(self._close)
+            await self._run(_drop, self._table)
+        await self._db.close()
 
-    def _close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+    async def _run(self, op: Callable[..., T], *args: Any) -> T:
+        from hexq.adapters.sqlite.connection import INLINE
 
-    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._call, op)
+        if not self._made:  # the first call opens the file, which Database does on its thread
+            await self._db.run(INLINE, _create, self._table)
+            self._made = True
+        return await self._db.run(INLINE, op, *args)
 
-    def _call(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._conn is None:
-                from hexq.adapters.sqlite.schema import connect
 
-                self._conn = connect(self._path, 5.0)  # hexq's pragmas: WAL, synchronous=NORMAL, busy timeout
-                self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self._table} (id INTEGER PRIMARY KEY, body BLOB)")
-            return op(self._conn)
+def _create(conn: sqlite3.Connection, table: str) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, body BLOB)")
+
+
+def _insert(conn: sqlite3.Connection, table: str, body: bytes) -> None:
+    conn.execute(f"INSERT INTO {table} (body) VALUES (?)", (body,))
+
+
+def _insert_many(conn: sqlite3.Connection, table: str, bodies: Sequence[bytes]) -> None:
+    from hexq.adapters.sqlite.schema import transaction
+
+    with transaction(conn):
+        conn.executemany(f"INSERT INTO {table} (body) VALUES (?)", [(body,) for body in bodies])
+
+
+def _delete_oldest(conn: sqlite3.Connection, table: str) -> bool:
+    return bool(conn.execute(f"DELETE FROM {table} WHERE id = (SELECT min(id) FROM {table}) RETURNING body").fetchall())
+
+
+def _drop(conn: sqlite3.Connection, table: str) -> None:
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
