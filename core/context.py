@@ -17,6 +17,7 @@ from typing import Any
 from hexq.core.model import Task
 
 _CURRENT: ContextVar[RunningTask] = ContextVar("hexq_current_task")
+_EVENTS = threading.Lock()  # guards the lazy creation of a RunningTask's event
 
 
 class RunningTask:
@@ -24,24 +25,38 @@ class RunningTask:
     cancellation was asked for. Async handlers are cancelled outright; sync ones run in a thread that
     cannot be stopped, so they look at `cancelled` (or wait on it) and return early."""
 
+    __slots__ = ("task", "_cancelled", "_event")
+
     def __init__(self, task: Task) -> None:
         self.task = task
-        self._cancel = threading.Event()
+        self._cancelled = False
+        # Made only when someone waits or cancels: a worker makes one RunningTask per task it runs, and
+        # a threading.Event (a Condition and a lock) would cost more than the rest of it.
+        self._event: threading.Event | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.task, name)
 
     @property
     def cancelled(self) -> bool:
-        return self._cancel.is_set()
+        return self._cancelled
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block (a sync handler's sleep) until the task is cancelled or `timeout` passes; True if cancelled."""
-        return self._cancel.wait(timeout)
+        return self._waiter().wait(timeout)
 
     def cancel(self) -> None:
         """The worker calls this when the backend says the task was cancelled."""
-        self._cancel.set()
+        self._cancelled = True
+        self._waiter().set()
+
+    def _waiter(self) -> threading.Event:
+        with _EVENTS:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._cancelled:
+                    self._event.set()
+            return self._event
 
 
 def current_task() -> RunningTask:

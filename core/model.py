@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from enum import IntEnum, StrEnum
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from hexq.core.errors import InvalidTransition, ValidationError
 
@@ -99,13 +99,41 @@ class Task:
 
     def moved_to(self, status: TaskStatus, **changes: Any) -> Task:
         """Return this task in `status` with `changes` applied; raise InvalidTransition if not allowed."""
-        if not can_move(self.status, status):
+        if status not in _NEXT[self.status]:
             raise InvalidTransition(self.status, status)
-        return replace(self, status=status, **changes)
+        return _evolve(self, status, changes)
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+def _evolver() -> Callable[[Task, TaskStatus, dict[str, Any]], Task]:
+    """A copy of a Task with a new status and `changes`, as dataclasses.replace makes it but at under half
+    its cost (it runs for every task a worker settles): one straight line per field, generated from the
+    fields so that it cannot miss one. Like replace, an unknown field name is a TypeError."""
+    names = [f.name for f in fields(Task)]
+    lines = ["def evolve(task, status, changes):", "    new = new_(Task)"]
+    lines += [f"    set_(new, {name!r}, task.{name})" for name in names if name != "status"]
+    lines += ["    set_(new, 'status', status)",
+              "    for name, value in changes.items():",
+              "        if name not in known:",
+              "            raise TypeError(f'Task has no field {name!r}')",
+              "        set_(new, name, value)",
+              "    return new"]
+    scope: dict[str, Any] = {"new_": object.__new__, "set_": object.__setattr__, "Task": Task,
+                             "known": frozenset(names) - {"status"}}
+    exec("\n".join(lines), scope)  # as dataclasses builds __init__
+    return cast(Callable[[Task, TaskStatus, dict[str, Any]], Task], scope["evolve"])
+
+
+_evolve = _evolver()
+
+
+def replaced(task: Task, /, **changes: Any) -> Task:
+    """dataclasses.replace(task, **changes), at under half its cost: for changes that are not a transition
+    (a backend stamping its times). Transitions go through Task.moved_to."""
+    return _evolve(task, changes.pop("status", task.status), changes)
 
 
 @dataclass(frozen=True, slots=True)

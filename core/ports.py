@@ -18,6 +18,14 @@ class Clock(Protocol):
         """Seconds since the epoch."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back: what durations and deadlines are measured on."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock (a fake clock waits until it is advanced that far)."""
+        ...
+
 
 class Broker(Protocol):
     """Delivery of tasks to workers. At-least-once: a lease that is not settled in time expires."""
