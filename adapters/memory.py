@@ -87,6 +87,17 @@ class MemoryBackend:
             self._wake()
         return applied
 
+    # -- SettleAndClaim ---------------------------------------------------------------------
+    async def settle_and_claim(self, settlements: Sequence[Settlement], queues: Sequence[str], n: int, *,
+                               lease_seconds: float, worker_id: str) -> tuple[list[bool], list[Lease]]:
+        """settle, then claim without waiting, under one lock: the reference the other backends follow."""
+        with self._lock:
+            applied = [self._settle(s) for s in settlements]
+            self._promote(None)
+            leases = self._claim(queues, n, lease_seconds, worker_id)
+            self._wake()
+        return applied, leases
+
     # -- Sweeper ----------------------------------------------------------------------------
     async def promote_due(self, limit: int) -> int:
         with self._lock:

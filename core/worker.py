@@ -3,28 +3,29 @@
 An invocation stops claiming when the queue stays empty for `idle_wait`, when its time
 budget is spent, or when `stop` is set. What is still running then is given `grace` seconds and
 then released (re-queued at once rather than left for lease expiry).
+
+Round trips. A claim waits until half the slots are free (or a free slot has waited LINGER), so a
+busy worker claims in batches rather than once per finished task. Settles are batched by AckBuffer;
+where the backend has SettleAndClaim, each settle also claims for the slots it frees, so a worker that
+keeps its slots full pays one round trip per batch. Every wait is on the Clock port.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
 import random
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hexq.core import context, outcome
 from hexq.core.acks import AckBuffer
-from hexq.core.errors import BackendUnavailable, UnknownTaskType
-from hexq.core.model import JSON, Lease, Settlement, Task, TaskStatus
-from hexq.core.ports import Broker, RateLimiter
-from hexq.core.registry import Registry, TaskSpec
-from hexq.core.retry import DEFAULT_RETRY
+from hexq.core.clock import SystemClock
+from hexq.core.errors import BackendUnavailable
+from hexq.core.model import Lease, Settlement, Task
+from hexq.core.ports import Broker, Clock, RateLimiter, SettleAndClaim
+from hexq.core.registry import Registry
+from hexq.core.running import Runner, Running, log
 
-log = logging.getLogger("hexq.worker")
+LINGER = 0.005  # seconds a free slot waits for half the slots to be free before it is claimed alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,9 @@ class WorkerConfig:
     idle_wait: float = 1.0
     budget: float = 60.0
     grace: float = 10.0
+
+
+_COUNTED = {"succeeded": "succeeded", "scheduled": "retried", "dead": "dead", "queued": "released"}
 
 
 @dataclass(slots=True)
@@ -51,19 +55,9 @@ class Report:
     reason: str = ""
 
     def count(self, task: Task) -> None:
-        name = {"succeeded": "succeeded", "scheduled": "retried", "dead": "dead", "queued": "released"}
-        attr = name.get(task.status.value)
+        attr = _COUNTED.get(task.status.value)
         if attr:
             setattr(self, attr, getattr(self, attr) + 1)
-
-
-@dataclass(slots=True)
-class _Running:
-    lease: Lease
-    running: context.RunningTask
-    job: asyncio.Task[None] | None = None
-    lost: bool = False
-    cancelling: bool = False  # its cancellation was requested: whatever the attempt does, it ends cancelled
 
 
 @dataclass
@@ -76,79 +70,108 @@ class Invocation:
     config: WorkerConfig
     rand: Callable[[], float] = random.random
     limiter: RateLimiter | None = None
-    _running: dict[str, _Running] = field(default_factory=dict)
-    _type_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock)
     report: Report = field(init=False)
+    _runner: Runner = field(init=False)
     _acks: AckBuffer = field(init=False)
-    _slot_freed: asyncio.Event = field(init=False)
+    _stop: asyncio.Event = field(init=False)
+    _both: SettleAndClaim | None = field(init=False)
+    _reserved: int = 0  # slots a claim in flight may fill
+    _closing: bool = False  # no more claims
+    _poked: asyncio.Future[bool] | None = None
 
     async def run(self, stop: asyncio.Event | None = None) -> Report:
-        stop = stop or asyncio.Event()
+        stop = self._stop = stop or asyncio.Event()
         report = self.report = Report(self.config.worker_id)
-        self._acks = AckBuffer(self.broker, self._settled)
-        self._slot_freed = asyncio.Event()
-        started = time.monotonic()
-        deadline = started + self.config.budget
-        heartbeat = asyncio.create_task(self._heartbeat())
+        self._runner = Runner(self.registry, self.clock, self.rand, self.limiter, self._finished, report)
+        self._acks = AckBuffer(self._send, self._settled, self.clock)
+        self._both = _settle_and_claim(self.broker)
+        started = self.clock.monotonic()
+        helpers = [asyncio.ensure_future(stop.wait()), asyncio.create_task(self._runner.deadlines.run()),
+                   asyncio.create_task(self._runner.heartbeat(self.broker, self.config.lease_seconds))]
+        helpers[0].add_done_callback(lambda _: self._poke())
         self._acks.start()
         try:
-            report.reason = await self._claim_loop(report, stop, deadline)
+            report.reason = await self._claim_loop(report, stop, started + self.config.budget)
+            self._closing = True
             await self._drain()
         finally:
-            heartbeat.cancel()
+            self._closing = True
+            for helper in helpers:
+                helper.cancel()
             await self._acks.close()
-        report.seconds = time.monotonic() - started
+        report.seconds = self.clock.monotonic() - started
         return report
 
     async def _claim_loop(self, report: Report, stop: asyncio.Event, deadline: float) -> str:
         backoff = 0.05
+        free_since: float | None = None  # when a slot became free while fewer than half were
+        half = (self.config.concurrency + 1) // 2
         while not stop.is_set():
-            remaining = deadline - time.monotonic()
+            now = self.clock.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return "budget"
-            free = self.config.concurrency - len(self._running)
-            if free <= 0:
-                await self._wait_for_slot(stop, remaining)
-                continue
+            free = self._free()
+            if free < half:
+                free_since = None if free == 0 else now if free_since is None else free_since
+                wait = remaining if free_since is None else free_since + LINGER - now
+                if wait > 0:
+                    await self._nap(min(wait, remaining))
+                    continue
+            free_since = None
             # While tasks run, a claim must wait a little even if idle_wait is 0, or this loop would
             # spin without ever letting the running handlers have the event loop.
-            wait = self.config.idle_wait if not self._running else max(self.config.idle_wait, 0.05)
+            wait = self.config.idle_wait if not self._runner.entries else max(self.config.idle_wait, 0.05)
+            self._reserved += free
             try:
                 leases = await self.broker.claim(
                     self.config.queues, free, lease_seconds=self.config.lease_seconds,
                     worker_id=self.config.worker_id, wait=min(wait, remaining))
             except BackendUnavailable as exc:  # workers outlive backend outages; they retry with backoff
                 log.warning("claim failed, retrying in %.2fs: %s", backoff, exc)
-                await _sleep_unless(stop, backoff)
+                await self._pause(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                self._reserved -= free
             backoff = 0.05
-            if not leases and not self._running:
+            if not leases and not self._runner.entries:
                 return "empty"
-            report.claimed += len(leases)
-            for lease in leases:
-                self._start(lease)
+            self._take(leases)
         return "stopped"
 
-    def _start(self, lease: Lease) -> None:
-        entry = _Running(lease, context.RunningTask(lease.task))
-        self._running[lease.task.id] = entry
-        entry.job = asyncio.create_task(self._execute(entry))
-        if lease.cancel_requested:  # cancelled between a reclaim and this claim's first heartbeat
-            self._cancel(entry)
+    def _free(self) -> int:
+        return self.config.concurrency - len(self._runner.entries) - self._reserved
 
-    async def _execute(self, entry: _Running) -> None:
-        task = entry.lease.task
+    def _take(self, leases: list[Lease]) -> None:
+        self.report.claimed += len(leases)
+        for lease in leases:
+            self._runner.start(lease)
+
+    async def _send(self, batch: list[Settlement]) -> list[bool]:
+        """Settle `batch`; where the backend can, claim in the same round trip for the slots it frees."""
+        both = self._both
+        n = 0 if self._closing or self._stop.is_set() else self._free() + len(batch)
+        if n <= 0 or both is None:
+            return await self.broker.settle(batch)
+        self._reserved += n
         try:
-            new_state = await self._attempt(entry.running)
-        except asyncio.CancelledError:
-            new_state = outcome.released(task)
-        if entry.cancelling:
-            new_state = outcome.cancelled(task)
-        if entry.lost:
-            self._free(task.id)
-        else:  # the entry keeps its slot (and its heartbeat) until the settle lands
-            self._acks.put(Settlement(entry.lease, new_state))
+            applied, leases = await both.settle_and_claim(
+                batch, self.config.queues, n, lease_seconds=self.config.lease_seconds,
+                worker_id=self.config.worker_id)
+        finally:
+            self._reserved -= n
+        self._take(leases)
+        return applied
+
+    def _finished(self, entry: Running, settle: Settlement | None) -> None:
+        """An attempt ended: its settlement goes into the next batch (the entry keeps its slot and its
+        heartbeat until the settle lands), or, when its lease was lost, the slot is free now."""
+        if settle is None:
+            self._release(entry.lease.task.id)
+        else:
+            self._acks.put(settle)
 
     def _settled(self, settlement: Settlement, applied: bool | None) -> None:
         if applied:
@@ -156,138 +179,59 @@ class Invocation:
         elif applied is False:
             self.report.stale += 1
             log.warning("task %s: lease was lost before settling; another worker owns it", settlement.task.id)
-        self._free(settlement.task.id)
+        self._release(settlement.task.id)
 
-    def _free(self, task_id: str) -> None:
-        self._running.pop(task_id, None)
-        self._slot_freed.set()
-
-    async def _attempt(self, running: context.RunningTask) -> Task:
-        task = running.task
-        try:
-            spec = self.registry.get(task.type)
-        except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
-            return outcome.failed(task, f"unknown_task_type: {exc}", DEFAULT_RETRY, retryable=False)
-        try:
-            async with self._limits(spec):
-                async with asyncio.timeout(task.timeout):
-                    result = await _call(spec, running)
-        except TimeoutError:
-            return self._failed(task, spec, f"timeout: exceeded {task.timeout:g}s")
-        except Exception as exc:  # a handler may raise anything; it becomes the task's error
-            return self._failed(task, spec, f"{type(exc).__name__}: {exc}", outcome.traceback_of(exc))
-        try:
-            json.dumps(result, allow_nan=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            # A retry cannot make the result JSON, and would run the handler's side effects again.
-            error = f"result is not JSON ({exc}); the handler ran, and is not run again"
-            return self._failed(task, spec, error, retryable=False)
-        return outcome.succeeded(task, result)
-
-    @contextlib.asynccontextmanager
-    async def _limits(self, spec: TaskSpec) -> AsyncIterator[None]:
-        """Per-type limits, waited for while the lease is held (heartbeats keep it): a slot of the
-        type's concurrency in this process, then a token of its rate from the backend's shared bucket."""
-        slots = self._type_slots.get(spec.name)
-        if slots is None and spec.concurrency:
-            slots = self._type_slots[spec.name] = asyncio.Semaphore(spec.concurrency)
-        async with slots if slots is not None else contextlib.nullcontext():
-            if spec.rate and self.limiter is not None:
-                await self._token(self.limiter, spec)
-            yield
-
-    @staticmethod
-    async def _token(limiter: RateLimiter, spec: TaskSpec) -> None:
-        # The bucket is shared by every worker on the backend, so there is nothing local to wait on:
-        # sleep for as long as the backend says a token takes, then ask again.
-        for _ in range(1_000_000):
-            wait = await limiter.acquire(f"type:{spec.name}", spec.rate, spec.burst)
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
-
-    def _failed(self, task: Task, spec: TaskSpec, error: str, traceback: str | None = None, *,
-                retryable: bool = True) -> Task:
-        after = outcome.failed(task, error, spec.retry, traceback=traceback, retryable=retryable, rand=self.rand)
-        then = f"retry in {after.delay:.3g}s" if after.status is TaskStatus.SCHEDULED else "dead"
-        log.warning("task %s (%s) attempt %d failed, %s: %s", task.id, task.type, task.attempts, then, error,
-                    extra={"task_id": task.id, "type": task.type, "attempt": task.attempts, "traceback": traceback})
-        return after
-
-    async def _heartbeat(self) -> None:
-        interval = self.config.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            entries = list(self._running.values())
-            if not entries:
-                continue
-            try:
-                renewed = await self.broker.extend([e.lease for e in entries], self.config.lease_seconds)
-            except BackendUnavailable as exc:
-                log.warning("heartbeat failed: %s", exc)
-                continue
-            for entry, lease in zip(entries, renewed, strict=True):
-                if lease is None:
-                    self._lose(entry)
-                else:
-                    entry.lease = lease
-                    if lease.cancel_requested and not entry.cancelling:
-                        self._cancel(entry)
-
-    def _cancel(self, entry: _Running) -> None:
-        """Someone cancelled the task: an async handler is cancelled now; a sync one runs in a thread that
-        cannot be stopped, so it sees current_task().cancelled and returns when it will. Either way the
-        task settles as cancelled, under its lease."""
-        entry.cancelling = True
-        entry.running.cancel()
-        log.info("task %s: cancelled while running", entry.lease.task.id, extra={"task_id": entry.lease.task.id})
-        if entry.job is not None and self._is_async(entry.lease.task):
-            entry.job.cancel()
-
-    def _is_async(self, task: Task) -> bool:
-        try:
-            return self.registry.get(task.type).is_async
-        except UnknownTaskType:
-            return True
-
-    def _lose(self, entry: _Running) -> None:
-        """The lease went to someone else: stop running a task that is no longer ours."""
-        entry.lost = True
-        self.report.stale += 1
-        if entry.job is not None:
-            entry.job.cancel()
+    def _release(self, task_id: str) -> None:
+        self._runner.entries.pop(task_id, None)
+        self._poke()
 
     async def _drain(self) -> None:
         # The budget bounds claiming; in-flight tasks then get `grace` to finish, so an invocation
         # lasts at most budget + grace (the Lambda entry point sizes both from its deadline).
-        jobs = [e.job for e in self._running.values() if e.job is not None]
-        if not jobs:
-            return
-        _, pending = await asyncio.wait(jobs, timeout=self.config.grace)
-        for job in pending:
-            job.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        end = self.clock.monotonic() + self.config.grace
+        while (jobs := self._runner.unfinished()) or self._reserved:
+            left = end - self.clock.monotonic()
+            if left <= 0:
+                break
+            if not jobs:  # a claim in flight: its leases run too
+                await self._nap(left)
+                continue
+            everything = asyncio.ensure_future(asyncio.wait(jobs))
+            sleeper = asyncio.ensure_future(self.clock.sleep(left))
+            await asyncio.wait((everything, sleeper), return_when=asyncio.FIRST_COMPLETED)
+            everything.cancel()
+            sleeper.cancel()
+        await self._runner.stop_all()
 
-    async def _wait_for_slot(self, stop: asyncio.Event, limit: float) -> None:
-        self._slot_freed.clear()
-        stopper = asyncio.ensure_future(stop.wait())
-        freed = asyncio.ensure_future(self._slot_freed.wait())
-        await asyncio.wait({stopper, freed}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        freed.cancel()
+    async def _nap(self, seconds: float) -> bool:
+        """Until _poke() (a slot freed, stop) or `seconds` pass on the clock; True if the time passed."""
+        poked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._poked = poked
+        alarm = asyncio.create_task(self._alarm(poked, seconds))
+        try:
+            return await poked
+        finally:
+            alarm.cancel()
+            self._poked = None
+
+    async def _alarm(self, poked: asyncio.Future[bool], seconds: float) -> None:
+        await self.clock.sleep(seconds)
+        if not poked.done():
+            poked.set_result(True)
+
+    def _poke(self) -> None:
+        if self._poked is not None and not self._poked.done():
+            self._poked.set_result(False)
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        end = self.clock.monotonic() + seconds
+        while not stop.is_set() and (left := end - self.clock.monotonic()) > 0:
+            await self._nap(left)
 
 
-async def _call(spec: TaskSpec, running: context.RunningTask) -> JSON:
-    payload = dict(running.task.payload)
-    context.bind(running)
-    if spec.is_async:
-        return await spec.fn(payload)
-    # Sync handlers run in a thread. A timeout stops waiting for them but cannot kill the thread.
-    return await asyncio.to_thread(spec.fn, payload)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
+def _settle_and_claim(broker: Broker) -> SettleAndClaim | None:
+    """The broker, if it settles and claims in one round trip. Looked up on its class: a wrapper that forwards
+    by __getattr__ (to count settles, say) gets the plain settle it knows about, not a call that goes around it."""
+    if callable(getattr(type(broker), "settle_and_claim", None)) and isinstance(broker, SettleAndClaim):
+        return broker
+    return None

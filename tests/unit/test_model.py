@@ -95,3 +95,23 @@ def test_a_retry_is_due_its_delay_after_now_and_a_finished_task_finished_now() -
     assert stamped(retry, NOW) == replace(retry, run_at=NOW + 4, finished_at=None)  # created_at stays
     assert stamped(done, NOW) == replace(done, finished_at=NOW)
     assert stamped(running, NOW) == running
+
+
+def test_a_transition_copies_every_other_field() -> None:
+    task = Task(id="t", type="echo", payload={"a": 1}, queue="q", priority=Priority.HIGH, status=TaskStatus.RUNNING,
+                attempts=2, max_attempts=5, timeout=9.0, run_at=1.0, delay=2.0, created_at=3.0, started_at=4.0,
+                worker_id="w", idempotency_key="k", tenant="acme")
+    moved = task.moved_to(TaskStatus.SUCCEEDED, result={"ok": True}, error=None)
+    assert moved == replace(task, status=TaskStatus.SUCCEEDED, result={"ok": True}, error=None)
+    assert task.status is TaskStatus.RUNNING and task.result is None  # the original is untouched
+
+
+def test_a_transition_or_a_copy_refuses_an_unknown_field() -> None:
+    from hexq.core.model import replaced
+
+    task = Task(id="t", type="echo", payload={}, status=TaskStatus.RUNNING)
+    with pytest.raises(TypeError, match="colour"):
+        task.moved_to(TaskStatus.SUCCEEDED, colour="red")
+    with pytest.raises(TypeError, match="colour"):
+        replaced(task, colour="red")
+    assert replaced(task, status=TaskStatus.QUEUED, attempts=3) == replace(task, status=TaskStatus.QUEUED, attempts=3)
