@@ -178,6 +178,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "--burst": ("burst", int, "N", "requests an API key may send at once (200)"),
     "--max-queued-per-tenant": ("max_queued_per_tenant", int, "N", "waiting tasks per tenant; 0 = unlimited (0)"),
     "--retention": ("retention", float, "S", "finished tasks are purged after this (604800 = 7 days)"),
+    "--access-log": ("access_log", bool, "", "log one line per HTTP request (off by default: it is costly)"),
 }
 _COMMON = ("--backend", "--tasks", "--log-level")
 # What each long-running command reads: a worker claims and runs; a poller without an invoker promotes,
@@ -185,13 +186,17 @@ _COMMON = ("--backend", "--tasks", "--log-level")
 _WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace")
 _POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant")
 _SERVE = (*_WORKER, "--host", "--port", "--workers", "--poll-interval", "--batch", "--max-invocations", "--retention",
-          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm")
+          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm", "--access-log")
 
 
 def _setting(parser: argparse.ArgumentParser, flag: str, *, nested: bool = False) -> None:
     """A flag that overrides Settings.<name>; its dest is prefixed so no other option can collide with it."""
     name, kind, metavar, help = _SETTINGS[flag]
     default = argparse.SUPPRESS if nested else None
+    if kind is bool:  # a switch: given, it turns the setting on
+        parser.add_argument(flag, dest=_PREFIX + name, action="store_const", const=True, default=default,
+                            help=f"{help} [{env_name(name)}=true]")
+        return
     parser.add_argument(flag, dest=_PREFIX + name, type=kind, metavar=metavar, default=default,
                         help=f"{help} [{env_name(name)}]")
 

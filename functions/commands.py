@@ -25,9 +25,10 @@ from hexq.functions.settings import Settings
 
 # -- long-running commands ------------------------------------------------------------------------
 def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from hexq.functions.eventloop import run
     from hexq.functions.serve import serve as run_serve
 
-    return asyncio.run(run_serve(settings, insecure_bind=args.insecure_bind, strict=args.strict))
+    return run(run_serve(settings, insecure_bind=args.insecure_bind, strict=args.strict))
 
 
 def worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -44,7 +45,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
             await run_worker(container, stop, worker_id=worker_id, signals=False)
         return 0
 
-    return _with_container(settings, run)
+    return _with_container(settings, run, fast=True)
 
 
 def poller(settings: Settings, args: argparse.Namespace) -> int:
@@ -230,8 +231,10 @@ def bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _with_container(settings: Settings, run: Callable[[Container], Awaitable[int]], *, stored: bool = False) -> int:
-    """`stored`: the command acts only on what is already stored, so a missing SQLite file is an error."""
+def _with_container(settings: Settings, run: Callable[[Container], Awaitable[int]], *, stored: bool = False,
+                    fast: bool = False) -> int:
+    """`stored`: the command acts only on what is already stored, so a missing SQLite file is an error.
+    `fast`: a long-running command, run on uvloop when it is installed (functions/eventloop.py)."""
     if stored:
         require_database(settings.backend_url)
 
@@ -242,6 +245,10 @@ def _with_container(settings: Settings, run: Callable[[Container], Awaitable[int
         finally:
             await container.backend.close()
 
+    if fast:
+        from hexq.functions.eventloop import run as on_fast_loop
+
+        return on_fast_loop(body())
     return asyncio.run(body())
 
 

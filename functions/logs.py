@@ -2,6 +2,8 @@
 
 Each line has ts, level, logger and message, plus whatever the call passed as `extra`
 (`log.info("settled", extra={"task_id": t.id})`), so task ids are searchable fields, not text.
+Nothing logs a line per HTTP request unless HEXQ_ACCESS_LOG asks for one (functions/serve.py): at a
+few hundred thousand requests a minute, formatting them would cost the API more than serving them.
 """
 
 from __future__ import annotations

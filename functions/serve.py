@@ -11,16 +11,22 @@ A submit is met at once (hexq.functions.wake): the write wakes the poller, which
 if there is room, and on SQLite rings the pool's processes so a waiting claim looks now; an invocation
 that ends wakes the poller too, which starts the next warm one. The workers serve every queue a loaded
 task type declares, plus `default`, unless HEXQ_QUEUES narrows them.
+
+The server runs on uvloop's event loop with httptools' HTTP parser when they are installed (they are
+dependencies of hexq; the asyncio loop and h11 remain the fallback), and logs requests only when
+HEXQ_ACCESS_LOG (--access-log) says so: a log line per request costs more than the rest of a submit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import ipaddress
 import logging
 import socket
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -35,6 +41,13 @@ from hexq.functions.wake import NotifyingBackend
 from hexq.functions.worker import announce, stop_on_signals
 
 log = logging.getLogger("hexq.serve")
+
+
+def server_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings for the API: httptools when installed, the access log only if asked for."""
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=5, server_header=False, http=http,
+                          access_log=settings.access_log)
 
 
 def check_bind(host: str, insecure: bool, *, keys: bool = False) -> None:
@@ -83,8 +96,7 @@ def _container(settings: Settings, doorbell: _Doorbell) -> Container:
 async def _run(container: Container, sock: socket.socket, doorbell: _Doorbell) -> None:
     from hexq.functions.api import create_app  # the API pulls in Starlette; the worker commands need none of it
 
-    server = _Server(uvicorn.Config(create_app(container), log_config=None, timeout_graceful_shutdown=5,
-                                    server_header=False))
+    server = _Server(server_config(create_app(container), container.settings))
     stop = asyncio.Event()
     invoker = doorbell.invoker = _invoker(container, doorbell)
     with stop_on_signals(stop, on_force=invoker.kill if isinstance(invoker, ProcessPoolInvoker) else None):

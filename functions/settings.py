@@ -43,6 +43,9 @@ class Settings:
     body_limit: int = 256 * 1024
     retention: float = 7 * 86_400.0
     log_level: str = "INFO"
+    # One log line per HTTP request (uvicorn's access log). Off: at INFO it is a JSON line per submit,
+    # which costs the API a large part of what it spends on a request.
+    access_log: bool = False
     # API keys (functions/auth.py): entries inline and/or in a file; both empty = an open API.
     api_keys: str = field(default="", repr=False)
     api_keys_file: str = ""

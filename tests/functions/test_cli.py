@@ -294,7 +294,7 @@ WORKER = {"--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--
 FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only those it uses
     "serve": COMMON | WORKER | {"--host", "--port", "--workers", "--insecure-bind", "--poll-interval", "--batch",
                                 "--max-invocations", "--retention", "--max-queued-per-tenant", "--body-limit",
-                                "--rate", "--burst", "--warm"},
+                                "--rate", "--burst", "--warm", "--access-log"},
     "worker": COMMON | WORKER,
     "poller": COMMON | {"--lease", "--poll-interval", "--retention", "--max-queued-per-tenant"},
     "submit": COMMON | {"--priority", "--delay", "--key", "--queue", "--max-attempts", "--timeout", "--wait"},
