@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
@@ -39,12 +40,14 @@ class JSONOut(JSONResponse):
 
     What JSON cannot hold (NaN, infinity, an integer past Python's 4300 digits, a type JSON does not
     know, nesting past MAX_RENDER_DEPTH) is shown as null, and unpaired surrogates as \\u escapes.
+    Rendered by orjson; what it refuses (an integer past 64 bits, a key that is not a string, a surrogate)
+    takes the slow path, which shows it as the json module would.
     """
 
     def render(self, content: Any) -> bytes:
         try:
-            return super().render(content)
-        except Exception:  # ValueError (UnicodeEncodeError, NaN), TypeError, RecursionError: one slow path
+            return orjson.dumps(content)
+        except Exception:  # orjson.JSONEncodeError (a TypeError), RecursionError: one slow path
             return json.dumps(plain(content), allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
@@ -180,7 +183,17 @@ def _view(to_dict: Callable[[R], dict[str, Any]], record: R) -> dict[str, Any]:
         view = to_dict(record)
     except Exception:
         view = _fallback(record)
-    return {name: value if name not in _KINDS or _KINDS[name](value) else None for name, value in view.items()}
+    for name, value in view.items():
+        if value is not None and not _of_kind(name, value):  # None is null whatever the kind
+            view[name] = None
+    return view
+
+
+def _of_kind(name: str, value: object) -> bool:
+    if type(value) is str and name in _TEXT:  # the common case, without a call
+        return True
+    kind = _KINDS.get(name)
+    return kind is None or kind(value)
 
 
 def _fallback(record: Task | Schedule) -> dict[str, Any]:
@@ -215,10 +228,10 @@ def _is_integer(value: object) -> bool:
 # Each response field's kind, as functions/openapi.py documents it. A stored value of another kind (NaN or
 # infinity from an overflow, text where a time belongs) is shown as null; payload, priority and status
 # are _fallback's. Values nested in payload and result are JSONOut's.
+_TEXT = frozenset(("id", "name", "spec", "type", "queue", "tenant", "worker_id", "error", "traceback",
+                   "idempotency_key"))
 _KINDS: Mapping[str, Callable[[object], bool]] = {
-    **dict.fromkeys(("id", "name", "spec", "type", "queue", "tenant", "worker_id", "error", "traceback",
-                     "idempotency_key"),
-                    lambda value: isinstance(value, str)),
+    **dict.fromkeys(_TEXT, lambda value: isinstance(value, str)),
     **dict.fromkeys(("timeout", "run_at", "delay", "created_at", "started_at", "finished_at", "next_run",
                      "last_run"), _is_number),
     **dict.fromkeys(("attempts", "max_attempts"), _is_integer),

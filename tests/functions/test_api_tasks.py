@@ -37,6 +37,26 @@ def test_submit_answers_202_with_the_task_and_its_location(client: TestClient, c
     }
 
 
+@pytest.mark.parametrize("number", [2**63 - 1, 2**64 - 1, 2**64, -(2**63) - 1, 10**40, -(10**300), 10**4000],
+                         ids=["i64", "u64", "u64+1", "i64-1", "40 digits", "300 digits", "4000 digits"])
+def test_a_payload_integer_of_any_size_comes_back_exactly(client: TestClient, number: int) -> None:
+    raw = b'{"type": "echo", "payload": {"n": %d, "s": "x"}}' % number  # sent as text: no client rounds it
+    response = client.post("/v1/tasks", content=raw)
+    assert response.status_code == 202
+    task_id = response.json()["id"]
+    # Rendered exactly too (orjson refuses integers past 64 bits; the slow path keeps their digits).
+    assert client.get(f"/v1/tasks/{task_id}").content.count(str(number).encode()) == 1
+
+
+def test_text_in_any_script_and_escapes_round_trip(client: TestClient) -> None:
+    raw = ('{"type": "echo", "payload": {"s": "é ☃ 😀 \\u0000 \\\\ \\"", "pair": "\\ud83d\\ude00", '
+           '"n": [1.5, -0.0, 1e300]}}')
+    response = client.post("/v1/tasks", content=raw.encode())
+    assert response.status_code == 202
+    payload = client.get(f"/v1/tasks/{response.json()['id']}").json()["payload"]
+    assert payload == {"s": 'é ☃ 😀 \x00 \\ "', "pair": "😀", "n": [1.5, -0.0, 1e300]}
+
+
 def test_submit_takes_every_documented_field(client: TestClient, clock: FakeClock) -> None:
     task = submit(client, payload={}, priority="critical", queue="mail", delay=60, max_attempts=5, timeout=2.5,
                   idempotency_key="k-1")
