@@ -1,7 +1,7 @@
 """The SQLite backend: hexq's embedded default, safe across threads and processes on one machine.
 
 Every operation is a blocking function (broker.py, operations.py) of this object's one connection, run by
-connection.Database: inline on the event loop when it is short and the connection is free, else on the
+connection.Database: writes and short reads on the caller's event loop, reads of unbounded size on the
 backend's own thread. Several processes (and several backend objects) coordinate through SQLite itself: WAL
 mode, and BEGIN IMMEDIATE around every read-modify-write. Concurrent enqueues of one event-loop turn share
 one transaction (batching.py).
@@ -22,11 +22,14 @@ from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, Tas
 from hexq.core.ports import Clock
 from hexq.core.schedule import Schedule
 
-# An idle claimer looks for another process's commit (PRAGMA data_version: no lock, no I/O) every 1 ms at
-# first, the pause growing by half each time to 20 ms. A claim is made only when something changed.
+# SQLite cannot tell another process that a task arrived, so an idle claimer looks for another connection's
+# commit: PRAGMA data_version, which takes no lock and does no I/O. Every 1 ms for its first 50 ms of waiting
+# (a steady trickle of tasks is met within about a millisecond), then the pause grows by half to 20 ms. It
+# claims only when the version moved; this process's own writes wake it at once.
 _POLL_FIRST = 0.001
+_POLL_FAST_FOR = 0.05
 _POLL_MAX = 0.02
-_INLINE_ROWS = 16  # operations on more rows than this run on the connection thread, not on the event loop
+_INLINE_ROWS = 16  # a listing of more tasks than this is read on the connection thread (see connection.py)
 
 
 class SQLiteBackend:
@@ -55,15 +58,13 @@ class SQLiteBackend:
         return stored
 
     def _store(self, requests: list[broker.Request]) -> asyncio.Future[list[broker.Outcome]]:
-        # A cap is counted over the tenant's waiting tasks, which may be many: that batch runs on the thread.
-        inline = all(cap == 0 for _, cap in requests) and sum(len(tasks) for tasks, _ in requests) <= _INLINE_ROWS
-        return self._db.start(inline, broker.enqueue, self._clock, requests)
+        return self._db.start(INLINE, broker.enqueue, self._clock, requests)
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
                     wait: float = 0.0) -> list[Lease]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        pause = _POLL_FIRST
+        started = loop.time()
+        deadline = started + wait
         while True:
             wakeup = self._wakeups.register(loop)  # before the claim, so an enqueue right after is not missed
             try:
@@ -71,7 +72,7 @@ class SQLiteBackend:
                 leases = await self._claim(queues, n, lease_seconds, worker_id)
                 if leases or loop.time() >= deadline:
                     return leases
-                pause = await self._news(loop, wakeup, seen, deadline, pause)
+                await self._news(loop, wakeup, seen, started, deadline)
             finally:
                 self._wakeups.discard(wakeup)
 
@@ -79,25 +80,25 @@ class SQLiteBackend:
         # Look first, without the write lock: an idle claimer must not hold up the processes that have work.
         if n <= 0 or not await self._db.run(INLINE, broker.claimable, self._clock, queues):
             return []
-        return await self._db.run(THREAD, broker.claim, self._clock, queues, n, lease_seconds, worker_id)
+        return await self._db.run(INLINE, broker.claim, self._clock, queues, n, lease_seconds, worker_id)
 
-    async def _news(self, loop: asyncio.AbstractEventLoop, wakeup: asyncio.Future[None], seen: int, deadline: float,
-                    pause: float) -> float:
-        """Wait until this process writes (wakeup), another connection commits (data_version moves past
-        `seen`) or the deadline passes. SQLite cannot notify another process, so the version is polled.
-        Returns the next pause."""
+    async def _news(self, loop: asyncio.AbstractEventLoop, wakeup: asyncio.Future[None], seen: int, started: float,
+                    deadline: float) -> None:
+        """Until this process writes (wakeup), another connection commits (data_version moves past `seen`) or
+        the deadline passes."""
+        pause = _POLL_FIRST
         while (remaining := deadline - loop.time()) > 0:
             await asyncio.wait([wakeup], timeout=min(pause, remaining))
-            pause = min(pause * 1.5, _POLL_MAX)
             if wakeup.done() or await self._db.run(INLINE, broker.data_version) != seen:
-                break
-        return pause
+                return
+            if loop.time() - started >= _POLL_FAST_FOR:
+                pause = min(pause * 1.5, _POLL_MAX)
 
     async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
-        return await self._db.run(len(leases) <= _INLINE_ROWS, broker.extend, self._clock, leases, lease_seconds)
+        return await self._db.run(INLINE, broker.extend, self._clock, leases, lease_seconds)
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
-        applied = await self._db.run(len(settlements) <= _INLINE_ROWS, broker.settle, self._clock, settlements)
+        applied = await self._db.run(INLINE, broker.settle, self._clock, settlements)
         self._wakeups.wake_all()
         return applied
 
@@ -107,22 +108,22 @@ class SQLiteBackend:
         """settle(settlements), then claim(queues, n) without waiting, in one transaction."""
         if not settlements:
             return [], await self._claim(queues, n, lease_seconds, worker_id)
-        applied, leases = await self._db.run(THREAD, broker.settle_and_claim, self._clock, settlements, queues,
+        applied, leases = await self._db.run(INLINE, broker.settle_and_claim, self._clock, settlements, queues,
                                              max(n, 0), lease_seconds, worker_id)
         self._wakeups.wake_all()
         return applied, leases
 
     # -- Sweeper ----------------------------------------------------------------------------
     async def promote_due(self, limit: int) -> int:
-        moved = await self._db.run(THREAD, ops.promote_due, self._clock, limit)
+        moved = await self._db.run(INLINE, ops.promote_due, self._clock, limit)
         self._wakeups.wake_all()
         return moved
 
     async def reclaim_expired(self, limit: int, lease_seconds: float) -> list[Lease]:
-        return await self._db.run(THREAD, ops.reclaim_expired, self._clock, limit, lease_seconds)
+        return await self._db.run(INLINE, ops.reclaim_expired, self._clock, limit, lease_seconds)
 
     async def purge_finished(self, older_than: float, limit: int) -> int:
-        return await self._db.run(THREAD, ops.purge_finished, self._clock, older_than, limit)
+        return await self._db.run(INLINE, ops.purge_finished, self._clock, older_than, limit)
 
     # -- TaskStore --------------------------------------------------------------------------
     async def get(self, task_id: str) -> Task | None:

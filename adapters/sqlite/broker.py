@@ -2,12 +2,17 @@
 connection. Each write is one BEGIN IMMEDIATE transaction, which makes it atomic across threads and processes,
 and can run again after it failed (the connection layer retries a held lock). Time is read from the injected
 clock inside the transaction.
+
+The write lock is SQLite's one point of contention between processes, so what can be done before or after it
+is: JSON is encoded before BEGIN, claimed rows become Tasks after COMMIT, and inside there is little Python
+beyond binding parameters.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hexq.adapters.sqlite.codec import dumps
@@ -23,7 +28,7 @@ from hexq.adapters.sqlite.rows import (
 from hexq.adapters.sqlite.schema import transaction
 from hexq.core import idempotency, quota
 from hexq.core.clock import stamped
-from hexq.core.model import Lease, Settlement, Task
+from hexq.core.model import TERMINAL, WAITING, Lease, Settlement, Task
 from hexq.core.ports import Clock
 
 Request = tuple[Sequence[Task], int]  # one enqueue call: its tasks and its cap
@@ -39,7 +44,7 @@ _START = ("UPDATE tasks SET status = 'running', attempts = ?, started_at = ?, wo
 _CURRENT = " WHERE id = ? AND status = 'running' AND lease_token = ?"  # the fence of every write under a lease
 # What settling can change (the outcome, its times, the retry's delay), so the other columns and the indexes
 # over them are left alone; a settlement that changed anything else writes the whole task (UPDATE_TASK).
-_SETTLE = ("UPDATE tasks SET status = ?, attempts = ?, run_at = ?, delay = ?, finished_at = ?, worker_id = ?,"
+_SETTLE = ("UPDATE tasks SET status = ?, attempts = ?, run_at = ?, finished_at = ?, delay = ?, worker_id = ?,"
            " result = ?, error = ?, traceback = ?, lease_token = NULL, lease_expires = NULL, cancel_requested = 0"
            + _CURRENT)
 _SETTLE_ALL = UPDATE_TASK + _CURRENT
@@ -51,17 +56,18 @@ def enqueue(conn: sqlite3.Connection, clock: Clock, requests: Sequence[Request])
     """Store the tasks of several enqueue calls in one transaction, each call's on its own terms: one call's
     error (QueueFull for its tenant, IdempotencyMismatch, ...) is returned for it alone, and a savepoint
     undoes whatever it wrote. Later calls see what earlier ones stored, as if they had come one by one."""
+    payloads = [[dumps(dict(task.payload)) for task in tasks] for tasks, _ in requests]  # before the lock
     with transaction(conn):  # the count and the inserts in one write transaction: the cap cannot be overshot
         now = clock.now()
         if len(requests) == 1:
-            return [_enqueue(conn, now, *requests[0])]  # its error undoes the transaction
-        return [_isolated(conn, now, tasks, cap) for tasks, cap in requests]
+            return [_enqueue(conn, now, *requests[0], payloads[0])]  # its error undoes the transaction
+        return [_isolated(conn, now, tasks, cap, json) for (tasks, cap), json in zip(requests, payloads, strict=True)]
 
 
-def _isolated(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int) -> Outcome:
+def _isolated(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int, payloads: list[str]) -> Outcome:
     conn.execute("SAVEPOINT request")
     try:
-        stored = _enqueue(conn, now, tasks, cap)
+        stored = _enqueue(conn, now, tasks, cap, payloads)
     except sqlite3.OperationalError:
         raise  # the file's error, not the request's: every call of the batch gets it (or it is retried)
     except Exception as exc:
@@ -72,23 +78,23 @@ def _isolated(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: 
     return stored
 
 
-def _enqueue(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int) -> list[Task]:
+def _enqueue(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int, payloads: list[str]) -> list[Task]:
     idempotency.check(tasks, lambda task: _earlier(conn, task))
     if cap:
         quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
     if all(task.idempotency_key is None for task in tasks):  # nothing to look up: one statement for all
         stored = [stamped(task, now, new=True) for task in tasks]
-        conn.executemany(INSERT_TASK, [task_values(task) for task in stored])
+        conn.executemany(INSERT_TASK, [task_values(task, json) for task, json in zip(stored, payloads, strict=True)])
         return stored
-    return [_add(conn, task, now) for task in tasks]
+    return [_add(conn, task, now, json) for task, json in zip(tasks, payloads, strict=True)]
 
 
-def _add(conn: sqlite3.Connection, task: Task, now: float) -> Task:
+def _add(conn: sqlite3.Connection, task: Task, now: float, payload: str) -> Task:
     stored = _earlier(conn, task)
     if stored is not None:
         return stored
     task = stamped(task, now, new=True)
-    conn.execute(INSERT_TASK, task_values(task))
+    conn.execute(INSERT_TASK, task_values(task, payload))
     return task
 
 
@@ -127,21 +133,27 @@ def data_version(conn: sqlite3.Connection) -> int:
 def claim(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str], n: int, lease_seconds: float,
           worker_id: str) -> list[Lease]:
     with transaction(conn):
-        return _claim(conn, clock.now(), queues, n, lease_seconds, worker_id)
+        now = clock.now()
+        rows, first = _take(conn, now, queues, n, lease_seconds, worker_id)
+    return _leases(rows, first, now, lease_seconds, worker_id)  # Tasks are made after the lock is released
 
 
-def _claim(conn: sqlite3.Connection, now: float, queues: Sequence[str], n: int, lease_seconds: float,
-           worker_id: str) -> list[Lease]:
+def _take(conn: sqlite3.Connection, now: float, queues: Sequence[str], n: int, lease_seconds: float,
+          worker_id: str) -> tuple[list[tuple[Any, ...]], int]:
+    """Lease the next `n` queued tasks (rows as they were, queued) under tokens first, first + 1, ..."""
     conn.execute(_PROMOTE, (now, -1))  # LIMIT -1: every due task, as the memory backend promotes them
     rows = _next_queued(conn, queues, max(n, 0))
     if not rows:
-        return []
-    (last,) = conn.execute(_TOKENS, (len(rows),)).fetchone()  # fencing tokens last - len + 1 .. last, never reused
+        return rows, 0
+    (last,) = conn.execute(_TOKENS, (len(rows),)).fetchone()  # never reused: one counter for every queue
     first, expires = last - len(rows) + 1, now + lease_seconds
-    leases = [Lease(started_from_row(row, now, worker_id), first + i, expires) for i, row in enumerate(rows)]
-    conn.executemany(_START, [(lease.task.attempts, now, worker_id, lease.token, expires, row[0])
-                              for lease, row in zip(leases, rows, strict=True)])
-    return leases
+    conn.executemany(_START, [(row[7] + 1, now, worker_id, first + i, expires, row[0]) for i, row in enumerate(rows)])
+    return rows, first
+
+
+def _leases(rows: list[tuple[Any, ...]], first: int, now: float, lease_seconds: float, worker_id: str) -> list[Lease]:
+    expires = now + lease_seconds
+    return [Lease(started_from_row(row, now, worker_id), first + i, expires) for i, row in enumerate(rows)]
 
 
 def _next_queued(conn: sqlite3.Connection, queues: Sequence[str], n: int) -> list[tuple[Any, ...]]:
@@ -160,32 +172,70 @@ def _next_queued(conn: sqlite3.Connection, queues: Sequence[str], n: int) -> lis
 
 # -- settle and extend ----------------------------------------------------------------------------
 def settle(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement]) -> list[bool]:
+    writes = [_Write.of(settlement) for settlement in settlements]  # before the lock
     with transaction(conn):
-        return _settle(conn, clock.now(), settlements)
+        return _settle(conn, clock.now(), writes)
 
 
 def settle_and_claim(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement],
                      queues: Sequence[str], n: int, lease_seconds: float,
                      worker_id: str) -> tuple[list[bool], list[Lease]]:
     """settle, then claim, in one transaction at one moment: the claim sees what the settles released."""
+    writes = [_Write.of(settlement) for settlement in settlements]
     with transaction(conn):
         now = clock.now()
-        applied = _settle(conn, now, settlements)
-        return applied, _claim(conn, now, queues, n, lease_seconds, worker_id)
+        applied = _settle(conn, now, writes)
+        rows, first = _take(conn, now, queues, n, lease_seconds, worker_id)
+    return applied, _leases(rows, first, now, lease_seconds, worker_id)
 
 
-def _settle(conn: sqlite3.Connection, now: float, settlements: Sequence[Settlement]) -> list[bool]:
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A settlement as the parameters of _SETTLE, all but the two times only the transaction's clock can give."""
+
+    task: Task
+    head: tuple[Any, ...]  # status, attempts
+    tail: tuple[Any, ...]  # delay, worker_id, result, error, traceback, id, token
+    narrow: bool  # False: the task changed beyond what _SETTLE writes, so _SETTLE_ALL writes all of it
+    token: int
+
+    @classmethod
+    def of(cls, settlement: Settlement) -> _Write:
+        task, token = settlement.task, settlement.lease.token
+        if not _same_request(task, settlement.lease.task):
+            return cls(task, (), (), False, token)
+        result = None if task.result is None else dumps(task.result)
+        return cls(task, (task.status.value, task.attempts),
+                   (task.delay, task.worker_id, result, task.error, task.traceback, task.id, token), True, token)
+
+    def params(self, now: float) -> tuple[Any, ...]:
+        if not self.narrow:
+            task = stamped(self.task, now)
+            return (*task_values(task)[1:], task.id, self.token)
+        return (*self.head, *stamped_times(self.task, now), *self.tail)
+
+
+def stamped_times(task: Task, now: float) -> tuple[float, float | None]:
+    """(run_at, finished_at) of hexq.core.clock.stamped(task, now), without making the Task (the rule's
+    reference stays there; test_sqlite_only checks that the two agree)."""
+    if task.status in WAITING:
+        return max(task.run_at, now + task.delay), None
+    return task.run_at, now if task.status in TERMINAL else task.finished_at
+
+
+def _settle(conn: sqlite3.Connection, now: float, writes: list[_Write]) -> list[bool]:
+    if len(writes) > 1 and all(write.narrow for write in writes):
+        # All in one statement, and in the usual case (no lease was lost) that is the answer.
+        conn.execute("SAVEPOINT settle")
+        cursor = conn.executemany(_SETTLE, [write.params(now) for write in writes])
+        if cursor.rowcount == len(writes):
+            conn.execute("RELEASE settle")
+            return [True] * len(writes)
+        conn.execute("ROLLBACK TO settle")  # some lease was lost: which? One statement each, then
+        conn.execute("RELEASE settle")
     cursor = conn.cursor()
-    return [cursor.execute(*_settling(settlement, now)).rowcount == 1 for settlement in settlements]
-
-
-def _settling(settlement: Settlement, now: float) -> tuple[str, tuple[Any, ...]]:
-    """The statement that writes a settlement's task (its times stamped now) if its lease is still current."""
-    task, before, token = stamped(settlement.task, now), settlement.lease.task, settlement.lease.token
-    if not _same_request(task, before):
-        return _SETTLE_ALL, (*task_values(task)[1:], task.id, token)
-    return _SETTLE, (task.status.value, task.attempts, task.run_at, task.delay, task.finished_at, task.worker_id,
-                     None if task.result is None else dumps(task.result), task.error, task.traceback, task.id, token)
+    return [cursor.execute(_SETTLE if write.narrow else _SETTLE_ALL, write.params(now)).rowcount == 1
+            for write in writes]
 
 
 def _same_request(task: Task, before: Task) -> bool:

@@ -1,18 +1,18 @@
-"""Where a SQLiteBackend's operations run: on the calling event loop when that is cheapest, else on the
-backend's own connection thread.
+"""Where a SQLiteBackend's operations run: on the caller's event loop, or on the backend's connection thread.
 
-Inline. A short operation (a few rows) runs on the caller's thread when the connection is free: a write
-that finds the file unlocked takes tens of microseconds, less than handing it to a thread and back (a
-queue, two context switches and a wake-up of the loop: 40-120 µs of CPU per call with asyncio.to_thread).
-It never waits there: the connection's busy timeout is 0, so an operation that finds the write lock held
-(by another process, or this connection busy on the thread) is handed to the thread instead.
+On the loop (INLINE): every write, and short reads. A write that finds the file unlocked takes tens of
+microseconds, less than handing it to a thread and back (a queue, two context switches and a wake-up of the
+loop: 40-120 us of CPU per call with asyncio.to_thread). More important with two processes on one file: an
+operation on a thread needs the GIL back after each SQLite call, and waits up to the interpreter's 5 ms switch
+interval for it while the loop runs Python, holding SQLite's write lock all that time and stalling the other
+process. On the loop nobody takes the GIL away. It never waits there: the connection's busy timeout is 0, so a
+write that finds the lock held returns at once, and the loop tries again after a pause (0.1 ms doubling to
+4 ms, jittered; SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ms...) until busy_timeout, serving
+other coroutines meanwhile.
 
-The thread. One per backend, started on first use, it opens the connection (the schema may wait for
-another process) and runs everything else in order: long operations (a page of 500 tasks, a claim that
-promotes what is due) and whatever found the lock held. It retries a held lock itself, with pauses of
-0.1 ms doubling to 4 ms, until busy_timeout: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ms...
-and those sleeps were where a second process draining one file lost its time. A thread idle for a minute
-ends; the next call starts another.
+On the thread (THREAD): reads whose size has no small bound (a page of 500 tasks, counts over every task),
+the first connect (the schema may wait for another process), and checkpoints. One thread per backend, started
+on first use; one idle for a minute ends, and the next call starts another.
 
 Checkpoints. A WAL commit appends pages to the -wal file. SQLite's automatic checkpoint copies them back
 into the database inside the commit that crosses 1000 pages, fsync and all (milliseconds, on the caller).
@@ -49,7 +49,7 @@ _CHECK_EVERY = 256  # rows changed between looks at the WAL's size
 _IDLE_EXIT = 60.0
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
-INLINE, THREAD = True, False  # Database.run's first argument: where an operation may run
+INLINE, THREAD = True, False  # Database.run's first argument: where an operation runs
 _CHECKPOINT = object()  # in the inbox: run a checkpoint (on the thread's own connection)
 _Inbox = queue.SimpleQueue[Any]  # a _Job, _CHECKPOINT, or None to end the thread
 
@@ -69,37 +69,57 @@ class Database:
         self._start_lock = threading.Lock()  # the inbox and the thread
         self._inbox: _Inbox | None = None
 
-    async def run(self, inline: bool, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
+    async def run(self, where: bool, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
                   **kwargs: P.kwargs) -> T:
-        """op(connection, *args, **kwargs): inline if asked (INLINE) and the connection is free, else on the
-        thread (THREAD). Raises BackendUnavailable when SQLite reports an operational error (locked past
-        busy_timeout, I/O, cannot open); whatever else `op` raises is raised as it is."""
-        if inline:
+        """op(connection, *args, **kwargs), on the loop (INLINE) or on the thread (THREAD).
+
+        Raises BackendUnavailable when SQLite reports an operational error (locked past busy_timeout, I/O,
+        cannot open); whatever else `op` raises is raised as it is."""
+        if where is THREAD:
+            return await self._on_thread(op, args, kwargs)
+        ran, value = self._inline(op, args, kwargs)
+        if ran:
+            return cast(T, value)
+        return await self._inline_again(value, op, args, kwargs)
+
+    def start(self, where: bool, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
+              **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """As run(), for a caller that is not a coroutine (a loop callback): the future is done at once when
+        the operation ran inline at the first try."""
+        if where is THREAD:
+            return asyncio.ensure_future(self._on_thread(op, args, kwargs))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        try:
+            ran, value = self._inline(op, args, kwargs)
+        except Exception as exc:
+            future.set_exception(exc)
+            return future
+        if not ran:
+            return asyncio.ensure_future(self._inline_again(value, op, args, kwargs))
+        future.set_result(cast(T, value))
+        return future
+
+    async def _inline_again(self, busy: sqlite3.OperationalError | None, op: Callable[..., T],
+                            args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """Retry on the loop while the lock is held (by another connection, or by this one on the thread)."""
+        deadline = time.monotonic() + self._busy_timeout
+        pause = _FIRST_PAUSE
+        while self._conn is not None:
+            await asyncio.sleep(pause * (0.5 + random.random()))
             ran, value = self._inline(op, args, kwargs)
             if ran:
                 return cast(T, value)
+            busy = value or busy
+            if time.monotonic() >= deadline:
+                raise BackendUnavailable(self.name, str(busy or "database is locked")) from busy
+            pause = min(pause * 2, _MAX_PAUSE)
+        return await self._on_thread(op, args, kwargs)  # not open (or closed): opening may wait, so the thread
+
+    async def _on_thread(self, op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._post(lambda: _deliver(loop, future, self._retrying, op, args, kwargs))
         return await future
-
-    def start(self, inline: bool, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
-              **kwargs: P.kwargs) -> asyncio.Future[T]:
-        """As run(), for a caller that is not a coroutine (a loop callback): the future is done at once when
-        the operation ran inline."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if inline:
-            try:
-                ran, value = self._inline(op, args, kwargs)
-            except Exception as exc:
-                future.set_exception(exc)
-                return future
-            if ran:
-                future.set_result(cast(T, value))
-                return future
-        self._post(lambda: _deliver(loop, future, self._retrying, op, args, kwargs))
-        return future
 
     async def close(self) -> None:
         """Close the connections once what was asked before has run; a later call opens them again."""
@@ -114,18 +134,21 @@ class Database:
         await closed
 
     # -- inline -----------------------------------------------------------------------------------
-    def _inline(self, op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    def _inline(self, op: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> tuple[bool, Any]:
+        """(True, what op returned), or (False, the busy error or None) when the lock was held or the connection
+        is not open. Never waits."""
         if not self._lock.acquire(blocking=False):
             return False, None
         try:
             conn = self._conn
             if conn is None:
-                return False, None  # not open yet: opening may wait, so the thread does it
+                return False, None
             try:
                 value = op(conn, *args, **kwargs)
             except sqlite3.OperationalError as exc:
                 if _busy(exc):
-                    return False, None
+                    return False, exc
                 raise BackendUnavailable(self.name, str(exc)) from exc
             self._after(conn)
             return True, value

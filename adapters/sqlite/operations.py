@@ -48,12 +48,10 @@ def reclaim_expired(conn: sqlite3.Connection, clock: Clock, limit: int, lease_se
             return []
         (last,) = conn.execute("UPDATE counters SET value = value + ? WHERE name = 'lease_token' RETURNING value",
                                (len(rows),)).fetchone()
-        expires = now + lease_seconds
-        leases = [Lease(task_from_row(row), last - len(rows) + 1 + i, expires, bool(row[CANCEL_REQUESTED]))
-                  for i, row in enumerate(rows)]
+        first, expires = last - len(rows) + 1, now + lease_seconds
         conn.executemany("UPDATE tasks SET lease_token = ?, lease_expires = ? WHERE seq = ?",
-                         [(lease.token, expires, row[0]) for lease, row in zip(leases, rows, strict=True)])
-    return leases
+                         [(first + i, expires, row[0]) for i, row in enumerate(rows)])
+    return [Lease(task_from_row(row), first + i, expires, bool(row[CANCEL_REQUESTED])) for i, row in enumerate(rows)]
 
 
 def purge_finished(conn: sqlite3.Connection, clock: Clock, older_than: float, limit: int) -> int:

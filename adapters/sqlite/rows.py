@@ -31,12 +31,13 @@ PUT_SCHEDULE = (f"INSERT OR REPLACE INTO schedules ({', '.join(SCHEDULE_COLUMNS)
 _STATUSES = {status.value: status for status in TaskStatus}
 
 
-def task_values(task: Task) -> tuple[Any, ...]:
-    """Parameters in TASK_COLUMNS order."""
-    return (task.id, task.type, dumps(dict(task.payload)), task.queue, int(task.priority), task.status.value,
-            task.attempts, task.max_attempts, task.timeout, task.run_at, task.delay, task.created_at, task.started_at,
-            task.finished_at, task.worker_id, None if task.result is None else dumps(task.result), task.error,
-            task.traceback, task.idempotency_key, task.tenant)
+def task_values(task: Task, payload: str | None = None) -> tuple[Any, ...]:
+    """Parameters in TASK_COLUMNS order; `payload` is the task's payload as JSON, if it was encoded already."""
+    return (task.id, task.type, dumps(dict(task.payload)) if payload is None else payload, task.queue,
+            int(task.priority), task.status.value, task.attempts, task.max_attempts, task.timeout, task.run_at,
+            task.delay, task.created_at, task.started_at, task.finished_at, task.worker_id,
+            None if task.result is None else dumps(task.result), task.error, task.traceback, task.idempotency_key,
+            task.tenant)
 
 
 def task_from_row(row: tuple[Any, ...]) -> Task:
