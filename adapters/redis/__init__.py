@@ -8,19 +8,22 @@ script is single-slot and atomic on Redis Cluster too. A `{queue}` tag per queue
 across shards, but strict priority across a queue set, tenant-wide idempotency keys, global fencing
 tokens, stats and listings all span queues and would lose their atomicity. Documented limitation:
 one partition is served by one shard; deployments that outgrow it run several partitions (one
-URL each). Splitting into per-queue tags is a later refinement.
+URL each). Per-tenant fair queues would add ready sets named by (queue, tenant) under the same tag:
+the scripts derive every ready key in one place (_lib.lua ready_key) and each task keeps its tenant.
 
-Keys (keys.py spells them all; _lib.lua documents the block every script gets):
-    task:<id>        HASH  the task's codec JSON ("data") + status, attempts, queue, priority, seq,
-                           lease token and expiry, and the claim's started_at / worker_id
-    status:<status>  ZSET  id -> seq        counts (ZCARD) and filtered listings per status
-    ready:<queue>    ZSET  id -> (3 - priority) * 2^40 + seq: ZRANGE 0 0 is strict priority, FIFO
-    delayed          ZSET  id -> run_at     scheduled tasks, promoted by scripts that read TIME
-    leases           ZSET  id -> expiry     running tasks; reclaim takes expiry <= now
-    finished         ZSET  id -> finished_at  succeeded and cancelled tasks, for purge
-    all              ZSET  id -> seq        every task, newest-first listings and cursors
+Keys (keys.py spells them; scripts/_lib.lua documents them with the task hash's fields):
+    task:<id>        HASH  `data` (the task as JSON, written by the client, never re-encoded by Lua)
+                           + status, attempts, queue, priority, type, tenant, seq, idem, fp, the times
+                           the scripts stamp (created_at, run_at, finished_at) and the lease (token,
+                           started_at, worker_id, cancel)
+    all              ZSET  id -> seq        every task: newest-first listings and cursors
+    ready:<queue>    ZSET  id -> (3 - priority) * 2^40 + seq: strict priority, FIFO within a level
+    delayed          ZSET  id -> run_at (whole µs)   scheduled tasks, promoted by scripts that read TIME
+    leases           ZSET  id -> expiry (whole µs)   running tasks; reclaim takes expiry <= now
+    finished         ZSET  id -> finished_at (µs)   succeeded and cancelled tasks, for purge
+    status:<s>       ZSET  id -> seq for scheduled, dead and cancelled: listings of the rarer statuses
     idem             HASH  json([tenant, key]) -> id   idempotency keys (user data stays in fields)
-    seq, token       INCR counters: FIFO order / cursors, and fencing tokens
+    seq, token       INCRBY counters: FIFO order / cursors, and fencing tokens
     queues           SET   queues that may hold ready tasks (stats)
     waiting          HASH  tenant -> its queued + scheduled tasks: the per-tenant cap, which the
                            enqueue script checks before it stores anything
@@ -28,22 +31,37 @@ Keys (keys.py spells them all; _lib.lua documents the block every script gets):
     schedules        HASH  d:<name> -> schedule JSON, r:<name> -> "<next_run>|<last_run>"
     rate:<hash>      HASH  tokens, updated: a RateLimiter bucket; <hash> is 32 hex digits of the
                            SHA-256 of the bucket's name (caller data never spells a key)
+How many tasks have each status is read off these sets (stats.lua), so no step keeps a counter.
 
-Every multi-key operation is one Lua script (scripts/*.lua), so claim, settle, extend, bulk
-enqueue, promotion and reclaim are each one round trip and atomic. Due times and lease expiries
-are compared with the server's TIME inside the scripts, never a client clock.
+Every multi-key operation is one script (scripts/*.lua): claim, settle, settle-and-claim, extend,
+bulk enqueue, promotion and reclaim are each one round trip and atomic. A script touches a task's
+hash once per task (twice for a claim: read, then lease) and writes every index change of a batch
+as one command per key. Due times and lease expiries are compared with the server's TIME inside the
+scripts, never a client clock. On one Redis >= 7 the scripts are a function library loaded once
+(FCALL); on Redis 6.2, a cluster, or for a user who may not load functions, the same Lua runs by
+EVALSHA (_lua.py says why).
 
-Blocking wait. Each move of a task to queued (enqueue, promotion, release, replay) LPUSHes a token
-onto `wake:<queue>` (capped). A claim that finds nothing BLPOPs the wake lists of its queues on a
-separate connection until a token arrives, the wait ends, or the earliest scheduled task is due,
-then runs the claim script again. A stale token only costs one empty claim; a task without a token
-is still taken by the next claim, because the claim script always reads the ready sets; and the
-claim script clears the wake list of a queue it finds empty, so tokens do not pile up.
+Submits. Concurrent enqueues of one process made in one turn of the event loop share one script
+call (submits.py); each request is answered on its own, so a refused one fails only its caller.
+
+Blocking wait. Each move of a task to queued (enqueue, promotion, release, replay) pushes one token
+per queue and call onto `wake:<queue>`. A claim that finds nothing BLPOPs the wake lists of its
+queues on a separate connection until a token arrives, the wait ends, or the earliest scheduled task
+is due, then runs the claim script again. A stale token only costs one empty claim; a task without a
+token is still taken by the next claim, because the claim script always reads the ready sets; a
+claim that leaves tasks behind keeps a token there for the next blocked claimer; and a claim that
+finds a queue empty clears its wake list, so tokens do not pile up.
 
 Fake time (tests only). `RedisBackend(..., test_clock=True)` makes the scripts read "now" from the
 partition's `test:clock` key instead of TIME. The contract suite sets that key to FakeClock.now()
 and its FakeClock moves the key on every advance(), so returned timestamps equal clock.now()
 exactly, and several connections (or processes) share one fake server time.
+
+Upgrading from hexq 0.1.0. Its task hashes, ready sets, idempotency keys and the rest read as they
+are. Its delayed, leases and finished scores were seconds: a score below 10^12 is read as seconds and
+rescored when a promotion, reclaim or purge reaches it. Its sorted sets of queued, running and
+succeeded tasks are no longer kept: purge drops them. Stop every 0.1.0 process first: 0.1.0 cannot
+read what this version writes.
 
 Requires Redis >= 6.2 (ZRANGE ... BYSCORE REV LIMIT, fractional BLPOP timeouts); run it with
 AOF everysec and maxmemory-policy noeviction (RELIABILITY.md D8).

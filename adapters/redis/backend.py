@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Sequence
 from typing import Any, cast
@@ -12,9 +11,8 @@ from hexq.adapters.redis import records
 from hexq.adapters.redis._lua import Scripts
 from hexq.adapters.redis.connection import Client, Target, connect, parse, translated
 from hexq.adapters.redis.keys import Keys, check_part, is_part, schedule_fields
-from hexq.core import idempotency
+from hexq.adapters.redis.submits import Submits
 from hexq.core.clock import stamped
-from hexq.core.errors import QueueFull
 from hexq.core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
 from hexq.core.ratelimit import check
 from hexq.core.schedule import Schedule
@@ -45,9 +43,10 @@ class RedisBackend:
         self.keys = Keys(target.partition)
         self._client: Client = connect(target)
         self._blocking: Client | None = None  # made on the first waiting claim: API processes never need it
-        self._scripts = Scripts(self._client)
-        self._block = self.keys.block()
-        self._common = ["1" if test_clock else "0", *self.keys.prefixes()]
+        self._scripts = Scripts(self._client, functions=not target.nodes)  # a cluster client uses EVALSHA (_lua.py)
+        self._prefix = [self.keys.prefix]
+        self._mode = "1" if test_clock else "0"
+        self._submits = Submits(self._send_enqueue)
 
     @classmethod
     def from_url(cls, url: str, *, test_clock: bool = False) -> RedisBackend:
@@ -56,22 +55,18 @@ class RedisBackend:
 
     async def _run(self, script: str, *args: records.Arg) -> Any:
         with translated():
-            return await self._scripts.run(script, self._block, [*self._common, *args])
+            return await self._scripts.run(script, self._prefix, [self._mode, *args])
+
+    async def _send_enqueue(self, args: list[records.Arg]) -> Any:
+        return await self._scripts.run("enqueue", self._prefix, [self._mode, *args])
 
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
-        """A cap is checked inside the enqueue script, so concurrent submits cannot overshoot it."""
+        """A cap is checked inside the enqueue script, so concurrent submits cannot overshoot it. Concurrent
+        enqueues of this process share one script call (submits.py); each is answered on its own."""
         if not tasks:
             return []
-        args = [arg for task in tasks for arg in (*records.task_args(task), idempotency.fingerprint(task))]
-        outcome, *answer = await self._run("enqueue", cap, *args)
-        if outcome == "full":
-            raise QueueFull(answer[0], cap)
-        if outcome == "mismatch":
-            raise idempotency.mismatch(json.loads(answer[0])[1])
-        now, stored = float(answer[0]), answer[1]
-        return [stamped(task, now, new=True) if found == 0 else records.decode_task(found)
-                for task, found in zip(tasks, stored, strict=True)]
+        return await self._submits.enqueue(tasks, cap)
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
                     wait: float = 0.0) -> list[Lease]:
@@ -81,12 +76,13 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            _, next_due_in, found = await self._run("claim", n, records.number(lease_seconds), worker_id,
-                                                    PROMOTE_LIMIT, *names)
+            started, expires, found, next_due_in = await self._run("claim", n, records.number(lease_seconds),
+                                                                   worker_id, PROMOTE_LIMIT, *names)
             _raise_if_cancelled()
             remaining = deadline - loop.time()
             if found or remaining <= 0:
-                return [records.decode_lease(lease) for lease in found]
+                expires_at = float(expires)
+                return [records.decode_claimed(entry, started, expires_at, worker_id) for entry in found]
             # Idle: block on the queues' wake lists until an enqueue (or a promotion, release or
             # replay) pushes a token, or until the earliest scheduled task is due.
             if next_due_in:
@@ -131,24 +127,42 @@ class RedisBackend:
     async def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:
         if not leases:
             return []
-        pairs = [arg for lease in leases for arg in (lease.task.id, str(lease.token))]
-        renewed = await self._run("extend", records.number(lease_seconds), *pairs)
-        return [None if entry is None else Lease(lease.task, lease.token, float(entry[0]), entry[1] == "1")
-                for lease, entry in zip(leases, renewed, strict=True)]
+        expires, renewed = await self._run("extend", records.number(lease_seconds),
+                                           *(records.lease_arg(lease) for lease in leases))
+        expires_at = float(expires)
+        return [None if cancel is None else Lease(lease.task, lease.token, expires_at, cancel == "1")
+                for lease, cancel in zip(leases, renewed, strict=True)]
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         if not settlements:
             return []
-        args = [arg for s in settlements for arg in (str(s.lease.token), *records.task_args(s.task))]
+        args = [arg for s in settlements for arg in records.settle_args(s.lease.token, s.task)]
         return [bool(applied) for applied in await self._run("settle", *args)]
+
+    # -- SettleAndClaim ---------------------------------------------------------------------
+    async def settle_and_claim(self, settlements: Sequence[Settlement], queues: Sequence[str], n: int, *,
+                               lease_seconds: float, worker_id: str) -> tuple[list[bool], list[Lease]]:
+        """settle(settlements), then claim(queues, n) without waiting, in one script call."""
+        names = [check_part(queue, "queue") for queue in queues]
+        n = max(n, 0) if names else 0
+        if not settlements and not n:
+            return [], []
+        args = [arg for s in settlements for arg in records.settle_args(s.lease.token, s.task)]
+        applied, started, expires, found = await self._run(
+            "settle_and_claim", len(settlements), *args, n, records.number(lease_seconds), worker_id, PROMOTE_LIMIT,
+            *names)
+        _raise_if_cancelled()
+        expires_at = float(expires)
+        return ([bool(a) for a in applied],
+                [records.decode_claimed(entry, started, expires_at, worker_id) for entry in found])
 
     # -- Sweeper ----------------------------------------------------------------------------
     async def promote_due(self, limit: int) -> int:
         return int(await self._run("promote", max(limit, 0)))
 
     async def reclaim_expired(self, limit: int, lease_seconds: float) -> list[Lease]:
-        found = await self._run("reclaim", max(limit, 0), records.number(lease_seconds))
-        return [records.decode_lease(lease) for lease in found]
+        expires, found = await self._run("reclaim", max(limit, 0), records.number(lease_seconds))
+        return [records.decode_reclaimed(entry, float(expires)) for entry in found]
 
     async def purge_finished(self, older_than: float, limit: int) -> int:
         return int(await self._run("purge", records.number(older_than), max(limit, 0)))
@@ -174,12 +188,11 @@ class RedisBackend:
         return None if found is None else records.decode_task(found)
 
     async def transition(self, task: Task, expected: TaskStatus) -> Task | None:
-        at = await self._run("transition", expected.value, *records.task_args(task))
+        at = await self._run("transition", expected.value, *records.transition_args(task))
         return None if at == 0 else stamped(task, float(at))
 
     async def backlog(self) -> int:
-        with translated():
-            return int(await self._client.zcard(self.keys.status(TaskStatus.QUEUED.value)))
+        return int(await self._run("backlog"))
 
     async def stats(self) -> Stats:
         statuses = list(TaskStatus)
@@ -226,8 +239,8 @@ class RedisBackend:
     async def acquire(self, key: str, rate: float, burst: int) -> float:
         check(rate, burst)
         with translated():
-            wait = await self._scripts.run("ratelimit", [*self._block, self.keys.rate_bucket(key)],
-                                           [*self._common, records.number(rate), int(burst)])
+            wait = await self._scripts.run("ratelimit", [*self._prefix, self.keys.rate_bucket(key)],
+                                           [self._mode, records.number(rate), int(burst)])
         return float(wait)
 
     async def count_waiting(self, tenant: str) -> int:

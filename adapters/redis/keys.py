@@ -4,7 +4,7 @@ Every key of a partition starts with `hexq:{<partition>}:`, so all of them hash 
 cluster slot of the tag `{<partition>}` and every script touches one slot. Key parts (partition,
 queue, task id, status) must match `[A-Za-z0-9_.:-]{1,64}`; user data (tenants, idempotency keys,
 schedule names, worker ids, payloads) only ever appears in hash fields, values and ARGV.
-The Lua scripts get full key names (KEYS) and prefixes (ARGV) from here and only append parts.
+The Lua scripts get the partition's prefix (KEYS[1]) from here and append the same names.
 """
 
 from __future__ import annotations
@@ -47,24 +47,19 @@ class Keys:
     def tag(self) -> str:
         return f"{{{self.partition}}}"
 
-    # -- fixed keys, passed as KEYS in this order (the block _lib.lua documents) ---------------
+    @property
+    def prefix(self) -> str:
+        """KEYS[1] of every task script: the scripts append the names below (and _lib.lua lists them)."""
+        return self._key("")
+
     @property
     def test_clock(self) -> str:
         return self._key("test:clock")
 
-    def block(self) -> list[str]:
-        return [self.test_clock, *(self._key(name) for name in
-                                   ("seq", "token", "all", "delayed", "leases", "finished", "idem", "queues")),
-                self.waiting]
-
     @property
     def waiting(self) -> str:
-        """HASH tenant -> that tenant's queued + scheduled tasks (KEYS[10]; the scripts keep it)."""
+        """HASH tenant -> that tenant's queued + scheduled tasks (the scripts keep it)."""
         return self._key("waiting")
-
-    # -- prefixes, passed as ARGV[2..5]: the scripts append a task id, status or queue ----------
-    def prefixes(self) -> list[str]:
-        return [self._key("task:"), self._key("status:"), self._key("ready:"), self._key("wake:")]
 
     # -- single keys the client reads or blocks on directly -------------------------------------
     def task(self, task_id: str) -> str:

@@ -1,28 +1,42 @@
 """Tasks and schedules to and from what the scripts take (ARGV) and return (records).
 
-A task is stored as its hexq.core.codec JSON (`data`) plus a few plain fields the scripts index and
-change. Scripts never re-encode the JSON (Lua's cjson would alter user data), so a claim writes
-status, attempts, started_at and worker_id as fields, every write stamps its times on the server's
-clock as fields (created_at, run_at, finished_at), and decode_task lays them over `data`.
+A task is stored as one JSON field, `data` (hexq.core.codec's dict, serialised once, by orjson), plus
+the few fields the scripts index, change or stamp (scripts/_lib.lua lists them). `data` leaves out
+what those fields hold (status, attempts and the times the scripts stamp on the server's clock) and
+every null, and decode_task lays the fields over it. Scripts never re-encode the JSON (Lua's cjson
+would alter user data).
+
+Per task, a script gets a few values: one line of the fields it parses ('<id> <queue> ...', every
+part of it a key part, a number or a status, with the tenant last, as the rest of the line) and the
+data. Few arguments keep redis-py's packing and the server's parsing cheap.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from hexq.adapters.redis.keys import check_part, idempotency_field
+from hexq.core import idempotency
 from hexq.core.codec import schedule_from_dict, schedule_to_dict, task_from_dict, task_to_dict
-from hexq.core.model import Lease, Task
+from hexq.core.errors import ValidationError
+from hexq.core.model import WAITING, Lease, Task, TaskStatus
 from hexq.core.schedule import Schedule
 
-Arg = str | int | float
-Record = Sequence[Any]  # the RECORD_FIELDS, in order (None where a field is absent)
+Arg = str | bytes | int | float
+Record = Sequence[Any]  # the RECORD_FIELDS, in order (None or '' where a field is absent)
 RECORD_FIELDS = ("data", "status", "attempts", "started_at", "worker_id", "created_at", "run_at", "finished_at")
-_TIMES = RECORD_FIELDS[5:]  # written by the scripts on the server's clock; absent on tasks stored before them
+_OVERRIDES = RECORD_FIELDS[1:]  # hash fields laid over `data` where they are set
+_HELD = ("status", "attempts", "created_at", "run_at", "finished_at")  # what every full write leaves in fields
+_FLOATS = ("started_at", "created_at", "run_at", "finished_at")
+_LEASED = ("started_at", "worker_id")
 
 MAX_CURSOR_DIGITS = 18  # a seq fits a signed 64-bit integer
+_LONG_NUMBER = re.compile(r"\d{20}")
 
 
 def number(value: float) -> str:
@@ -30,36 +44,95 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+def dumps(value: Any) -> bytes:
+    """JSON, by orjson; by the standard library where orjson refuses (an integer past 64 bits, a lone
+    surrogate, a non-string key). (orjson writes NaN as null: hexq refuses NaN in payloads and results
+    before they get here.)"""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
 
-def task_args(task: Task) -> list[Arg]:
-    """The 11 values _lib.lua's task_at() reads, in its order. No time from this process's clock: the
-    script stamps created_at, run_at (max(run_at, now + delay)) and finished_at with the server's."""
-    return [check_part(task.id, "task id"), task.status.value, check_part(task.queue, "queue"), int(task.priority),
-            task.type, task.tenant, task.attempts, number(task.run_at), number(task.delay),
-            idempotency_field(task.tenant, task.idempotency_key), _dumps(task_to_dict(task))]
+def loads(text: str) -> Any:
+    """JSON by orjson, except where it would not read back what was written: it reads an integer past 64
+    bits as a float (20 digits in a row are the sign of one), and refuses NaN and lone surrogates."""
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+def data(task: Task) -> bytes:
+    """The task's `data` field: its codec dict without the fields the hash holds, and without nulls."""
+    fields = task_to_dict(task)
+    return dumps({name: value for name, value in fields.items() if value is not None and name not in _HELD})
+
+
+def enqueue_args(task: Task) -> list[Arg]:
+    """The values enqueue.lua reads per task. No time from this process's clock: the script stamps
+    created_at and run_at (max(run_at, now + delay)) with the server's."""
+    if task.status not in WAITING:
+        raise ValidationError(f"a new task is queued or scheduled, not {task.status.value}", field="status")
+    keyed = task.idempotency_key is not None
+    head = (f"{check_part(task.id, 'task id')} {check_part(task.queue, 'queue')} {int(task.priority)} "
+            f"{task.status.value} {int(task.attempts)} {number(task.run_at)} {number(task.delay)} "
+            f"{check_part(task.type, 'type')} {int(keyed)} {task.tenant}")
+    if not keyed:
+        return [head, data(task)]
+    return [head, data(task), idempotency_field(task.tenant, task.idempotency_key), idempotency.fingerprint(task)]
+
+
+def settle_args(token: int, task: Task) -> list[Arg]:
+    """The two values _settle.lua reads per settlement."""
+    return [f"{check_part(task.id, 'task id')} {int(token)} {task.status.value} {int(task.attempts)} "
+            f"{number(task.run_at)} {number(task.delay)}", data(task)]
+
+
+def transition_args(task: Task) -> list[Arg]:
+    return [f"{check_part(task.id, 'task id')} {task.status.value} {int(task.attempts)} {number(task.run_at)} "
+            f"{number(task.delay)}", data(task)]
+
+
+def lease_arg(lease: Lease) -> str:
+    return f"{check_part(lease.task.id, 'task id')} {int(lease.token)}"
 
 
 def decode_task(record: Record) -> Task:
-    data, status, attempts, started_at, worker_id = record[:5]
-    fields = json.loads(data)
-    fields["status"] = status
-    fields["attempts"] = int(attempts)
-    if started_at is not None:  # written by a claim since the last full write
-        fields["started_at"] = float(started_at)
-    if worker_id is not None:
-        fields["worker_id"] = worker_id
-    for name, value in zip(_TIMES, record[5:8], strict=True):
-        if value is not None:
-            fields[name] = float(value)
+    fields = loads(record[0])
+    status = record[1]
+    for name, value in zip(_OVERRIDES, record[1:8], strict=True):
+        # None (absent) or '' (cleared): data's value stands. The claim's started_at and worker_id hold
+        # only while the task runs: a full write since then put them in data.
+        if value and (status == "running" or name not in _LEASED):
+            fields[name] = value
+    fields["attempts"] = int(fields["attempts"])
+    for name in _FLOATS:
+        if isinstance(fields.get(name), str):
+            fields[name] = float(fields[name])
     return task_from_dict(fields)
 
 
-def decode_lease(record: Record) -> Lease:
-    """A claim's or reclaim's entry: the task's record, then token, expiry and (reclaim only) the cancel mark."""
-    return Lease(decode_task(record), int(record[8]), float(record[9]), len(record) > 10 and record[10] == "1")
+def decode_claimed(entry: Record, started_at: str, expires_at: float, worker_id: str) -> Lease:
+    """A claim's lease: {data, attempts, created_at, run_at, token} (scripts/_claim.lua)."""
+    data_text, attempts, created_at, run_at, token = entry
+    fields = loads(data_text)
+    fields["status"] = TaskStatus.RUNNING.value
+    fields["attempts"] = int(attempts)
+    fields["started_at"] = float(started_at)
+    fields["worker_id"] = worker_id
+    if created_at:
+        fields["created_at"] = float(created_at)
+    if run_at:
+        fields["run_at"] = float(run_at)
+    return Lease(task_from_dict(fields), int(token), expires_at)
+
+
+def decode_reclaimed(entry: Record, expires_at: float) -> Lease:
+    """A reclaim's lease: the task's record, then its token and the cancel mark ('1' or '0')."""
+    return Lease(decode_task(entry), int(entry[8]), expires_at, entry[9] == "1")
 
 
 def parse_cursor(cursor: str | None) -> str:
@@ -73,7 +146,7 @@ def parse_cursor(cursor: str | None) -> str:
 def schedule_values(schedule: Schedule) -> tuple[str, str]:
     """The schedule's JSON, and its runs as "<next_run>|<last_run>" (the part advance changes)."""
     last = "" if schedule.last_run is None else number(schedule.last_run)
-    return _dumps(schedule_to_dict(schedule)), f"{number(schedule.next_run)}|{last}"
+    return json.dumps(schedule_to_dict(schedule), separators=(",", ":")), f"{number(schedule.next_run)}|{last}"
 
 
 def decode_schedule(data: str, runs: str) -> Schedule:

@@ -4,22 +4,29 @@ round trips per batch, and driver errors as BackendUnavailable / ValidationError
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
-from redis_server import LinkedClock, flush, free_port, fresh_backend, sync_client
+from redis_server import LinkedClock, flush, free_port, fresh_backend, sync_client, wait_until
 
 from hexq.adapters.redis import RedisBackend
-from hexq.adapters.redis._lua import LIBRARY, STANDALONE_SCRIPTS, TASK_SCRIPTS, source
+from hexq.adapters.redis._lua import FRAGMENTS, LIBRARY, STANDALONE_SCRIPTS, TASK_SCRIPTS, source
 from hexq.adapters.redis.keys import Keys
-from hexq.core import outcome
+from hexq.core import idempotency, outcome
 from hexq.core.clock import SystemClock
+from hexq.core.codec import task_to_dict
 from hexq.core.errors import BackendUnavailable, ConfigurationError, ValidationError
-from hexq.core.model import Settlement, Task, TaskQuery, TaskStatus
+from hexq.core.model import Lease, Priority, Settlement, Task, TaskQuery, TaskStatus
 from hexq.core.schedule import Schedule
 from hexq.functions.bootstrap import make_backend
 
@@ -39,19 +46,24 @@ async def backend(url: str, clock: LinkedClock) -> AsyncIterator[RedisBackend]:
         yield backend
 
 
-def evalsha_calls(client: redis.Redis) -> int:
-    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+def script_calls(client: redis.Redis) -> int:
+    """Script calls so far: EVALSHA, or FCALL of the function library (see hexq.adapters.redis._lua)."""
+    stats = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "fcall"))
 
 
 # -- the scripts and the key schema -----------------------------------------------------------------
 def test_every_script_file_is_registered_and_documented() -> None:
     on_disk = {p.name.removesuffix(".lua") for p in (files("hexq.adapters.redis") / "scripts").iterdir()
                if p.name.endswith(".lua")}
-    assert on_disk == {LIBRARY, *TASK_SCRIPTS, *STANDALONE_SCRIPTS}
-    for name in (*TASK_SCRIPTS, *STANDALONE_SCRIPTS):
+    fragments = {part for parts in FRAGMENTS.values() for part in parts}
+    assert on_disk == {LIBRARY, *fragments, *TASK_SCRIPTS, *STANDALONE_SCRIPTS}
+    for name in (LIBRARY, *fragments, *TASK_SCRIPTS, *STANDALONE_SCRIPTS):
         header = (files("hexq.adapters.redis") / "scripts" / f"{name}.lua").read_text().split("\n\n")[0]
         assert header.startswith(f"-- {name}:")
-        assert all(part in header for part in ("KEYS", "ARGV", "Returns")), name
+        documented = ("KEYS", "ARGV") if name == LIBRARY else ("ARGV", "Returns") if name in fragments else (
+            "KEYS", "ARGV", "Returns")
+        assert all(part in header for part in documented), name
 
 
 def test_every_script_compiles_on_the_server(redis_url: str) -> None:
@@ -62,10 +74,12 @@ def test_every_script_compiles_on_the_server(redis_url: str) -> None:
 
 def test_every_key_of_a_partition_hashes_to_its_tag_slot() -> None:
     for keys in (Keys(), Keys("tenant-a.eu:1")):
-        derived = [keys.task("0123abcd"), keys.ready("emails"), keys.wake("emails"), keys.schedules,
+        derived = [keys.task("0123abcd"), keys.ready("emails"), keys.wake("emails"), keys.schedules, keys.test_clock,
+                   keys.waiting, keys.watch("0123abcd"), keys.done("0123abcd"), keys.rate_bucket("x"),
                    *(keys.status(status.value) for status in TaskStatus)]
-        derived += [prefix + "x" for prefix in keys.prefixes()]  # what the scripts build
-        assert {key_slot(key.encode()) for key in keys.block() + derived} == {key_slot(keys.tag.encode())}
+        derived += [keys.prefix + name for name in ("seq", "token", "all", "delayed", "leases", "finished", "idem",
+                                                    "queues", "task:x", "ready:x")]  # what the scripts build
+        assert {key_slot(key.encode()) for key in [keys.prefix, *derived]} == {key_slot(keys.tag.encode())}
 
 
 async def test_a_cluster_workload_leaves_every_key_in_one_slot(redis_cluster_url: str, make_task: MakeTask,
@@ -88,18 +102,20 @@ async def test_a_cluster_workload_leaves_every_key_in_one_slot(redis_cluster_url
 
 
 @pytest.mark.parametrize("bad", ["a b", "", "x" * 65, "ü", "../etc", "{other}"])
-def test_scripts_reject_invalid_key_parts(redis_url: str, bad: str, make_task: MakeTask) -> None:
+def test_scripts_reject_invalid_key_parts(redis_url: str, bad: str) -> None:
     keys = Keys()
     with redis.Redis.from_url(redis_url, decode_responses=True) as client:
         flush(client)
         client.set(keys.test_clock, "1700000000.0")
-        common = ["1", *keys.prefixes()]
-        task_args = [bad, "queued", "default", 1, "echo", "default", 0, "1.0", "", "", "{}"]
-        queue_args = ["id1", "queued", bad, 1, "echo", "default", 0, "1.0", "", "", "{}"]
-        for script, args in (("enqueue", [0, *task_args]), ("enqueue", [0, *queue_args]),
-                             ("claim", [1, "30.0", "w", 10, bad])):
+        calls = [("enqueue", [1, 0, 1, f"{bad} default 1 queued 0 1.0 0.0 echo 0 default", "{}"]),
+                 ("enqueue", [1, 0, 1, f"id1 {bad} 1 queued 0 1.0 0.0 echo 0 default", "{}"]),
+                 ("settle", [f"{bad} 1 succeeded 1 1.0 0.0", "{}"]),
+                 ("extend", ["30.0", f"{bad} 1"]),
+                 ("request_cancel", [bad]),
+                 ("claim", [1, "30.0", "w", 10, bad])]
+        for script, args in calls:
             with pytest.raises(redis.ResponseError, match="hexq: invalid key part"):
-                client.eval(source(script), len(keys.block()), *keys.block(), *common, *args)
+                client.eval(source(script), 1, keys.prefix, "1", *args)
         assert client.keys("*") == [keys.test_clock]  # nothing was written
 
 
@@ -134,9 +150,9 @@ async def test_a_waiting_claim_wakes_for_a_submit_from_another_connection(url: s
 async def test_an_idle_claim_blocks_instead_of_polling(redis_url: str, clock: LinkedClock) -> None:
     async with fresh_backend(redis_url, clock) as backend:
         with redis.Redis.from_url(redis_url) as client:
-            before = evalsha_calls(client)
+            before = script_calls(client)
             assert await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w", wait=0.5) == []
-            assert evalsha_calls(client) - before <= 2  # one claim before the BLPOP, one after it times out
+            assert script_calls(client) - before <= 2  # one claim before the BLPOP, one after it times out
 
 
 def hmget_calls(client: redis.Redis) -> int:
@@ -219,7 +235,7 @@ async def test_each_batch_operation_is_one_round_trip(redis_url: str, clock: Lin
             await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w")
             calls = []
             for step in ("enqueue", "claim", "extend", "settle"):
-                before = evalsha_calls(client)
+                before = script_calls(client)
                 if step == "enqueue":
                     await backend.enqueue([make_task() for _ in range(100)])
                 elif step == "claim":
@@ -229,7 +245,7 @@ async def test_each_batch_operation_is_one_round_trip(redis_url: str, clock: Lin
                 else:
                     assert all(await backend.settle([Settlement(lease, outcome.succeeded(lease.task, None))
                                                      for lease in leases]))
-                calls.append(evalsha_calls(client) - before)
+                calls.append(script_calls(client) - before)
     assert len(leases) == 100
     assert calls == [1, 1, 1, 1]
 
@@ -303,6 +319,10 @@ async def test_out_of_memory_is_backend_unavailable(redis_url: str, clock: Linke
                 with pytest.raises(BackendUnavailable) as caught:
                     await backend.enqueue([make_task()])
                 assert isinstance(caught.value.__cause__, redis.exceptions.OutOfMemoryError)
+                # Reads go on: the functions that only read say so (Redis refuses the others outright).
+                assert (await backend.stats()).by_status[TaskStatus.QUEUED] == 0
+                assert (await backend.query(TaskQuery())).items == []
+                assert await backend.backlog() == 0 and await backend.now() == clock.now()
             finally:
                 client.config_set("maxmemory", 0)
         assert (await backend.stats()).by_status[TaskStatus.QUEUED] == 0
@@ -323,3 +343,286 @@ def test_bad_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):
         RedisBackend.from_url(url)
 
+
+
+# -- the cost of a batch: commands per task, wake tokens per call ------------------------------------
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in client.info("commandstats").items()}
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)}
+
+
+async def test_a_batch_costs_one_hash_command_per_task_and_step(redis_url: str, clock: LinkedClock,
+                                                                make_task: MakeTask) -> None:
+    """What makes Redis's single thread cheap per task: every index change of a batch is one command per
+    key, so only the task hash is touched once per task per step (twice for a claim: read, then lease)."""
+    async with fresh_backend(redis_url, clock) as backend:
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            await backend.enqueue([make_task()])  # the scripts are loaded below
+            await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w")
+            steps = []
+            for step in ("enqueue", "claim", "settle"):
+                before = command_calls(client)
+                if step == "enqueue":
+                    await backend.enqueue([make_task() for _ in range(100)])
+                elif step == "claim":
+                    leases = await backend.claim(["default"], 100, lease_seconds=LEASE, worker_id="w")
+                else:
+                    await backend.settle([Settlement(lease, outcome.succeeded(lease.task, None)) for lease in leases])
+                steps.append(delta(before, command_calls(client)))
+            assert client.llen(Keys().wake("default")) <= 2  # one token per call, not one per task
+    enqueue, claim, settle = steps
+    per_task = {name: sum(step.get(name, 0) for step in steps) for name in ("hset", "hmget")}
+    assert per_task == {"hset": 300, "hmget": 200}, steps
+    assert all(calls < 100 for step in steps for name, calls in step.items() if name not in per_task), steps
+    assert sum(enqueue.values()) <= 100 + 12 and sum(claim.values()) <= 200 + 12 and sum(settle.values()) <= 200 + 12
+
+
+async def test_settle_and_claim_is_one_round_trip(redis_url: str, clock: LinkedClock, make_task: MakeTask) -> None:
+    async with fresh_backend(redis_url, clock) as backend:
+        await backend.enqueue([make_task() for _ in range(20)])
+        leases = await backend.claim(["default"], 10, lease_seconds=LEASE, worker_id="w")
+        with redis.Redis.from_url(redis_url) as client:
+            before = script_calls(client)
+            applied, more = await backend.settle_and_claim(
+                [Settlement(lease, outcome.succeeded(lease.task, None)) for lease in leases], ["default"], 10,
+                lease_seconds=LEASE, worker_id="w")
+            assert script_calls(client) - before == 1
+    assert applied == [True] * 10 and len(more) == 10
+
+
+# -- the submit coalescer: concurrent enqueues of a process share a call, each answered on its own -------
+async def test_concurrent_submits_share_one_call_and_each_gets_its_own_task(redis_url: str, clock: LinkedClock,
+                                                                           make_task: MakeTask) -> None:
+    async with fresh_backend(redis_url, clock) as backend:
+        await backend.ping()
+        await backend.enqueue([make_task()])  # the function library is loaded, the pool warm
+        tasks = [make_task(payload={"i": i}) for i in range(64)]
+        with redis.Redis.from_url(redis_url) as client:
+            before = script_calls(client)
+            stored = await asyncio.gather(*(backend.enqueue([task]) for task in tasks))
+            assert script_calls(client) - before == 1
+        assert [[t.id for t in one] for one in stored] == [[t.id] for t in tasks]
+        assert [await backend.get(t.id) for t in tasks] == [one[0] for one in stored]
+        leases = await backend.claim(["default"], 100, lease_seconds=LEASE, worker_id="w")
+        assert [lease.task.id for lease in leases][1:] == [t.id for t in tasks]  # FIFO in the order they came
+
+
+async def test_a_refused_submit_fails_only_its_caller(backend: RedisBackend, make_task: MakeTask) -> None:
+    await backend.enqueue([make_task(tenant="full"), make_task(payload={"a": 1}, idempotency_key="k")])
+    fresh = [make_task(tenant="ok") for _ in range(3)]
+    calls = [backend.enqueue([fresh[0]], cap=1),
+             backend.enqueue([make_task(tenant="full")], cap=1),  # over the cap
+             backend.enqueue([fresh[1], make_task(payload={"a": 2}, idempotency_key="k")], cap=1),  # a mismatch
+             backend.enqueue([make_task(payload={"a": 1}, idempotency_key="k")], cap=1),  # a replay
+             backend.enqueue([fresh[2]])]
+
+    results = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert [type(r).__name__ for r in results] == ["list", "QueueFull", "IdempotencyMismatch", "list", "list"]
+    assert (results[1].tenant, results[1].limit) == ("full", 1)  # type: ignore[union-attr]
+    assert [t.id for t in results[0]] == [fresh[0].id]  # type: ignore[union-attr]
+    assert results[3][0].idempotency_key == "k" and results[3][0].payload == {"a": 1}  # type: ignore[index]
+    assert await backend.get(fresh[1].id) is None  # the refused request stored none of its tasks
+    assert await backend.count_waiting("ok") == 2 and await backend.count_waiting("full") == 1
+
+
+async def test_a_submit_with_a_bad_task_fails_alone(backend: RedisBackend, make_task: MakeTask) -> None:
+    good = make_task()
+    results = await asyncio.gather(backend.enqueue([make_task(queue="not a queue")]), backend.enqueue([good]),
+                                   return_exceptions=True)
+
+    assert isinstance(results[0], ValidationError)
+    assert await backend.get(good.id) == results[1][0]  # type: ignore[index]
+
+
+async def test_when_the_call_fails_every_submit_in_it_is_unavailable(make_task: MakeTask) -> None:
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{free_port()}?socket_connect_timeout=0.5")
+    results = await asyncio.gather(*(backend.enqueue([make_task()]) for _ in range(3)), return_exceptions=True)
+    await backend.close()
+
+    assert [type(r) for r in results] == [BackendUnavailable] * 3
+    assert len({id(r) for r in results}) == 3  # each caller raises its own
+
+
+# -- JSON that orjson alone would not round-trip ------------------------------------------------------
+async def test_payloads_read_back_exactly(backend: RedisBackend, make_task: MakeTask) -> None:
+    payload = {"big": 2**70 + 1, "negative": -(2**64) - 3, "float": 1e16, "zero": -0.0, "text": "é😀\u2028",
+               "nested": [{"k": None}, [], {}], "lone": "\ud800"}
+    task = make_task(payload=payload)
+    await backend.enqueue([task])
+
+    [lease] = await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w")
+    assert lease.task.payload == payload and type(lease.task.payload["big"]) is int
+    await backend.settle([Settlement(lease, outcome.succeeded(lease.task, payload))])
+    done = await backend.get(task.id)
+    assert done is not None and done.result == payload and done.payload == payload
+
+
+# -- scripts as a function library (Redis 7), or EVALSHA (Redis 6.2, a cluster, a restricted user) --------
+async def test_one_server_runs_the_function_library_and_reloads_it(redis_url: str, clock: LinkedClock,
+                                                                   make_task: MakeTask) -> None:
+    async with fresh_backend(redis_url, clock) as backend:
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            await backend.enqueue([make_task()])
+            client.function_flush()  # as a restart without persistence, or a failover, would
+            before = command_calls(client)
+            await backend.enqueue([make_task()])
+            calls = delta(before, command_calls(client))
+        assert await backend.backlog() == 2
+    assert (calls.get("function|load"), calls.get("fcall"), calls.get("evalsha")) == (1, 2, None)  # refused, then ran
+
+
+@contextmanager
+def redis_without_functions(tmp_path: Path) -> Iterator[str]:
+    """A server that answers FCALL and FUNCTION as Redis 6.2 does: unknown command."""
+    port = free_port()
+    with (tmp_path / "redis.log").open("wb") as log:
+        process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--dir", str(tmp_path), "--rename-command", "FCALL", "",
+                                    "--rename-command", "FUNCTION", ""], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _pings(port), f"redis-server on {port}")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _pings(port: int) -> bool:
+    try:
+        with redis.Redis(port=port, socket_connect_timeout=0.5) as client:
+            return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH")
+async def test_without_functions_the_scripts_run_by_evalsha(tmp_path: Path, clock: LinkedClock,
+                                                            make_task: MakeTask) -> None:
+    with redis_without_functions(tmp_path) as url:
+        async with fresh_backend(url, clock) as backend:
+            tasks = [make_task(), make_task(status=TaskStatus.SCHEDULED, run_at=clock.now() + 5)]
+            assert await backend.enqueue(tasks) == [await backend.get(t.id) for t in tasks]
+            [lease] = await backend.claim(["default"], 5, lease_seconds=LEASE, worker_id="w")
+            assert await backend.settle_and_claim([Settlement(lease, outcome.succeeded(lease.task, 1))], ["default"],
+                                                  5, lease_seconds=LEASE, worker_id="w") == ([True], [])
+            clock.advance(5)
+            assert await backend.promote_due(10) == 1
+            assert (await backend.stats()).by_status[TaskStatus.QUEUED] == 1
+            with redis.Redis.from_url(url) as client:
+                stats = client.info("commandstats")
+            assert stats["cmdstat_evalsha"]["calls"] >= 5
+
+
+# -- a partition stored by hexq 0.1.0 ---------------------------------------------------------------
+OLD_NOW = 1_700_000_000.0
+
+
+def old_task(task_id: str, **fields: object) -> Task:
+    base: dict[str, object] = {"id": task_id, "type": "echo", "payload": {"id": task_id}, "run_at": OLD_NOW,
+                               "created_at": OLD_NOW}
+    return Task(**(base | fields))  # type: ignore[arg-type]
+
+
+def store_old_layout(client: redis.Redis, keys: Keys) -> dict[str, Task]:
+    """What hexq 0.1.0's scripts stored for seven tasks (compared field by field with a partition its own code
+    wrote): the task hashes (the codec JSON in `data`, every time in a field of its own), a sorted set per
+    status, and scores in seconds. Returns the tasks as 0.1.0 read them back."""
+    leased = {"started_at": OLD_NOW + 1, "worker_id": "w-old", "attempts": 1}
+    finished = {"finished_at": OLD_NOW + 2}
+    tasks = {
+        "running": old_task("running", priority=Priority.CRITICAL, tenant="acme", status=TaskStatus.RUNNING, **leased),
+        "succeeded": old_task("succeeded", priority=Priority.CRITICAL, status=TaskStatus.SUCCEEDED, result={"ok": 1},
+                              **leased, **finished),
+        "dead": old_task("dead", priority=Priority.CRITICAL, max_attempts=1, status=TaskStatus.DEAD, error="boom",
+                         **leased, **finished),
+        "queued": old_task("queued", priority=Priority.HIGH, idempotency_key="k1", tenant="acme"),
+        "queued2": old_task("queued2"),
+        "scheduled": old_task("scheduled", status=TaskStatus.SCHEDULED, run_at=OLD_NOW + 60, tenant="acme"),
+        "cancelled": old_task("cancelled", status=TaskStatus.CANCELLED, **finished),
+    }
+    for seq, task in enumerate(tasks.values(), start=1):
+        written = task if task.status is not TaskStatus.RUNNING else replace(
+            task, status=TaskStatus.QUEUED, attempts=0, started_at=None, worker_id=None)  # data as enqueued
+        fields: dict[str, object] = {
+            "data": json.dumps(task_to_dict(replace(written, finished_at=None)), separators=(",", ":")),
+            "status": task.status.value, "attempts": task.attempts, "queue": task.queue,
+            "priority": int(task.priority), "type": task.type, "tenant": task.tenant, "seq": seq,
+            "fp": idempotency.fingerprint(task), "created_at": repr(task.created_at), "run_at": repr(task.run_at)}
+        if task.finished_at is not None:
+            fields["finished_at"] = repr(task.finished_at)
+        if task.status is TaskStatus.RUNNING:
+            fields |= {"token": 1, "expires": repr(OLD_NOW + 31), "started_at": repr(OLD_NOW + 1),
+                       "worker_id": "w-old", "cancel": "1"}
+        if task.idempotency_key:
+            fields["idem"] = json.dumps([task.tenant, task.idempotency_key], separators=(",", ":"))
+            client.hset(keys.prefix + "idem", fields["idem"], task.id)  # type: ignore[arg-type]
+        client.hset(keys.task(task.id), mapping=fields)  # type: ignore[arg-type]
+        client.zadd(keys.prefix + "all", {task.id: seq})
+        client.zadd(keys.status(task.status.value), {task.id: seq})
+    client.zadd(keys.ready("default"), {"queued": 2 * 2**40 + 4, "queued2": 2 * 2**40 + 5})
+    client.zadd(keys.prefix + "delayed", {"scheduled": OLD_NOW + 60})
+    client.zadd(keys.prefix + "leases", {"running": OLD_NOW + 31})
+    client.zadd(keys.prefix + "finished", {"succeeded": OLD_NOW + 2, "cancelled": OLD_NOW + 2})
+    client.sadd(keys.prefix + "queues", "default")
+    client.hset(keys.waiting, mapping={"acme": 2, "default": 1})
+    client.lpush(keys.wake("default"), *["1"] * 7)
+    client.set(keys.prefix + "seq", 7)
+    client.set(keys.prefix + "token", 3)
+    return tasks
+
+
+@asynccontextmanager
+async def backend_on(url: str, clock: LinkedClock) -> AsyncIterator[RedisBackend]:
+    """A backend in test-clock mode on the data already there (fresh_backend flushes first)."""
+    client = sync_client(url)
+    key = Keys().test_clock
+    client.set(key, repr(clock.now()))
+    clock.links.append(lambda now: client.set(key, repr(now)))
+    backend = RedisBackend.from_url(url, test_clock=True)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+        flush(client)
+        client.close()
+
+
+async def test_a_partition_stored_by_hexq_0_1_is_read_and_worked_as_it_is(redis_url: str, make_task: MakeTask,
+                                                                          clock: LinkedClock) -> None:
+    keys = Keys()
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        flush(client)
+        old = store_old_layout(client, keys)
+    clock.advance(OLD_NOW + 10 - clock.now())  # 10 s after 0.1.0 stored them
+    async with backend_on(redis_url, clock) as backend:
+        assert [await backend.get(task_id) for task_id in old] == list(old.values())
+        stats = await backend.stats()
+        assert stats.by_status == {TaskStatus.QUEUED: 2, TaskStatus.SCHEDULED: 1, TaskStatus.RUNNING: 1,
+                                   TaskStatus.SUCCEEDED: 1, TaskStatus.FAILED: 0, TaskStatus.DEAD: 1,
+                                   TaskStatus.CANCELLED: 1}
+        assert [t.id for t in (await backend.query(TaskQuery(status=TaskStatus.QUEUED))).items] == ["queued2", "queued"]
+        assert [t.id for t in (await backend.query(TaskQuery(status=TaskStatus.DEAD))).items] == ["dead"]
+        assert await backend.count_waiting("acme") == 2
+        # The key names the task 0.1.0 stored; its running lease still holds, its cancel mark too.
+        assert await backend.enqueue([make_task(payload={"id": "queued"}, idempotency_key="k1", tenant="acme",
+                                                priority=Priority.HIGH)]) == [old["queued"]]
+        assert await backend.reclaim_expired(10, LEASE) == []  # expiry 0.1.0 wrote in seconds, not due yet
+        running = Lease(old["running"], 1, OLD_NOW + 31)
+        [renewed] = await backend.extend([running], LEASE)
+        assert renewed is not None and renewed.cancel_requested
+        assert await backend.promote_due(10) == 0  # due at +60 s, in seconds too
+        leases = await backend.claim(["default"], 5, lease_seconds=LEASE, worker_id="w-new")
+        assert [lease.task.id for lease in leases] == ["queued", "queued2"]
+        applied = await backend.settle([Settlement(lease, outcome.succeeded(lease.task, "new"))
+                                        for lease in [running, *leases]])
+        assert applied == [True, True, True]
+        clock.advance(55)
+        assert await backend.promote_due(10) == 1
+        assert await backend.purge_finished(older_than=60, limit=10) == 2  # the two 0.1.0 finished 63 s ago
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            assert client.exists(*(keys.status(s) for s in ("queued", "running", "succeeded"))) == 0  # dropped
+        assert (await backend.stats()).by_status[TaskStatus.SUCCEEDED] == 3

@@ -1,36 +1,64 @@
--- _lib: shared helpers, prepended to every task script when it is loaded (adapters/redis/_lua.py).
+-- _lib: shared helpers, prepended to every task script (adapters/redis/_lua.py), and the head of the
+-- function library that Redis 7 loads once instead.
 --
--- Every task script is called with the same fixed KEYS block and the same first five ARGV, all
--- built by adapters/redis/keys.py (the only place that spells key names):
---   KEYS[1] hexq:{p}:test:clock  test-clock mode only: the frozen "now" (seconds, as text)
---   KEYS[2] hexq:{p}:seq         INCR: FIFO order and the query cursor
---   KEYS[3] hexq:{p}:token       INCR: fencing tokens
---   KEYS[4] hexq:{p}:all         ZSET task id -> seq (every task)
---   KEYS[5] hexq:{p}:delayed     ZSET task id -> run_at (scheduled tasks)
---   KEYS[6] hexq:{p}:leases      ZSET task id -> lease expiry (running tasks)
---   KEYS[7] hexq:{p}:finished    ZSET task id -> finished_at (succeeded and cancelled tasks)
---   KEYS[8] hexq:{p}:idem        HASH json([tenant, idempotency key]) -> task id
---   KEYS[9] hexq:{p}:queues      SET of queue names that may have ready tasks (for stats)
---   KEYS[10] hexq:{p}:waiting    HASH tenant -> its queued + scheduled tasks (the per-tenant cap)
---   ARGV[1] '1' = test-clock mode (now is KEYS[1]), '0' = now is the server's TIME
---   ARGV[2] task hash prefix    hexq:{p}:task:    + id     HASH (fields below)
---   ARGV[3] status set prefix   hexq:{p}:status:  + status ZSET task id -> seq
---   ARGV[4] ready set prefix    hexq:{p}:ready:   + queue  ZSET task id -> (3 - priority) * 2^40 + seq
---   ARGV[5] wake list prefix    hexq:{p}:wake:    + queue  LIST of wake tokens for blocked claimers
--- Derived keys share the {p} hash tag with KEYS[1], so a script touches one cluster slot.
+-- Every task script is called with the same two leading values, built by adapters/redis/keys.py,
+-- which begin() reads:
+--   KEYS[1] hexq:{p}:   the partition's prefix. It routes the call to the partition's cluster slot;
+--                       every key a script touches is this prefix plus one of the names below, so all
+--                       of them share the {p} hash tag and the slot (keys.py spells the same names).
+--   ARGV[1] '1' = test-clock mode (now is the test:clock key), '0' = now is the server's TIME
+-- Helpers never read KEYS or ARGV themselves: in a function library those are each call's own.
 --
--- Task hash fields: data (the task as JSON, from its last full write by the client), status,
--- attempts, queue, priority, type, tenant, seq, idem; the times on the server's clock, created_at,
--- run_at and finished_at (they override data's: a client's clock may be off); while running: token,
--- expires, the started_at / worker_id the claim wrote (they override data until the next full
--- write), and cancel ('1' once request_cancel asked the worker to stop it). Scripts never decode or re-encode `data`: Lua's cjson would change user JSON ([] vs {}, digits).
+-- Keys (names after the prefix):
+--   test:clock  STRING test-clock mode only: the frozen "now" (seconds, as text)
+--   seq         STRING INCRBY: FIFO order and the query cursor
+--   token       STRING INCRBY: fencing tokens
+--   task:<id>   HASH   one task (fields below)
+--   all         ZSET   id -> seq, every task (listings, newest first)
+--   ready:<q>   ZSET   id -> (3 - priority) * 2^40 + seq: ZRANGE 0 n-1 is strict priority, FIFO
+--   delayed     ZSET   id -> run_at (µs, see micros()): the scheduled tasks, promoted by scripts that
+--                      read the clock
+--   leases      ZSET   id -> lease expiry (µs): the running tasks; reclaim takes expiry <= now
+--   finished    ZSET   id -> finished_at (µs): the succeeded and cancelled tasks, for purge
+--   status:<s>  ZSET   id -> seq for s = scheduled, dead, cancelled: listings of the statuses that are
+--                      rare or long-lived (queued, running and succeeded are listed from `all`)
+--   idem        HASH   json([tenant, key]) -> id
+--   queues      SET    queues that may hold ready tasks; a queue with wake tokens is always in it
+--   waiting     HASH   tenant -> its queued + scheduled tasks (the per-tenant cap)
+--   wake:<q>    LIST   wake tokens for blocked claimers (at most WAKE_CAP)
+--   task:<id>:watch, task:<id>:done   FinishWaiter: set while a client waits / pushed when it finishes
+-- How many tasks have each status is read off these sets (stats.lua): no counter to keep per task.
+--
+-- Task hash fields. Written when the task is stored, never changed: queue, priority, type, tenant,
+-- seq, created_at (server time), and for a task with an idempotency key idem and fp (the request's
+-- fingerprint). Rewritten by every full write (enqueue, settle, transition): data (the task as JSON,
+-- from the client, without the fields below; scripts never decode or re-encode it: Lua's cjson would
+-- change user JSON), status, attempts, run_at (server time, for waiting tasks) and finished_at
+-- (server time, for finished ones, '' for waiting ones). Written by a claim: status, attempts, token,
+-- started_at, worker_id (and cancel = '' over an old mark); by request_cancel: cancel = '1'.
+-- token, started_at, worker_id and cancel belong to the lease: they mean something only while the
+-- status is running (a full write leaves them; records.decode_task then reads data's started_at and
+-- worker_id), and the next claim replaces them. records.decode_task lays the fields over data.
+-- hexq 0.1.0 stored the same fields (plus a stale `expires`) and also a sorted set per status,
+-- which purge.lua drops.
+--
+-- Writes to sorted sets and counters are collected per call and sent by flush(), one command per key,
+-- so a batch of n tasks costs one HSET or HMGET per task and a handful of commands per call.
 
-local WAKE_CAP = 64          -- wake tokens kept per queue; each wakes one blocked claimer
-local PRIORITY_BAND = 1099511627776  -- 2^40: seq stays exact below it, and 4 bands below 2^53
-local STATUSES = {scheduled = true, queued = true, running = true, succeeded = true, failed = true,
-                  dead = true, cancelled = true}
-local WAITING = {queued = true, scheduled = true}
-local FINISHED = {succeeded = true, dead = true, cancelled = true}
+local P, TEST_CLOCK                  -- the call's partition prefix and clock mode: set by begin()
+local DELAYED, LEASES, FINISHED, ALL -- P .. their names, once per call
+local adds, rems, waiting, wakes     -- what the call changes besides task hashes, sent by flush()
+
+local function begin(keys, args)
+    P, TEST_CLOCK = keys[1], args[1] == '1'
+    DELAYED, LEASES, FINISHED, ALL = P .. 'delayed', P .. 'leases', P .. 'finished', P .. 'all'
+    adds, rems, waiting, wakes = {}, {}, {}, {}
+end
+
+local WAKE_CAP = 64                  -- wake tokens kept per queue (up to twice that between trims); each
+                                     -- wakes one blocked claimer
+local BAND = 1099511627776           -- 2^40: seq stays exact below it, and 4 bands below 2^53
+local CHUNK = 1000                   -- arguments per variadic command
 
 local function fail(message)
     error({err = 'ERR hexq: ' .. message})
@@ -44,157 +72,239 @@ local function part(value)
     return value
 end
 
--- Doubles as text with 17 significant digits: exact round trips (Lua's default keeps 14).
+-- Doubles as text with 17 significant digits: exact round trips. Only replies need it: redis.call
+-- itself writes a Lua number argument with full precision.
 local function fmt(x)
     return string.format('%.17g', x)
 end
 
 local function now()
-    if ARGV[1] == '1' then
-        local frozen = redis.call('GET', KEYS[1])
-        if not frozen then fail('test-clock mode but ' .. KEYS[1] .. ' is not set') end
+    if TEST_CLOCK then
+        local frozen = redis.call('GET', P .. 'test:clock')
+        if not frozen then fail('test-clock mode but ' .. P .. 'test:clock is not set') end
         return tonumber(frozen)
     end
     local t = redis.call('TIME')
     return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
-local function task_key(id) return ARGV[2] .. part(id) end
-local function ready_key(queue) return ARGV[4] .. part(queue) end
-local function wake_key(queue) return ARGV[5] .. part(queue) end
-local function status_key(status)
-    if not STATUSES[status] then fail('unknown status ' .. string.format('%q', tostring(status))) end
-    return ARGV[3] .. status
+-- The times that score delayed, leases and finished are whole microseconds since the epoch: a small
+-- sorted set is a listpack, which keeps an integer score as an integer but a fraction as text that
+-- every insert parses again (a batch of 100 leases cost 3x as much). hexq 0.1.0 scored them in
+-- seconds: a score below OLD is one of those, and due() rescores it when it reads it.
+local OLD = 1e12
+
+local function micros(seconds)
+    return math.floor(seconds * 1000000 + 0.5)
+end
+
+-- A score of one of those sets in microseconds, whichever unit it was written in.
+local function score_micros(score)
+    score = tonumber(score)
+    if score < OLD then return micros(score) end
+    return score
+end
+
+local function task_key(id) return P .. 'task:' .. id end
+local function ready_key(queue) return P .. 'ready:' .. queue end
+local function status_key(status) return P .. 'status:' .. status end
+
+local function is_waiting(status) return status == 'queued' or status == 'scheduled' end
+local function is_finished(status) return status == 'succeeded' or status == 'dead' or status == 'cancelled' end
+local function is_status(status)
+    return is_waiting(status) or is_finished(status) or status == 'running' or status == 'failed'
+end
+local function check_status(status)
+    if not is_status(status) then fail('unknown status ' .. string.format('%q', tostring(status))) end
+    return status
 end
 
 local function ready_score(priority, seq)
-    return fmt((3 - tonumber(priority)) * PRIORITY_BAND + tonumber(seq))
+    return (3 - tonumber(priority)) * BAND + tonumber(seq)
 end
 
+local function zadd(key, score, member)
+    local list = adds[key]
+    if not list then list = {}; adds[key] = list end
+    list[#list + 1] = score
+    list[#list + 1] = member
+end
+
+local function zrem(key, member)
+    local list = rems[key]
+    if not list then list = {}; rems[key] = list end
+    list[#list + 1] = member
+end
+
+-- A tenant's waiting count follows every move into or out of queued/scheduled (a move between the two
+-- changes nothing).
+local function count_waiting(tenant, status, n)
+    if is_waiting(status) then waiting[tenant] = (waiting[tenant] or 0) + n end
+end
+
+-- One wake token per queue and call, for a queue that got ready tasks (or may still have some).
 local function wake(queue)
-    local key = wake_key(queue)
-    redis.call('LPUSH', key, '1')
-    redis.call('LTRIM', key, 0, WAKE_CAP - 1)
+    wakes[queue] = true
 end
 
--- Keep KEYS[10] in step: every move into or out of queued/scheduled passes here (a move between
--- the two, a promotion, changes nothing). A count that would drop to zero or below is deleted, so
--- tasks stored before the count existed make it read low, never stick high.
-local function count_waiting(tenant, status, delta)
-    if status ~= 'queued' and status ~= 'scheduled' then return end
-    if redis.call('HINCRBY', KEYS[10], tenant, delta) <= 0 then redis.call('HDEL', KEYS[10], tenant) end
+-- Lua's unpack() stops near 8000 values, so long argument lists go in chunks.
+local function last_of(list, i)
+    return math.min(i + CHUNK - 1, #list)
 end
 
--- The task as the client decodes it (records.decode_task): data plus the fields that override it
--- (records.RECORD_FIELDS, in this order).
+local function flush()
+    for key, list in pairs(rems) do
+        for i = 1, #list, CHUNK do redis.call('ZREM', key, unpack(list, i, last_of(list, i))) end
+    end
+    for key, list in pairs(adds) do
+        for i = 1, #list, CHUNK do redis.call('ZADD', key, unpack(list, i, last_of(list, i))) end
+    end
+    -- A count that would drop to zero or below is deleted, so tasks stored before the count existed
+    -- make it read low, never stick high.
+    for tenant, n in pairs(waiting) do
+        if n ~= 0 and redis.call('HINCRBY', P .. 'waiting', tenant, n) <= 0 then
+            redis.call('HDEL', P .. 'waiting', tenant)
+        end
+    end
+    -- A queue with wake tokens is in `queues` (a claim that finds it empty removes both together), so
+    -- only a wake list that was empty needs the SADD.
+    for queue in pairs(wakes) do
+        local key = P .. 'wake:' .. queue
+        local tokens = redis.call('LPUSH', key, '1')
+        if tokens == 1 then
+            redis.call('SADD', P .. 'queues', queue)
+        elseif tokens > 2 * WAKE_CAP then
+            redis.call('LTRIM', key, 0, WAKE_CAP - 1)
+        end
+    end
+    adds, rems, waiting, wakes = {}, {}, {}, {}
+end
+
+-- The task as records.decode_task reads it (records.RECORD_FIELDS, in this order).
 local function record(key)
     return redis.call('HMGET', key, 'data', 'status', 'attempts', 'started_at', 'worker_id', 'created_at',
                       'run_at', 'finished_at')
 end
 
--- Lease a running task under a fresh fencing token until `expires`; `...` are more field/value
--- pairs for the same HSET. Returns the lease as the client decodes it (records.decode_lease).
-local function lease(id, key, expires, ...)
-    local token = redis.call('INCR', KEYS[3])
-    redis.call('HSET', key, 'token', token, 'expires', expires, ...)
-    redis.call('ZADD', KEYS[6], expires, id)
-    local out = record(key)
-    out[9] = token
-    out[10] = expires
-    return out
+-- The fields that place a task in the indexes of its status.
+local function placement(key)
+    local queue, priority, seq, tenant = unpack(redis.call('HMGET', key, 'queue', 'priority', 'seq', 'tenant'))
+    return {queue = queue, priority = priority, seq = seq, tenant = tenant}
 end
 
--- A task just finished (write() put it in a FINISHED status): wake the clients waiting for it, if any
--- (RedisBackend.wait_finished sets <task>:watch while it waits, then blocks on <task>:done).
-local function finished(id)
-    local key = task_key(id)
-    if redis.call('EXISTS', key .. ':watch') == 1 then
-        redis.call('LPUSH', key .. ':done', '1')
-        redis.call('EXPIRE', key .. ':done', 60)
-    end
-end
-
--- Add a task to the indexes of its status. Queued tasks also wake one blocked claimer.
-local function index(id, status, queue, priority, seq, run_at, finished_at)
-    redis.call('ZADD', status_key(status), seq, id)
+-- Take task `id` out of the indexes of `status` (`at` = the placement(), needed for waiting statuses).
+local function leave(id, status, at)
     if status == 'queued' then
-        redis.call('ZADD', ready_key(queue), ready_score(priority, seq), id)
-        redis.call('SADD', KEYS[9], queue)
-        wake(queue)
+        zrem(ready_key(at.queue), id)
+        count_waiting(at.tenant, status, -1)
     elseif status == 'scheduled' then
-        redis.call('ZADD', KEYS[5], run_at, id)
-    elseif (status == 'succeeded' or status == 'cancelled') and finished_at ~= '' then
-        redis.call('ZADD', KEYS[7], finished_at, id)
-    end
-end
-
--- Remove a task from every index its current status put it in, and from its tenant's count.
-local function unindex(id, key)
-    local status, queue, tenant = unpack(redis.call('HMGET', key, 'status', 'queue', 'tenant'))
-    redis.call('ZREM', status_key(status), id)
-    count_waiting(tenant, status, -1)
-    if status == 'queued' then
-        redis.call('ZREM', ready_key(queue), id)
-    elseif status == 'scheduled' then
-        redis.call('ZREM', KEYS[5], id)
+        zrem(DELAYED, id)
+        zrem(status_key(status), id)
+        count_waiting(at.tenant, status, -1)
     elseif status == 'running' then
-        redis.call('ZREM', KEYS[6], id)
+        zrem(LEASES, id)
+    elseif status == 'succeeded' then
+        zrem(FINISHED, id)
+    elseif status == 'cancelled' then
+        zrem(FINISHED, id)
+        zrem(status_key(status), id)
+    elseif status == 'dead' then
+        zrem(status_key(status), id)
+    end
+end
+
+-- Put task `id` in the indexes of `status`: due at `due` if scheduled, finished at `finished_at` if
+-- succeeded or cancelled. A running task's lease is its claimer's to add.
+local function enter(id, status, at, due, finished_at)
+    if status == 'queued' then
+        zadd(ready_key(at.queue), ready_score(at.priority, at.seq), id)
+        count_waiting(at.tenant, status, 1)
+        wake(at.queue)
+    elseif status == 'scheduled' then
+        zadd(DELAYED, micros(due), id)
+        zadd(status_key(status), at.seq, id)
+        count_waiting(at.tenant, status, 1)
+    elseif status == 'succeeded' then
+        zadd(FINISHED, micros(finished_at), id)
+    elseif status == 'cancelled' then
+        zadd(FINISHED, micros(finished_at), id)
+        zadd(status_key(status), at.seq, id)
+    elseif status == 'dead' then
+        zadd(status_key(status), at.seq, id)
+    end
+end
+
+-- A full write of a task's new state at server time `now_at`, by hexq.core.clock.stamped's rule: a
+-- waiting task is due at max(run_at, now + delay) (run_at is absolute only when a client asked for a
+-- time; delays and backoffs come as durations), a finished one finished now. Returns the due time.
+local function rewrite(key, status, attempts, run_at, delay, data, now_at)
+    if is_waiting(status) then
+        local due = math.max(tonumber(run_at), now_at + tonumber(delay))
+        redis.call('HSET', key, 'data', data, 'status', status, 'attempts', attempts, 'run_at', due,
+                   'finished_at', '')
+        return due
+    elseif is_finished(status) then
+        redis.call('HSET', key, 'data', data, 'status', status, 'attempts', attempts, 'finished_at', now_at)
     else
-        redis.call('ZREM', KEYS[7], id)
+        redis.call('HSET', key, 'data', data, 'status', status, 'attempts', attempts)
+    end
+    return nil
+end
+
+-- Tasks just finished: wake the clients waiting for them, if any (RedisBackend.wait_finished sets
+-- <task>:watch while it waits, then blocks on <task>:done). One EXISTS for the whole batch when
+-- nobody waits, which is the common case.
+local function notify(keys)
+    local watched = 0
+    for i = 1, #keys, CHUNK do
+        local watches = {}
+        for j = i, last_of(keys, i) do watches[#watches + 1] = keys[j] .. ':watch' end
+        watched = watched + redis.call('EXISTS', unpack(watches))
+    end
+    if watched == 0 then return end
+    for _, key in ipairs(keys) do
+        if redis.call('EXISTS', key .. ':watch') == 1 then
+            redis.call('LPUSH', key .. ':done', '1')
+            redis.call('EXPIRE', key .. ':done', 60)
+        end
     end
 end
 
--- A full write of a task, from the 11 values records.task_args puts in ARGV from position `at`:
--- id, status, queue, priority, type, tenant, attempts, run_at, delay, idem, data.
--- Returns the values as a table; the caller indexes the task.
-local function task_at(at)
-    return {id = part(ARGV[at]), status = ARGV[at + 1], queue = part(ARGV[at + 2]), priority = ARGV[at + 3],
-            type = ARGV[at + 4], tenant = ARGV[at + 5], attempts = ARGV[at + 6], run_at = ARGV[at + 7],
-            delay = ARGV[at + 8], idem = ARGV[at + 9], data = ARGV[at + 10]}
-end
-local TASK_ARGS = 11
-
--- When a waiting task is due, by the server's clock `at`: max(run_at, now + delay). run_at is
--- absolute only when a client asked for a time; delays and backoffs come as durations.
-local function due_at(t, at)
-    return math.max(tonumber(t.run_at), at + tonumber(t.delay))
-end
-
--- Write a task's whole state at server time `at`, by hexq.core.clock.stamped's rule: a waiting task is due
--- at due_at(), a finished one finished at `at`. Leaves t.run_at and t.finished_at as stored (for
--- index()); created_at is the enqueue's to set.
-local function write(key, t, at)
-    status_key(t.status)  -- validates before anything is written
-    local gone = {'token', 'expires', 'started_at', 'worker_id', 'cancel'}
-    local times = {}
-    t.finished_at = ''
-    if WAITING[t.status] then
-        t.run_at = fmt(due_at(t, at))
-        times = {'run_at', t.run_at}
-        gone[#gone + 1] = 'finished_at'
-    elseif FINISHED[t.status] then
-        t.finished_at = fmt(at)
-        times = {'finished_at', t.finished_at}
+-- The ids in sorted set `key` scored up to `bound` (µs; below it if `before`), at most `limit`, lowest
+-- first. A score in seconds (hexq 0.1.0) that is not due in fact is rescored instead of returned.
+local function due(key, bound, limit, before)
+    local range = redis.call('ZRANGE', key, '-inf', before and '(' .. fmt(bound) or bound, 'BYSCORE', 'LIMIT', 0,
+                             limit, 'WITHSCORES')
+    local ids = {}
+    for i = 1, #range, 2 do
+        local score = tonumber(range[i + 1])
+        if score >= OLD then
+            ids[#ids + 1] = range[i]
+        else
+            score = micros(score)
+            if score < bound or (score == bound and not before) then ids[#ids + 1] = range[i]
+            else zadd(key, score, range[i]) end
+        end
     end
-    redis.call('HSET', key, 'data', t.data, 'status', t.status, 'attempts', t.attempts, 'queue', t.queue,
-               'priority', t.priority, 'type', t.type, 'tenant', t.tenant, unpack(times))
-    redis.call('HDEL', key, unpack(gone))
+    return ids
 end
 
--- Move due scheduled tasks to their ready sets (at most `limit`, earliest first).
-local function promote(at, limit)
-    local ids = redis.call('ZRANGE', KEYS[5], '-inf', fmt(at), 'BYSCORE', 'LIMIT', 0, limit)
+-- Move due scheduled tasks to their ready sets (at most `limit`, earliest first). Flushes.
+local function promote(now_at, limit)
+    local ids = due(DELAYED, micros(now_at), limit)
     local moved = 0
     for _, id in ipairs(ids) do
         local key = task_key(id)
         local status, queue, priority, seq = unpack(redis.call('HMGET', key, 'status', 'queue', 'priority', 'seq'))
-        redis.call('ZREM', KEYS[5], id)
+        zrem(DELAYED, id)
         if status == 'scheduled' then
-            redis.call('ZREM', status_key('scheduled'), id)
+            zrem(status_key('scheduled'), id)
             redis.call('HSET', key, 'status', 'queued')
-            index(id, 'queued', queue, priority, seq)
+            zadd(ready_key(queue), ready_score(priority, seq), id)
+            wake(queue)
             moved = moved + 1
         end
     end
+    flush()
     return moved
 end

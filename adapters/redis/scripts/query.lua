@@ -1,23 +1,26 @@
 -- query: list tasks newest first (by seq), filtered, one page at a time, in a bounded scan.
--- KEYS    the fixed block (see _lib.lua)
--- ARGV[1..5] the common prefix (see _lib.lua)
--- ARGV[6] status   ARGV[7] type   ARGV[8] queue   ARGV[9] tenant   ('' = any)
--- ARGV[10] limit   ARGV[11] cursor: continue below this seq ('' = from the newest)
--- ARGV[12] scan bound: at most this many index entries are examined per call
+-- KEYS[1] the partition prefix   ARGV[1] the clock mode (see _lib.lua; not read)
+-- ARGV[2] status   ARGV[3] type   ARGV[4] queue   ARGV[5] tenant   ('' = any)
+-- ARGV[6] limit   ARGV[7] cursor: continue below this seq ('' = from the newest)
+-- ARGV[8] scan bound: at most this many index entries are examined per call
 -- Returns: {items, next_cursor} where items are records (records.RECORD_FIELDS) and next_cursor
 --          is a seq as text, or '' when the listing is complete.
--- The scan walks the status's set when a status is given, else every task; the other filters are
--- checked per entry. When the bound is reached before the page is full, the page comes back short
--- with a cursor at the last examined entry, so a client that follows cursors still sees every
--- match exactly once.
+-- The scan walks status:<s> for the statuses that have one (scheduled, dead, cancelled), else every
+-- task (`all`); the other filters, and the status, are checked per entry. When the bound is reached
+-- before the page is full, the page comes back short with a cursor at the last examined entry, so a
+-- client that follows cursors still sees every match exactly once.
 
-local filters = {type = ARGV[7], queue = ARGV[8], tenant = ARGV[9]}
-local limit = tonumber(ARGV[10])
-local bound = tonumber(ARGV[12])
-local source = KEYS[4]
-if ARGV[6] ~= '' then source = status_key(ARGV[6]) end
+local status = ARGV[2]
+local filters = {type = ARGV[3], queue = ARGV[4], tenant = ARGV[5]}
+local limit = tonumber(ARGV[6])
+local bound = tonumber(ARGV[8])
+local source = ALL
+if status ~= '' then
+    check_status(status)
+    if status == 'scheduled' or status == 'dead' or status == 'cancelled' then source = status_key(status) end
+end
 local below = '+inf'
-if ARGV[11] ~= '' then below = '(' .. ARGV[11] end
+if ARGV[7] ~= '' then below = '(' .. ARGV[7] end
 
 local found, scanned, last_seq, done = {}, 0, nil, false
 while #found <= limit and scanned < bound and not done do
@@ -30,8 +33,9 @@ while #found <= limit and scanned < bound and not done do
         last_seq = seq
         below = '(' .. seq
         local key = task_key(id)
-        local kind, queue, tenant = unpack(redis.call('HMGET', key, 'type', 'queue', 'tenant'))
-        if kind and (filters.type == '' or filters.type == kind) and (filters.queue == '' or filters.queue == queue)
+        local kind, queue, tenant, current = unpack(redis.call('HMGET', key, 'type', 'queue', 'tenant', 'status'))
+        if kind and (status == '' or status == current) and (filters.type == '' or filters.type == kind)
+                and (filters.queue == '' or filters.queue == queue)
                 and (filters.tenant == '' or filters.tenant == tenant) then
             found[#found + 1] = {key, seq}
             if #found > limit then break end
