@@ -11,19 +11,21 @@ write that finds the lock held returns at once, and the loop tries again after a
 other coroutines meanwhile.
 
 On the thread (THREAD): reads whose size has no small bound (a page of 500 tasks, counts over every task),
-the first connect (the schema may wait for another process), and checkpoints. One thread per backend, started
-on first use; one idle for a minute ends, and the next call starts another.
+on a second connection of the thread's own, so a long read and a write never wait for each other; also the
+first connect (the schema may wait for another process), and checkpoints. One thread per backend, started on
+first use; one idle for a minute ends (closing its connection), and the next call starts another.
 
 Checkpoints. A WAL commit appends pages to the -wal file. SQLite's automatic checkpoint copies them back
 into the database inside the commit that crosses 1000 pages, fsync and all (milliseconds, on the caller).
-Here it is off: once the WAL is past 4 MiB the thread runs a PASSIVE checkpoint on a connection of its
-own, which waits for no reader or writer. Durability is unchanged: WAL with synchronous=NORMAL survives
+Here it is off: once the WAL is past 4 MiB the thread runs a PASSIVE checkpoint on its own connection,
+which waits for no reader or writer. Durability is unchanged: WAL with synchronous=NORMAL survives
 an application crash (a commit is in the WAL when COMMIT returns), not a power loss.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -50,13 +52,14 @@ _IDLE_EXIT = 60.0
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 INLINE, THREAD = True, False  # Database.run's first argument: where an operation runs
-_CHECKPOINT = object()  # in the inbox: run a checkpoint (on the thread's own connection)
-_Inbox = queue.SimpleQueue[Any]  # a _Job, _CHECKPOINT, or None to end the thread
+_Job = Callable[["_Own"], None]
+_Inbox = queue.SimpleQueue[_Job | None]  # None ends the thread
 
 
 class Database:
-    """One SQLite connection, its lock, and its thread. Every operation is a plain function of the connection
-    that is safe to run again after it failed: a single statement, or one transaction (schema.transaction)."""
+    """A backend's connection (every write, short reads), its lock, and its thread with a connection of its own.
+    Every operation is a plain function of a connection that is safe to run again after it failed: a single
+    statement, or one transaction (schema.transaction)."""
 
     def __init__(self, path: str, busy_timeout: float, name: str = "sqlite") -> None:
         self.name = name
@@ -76,7 +79,7 @@ class Database:
         Raises BackendUnavailable when SQLite reports an operational error (locked past busy_timeout, I/O,
         cannot open); whatever else `op` raises is raised as it is."""
         if where is THREAD:
-            return await self._on_thread(op, args, kwargs)
+            return await self._on_thread(op, args, kwargs, own=True)
         ran, value = self._inline(op, args, kwargs)
         if ran:
             return cast(T, value)
@@ -87,7 +90,7 @@ class Database:
         """As run(), for a caller that is not a coroutine (a loop callback): the future is done at once when
         the operation ran inline at the first try."""
         if where is THREAD:
-            return asyncio.ensure_future(self._on_thread(op, args, kwargs))
+            return asyncio.ensure_future(self._on_thread(op, args, kwargs, own=True))
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         try:
             ran, value = self._inline(op, args, kwargs)
@@ -115,22 +118,27 @@ class Database:
             pause = min(pause * 2, _MAX_PAUSE)
         return await self._on_thread(op, args, kwargs)  # not open (or closed): opening may wait, so the thread
 
-    async def _on_thread(self, op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    async def _on_thread(self, op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                         own: bool = False) -> T:
+        """op on the thread: on its own connection (`own`: reads), or on the backend's (which it opens first)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._post(lambda: _deliver(loop, future, self._retrying, op, args, kwargs))
+        if own:
+            self._post(lambda conns: _deliver(loop, future, lambda: self._retrying(conns.get, None, op, args, kwargs)))
+        else:
+            self._post(lambda conns: _deliver(loop, future, lambda: self._retrying(self._open, self._lock, op, args,
+                                                                                   kwargs)))
         return await future
 
     async def close(self) -> None:
         """Close the connections once what was asked before has run; a later call opens them again."""
-        with self._start_lock:
-            inbox, self._inbox = self._inbox, None
-        if inbox is None:
-            return  # no thread: nothing was opened (only the thread opens)
         loop = asyncio.get_running_loop()
         closed: asyncio.Future[None] = loop.create_future()
-        inbox.put(lambda: _deliver(loop, closed, _plain, self._close, (), {}))
-        inbox.put(None)
+        self._post(lambda conns: _deliver(loop, closed, self._close))
+        with self._start_lock:
+            inbox, self._inbox = self._inbox, None
+        if inbox is not None:
+            inbox.put(None)  # the thread closes its own connection as it ends
         await closed
 
     # -- inline -----------------------------------------------------------------------------------
@@ -156,7 +164,7 @@ class Database:
             self._lock.release()
 
     # -- the thread -------------------------------------------------------------------------------
-    def _post(self, job: object) -> None:
+    def _post(self, job: _Job) -> None:
         with self._start_lock:
             if self._inbox is None:
                 self._inbox = queue.SimpleQueue()
@@ -165,7 +173,7 @@ class Database:
             self._inbox.put(job)
 
     def _serve(self, inbox: _Inbox) -> None:
-        checkpointer: sqlite3.Connection | None = None  # this thread's own connection, for checkpoints only
+        conns = _Own(self)
         try:
             while True:
                 try:
@@ -179,29 +187,28 @@ class Database:
                         return
                 if job is None:
                     return
-                if job is _CHECKPOINT:
-                    checkpointer = self._checkpoint(checkpointer)
-                else:
-                    job()
+                job(conns)
         finally:
-            if checkpointer is not None:
-                checkpointer.close()
+            conns.close()
 
-    def _retrying(self, op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    def _retrying(self, connection: Callable[[], sqlite3.Connection], lock: threading.Lock | None,
+                  op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """op(connection(), ...) on the thread, holding `lock` (the backend's connection's; the thread's own needs
+        none), and again after a pause while SQLite's lock is held, until busy_timeout."""
         deadline = time.monotonic() + self._busy_timeout
         pause = _FIRST_PAUSE
         while True:
-            with self._lock:
+            with lock or contextlib.nullcontext():
                 try:
-                    conn = self._open()
+                    conn = connection()
                     value = op(conn, *args, **kwargs)
                 except sqlite3.OperationalError as exc:
                     if not _busy(exc) or time.monotonic() >= deadline:
                         raise BackendUnavailable(self.name, str(exc)) from exc
                 else:
-                    self._after(conn)
+                    if conn is self._conn:
+                        self._after(conn)
                     return value
-            # Another process holds the write lock: look again soon (jittered, so two waiters do not collide).
             time.sleep(max(min(pause * (0.5 + random.random()), deadline - time.monotonic()), 0.0))
             pause = min(pause * 2, _MAX_PAUSE)
 
@@ -212,6 +219,12 @@ class Database:
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._conn, self._changes_seen = conn, 0
         return self._conn
+
+    def open_another(self) -> sqlite3.Connection:
+        """A second connection to the file, once the backend's has made sure of the schema."""
+        with self._lock:
+            self._open()
+        return sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
 
     def _close(self) -> None:
         with self._lock:
@@ -228,34 +241,47 @@ class Database:
         self._changes_seen = changes
         if not self._checkpointing and _size(self._path + "-wal") > _WAL_LIMIT:
             self._checkpointing = True
-            self._post(_CHECKPOINT)
+            self._post(self._checkpoint)
 
-    def _checkpoint(self, checkpointer: sqlite3.Connection | None) -> sqlite3.Connection | None:
+    def _checkpoint(self, conns: _Own) -> None:
         try:
-            if checkpointer is None:
-                checkpointer = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
-            checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:  # the next one will try again; a commit never depends on it
-            log.debug("checkpoint of %s failed: %s", self._path, exc)
+            conns.checkpoint()
         finally:
             self._checkpointing = False
-        return checkpointer
 
 
-def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T],
-             call: Callable[[Callable[..., T], tuple[Any, ...], dict[str, Any]], T], op: Callable[..., T],
-             args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Run call(op, args, kwargs) here (the connection thread) and hand its outcome to `future` on its loop."""
+class _Own:
+    """The thread's own connection, opened when first needed (after the backend's, which makes the schema)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn: sqlite3.Connection | None = None
+
+    def get(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._db.open_another()
+        return self._conn
+
+    def checkpoint(self) -> None:
+        try:
+            self.get().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # the next one will try again; a commit never depends on it
+            log.debug("checkpoint failed: %s", exc)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], call: Callable[[], T]) -> None:
+    """Run call() here (the connection thread) and hand its outcome to `future` on its loop."""
     try:
-        value = call(op, args, kwargs)
+        value = call()
     except BaseException as exc:  # whatever it is, the awaiting caller gets it
         _post_to(loop, _fail, future, exc)
     else:
         _post_to(loop, _succeed, future, value)
-
-
-def _plain(op: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-    return op(*args, **kwargs)
 
 
 def _post_to(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:

@@ -10,19 +10,20 @@ import json
 import math
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from hexq.adapters.sqlite import SQLiteBackend, broker, codec
+from hexq.adapters.sqlite import SQLiteBackend, broker, codec, connection, operations
 from hexq.adapters.sqlite.connection import INLINE
 from hexq.adapters.sqlite.schema import ADDED_COLUMNS, INDEXES
 from hexq.core import outcome
 from hexq.core.clock import FakeClock, stamped
 from hexq.core.errors import BackendUnavailable, IdempotencyMismatch, QueueFull
-from hexq.core.model import Settlement, Task, TaskQuery, TaskStatus
+from hexq.core.model import Settlement, Stats, Task, TaskQuery, TaskStatus
 from hexq.core.ports import Clock, SettleAndClaim
 
 MakeTask = Callable[..., Task]
@@ -459,3 +460,37 @@ def test_settled_times_follow_the_clock_rule(status: TaskStatus, run_at: float, 
     task = Task(id="t", type="echo", payload={}, status=status, run_at=run_at, delay=delay, finished_at=finished_at)
     reference = stamped(task, 1_700_000_000.0)
     assert broker.stamped_times(task, 1_700_000_000.0) == (reference.run_at, reference.finished_at)
+
+
+async def test_a_long_read_on_the_thread_does_not_hold_up_a_write(db: str, make_task: MakeTask,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = SQLiteBackend(db)
+    await backend.ping()
+    slow_stats = operations.stats
+
+    def stats(conn: sqlite3.Connection) -> Stats:
+        time.sleep(0.5)  # as a count over a million tasks would
+        return slow_stats(conn)
+
+    monkeypatch.setattr(operations, "stats", stats)
+    reading = asyncio.create_task(backend.stats())
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    [task] = await backend.enqueue([make_task()])
+    assert time.monotonic() - started < 0.25 and not reading.done()
+    assert (await reading).by_status[TaskStatus.QUEUED] == 1
+    assert await backend.get(task.id) == task
+    await backend.close()
+
+
+async def test_close_closes_the_file_even_after_the_thread_went_idle(db: str, make_task: MakeTask,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "_IDLE_EXIT", 0.05)
+    backend = SQLiteBackend(db)
+    await backend.enqueue([make_task()])
+    assert (await backend.stats()).by_status[TaskStatus.QUEUED] == 1  # the thread and its connection
+    await asyncio.sleep(0.3)  # the thread ends; the backend's connection stays open
+
+    await backend.close()
+
+    assert not await asyncio.to_thread(Path(db + "-wal").exists)  # removed when the file's last connection closes
