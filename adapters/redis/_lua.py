@@ -1,7 +1,7 @@
 """The Lua scripts, run as a Redis 7 function library (FCALL) or as scripts (EVALSHA).
 
 Redis has no `require`, so each task script is _lib.lua (the shared helpers and the documented key
-layout), then the fragments it uses (_settle.lua, _claim.lua), then its own file, which begins with
+layout), then the fragments it uses (_decide.lua, _settle.lua, _claim.lua), then its own file, which begins with
 begin(KEYS, ARGV). The same files make one function library: the helpers once, and each script's
 body as a function. Why both:
 
@@ -32,7 +32,8 @@ TASK_SCRIPTS = ("enqueue", "claim", "settle", "settle_and_claim", "extend", "tra
                 "purge", "query", "stats", "backlog", "ratelimit", "now", "request_cancel")
 STANDALONE_SCRIPTS = ("schedule_advance",)
 LIBRARY = "_lib"
-FRAGMENTS = {"settle": ("_settle",), "claim": ("_claim",), "settle_and_claim": ("_settle", "_claim")}
+FRAGMENTS = {"enqueue": ("_decide",), "settle": ("_settle",), "claim": ("_claim",),
+             "settle_and_claim": ("_settle", "_claim")}
 # Functions that only read. Redis refuses any other function while it is out of memory (a script run by
 # EVALSHA only at its first write), and reads must go on answering then (RELIABILITY T9).
 READ_ONLY = frozenset({"query", "stats", "backlog", "now"})
@@ -60,7 +61,7 @@ def source(name: str) -> str:
 @cache
 def library() -> tuple[str, str]:
     """(version, text) of the function library: every task script as function hexq_<version>_<name>."""
-    fragments = sorted({part for parts in FRAGMENTS.values() for part in parts}, reverse=True)  # _settle, _claim
+    fragments = sorted({part for parts in FRAGMENTS.values() for part in parts})  # none uses another
     functions = [f"redis.register_function{{function_name = 'hexq_%(version)s_{name}', flags = {{{_flags(name)}}}, "
                  f"callback = function(KEYS, ARGV)\n{_BEGIN}\n{_parts([name])}\nend}}" for name in TASK_SCRIPTS]
     body = "\n".join([_parts([LIBRARY, *fragments]), *functions])

@@ -22,11 +22,13 @@ local function claim(now_at, n, lease_seconds, worker, promote_limit, queues)
     -- The n best across the set: the first n of each queue, merged by score (`order`: the queue each
     -- pick comes from). Each queue gives a prefix of itself, which ZPOPMIN takes (cheaper than
     -- removing members one by one); one queue needs no look first.
-    local taken, looked, order = {}, {}, {}
+    local picked, taken, looked = {}, {}, {}
     if #queues == 1 then
-        taken[1] = n
+        local range = redis.call('ZPOPMIN', ready_key(queues[1]), n)
+        for j = 1, #range, 2 do picked[#picked + 1] = range[j] end
+        taken[1], looked[1] = #picked, #picked
     else
-        local heads, pos = {}, {}
+        local heads, pos, order = {}, {}, {}
         for i, queue in ipairs(queues) do
             local range = redis.call('ZRANGE', ready_key(queue), 0, n - 1, 'WITHSCORES')
             for j = 2, #range, 2 do range[j] = tonumber(range[j]) end
@@ -43,24 +45,13 @@ local function claim(now_at, n, lease_seconds, worker, promote_limit, queues)
             taken[best] = taken[best] + 1
             order[k] = best
         end
-    end
-    local popped = {}
-    for i, queue in ipairs(queues) do
-        popped[i] = {}
-        if taken[i] > 0 then
-            local range = redis.call('ZPOPMIN', ready_key(queue), taken[i])
-            for j = 1, #range, 2 do popped[i][#popped[i] + 1] = range[j] end
-            taken[i] = #popped[i]
-            if looked[i] == nil then looked[i] = taken[i] end
+        for i, queue in ipairs(queues) do  -- the prefixes chosen: the same as the look saw, in one script
+            if taken[i] > 0 then redis.call('ZPOPMIN', ready_key(queue), taken[i]) end
+            pos[i] = -1
         end
-    end
-    local picked = popped[1]
-    if #queues > 1 then
-        local next_of = {}
-        picked = {}
         for k, i in ipairs(order) do
-            next_of[i] = (next_of[i] or 0) + 1
-            picked[k] = popped[i][next_of[i]]
+            pos[i] = pos[i] + 2
+            picked[k] = heads[i][pos[i]]
         end
     end
 

@@ -50,8 +50,11 @@ local DELAYED, LEASES, FINISHED, ALL -- P .. their names, once per call
 local adds, rems, waiting, wakes     -- what the call changes besides task hashes, sent by flush()
 
 local function begin(keys, args)
-    P, TEST_CLOCK = keys[1], args[1] == '1'
-    DELAYED, LEASES, FINISHED, ALL = P .. 'delayed', P .. 'leases', P .. 'finished', P .. 'all'
+    if keys[1] ~= P then  -- a function library keeps them from its last call
+        P = keys[1]
+        DELAYED, LEASES, FINISHED, ALL = P .. 'delayed', P .. 'leases', P .. 'finished', P .. 'all'
+    end
+    TEST_CLOCK = args[1] == '1'
     adds, rems, waiting, wakes = {}, {}, {}, {}
 end
 

@@ -5,12 +5,15 @@
 -- Returns: {now, expiry, leases, next_due_in} (see _claim.lua): now is every lease's started_at,
 --          expiry every lease's expiry, both as text.
 
-local queues, seen = {}, {}
-for i = 6, #ARGV do
-    local queue = part(ARGV[i])
-    if not seen[queue] then
-        seen[queue] = true
-        queues[#queues + 1] = queue
+local queues = {part(ARGV[6])}
+if #ARGV > 6 then
+    local seen = {[queues[1]] = true}
+    for i = 7, #ARGV do
+        local queue = part(ARGV[i])
+        if not seen[queue] then
+            seen[queue] = true
+            queues[#queues + 1] = queue
+        end
     end
 end
 local at = now()

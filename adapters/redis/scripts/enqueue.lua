@@ -46,94 +46,13 @@ for r = 1, tonumber(ARGV[2]) do
     requests[r] = request
 end
 
--- What was stored before this call: no task of the call, in the common case, which one EXISTS tells;
--- and the tasks the idempotency keys name, in one HMGET.
+-- Tasks of this call stored before it: none, in the common case, which one EXISTS tells.
 local before = 0
 for i = 1, #task_keys, CHUNK do
     before = before + redis.call('EXISTS', unpack(task_keys, i, last_of(task_keys, i)))
 end
-local stored_keys = {}
-for i = 1, #keyed, CHUNK do
-    local ids = redis.call('HMGET', P .. 'idem', unpack(keyed, i, last_of(keyed, i)))
-    for j = 1, #ids do
-        if ids[j] then stored_keys[keyed[i + j - 1]] = ids[j] end
-    end
-end
-
-local function stored(id) return redis.call('EXISTS', task_key(id)) == 1 end
-
--- What the requests accepted so far in this call added.
-local new_ids, new_keys, fingerprints, added, counted = {}, {}, {}, {}, {}
-
-local function waiting_now(tenant)
-    if counted[tenant] == nil then counted[tenant] = tonumber(redis.call('HGET', P .. 'waiting', tenant) or '0') end
-    return counted[tenant] + (added[tenant] or 0)
-end
-
--- The id of the task that answers t in its place, if any: same key, else same id; stored before, or
--- new earlier in this call (`mine`: earlier in t's own request).
-local function answer(t, mine)
-    if t.idem then
-        local id = mine.keys[t.idem] or new_keys[t.idem]
-        if id then return id end
-        id = stored_keys[t.idem]
-        if id and stored(id) then return id end
-    end
-    if mine.ids[t.id] or new_ids[t.id] then return t.id end
-    if before > 0 and stored(t.id) then return t.id end
-    return nil
-end
-
--- Decide one request: nil when it is accepted (every task marked new or answered), else its refusal.
-local function decide(request)
-    local mine, adding = {ids = {}, keys = {}, fingerprints = {}}, {}
-    for _, t in ipairs(request.tasks) do
-        local other = answer(t, mine)
-        if t.idem then
-            local fp = mine.fingerprints[t.idem] or fingerprints[t.idem]
-            if fp == nil then
-                -- The stored task's fingerprint. One stored before fingerprints were kept has none: the
-                -- client compares those.
-                if other and not mine.ids[other] and not new_ids[other] then
-                    fp = redis.call('HGET', task_key(other), 'fp')
-                end
-                fp = fp or t.fp
-                mine.fingerprints[t.idem] = fp
-            end
-            if fp ~= t.fp then return {'mismatch', t.idem} end
-        end
-        t.answer = other
-        if not other then
-            mine.ids[t.id] = true
-            if t.idem then mine.keys[t.idem] = t.id end
-            adding[t.tenant] = (adding[t.tenant] or 0) + 1
-        end
-    end
-    if request.cap > 0 then
-        for tenant, n in pairs(adding) do
-            if waiting_now(tenant) + n > request.cap then return {'full', tenant} end
-        end
-    end
-    for id in pairs(mine.ids) do new_ids[id] = true end
-    for idem, id in pairs(mine.keys) do new_keys[idem] = id end
-    for idem, fp in pairs(mine.fingerprints) do fingerprints[idem] = fp end
-    for tenant, n in pairs(adding) do added[tenant] = (added[tenant] or 0) + n end
-    return nil
-end
-
-local new = 0
-if before == 0 and #keyed == 0 and not capped then
-    new = #task_keys  -- nothing to decide: every task is new and every request within bounds
-else
-    for _, request in ipairs(requests) do
-        request.refused = decide(request)
-        if not request.refused then
-            for _, t in ipairs(request.tasks) do
-                if not t.answer then new = new + 1 end
-            end
-        end
-    end
-end
+local new = #task_keys  -- nothing to decide, in the common case: every task is new, no request capped
+if before > 0 or #keyed > 0 or capped then new = decide_all(requests, keyed, before) end
 
 local now_at = now()
 local seq = 0
