@@ -78,7 +78,7 @@ class Submits:
     async def _call(self, batch: list[_Request]) -> None:
         args: list[records.Arg] = [len(batch)]
         for request in batch:
-            args += [request.cap, len(request.tasks), *request.args]
+            args += [f"{int(request.cap)} {len(request.tasks)}", *request.args]
         try:
             now, answers = await self.send(args)
         except asyncio.CancelledError:

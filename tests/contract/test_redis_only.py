@@ -107,8 +107,8 @@ def test_scripts_reject_invalid_key_parts(redis_url: str, bad: str) -> None:
     with redis.Redis.from_url(redis_url, decode_responses=True) as client:
         flush(client)
         client.set(keys.test_clock, "1700000000.0")
-        calls = [("enqueue", [1, 0, 1, f"{bad} default 1 queued 0 1.0 0.0 echo 0 default", "{}"]),
-                 ("enqueue", [1, 0, 1, f"id1 {bad} 1 queued 0 1.0 0.0 echo 0 default", "{}"]),
+        calls = [("enqueue", [1, "0 1", f"{bad} default 1 queued 0 1.0 0.0 echo 0 default", "{}"]),
+                 ("enqueue", [1, "0 1", f"id1 {bad} 1 queued 0 1.0 0.0 echo 0 default", "{}"]),
                  ("settle", [f"{bad} 1 succeeded 1 1.0 0.0", "{}"]),
                  ("extend", ["30.0", f"{bad} 1"]),
                  ("request_cancel", [bad]),

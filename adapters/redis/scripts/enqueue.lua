@@ -4,8 +4,8 @@
 -- stay within its cap and no idempotency key names a different request; otherwise none of them is,
 -- and the requests after it go on as if it had not been made.
 -- KEYS[1] the partition prefix   ARGV[1] the clock mode (see _lib.lua)
--- ARGV[2] the number of requests; then per request: its cap on each tenant's waiting (queued +
---         scheduled) tasks ('0' = none), its number of tasks, then per task (records.enqueue_args):
+-- ARGV[2] the number of requests; then per request: '<cap> <n>', its cap on each tenant's waiting
+--         (queued + scheduled) tasks (0 = none) and its number of tasks, then per task (records.enqueue_args):
 --         '<id> <queue> <priority> <status> <attempts> <run_at> <delay> <type> <keyed> <tenant>', the
 --         data (JSON), and when keyed = '1' the idem field (keys.idempotency_field) and the request's
 --         fingerprint (hexq.core.idempotency.fingerprint)
@@ -24,10 +24,12 @@ local HEAD = '^([%w_.:%-]+) ([%w_.:%-]+) ([0-3]) (%l+) (%d+) (%S+) (%S+) ([%w_.:
 local requests, task_keys, keyed, capped = {}, {}, {}, false
 local at = 3
 for r = 1, tonumber(ARGV[2]) do
-    local request = {cap = tonumber(ARGV[at]), tasks = {}}
+    local cap, n = string.match(ARGV[at], '^(%d+) (%d+)$')
+    if not cap then fail('invalid key part or value in ' .. string.format('%q', ARGV[at])) end
+    local request = {cap = tonumber(cap), tasks = {}}
     capped = capped or request.cap > 0
-    local n = tonumber(ARGV[at + 1])
-    at = at + 2
+    n = tonumber(n)
+    at = at + 1
     for i = 1, n do
         local id, queue, priority, status, attempts, run_at, delay, kind, has_key, tenant = string.match(ARGV[at], HEAD)
         if not id or #id > 64 or #queue > 64 or #kind > 64 then fail('invalid key part or value in ' .. string.format('%q', ARGV[at])) end
