@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from hexq.adapters.sqlite import broker
 from hexq.adapters.sqlite import operations as ops
@@ -29,6 +29,7 @@ from hexq.core.schedule import Schedule
 _POLL_FIRST = 0.001
 _POLL_FAST_FOR = 0.05
 _POLL_MAX = 0.02
+_SWEEP_CHUNK = 200  # rows a promotion or purge changes per transaction (about a millisecond)
 _INLINE_ROWS = 16  # a listing of more tasks than this is read on the connection thread (see connection.py)
 
 
@@ -115,15 +116,31 @@ class SQLiteBackend:
 
     # -- Sweeper ----------------------------------------------------------------------------
     async def promote_due(self, limit: int) -> int:
-        moved = await self._db.run(INLINE, ops.promote_due, self._clock, limit)
-        self._wakeups.wake_all()
+        moved = await self._in_chunks(limit, lambda n: self._db.run(INLINE, ops.promote_due, self._clock, n))
+        if moved:
+            self._wakeups.wake_all()
         return moved
 
     async def reclaim_expired(self, limit: int, lease_seconds: float) -> list[Lease]:
         return await self._db.run(INLINE, ops.reclaim_expired, self._clock, limit, lease_seconds)
 
     async def purge_finished(self, older_than: float, limit: int) -> int:
-        return await self._db.run(INLINE, ops.purge_finished, self._clock, older_than, limit)
+        return await self._in_chunks(limit, lambda n: self._db.run(INLINE, ops.purge_finished, self._clock,
+                                                                   older_than, n))
+
+    @staticmethod
+    async def _in_chunks(limit: int, sweep: Callable[[int], Awaitable[int]]) -> int:
+        """A sweep of up to `limit` rows as several short transactions, the loop free between them: they run on
+        the event loop, which in `hexq serve` is also the API's."""
+        done = 0
+        while done < limit:
+            size = min(limit - done, _SWEEP_CHUNK)
+            moved = await sweep(size)
+            done += moved
+            if moved < size:
+                break
+            await asyncio.sleep(0)
+        return done
 
     # -- TaskStore --------------------------------------------------------------------------
     async def get(self, task_id: str) -> Task | None:

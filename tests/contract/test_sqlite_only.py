@@ -494,3 +494,20 @@ async def test_close_closes_the_file_even_after_the_thread_went_idle(db: str, ma
     await backend.close()
 
     assert not await asyncio.to_thread(Path(db + "-wal").exists)  # removed when the file's last connection closes
+
+
+async def test_sweeps_go_in_short_transactions_and_keep_to_their_limit(db: str, make_task: MakeTask,
+                                                                        clock: FakeClock) -> None:
+    backend = SQLiteBackend(db, clock)
+    await backend.enqueue([make_task(status=TaskStatus.SCHEDULED, delay=1.0) for _ in range(450)])
+    clock.advance(2)
+
+    assert await backend.promote_due(430) == 430  # 200 + 200 + 30
+    assert await backend.promote_due(1000) == 20
+    leases = await backend.claim(["default"], 450, lease_seconds=30, worker_id="w")
+    assert await backend.settle([Settlement(lease, outcome.succeeded(lease.task, None)) for lease in leases]) == (
+        [True] * 450)
+    clock.advance(10)
+    assert await backend.purge_finished(5, 400) == 400
+    assert await backend.purge_finished(5, 400) == 50
+    await backend.close()
