@@ -517,6 +517,26 @@ async def test_without_functions_the_scripts_run_by_evalsha(tmp_path: Path, cloc
             assert stats["cmdstat_evalsha"]["calls"] >= 5
 
 
+async def test_a_user_who_may_not_use_functions_runs_the_scripts(redis_url: str, clock: LinkedClock,
+                                                                 make_task: MakeTask) -> None:
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.acl_setuser("nofunctions", enabled=True, passwords=["+secret"], keys=["*"], channels=["*"],
+                          commands=["+@all", "-fcall", "-function"])
+        try:
+            url = redis_url.replace("redis://", "redis://nofunctions:secret@")
+            before = command_calls(admin)
+            async with fresh_backend(url, clock) as backend:
+                task = make_task()
+                assert await backend.enqueue([task]) == [task]
+                [lease] = await backend.claim(["default"], 1, lease_seconds=LEASE, worker_id="w")
+                assert await backend.settle([Settlement(lease, outcome.succeeded(lease.task, 1))]) == [True]
+                assert (await backend.stats()).by_status[TaskStatus.SUCCEEDED] == 1
+            calls = delta(before, command_calls(admin))
+            assert calls.get("evalsha", 0) >= 4 and "fcall" not in calls and "function|load" not in calls
+        finally:
+            admin.acl_deluser("nofunctions")
+
+
 # -- a partition stored by hexq 0.1.0 ---------------------------------------------------------------
 OLD_NOW = 1_700_000_000.0
 
