@@ -1,15 +1,16 @@
 """Concurrent enqueues of one process, stored together: the calls made in one turn of an event loop go to
 SQLite as one transaction (one write lock, one commit) instead of one each.
 
-Each call still gets its own answer: its tasks as stored, or its own error (QueueFull for its tenant, an
-IdempotencyMismatch), which undoes only its own writes (broker.enqueue). A failure of the file itself
-(BackendUnavailable) is every call's in the batch. A call that comes alone waits one loop turn for company.
+The first call of a turn leads: it yields once, so that the coroutines ready in the same turn can join, then
+stores the batch and hands out the answers. Each call still gets its own answer: its tasks as stored, or
+its own error (QueueFull for its tenant, an IdempotencyMismatch), which undoes only its own writes
+(broker.enqueue). A failure of the file itself (BackendUnavailable) is every call's in the batch. A call
+that comes alone pays one yield.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ MAX_TASKS = 1000  # per transaction: more would hold the write lock longer than 
 class _Call:
     tasks: Sequence[Task]
     cap: int
-    answer: asyncio.Future[list[Task]]
+    answer: asyncio.Future[list[Task]] | None  # None for the leader, which takes its own answer
 
 
 class EnqueueBatcher:
@@ -33,29 +34,46 @@ class EnqueueBatcher:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
 
-    def enqueue(self, tasks: Sequence[Task], cap: int) -> asyncio.Future[list[Task]]:
+    async def enqueue(self, tasks: Sequence[Task], cap: int) -> list[Task]:
         loop = asyncio.get_running_loop()
-        calls = self._pending.get(loop)
-        if calls is None:
-            calls = self._pending[loop] = []
-            loop.call_soon(self._flush, loop)  # after every call this turn makes
-        answer: asyncio.Future[list[Task]] = loop.create_future()
-        calls.append(_Call(tasks, cap, answer))
-        return answer
+        calls = self._gathering.get(loop)
+        if calls is not None:  # a leader is gathering this turn's calls: go with it
+            answer: asyncio.Future[list[Task]] = loop.create_future()
+            calls.append(_Call(tasks, cap, answer))
+            return await answer
+        calls = self._gathering[loop] = [_Call(tasks, cap, None)]
+        try:
+            await asyncio.sleep(0)  # one turn: whoever calls in it joins
+        except BaseException:  # cancelled: the others are stored all the same, without this call
+            del self._gathering[loop]
+            loop.call_soon(self._store_all, calls[1:])
+            raise
+        del self._gathering[loop]
+        batches = _batches(calls)
+        for batch in batches[1:]:
+            self._store_all(batch)
+        return await self._lead(batches[0])
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        for batch in _batches(self._pending.pop(loop)):
-            try:
-                stored = self._store([(call.tasks, call.cap) for call in batch])
-            except Exception as exc:
-                _answer(batch, exc)
-                continue
-            if stored.done():
-                _hand_out(batch, stored)
-            else:
-                stored.add_done_callback(functools.partial(_hand_out, batch))
+    async def _lead(self, batch: list[_Call]) -> list[Task]:
+        """Store the batch that holds the leader's own call (the first); its outcome is the return value."""
+        stored = self._store([(call.tasks, call.cap) for call in batch])
+        try:
+            # shield: a cancelled leader must not cancel the others' store (it goes on, as in a thread)
+            outcomes = stored.result() if stored.done() else await asyncio.shield(stored)
+        except BaseException as exc:
+            _fail(batch[1:], exc)
+            raise
+        _hand_out(batch[1:], outcomes[1:])
+        if isinstance(outcomes[0], Exception):
+            raise outcomes[0]
+        return outcomes[0]
+
+    def _store_all(self, batch: list[_Call]) -> None:
+        if not batch:
+            return
+        self._store([(call.tasks, call.cap) for call in batch]).add_done_callback(lambda done: _done(batch, done))
 
 
 def _batches(calls: list[_Call]) -> list[list[_Call]]:
@@ -71,13 +89,20 @@ def _batches(calls: list[_Call]) -> list[list[_Call]]:
     return batches
 
 
-def _hand_out(batch: list[_Call], stored: asyncio.Future[list[Outcome]]) -> None:
-    exc = stored.exception()
-    if exc is not None:
-        _answer(batch, exc)
-        return
-    for call, outcome in zip(batch, stored.result(), strict=True):
-        if call.answer.done():
+def _done(calls: list[_Call], stored: asyncio.Future[list[Outcome]]) -> None:
+    if stored.cancelled():  # only at the loop's shutdown
+        for call in calls:
+            if call.answer is not None:
+                call.answer.cancel()
+    elif (exc := stored.exception()) is not None:
+        _fail(calls, exc)
+    else:
+        _hand_out(calls, stored.result())
+
+
+def _hand_out(calls: list[_Call], outcomes: list[Outcome]) -> None:
+    for call, outcome in zip(calls, outcomes, strict=True):
+        if call.answer is None or call.answer.done():
             continue  # its caller was cancelled; what it asked for is stored all the same
         if isinstance(outcome, Exception):
             call.answer.set_exception(outcome)
@@ -85,8 +110,7 @@ def _hand_out(batch: list[_Call], stored: asyncio.Future[list[Outcome]]) -> None
             call.answer.set_result(outcome)
 
 
-def _answer(batch: list[_Call], exc: BaseException) -> None:
-    for call in batch:
-        if not call.answer.done():
+def _fail(calls: list[_Call], exc: BaseException) -> None:
+    for call in calls:
+        if call.answer is not None and not call.answer.done():
             call.answer.set_exception(exc)
-

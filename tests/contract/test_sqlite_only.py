@@ -325,6 +325,24 @@ async def test_an_idempotency_mismatch_fails_only_its_call_and_later_calls_see_e
     await backend.close()
 
 
+async def test_a_call_cancelled_while_it_gathers_does_not_lose_the_others(db: str, make_task: MakeTask,
+                                                                        transactions: list[int]) -> None:
+    backend = SQLiteBackend(db)
+    await backend.ping()
+    mine, theirs = make_task(), [make_task(), make_task()]
+    leader = asyncio.create_task(backend.enqueue([mine]))
+    others = [asyncio.create_task(backend.enqueue([task])) for task in theirs]
+    await asyncio.sleep(0)  # all three have called: the first gathers this turn's calls, the others joined it
+    leader.cancel()
+
+    stored = await asyncio.gather(*others)
+
+    assert [[t.id for t in answer] for answer in stored] == [[t.id] for t in theirs]
+    assert transactions == [2]
+    assert leader.cancelled() and await backend.get(mine.id) is None
+    await backend.close()
+
+
 async def test_a_failing_file_fails_every_call_of_the_batch(db: str, make_task: MakeTask) -> None:
     backend = SQLiteBackend(db, busy_timeout=0.05)
     await backend.ping()
