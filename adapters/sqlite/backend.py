@@ -99,7 +99,7 @@ class SQLiteBackend:
         return await self._db.run(INLINE, broker.extend, self._clock, leases, lease_seconds)
 
     async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
-        applied = await self._db.run(INLINE, broker.settle, self._clock, settlements)
+        applied = await self._db.run(INLINE, broker.settle, self._clock, [broker.Write.of(s) for s in settlements])
         self._wakeups.wake_all()
         return applied
 
@@ -109,8 +109,9 @@ class SQLiteBackend:
         """settle(settlements), then claim(queues, n) without waiting, in one transaction."""
         if not settlements:
             return [], await self._claim(queues, n, lease_seconds, worker_id)
-        applied, leases = await self._db.run(INLINE, broker.settle_and_claim, self._clock, settlements, queues,
-                                             max(n, 0), lease_seconds, worker_id)
+        writes = [broker.Write.of(settlement) for settlement in settlements]  # once, however often the lock is busy
+        applied, leases = await self._db.run(INLINE, broker.settle_and_claim, self._clock, writes, queues, max(n, 0),
+                                             lease_seconds, worker_id)
         self._wakeups.wake_all()
         return applied, leases
 

@@ -1,16 +1,17 @@
 """Concurrent enqueues of one process, stored together: the calls made in one turn of an event loop go to
 SQLite as one transaction (one write lock, one commit) instead of one each.
 
-The first call of a turn leads: it yields once, so that the coroutines ready in the same turn can join, then
-stores the batch and hands out the answers. Each call still gets its own answer: its tasks as stored, or
-its own error (QueueFull for its tenant, an IdempotencyMismatch), which undoes only its own writes
-(broker.enqueue). A failure of the file itself (BackendUnavailable) is every call's in the batch. A call
-that comes alone pays one yield.
+The first call of a turn leads: it yields once, so that the coroutines ready in the same turn can join,
+then stores the batch (payloads encoded first, once: broker.Request) and hands out the answers. Each call
+still gets its own answer: its tasks as stored, or its own error (QueueFull for its tenant, an
+IdempotencyMismatch), which undoes only its own writes (broker.enqueue). A failure of the file itself
+(BackendUnavailable) is every call's in the batch. A call that comes alone pays one yield.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ MAX_TASKS = 1000  # per transaction: more would hold the write lock longer than 
 class _Call:
     tasks: Sequence[Task]
     cap: int
-    answer: asyncio.Future[list[Task]] | None  # None for the leader, which takes its own answer
+    answer: asyncio.Future[list[Task]]
 
 
 class EnqueueBatcher:
@@ -38,12 +39,12 @@ class EnqueueBatcher:
 
     async def enqueue(self, tasks: Sequence[Task], cap: int) -> list[Task]:
         loop = asyncio.get_running_loop()
+        mine = _Call(tasks, cap, loop.create_future())
         calls = self._gathering.get(loop)
         if calls is not None:  # a leader is gathering this turn's calls: go with it
-            answer: asyncio.Future[list[Task]] = loop.create_future()
-            calls.append(_Call(tasks, cap, answer))
-            return await answer
-        calls = self._gathering[loop] = [_Call(tasks, cap, None)]
+            calls.append(mine)
+            return await mine.answer
+        calls = self._gathering[loop] = [mine]
         try:
             await asyncio.sleep(0)  # one turn: whoever calls in it joins
         except BaseException:  # cancelled: the others are stored all the same, without this call
@@ -51,29 +52,27 @@ class EnqueueBatcher:
             loop.call_soon(self._store_all, calls[1:])
             raise
         del self._gathering[loop]
-        batches = _batches(calls)
-        for batch in batches[1:]:
+        for batch in _batches(calls):
             self._store_all(batch)
-        return await self._lead(batches[0])
+        return await mine.answer  # done already when the batch was stored at the first try
 
-    async def _lead(self, batch: list[_Call]) -> list[Task]:
-        """Store the batch that holds the leader's own call (the first); its outcome is the return value."""
-        stored = self._store([(call.tasks, call.cap) for call in batch])
-        try:
-            # shield: a cancelled leader must not cancel the others' store (it goes on, as in a thread)
-            outcomes = stored.result() if stored.done() else await asyncio.shield(stored)
-        except BaseException as exc:
-            _fail(batch[1:], exc)
-            raise
-        _hand_out(batch[1:], outcomes[1:])
-        if isinstance(outcomes[0], Exception):
-            raise outcomes[0]
-        return outcomes[0]
-
-    def _store_all(self, batch: list[_Call]) -> None:
+    def _store_all(self, calls: list[_Call]) -> None:
+        requests: list[Request] = []
+        batch: list[_Call] = []
+        for call in calls:
+            try:
+                requests.append(Request.of(call.tasks, call.cap))  # a payload JSON cannot encode fails its call
+            except Exception as exc:
+                _fail([call], exc)
+                continue
+            batch.append(call)
         if not batch:
             return
-        self._store([(call.tasks, call.cap) for call in batch]).add_done_callback(lambda done: _done(batch, done))
+        stored = self._store(requests)
+        if stored.done():
+            _done(batch, stored)
+        else:
+            stored.add_done_callback(functools.partial(_done, batch))
 
 
 def _batches(calls: list[_Call]) -> list[list[_Call]]:
@@ -92,8 +91,7 @@ def _batches(calls: list[_Call]) -> list[list[_Call]]:
 def _done(calls: list[_Call], stored: asyncio.Future[list[Outcome]]) -> None:
     if stored.cancelled():  # only at the loop's shutdown
         for call in calls:
-            if call.answer is not None:
-                call.answer.cancel()
+            call.answer.cancel()
     elif (exc := stored.exception()) is not None:
         _fail(calls, exc)
     else:
@@ -102,7 +100,7 @@ def _done(calls: list[_Call], stored: asyncio.Future[list[Outcome]]) -> None:
 
 def _hand_out(calls: list[_Call], outcomes: list[Outcome]) -> None:
     for call, outcome in zip(calls, outcomes, strict=True):
-        if call.answer is None or call.answer.done():
+        if call.answer.done():
             continue  # its caller was cancelled; what it asked for is stored all the same
         if isinstance(outcome, Exception):
             call.answer.set_exception(outcome)
@@ -112,5 +110,5 @@ def _hand_out(calls: list[_Call], outcomes: list[Outcome]) -> None:
 
 def _fail(calls: list[_Call], exc: BaseException) -> None:
     for call in calls:
-        if call.answer is not None and not call.answer.done():
+        if not call.answer.done():
             call.answer.set_exception(exc)

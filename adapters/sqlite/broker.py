@@ -31,7 +31,6 @@ from hexq.core.clock import stamped
 from hexq.core.model import TERMINAL, WAITING, Lease, Settlement, Task
 from hexq.core.ports import Clock
 
-Request = tuple[Sequence[Task], int]  # one enqueue call: its tasks and its cap
 Outcome = list[Task] | Exception  # what one enqueue call gets: its tasks as stored, or its own error
 
 _PROMOTE = ("UPDATE tasks SET status = 'queued' WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_scheduled"
@@ -52,22 +51,35 @@ _EXTEND = "UPDATE tasks SET lease_expires = ?" + _CURRENT + " RETURNING cancel_r
 
 
 # -- enqueue --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One enqueue call: its tasks, its cap, and their payloads as JSON. Made before the operation runs, so an
+    operation that found the write lock held and runs again does not encode them again."""
+
+    tasks: Sequence[Task]
+    cap: int
+    payloads: list[str]
+
+    @classmethod
+    def of(cls, tasks: Sequence[Task], cap: int) -> Request:
+        return cls(tasks, cap, [dumps(dict(task.payload)) for task in tasks])
+
+
 def enqueue(conn: sqlite3.Connection, clock: Clock, requests: Sequence[Request]) -> list[Outcome]:
     """Store the tasks of several enqueue calls in one transaction, each call's on its own terms: one call's
     error (QueueFull for its tenant, IdempotencyMismatch, ...) is returned for it alone, and a savepoint
     undoes whatever it wrote. Later calls see what earlier ones stored, as if they had come one by one."""
-    payloads = [[dumps(dict(task.payload)) for task in tasks] for tasks, _ in requests]  # before the lock
     with transaction(conn):  # the count and the inserts in one write transaction: the cap cannot be overshot
         now = clock.now()
         if len(requests) == 1:
-            return [_enqueue(conn, now, *requests[0], payloads[0])]  # its error undoes the transaction
-        return [_isolated(conn, now, tasks, cap, json) for (tasks, cap), json in zip(requests, payloads, strict=True)]
+            return [_enqueue(conn, now, requests[0])]  # its error undoes the transaction
+        return [_isolated(conn, now, request) for request in requests]
 
 
-def _isolated(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int, payloads: list[str]) -> Outcome:
+def _isolated(conn: sqlite3.Connection, now: float, request: Request) -> Outcome:
     conn.execute("SAVEPOINT request")
     try:
-        stored = _enqueue(conn, now, tasks, cap, payloads)
+        stored = _enqueue(conn, now, request)
     except sqlite3.OperationalError:
         raise  # the file's error, not the request's: every call of the batch gets it (or it is retried)
     except Exception as exc:
@@ -78,7 +90,8 @@ def _isolated(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: 
     return stored
 
 
-def _enqueue(conn: sqlite3.Connection, now: float, tasks: Sequence[Task], cap: int, payloads: list[str]) -> list[Task]:
+def _enqueue(conn: sqlite3.Connection, now: float, request: Request) -> list[Task]:
+    tasks, cap, payloads = request.tasks, request.cap, request.payloads
     idempotency.check(tasks, lambda task: _earlier(conn, task))
     if cap:
         quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
@@ -171,17 +184,14 @@ def _next_queued(conn: sqlite3.Connection, queues: Sequence[str], n: int) -> lis
 
 
 # -- settle and extend ----------------------------------------------------------------------------
-def settle(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement]) -> list[bool]:
-    writes = [_Write.of(settlement) for settlement in settlements]  # before the lock
+def settle(conn: sqlite3.Connection, clock: Clock, writes: list[Write]) -> list[bool]:
     with transaction(conn):
         return _settle(conn, clock.now(), writes)
 
 
-def settle_and_claim(conn: sqlite3.Connection, clock: Clock, settlements: Sequence[Settlement],
-                     queues: Sequence[str], n: int, lease_seconds: float,
-                     worker_id: str) -> tuple[list[bool], list[Lease]]:
+def settle_and_claim(conn: sqlite3.Connection, clock: Clock, writes: list[Write], queues: Sequence[str], n: int,
+                     lease_seconds: float, worker_id: str) -> tuple[list[bool], list[Lease]]:
     """settle, then claim, in one transaction at one moment: the claim sees what the settles released."""
-    writes = [_Write.of(settlement) for settlement in settlements]
     with transaction(conn):
         now = clock.now()
         applied = _settle(conn, now, writes)
@@ -190,8 +200,9 @@ def settle_and_claim(conn: sqlite3.Connection, clock: Clock, settlements: Sequen
 
 
 @dataclass(frozen=True, slots=True)
-class _Write:
-    """A settlement as the parameters of _SETTLE, all but the two times only the transaction's clock can give."""
+class Write:
+    """A settlement as the parameters of _SETTLE, all but the two times only the transaction's clock can give.
+    Made before the operation runs (Write.of), as Request is."""
 
     task: Task
     head: tuple[Any, ...]  # status, attempts
@@ -200,7 +211,7 @@ class _Write:
     token: int
 
     @classmethod
-    def of(cls, settlement: Settlement) -> _Write:
+    def of(cls, settlement: Settlement) -> Write:
         task, token = settlement.task, settlement.lease.token
         if not _same_request(task, settlement.lease.task):
             return cls(task, (), (), False, token)
@@ -223,7 +234,7 @@ def stamped_times(task: Task, now: float) -> tuple[float, float | None]:
     return task.run_at, now if task.status in TERMINAL else task.finished_at
 
 
-def _settle(conn: sqlite3.Connection, now: float, writes: list[_Write]) -> list[bool]:
+def _settle(conn: sqlite3.Connection, now: float, writes: list[Write]) -> list[bool]:
     if len(writes) > 1 and all(write.narrow for write in writes):
         # All in one statement, and in the usual case (no lease was lost) that is the answer.
         conn.execute("SAVEPOINT settle")

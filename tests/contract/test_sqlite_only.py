@@ -343,6 +343,18 @@ async def test_a_call_cancelled_while_it_gathers_does_not_lose_the_others(db: st
     await backend.close()
 
 
+async def test_a_payload_json_cannot_hold_fails_only_its_own_call(db: str, make_task: MakeTask) -> None:
+    backend = SQLiteBackend(db)
+    await backend.ping()
+
+    bad, good = await asyncio.gather(backend.enqueue([make_task(payload={"when": {1, 2}})]),
+                                     backend.enqueue([make_task()]), return_exceptions=True)
+
+    assert isinstance(bad, TypeError)
+    assert isinstance(good, list) and await backend.get(good[0].id) == good[0]
+    await backend.close()
+
+
 async def test_a_failing_file_fails_every_call_of_the_batch(db: str, make_task: MakeTask) -> None:
     backend = SQLiteBackend(db, busy_timeout=0.05)
     await backend.ping()
