@@ -176,13 +176,35 @@ class Page:
     next_cursor: str | None = None
 
 
+STATES: Final = ("queued", "running", "scheduled", "dead")  # the states Stats.depth counts by queue and priority
+
+
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Counts by status, and the queued depth by queue and priority."""
+    """Counts by status; the queued depth by queue and priority; and, for metrics, the depth of every state
+    in STATES by (queue, priority, state) and the age of the oldest queued task by (queue, priority):
+    seconds since it became eligible (the later of created_at and run_at), on the backend's clock.
+    A (queue, priority) with nothing in it may be absent from both."""
 
     by_status: Mapping[TaskStatus, int] = field(default_factory=dict)
     queued: Mapping[str, Mapping[Priority, int]] = field(default_factory=dict)
+    depth: Mapping[tuple[str, Priority, str], int] = field(default_factory=dict)
+    oldest_age: Mapping[tuple[str, Priority], float] = field(default_factory=dict)
 
     @property
     def backlog(self) -> int:
         return sum(sum(levels.values()) for levels in self.queued.values())
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker as the backend's registry lists it. started_at and last_seen are the backend's times,
+    stamped when the worker registers and at each beat; `running` is how many tasks it ran at its last beat."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    started_at: float = 0.0
+    last_seen: float = 0.0
+    running: int = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.schedule import Schedule
 
 
@@ -179,7 +179,21 @@ class FinishWaiter(Protocol):
         ...
 
 
-class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, Protocol):
+class WorkerRegistry(Protocol):
+    """Workers say they are alive, so that metrics and `GET /v1/workers` can count them on any backend."""
+
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        """Register `worker` or refresh it: the backend stamps last_seen (and started_at the first time) on its
+        own clock, stores `running`, and forgets the worker if no beat comes within `ttl` seconds."""
+
+    async def leave(self, worker_id: str) -> None:
+        """The worker stopped: forget it now (a missing id is not an error)."""
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers whose last beat is within their ttl, on the backend's clock, ordered by id."""
+
+
+class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, Protocol):  # + WorkerRegistry: issue 12
     """Everything a backend adapter provides, plus its lifecycle."""
 
     name: str
