@@ -47,11 +47,13 @@ class _Server(uvicorn.Server):
             print(f"port {sockets[0].getsockname()[1]} loop {loop} http {http}", flush=True)
 
 
-def uvicorn_config(app: Any, *, access_log: bool = True) -> uvicorn.Config:
-    """functions/serve.py's options (keep them in step): no log config of uvicorn's own, a 5 s graceful
-    shutdown, no Server header; loop and http left to uvicorn's "auto", as serve leaves them."""
-    return uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=5, server_header=False,
-                          access_log=access_log)
+def uvicorn_config(app: Any) -> uvicorn.Config:
+    """functions/serve.py's own options (httptools, no access log unless HEXQ_ACCESS_LOG asks), for the
+    baseline as for hexq: both are served as `hexq serve` serves the API."""
+    from hexq.functions.serve import server_config
+    from hexq.functions.settings import Settings
+
+    return server_config(app, Settings.from_env())
 
 
 def plain_app(plain: Plain) -> Starlette:
@@ -66,15 +68,15 @@ def plain_app(plain: Plain) -> Starlette:
 
 
 @contextlib.asynccontextmanager
-async def _app(url: str, level: str, plain_name: str | None) -> AsyncIterator[tuple[Any, bool]]:
-    """The app to serve and whether uvicorn logs each request, closing its backend afterwards."""
+async def _app(url: str, level: str, plain_name: str | None) -> AsyncIterator[Any]:
+    """The app to serve, closing its backend afterwards."""
     if plain_name is not None:
         plain = open_plain(url, plain_name)
         if plain is None:
             raise SystemExit(f"no baseline for {url}")
         configure_logging("WARNING")
         try:
-            yield plain_app(plain), False
+            yield plain_app(plain)
         finally:
             await plain.close(drop=False)
         return
@@ -87,7 +89,7 @@ async def _app(url: str, level: str, plain_name: str | None) -> AsyncIterator[tu
     configure_logging(settings.log_level)
     container = bootstrap(settings)
     try:
-        yield create_app(container), True
+        yield create_app(container)
     finally:
         await container.backend.close()
 
@@ -97,8 +99,8 @@ async def serve(url: str, level: str = "INFO", plain_name: str | None = None) ->
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.bind(("127.0.0.1", 0))
-        async with _app(url, level, plain_name) as (app, access_log):
-            server = _Server(uvicorn_config(app, access_log=access_log))
+        async with _app(url, level, plain_name) as app:
+            server = _Server(uvicorn_config(app))
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: setattr(server, "should_exit", True))
             await server.serve(sockets=[sock])
     finally:
@@ -106,4 +108,6 @@ async def serve(url: str, level: str = "INFO", plain_name: str | None = None) ->
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(*sys.argv[1:4]))
+    from hexq.functions.eventloop import run  # uvloop, as `hexq serve` runs on
+
+    run(serve(*sys.argv[1:4]))
