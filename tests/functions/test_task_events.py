@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 
+from hexq.adapters.memory import MemoryBackend
 from hexq.core import outcome
+from hexq.core.clock import FakeClock
 from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import Priority, Task, TaskStatus, replaced
+from hexq.core.poller import Poller, PollerConfig
+from hexq.core.registry import Registry
 from hexq.core.retry import RetryPolicy
+from hexq.core.schedules import ScheduleService
+from hexq.core.services import SubmitRequest, TaskService
 from hexq.functions.cli import build_parser
 from hexq.functions.logs import JSONFormatter
 from hexq.functions.settings import Settings
@@ -181,3 +187,27 @@ def test_fan_out_isolates_a_failing_observer_and_logs_it_once(caplog: pytest.Log
     assert [name for name, _ in first.calls] == [name for name, _ in last.calls] == ["started", "finished", "rejected"]
     [record] = [r for r in caplog.records if r.name == "hexq.functions.task_events"]
     assert "Broken" in record.getMessage() and record.exc_info is not None
+
+
+async def test_the_poller_logs_its_tick_as_fields(registry: Registry, clock: FakeClock) -> None:
+    backend = MemoryBackend(clock)
+    tasks = TaskService(backend, backend, registry, clock)
+    poller = Poller(backend, backend, ScheduleService(backend, tasks, registry, lambda spec, after: after + 60),
+                    PollerConfig())
+    await tasks.submit(SubmitRequest("echo", {}, delay=5))
+    clock.advance(5)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JSONFormatter())
+    logger = logging.getLogger("hexq.poller")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        await poller._logged_tick()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    [line] = parsed(stream)
+    assert line["message"] == "tick"
+    assert {k: line[k] for k in ("promoted", "recovered", "fired", "purged", "backlog", "invoked")} == {
+        "promoted": 1, "recovered": 0, "fired": 0, "purged": 0, "backlog": 1, "invoked": 0}
