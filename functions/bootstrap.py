@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from hexq.core.auth import KeyRing
 from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
+from hexq.core.events import NO_EVENTS, Events
 from hexq.core.poller import Poller, PollerConfig
 from hexq.core.ports import Backend, Broker, Clock, Invoker
 from hexq.core.registry import Registry
@@ -39,6 +40,7 @@ class Container:
     clock: Clock
     tasks: TaskService
     schedules: ScheduleService
+    events: Events = field(default=NO_EVENTS)  # who hears of task events: logs, metrics (fan_out)
 
     @functools.cached_property
     def keys(self) -> KeyRing:
@@ -78,7 +80,8 @@ class Container:
 
 
 def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Registry | None = None,
-              backend: Backend | None = None) -> Container:
+              backend: Backend | None = None, events: Events | None = None) -> Container:
+    """`events`: the task events' observers; by default the log lines (HEXQ_TASK_EVENTS)."""
     clock = clock or SystemClock()
     registry = registry if registry is not None else default_registry
     load_task_modules(settings.task_modules)
@@ -86,7 +89,11 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
     backend = backend or make_backend(settings.backend_url, clock)
     tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant))
     schedules = ScheduleService(backend, tasks, registry, cron_next)
-    return Container(settings, backend, registry, clock, tasks, schedules)
+    if events is None:
+        from hexq.functions.task_events import log_events
+
+        events = log_events(settings)
+    return Container(settings, backend, registry, clock, tasks, schedules, events)
 
 
 def make_backend(url: str, clock: Clock) -> Backend:
