@@ -27,6 +27,7 @@ from hexq.core.schedules import ScheduleService
 from hexq.core.services import Limits, TaskService
 from hexq.core.worker import Invocation, WorkerConfig
 from hexq.functions.settings import Settings
+from hexq.functions.task_events import log_events
 
 
 @dataclass
@@ -87,12 +88,9 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
     load_task_modules(settings.task_modules)
     settings = settings.serving(registry)  # the queues workers take from, now that the task types are known
     backend = backend or make_backend(settings.backend_url, clock)
+    events = log_events(settings) if events is None else events
     tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant))
     schedules = ScheduleService(backend, tasks, registry, cron_next)
-    if events is None:
-        from hexq.functions.task_events import log_events
-
-        events = log_events(settings)
     return Container(settings, backend, registry, clock, tasks, schedules, events)
 
 
