@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from hexq.core import outcome
 from hexq.core.errors import BackendUnavailable
@@ -84,7 +84,7 @@ class Poller:
     async def _logged_tick(self) -> None:
         report = await self.tick()
         if report != TickReport(backlog=report.backlog, invoked=report.invoked):
-            log.info("tick %s", report)
+            log.info("tick", extra=asdict(report))  # each figure a JSON field, not a repr in the message
 
     @staticmethod
     async def _guarded(step: Callable[[], Awaitable[object]]) -> None:

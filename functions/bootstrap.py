@@ -40,7 +40,7 @@ class Container:
     clock: Clock
     tasks: TaskService
     schedules: ScheduleService
-    events: Events = NO_EVENTS  # what observes the tasks: metrics and task-event logs (issue 12)
+    events: Events = NO_EVENTS  # who hears of task events: logs, metrics (fan_out)
 
     @functools.cached_property
     def keys(self) -> KeyRing:
@@ -81,12 +81,14 @@ class Container:
 
 def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Registry | None = None,
               backend: Backend | None = None, events: Events | None = None) -> Container:
+    """`events`: the task events' observers; by default none (a client's). A process that serves passes
+    functions.observers.serving_events(settings); a Lambda function, functions.emf.on_lambda(settings)."""
     clock = clock or SystemClock()
     registry = registry if registry is not None else default_registry
     load_task_modules(settings.task_modules)
     settings = settings.serving(registry)  # the queues workers take from, now that the task types are known
     backend = backend or make_backend(settings.backend_url, clock)
-    events = events if events is not None else NO_EVENTS
+    events = NO_EVENTS if events is None else events
     tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant),
                         events)
     schedules = ScheduleService(backend, tasks, registry, cron_next, events)

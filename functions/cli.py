@@ -179,12 +179,14 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "--max-queued-per-tenant": ("max_queued_per_tenant", int, "N", "waiting tasks per tenant; 0 = unlimited (0)"),
     "--retention": ("retention", float, "S", "finished tasks are purged after this (604800 = 7 days)"),
     "--access-log": ("access_log", bool, "", "log one line per HTTP request (off by default: it is costly)"),
+    "--no-task-events": ("task_events", bool, "", "no JSON log line per task event (submitted, started, "
+                         "succeeded, retried, dead, ...)"),
 }
 _COMMON = ("--backend", "--tasks", "--log-level")
 # What each long-running command reads: a worker claims and runs; a poller without an invoker promotes,
 # recovers leases (--lease), fires schedules (a submit, so the tenant cap applies) and purges.
-_WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace")
-_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant")
+_WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--no-task-events")
+_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--no-task-events")
 _SERVE = (*_WORKER, "--host", "--port", "--workers", "--poll-interval", "--batch", "--max-invocations", "--retention",
           "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm", "--access-log")
 
@@ -193,9 +195,10 @@ def _setting(parser: argparse.ArgumentParser, flag: str, *, nested: bool = False
     """A flag that overrides Settings.<name>; its dest is prefixed so no other option can collide with it."""
     name, kind, metavar, help = _SETTINGS[flag]
     default = argparse.SUPPRESS if nested else None
-    if kind is bool:  # a switch: given, it turns the setting on
-        parser.add_argument(flag, dest=_PREFIX + name, action="store_const", const=True, default=default,
-                            help=f"{help} [{env_name(name)}=true]")
+    if kind is bool:  # a switch: given, it turns the setting on (--no-...: off)
+        on = not flag.startswith("--no-")
+        parser.add_argument(flag, dest=_PREFIX + name, action="store_const", const=on, default=default,
+                            help=f"{help} [{env_name(name)}={'true' if on else 'off'}]")
         return
     parser.add_argument(flag, dest=_PREFIX + name, type=kind, metavar=metavar, default=default,
                         help=f"{help} [{env_name(name)}]")

@@ -45,7 +45,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
             await run_worker(container, stop, worker_id=worker_id, signals=False)
         return 0
 
-    return _with_container(settings, run, fast=True)
+    return _with_container(settings, run, fast=True, serving=True)
 
 
 def poller(settings: Settings, args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def poller(settings: Settings, args: argparse.Namespace) -> int:
             await run_poller(container, stop, signals=False)
         return 0
 
-    return _with_container(settings, run)
+    return _with_container(settings, run, serving=True)
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -232,14 +232,18 @@ def bench(settings: Settings, args: argparse.Namespace) -> int:
 
 # -- helpers --------------------------------------------------------------------------------------
 def _with_container(settings: Settings, run: Callable[[Container], Awaitable[int]], *, stored: bool = False,
-                    fast: bool = False) -> int:
+                    fast: bool = False, serving: bool = False) -> int:
     """`stored`: the command acts only on what is already stored, so a missing SQLite file is an error.
-    `fast`: a long-running command, run on uvloop when it is installed (functions/eventloop.py)."""
+    `fast`: a long-running command, run on uvloop when it is installed (functions/eventloop.py).
+    `serving`: it runs tasks or schedules (worker, poller), so it tells of task events (functions/observers.py);
+    a one-shot command is a client and tells nobody."""
     if stored:
         require_database(settings.backend_url)
 
     async def body() -> int:
-        container = bootstrap(settings)
+        from hexq.functions.observers import serving_events
+
+        container = bootstrap(settings, events=serving_events(settings) if serving else None)
         try:
             return await run(container)
         finally:

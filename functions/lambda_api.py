@@ -20,12 +20,16 @@ imported by bootstrap only for the backend chosen (no boto3 unless HEXQ_BACKEND 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from mangum import Mangum
+from mangum.types import ASGI, LambdaContext, LambdaEvent
 from starlette.types import Receive, Scope, Send
 
+from hexq.core.events import Events
 from hexq.functions.api import create_app
 from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.emf import flush, on_lambda
 from hexq.functions.errors import error_response
 from hexq.functions.settings import Settings
 
@@ -40,9 +44,23 @@ REFUSAL = ("this hexq API has no API keys, and an API without keys is open to an
 def make_handler(container: Container) -> Mangum:
     """The API behind Mangum; without keys, only when the settings allow an open API (HEXQ_ALLOW_OPEN_API)."""
     if container.keys or container.settings.allow_open_api:
-        return Mangum(create_app(container), lifespan="off")
+        return Flushing(create_app(container), container.events)
     log.error("refusing to serve: %s", REFUSAL)
-    return Mangum(refuse, lifespan="off")
+    return Flushing(refuse, container.events)
+
+
+class Flushing(Mangum):
+    """Mangum that prints the request's task metrics (submits, rejections: EMF) as the invocation ends."""
+
+    def __init__(self, app: ASGI, events: Events) -> None:
+        super().__init__(app, lifespan="off")
+        self.events = events
+
+    def __call__(self, event: LambdaEvent, context: LambdaContext) -> dict[str, Any]:
+        try:
+            return super().__call__(event, context)
+        finally:
+            flush(self.events)
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,4 +68,5 @@ async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
     await error_response(503, "api_keys_required", REFUSAL, {"setting": OPEN_API_ENV})(scope, receive, send)
 
 
-handler = make_handler(bootstrap(Settings.from_env()))
+_settings = Settings.from_env()
+handler = make_handler(bootstrap(_settings, events=on_lambda(_settings)))

@@ -21,6 +21,7 @@ from typing import Any
 
 from hexq.core.ports import Invoker
 from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.emf import flush, on_lambda
 from hexq.functions.settings import Settings
 
 log = logging.getLogger("hexq.poller")
@@ -36,7 +37,10 @@ class PollerHandler:
         self.loop = loop or asyncio.new_event_loop()
 
     def __call__(self, event: Mapping[str, Any], context: object) -> dict[str, Any]:
-        report = asdict(self.loop.run_until_complete(self.container.poller(self.invoker).tick()))
+        try:
+            report = asdict(self.loop.run_until_complete(self.container.poller(self.invoker).tick()))
+        finally:
+            flush(self.container.events)  # this tick's metrics, before Lambda freezes the process
         log.info("tick", extra=report)
         return report
 
@@ -52,4 +56,5 @@ def make_handler(container: Container) -> PollerHandler:
     return PollerHandler(container, container.lambda_invoker())
 
 
-handler = make_handler(bootstrap(Settings.from_env()))
+_settings = Settings.from_env()
+handler = make_handler(bootstrap(_settings, events=on_lambda(_settings)))

@@ -40,6 +40,7 @@ from hexq.core.model import Lease, Settlement, Task, TaskStatus
 from hexq.core.ports import Broker
 from hexq.core.worker import Invocation
 from hexq.functions.bootstrap import Container, bootstrap
+from hexq.functions.emf import flush, on_lambda
 from hexq.functions.settings import Settings
 
 log = logging.getLogger("hexq.worker")
@@ -66,9 +67,12 @@ class WorkerHandler:
         self.loop = loop or asyncio.new_event_loop()
 
     def __call__(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        if is_sqs_batch(event):
-            return self.loop.run_until_complete(run_batch(self.container, event["Records"], context))
-        return self.loop.run_until_complete(run_direct(self.container, context))
+        try:
+            if is_sqs_batch(event):
+                return self.loop.run_until_complete(run_batch(self.container, event["Records"], context))
+            return self.loop.run_until_complete(run_direct(self.container, context))
+        finally:
+            flush(self.container.events)  # this invocation's metrics, before Lambda freezes the process
 
     def close(self) -> None:
         """Close the backend and the loop (Lambda never needs this; tests and scripts do)."""
@@ -212,7 +216,8 @@ def make_handler(container: Container) -> WorkerHandler:
 
 
 # The cold start: built once per process, reused by every warm invocation.
-handler = make_handler(bootstrap(Settings.from_env()))
+_settings = Settings.from_env()
+handler = make_handler(bootstrap(_settings, events=on_lambda(_settings)))
 
 
 @runtime_checkable

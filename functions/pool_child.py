@@ -19,6 +19,7 @@ from typing import Any
 from hexq.core.ports import Broker
 from hexq.functions.bootstrap import Container, bootstrap
 from hexq.functions.logs import configure_logging
+from hexq.functions.observers import serving_events
 from hexq.functions.settings import Settings
 from hexq.functions.wake import WokenBroker
 from hexq.functions.worker import default_worker_id, report_fields
@@ -83,7 +84,8 @@ def invocation() -> dict[str, Any]:
     with state.lock:
         state.busy = True
     if state.container is None:
-        state.container = bootstrap(state.settings)  # the cold start: once per process
+        # The cold start, once per process; a pool child runs tasks, so it tells of their events.
+        state.container = bootstrap(state.settings, events=serving_events(state.settings))
         if state.bell is not None:
             state.broker = WokenBroker(state.container.backend, state.bell)
     try:

@@ -35,6 +35,7 @@ from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
 from hexq.functions.bootstrap import Container, bootstrap, make_backend
 from hexq.functions.invoker import InProcessInvoker, ProcessPoolInvoker
+from hexq.functions.observers import serving_events
 from hexq.functions.poller import run_poller
 from hexq.functions.settings import Settings
 from hexq.functions.wake import NotifyingBackend
@@ -90,7 +91,7 @@ async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool
 
 def _container(settings: Settings, doorbell: _Doorbell) -> Container:
     backend = NotifyingBackend(make_backend(settings.backend_url, SystemClock()), doorbell.on_write)
-    return bootstrap(settings, backend=backend)
+    return bootstrap(settings, backend=backend, events=serving_events(settings))
 
 
 async def _run(container: Container, sock: socket.socket, doorbell: _Doorbell) -> None:

@@ -46,6 +46,8 @@ class Settings:
     # One log line per HTTP request (uvicorn's access log). Off: at INFO it is a JSON line per submit,
     # which costs the API a large part of what it spends on a request.
     access_log: bool = False
+    # One JSON line per task event (functions/task_events.py): submitted, started, succeeded, retried, dead...
+    task_events: bool = True
     # API keys (functions/auth.py): entries inline and/or in a file; both empty = an open API.
     api_keys: str = field(default="", repr=False)
     api_keys_file: str = ""
@@ -136,12 +138,12 @@ _LOWER_BOUNDS = {"workers": 1, "concurrency": 1, "batch": 1, "body_limit": 1, "m
 _POSITIVE = frozenset({"lease_seconds", "idle_wait", "budget", "poll_interval"})
 def _bool(raw: str) -> bool:
     value = raw.strip().lower()
-    if value not in ("true", "false"):
+    if value not in ("true", "false", "on", "off"):
         raise ValueError(raw)
-    return value == "true"
+    return value in ("true", "on")
 
 
-_bool.__name__ = "boolean (true or false)"
+_bool.__name__ = "boolean (true or false, on or off)"
 _BY_TYPE: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "bool": _bool}
 _PARSERS: dict[str, Callable[[str], Any]] = {f.name: _BY_TYPE.get(str(f.type), _csv) for f in fields(Settings)}
 
