@@ -211,3 +211,15 @@ async def test_the_poller_logs_its_tick_as_fields(registry: Registry, clock: Fak
     assert line["message"] == "tick"
     assert {k: line[k] for k in ("promoted", "recovered", "fired", "purged", "backlog", "invoked")} == {
         "promoted": 1, "recovered": 0, "fired": 0, "purged": 0, "backlog": 1, "invoked": 0}
+
+
+@pytest.mark.parametrize("created", [0.0, 1.9995, 1_764_000_000.123456, 1_764_000_000.999, 253_402_300_799.5])
+def test_the_log_timestamp_is_what_datetime_isoformat_writes(created: float) -> None:
+    from datetime import UTC, datetime
+
+    from hexq.functions.logs import JSONFormatter
+
+    formatter = JSONFormatter()
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert formatter._timestamp(created) == expected
+    assert formatter._timestamp(created) == expected  # the second, from the cached seconds
