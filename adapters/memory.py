@@ -16,12 +16,26 @@ from dataclasses import replace
 
 from hexq.core import idempotency, quota
 from hexq.core.clock import SystemClock, stamped
-from hexq.core.model import WAITING, Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import (
+    STATES,
+    WAITING,
+    Lease,
+    Page,
+    Priority,
+    Settlement,
+    Stats,
+    Task,
+    TaskQuery,
+    TaskStatus,
+    WorkerInfo,
+)
 from hexq.core.ports import Clock
 from hexq.core.ratelimit import Bucket, take
+from hexq.core.roster import Roster
 from hexq.core.schedule import Schedule
 
 _FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
+_COUNTED = frozenset(TaskStatus(state) for state in STATES)  # what Stats.depth counts
 
 
 class MemoryBackend:
@@ -42,6 +56,7 @@ class MemoryBackend:
         self._schedules: dict[str, Schedule] = {}
         self._buckets: dict[str, Bucket] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._roster = Roster(self._clock)
 
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
@@ -166,16 +181,24 @@ class MemoryBackend:
 
     async def stats(self) -> Stats:
         with self._lock:
+            now = self._clock.now()
             by_status = {status: 0 for status in TaskStatus}
             queued: dict[str, dict[Priority, int]] = {}
+            depth: dict[tuple[str, Priority, str], int] = {}
+            eligible: dict[tuple[str, Priority], float] = {}
             for task in self._tasks.values():
                 by_status[task.status] += 1
+                if task.status in _COUNTED:
+                    place = (task.queue, task.priority, task.status.value)
+                    depth[place] = depth.get(place, 0) + 1
                 if task.status is TaskStatus.QUEUED:
                     levels = queued.get(task.queue)
                     if levels is None:  # a dict per queue, not per task: the poller calls this every tick
                         levels = queued[task.queue] = {p: 0 for p in Priority}
                     levels[task.priority] += 1
-        return Stats(by_status, queued)
+                    since, level = max(task.created_at, task.run_at), (task.queue, task.priority)
+                    eligible[level] = min(eligible.get(level, since), since)
+        return Stats(by_status, queued, depth, {place: now - since for place, since in eligible.items()})
 
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:
@@ -215,6 +238,19 @@ class MemoryBackend:
     async def count_waiting(self, tenant: str) -> int:
         with self._lock:
             return self._waiting(tenant)
+
+    # -- WorkerRegistry ---------------------------------------------------------------------
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        with self._lock:
+            self._roster.beat(worker, ttl)
+
+    async def leave(self, worker_id: str) -> None:
+        with self._lock:
+            self._roster.leave(worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            return self._roster.workers()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

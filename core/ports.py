@@ -193,7 +193,7 @@ class WorkerRegistry(Protocol):
         """Workers whose last beat is within their ttl, on the backend's clock, ordered by id."""
 
 
-class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, Protocol):  # + WorkerRegistry: issue 12
+class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, WorkerRegistry, Protocol):
     """Everything a backend adapter provides, plus its lifecycle."""
 
     name: str

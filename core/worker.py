@@ -21,12 +21,14 @@ from hexq.core.acks import AckBuffer
 from hexq.core.clock import SystemClock
 from hexq.core.errors import BackendUnavailable
 from hexq.core.events import NO_EVENTS, Events
-from hexq.core.model import Lease, Settlement, Task
-from hexq.core.ports import Broker, Clock, RateLimiter, SettleAndClaim
+from hexq.core.model import Lease, Settlement, Task, WorkerInfo
+from hexq.core.ports import Broker, Clock, RateLimiter, SettleAndClaim, WorkerRegistry
 from hexq.core.registry import Registry
 from hexq.core.running import Runner, Running, log
 
 LINGER = 0.005  # seconds a free slot waits for half the slots to be free before it is claimed alone
+BEAT_EVERY = 5.0  # seconds between a worker's beats to the WorkerRegistry
+BEAT_TTL = 3 * BEAT_EVERY  # a worker that misses two beats in a row is listed no more
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class Invocation:
     limiter: RateLimiter | None = None
     clock: Clock = field(default_factory=SystemClock)
     events: Events = NO_EVENTS
+    workers: WorkerRegistry | None = None  # where this worker says it is alive (for metrics and GET /v1/workers)
+    host_pid: tuple[str, int] = ("", 0)  # what it says it runs on
     report: Report = field(init=False)
     _runner: Runner = field(init=False)
     _acks: AckBuffer = field(init=False)
@@ -93,6 +97,8 @@ class Invocation:
         helpers = [asyncio.ensure_future(stop.wait()), asyncio.create_task(self._runner.deadlines.run()),
                    asyncio.create_task(self._runner.heartbeat(self.broker, self.config.lease_seconds))]
         helpers[0].add_done_callback(lambda _: self._poke())
+        if self.workers is not None:
+            helpers.append(asyncio.create_task(self._beats(self.workers)))
         self._acks.start()
         try:
             report.reason = await self._claim_loop(report, stop, started + self.config.budget)
@@ -103,6 +109,11 @@ class Invocation:
             for helper in helpers:
                 helper.cancel()
             await self._acks.close()
+            if stop.is_set():
+                # The process is stopping. An invocation that ended on its own (empty queue, budget) does not
+                # leave: the process's next one beats on under the same id (keeping started_at), and if none
+                # comes the registry forgets it after BEAT_TTL.
+                await self._leave()
         report.seconds = self.clock.monotonic() - started
         return report
 
@@ -143,6 +154,24 @@ class Invocation:
                 return "empty"
             self._take(leases)
         return "stopped"
+
+    async def _beats(self, workers: WorkerRegistry) -> None:
+        """Beat every BEAT_EVERY seconds until cancelled. A beat that fails is logged: it never fails a task."""
+        host, pid = self.host_pid
+        while True:
+            info = WorkerInfo(self.config.worker_id, host, pid, self.config.queues, running=len(self._runner.entries))
+            try:
+                await workers.beat(info, BEAT_TTL)
+            except Exception as exc:  # the registry is for observers: the tasks go on
+                log.warning("worker beat failed: %s", exc)
+            await self.clock.sleep(BEAT_EVERY)
+
+    async def _leave(self) -> None:
+        if self.workers is not None:
+            try:
+                await self.workers.leave(self.config.worker_id)
+            except Exception as exc:  # as a beat: its expiry forgets the worker anyway
+                log.warning("worker leave failed: %s", exc)
 
     def _free(self) -> int:
         return self.config.concurrency - len(self._runner.entries) - self._reserved

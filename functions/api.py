@@ -22,6 +22,7 @@ from starlette.routing import Route
 from hexq.core.auth import ApiKey, Scope
 from hexq.core.errors import ValidationError
 from hexq.core.model import TaskStatus
+from hexq.core.ports import WorkerRegistry
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import TaskService
 from hexq.functions import openapi, wire
@@ -150,6 +151,11 @@ async def stats(request: Request) -> Response:
     return JSONOut(wire.stats_to_dict(await _tasks(request).stats()))
 
 
+@_needs(Scope.READ)
+async def list_workers(request: Request) -> Response:
+    return JSONOut(wire.workers_to_dict(await cast(WorkerRegistry, request.app.state.backend).workers()))
+
+
 # -- dead letters -------------------------------------------------------------------------------
 @_needs(Scope.READ)
 async def list_dead(request: Request) -> Response:
@@ -191,8 +197,8 @@ async def delete_schedule(request: Request) -> Response:
 
 # -- meta ---------------------------------------------------------------------------------------
 async def index(request: Request) -> Response:
-    links = {"openapi": "/openapi.json", "tasks": "/v1/tasks", "stats": "/v1/stats", "dead": "/v1/dead",
-             "schedules": "/v1/schedules", "health": "/healthz", "ready": "/readyz"}
+    links = {"openapi": "/openapi.json", "tasks": "/v1/tasks", "stats": "/v1/stats", "workers": "/v1/workers",
+             "dead": "/v1/dead", "schedules": "/v1/schedules", "health": "/healthz", "ready": "/readyz"}
     return JSONOut({"name": "hexq", "links": links})
 
 
@@ -231,6 +237,7 @@ def routes() -> list[Route]:
         _route("/openapi.json", GET=openapi_json),
         _route("/v1/tasks/{id:task_id}:cancel", POST=cancel_task),
         _route("/v1/stats", GET=stats),
+        _route("/v1/workers", GET=list_workers),
         _route("/v1/dead", GET=list_dead),
         _route("/v1/dead:replay", POST=replay_dead),
         _route("/v1/schedules", GET=list_schedules),

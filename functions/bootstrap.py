@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import socket
 import sys
 import traceback
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ class Container:
         config = WorkerConfig(worker_id=worker_id, queues=s.queues, concurrency=s.concurrency,
                               lease_seconds=s.lease_seconds, idle_wait=s.idle_wait,
                               budget=s.budget if budget is None else budget, grace=s.grace if grace is None else grace)
-        return Invocation(broker or self.backend, self.registry, config, limiter=self.backend, events=self.events)
+        return Invocation(broker or self.backend, self.registry, config, limiter=self.backend, events=self.events,
+                          workers=self.backend, host_pid=(socket.gethostname(), os.getpid()))
 
     def poller(self, invoker: Invoker | None = None) -> Poller:
         s = self.settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hexq.core.model import Priority, TaskStatus
+from hexq.core.model import STATES, Priority, TaskStatus
 from hexq.core.schedule import MAX_FIRE_TIME
 from hexq.core.services import Limits
 from hexq.functions.body import MAX_DEPTH
@@ -175,7 +175,26 @@ _SCHEMAS: dict[str, Schema] = {
         "queued": {"type": "object", "description": "Queued tasks by queue, then by priority name.",
                    "additionalProperties": {**_COUNTS, "propertyNames": {"enum": _PRIORITY_NAMES}}},
         "backlog": {"type": "integer", "minimum": 0, "description": "All queued tasks."},
-    }, ["by_status", "queued", "backlog"]),
+        "depth": {"type": "array", "description": "Tasks by queue, priority and state (queued, running, scheduled, "
+                  "dead); only the places that hold some.", "items": _obj({
+                      "queue": {"type": "string"}, "priority": {"type": "string", "enum": _PRIORITY_NAMES},
+                      "state": {"type": "string", "enum": list(STATES)},
+                      "count": {"type": "integer", "minimum": 1}}, ["queue", "priority", "state", "count"])},
+        "oldest_age": {"type": "array", "description": "Seconds the oldest queued task of a queue and priority has "
+                       "waited since it became eligible (the later of created_at and run_at), on the backend's "
+                       "clock.", "items": _obj({
+                           "queue": {"type": "string"}, "priority": {"type": "string", "enum": _PRIORITY_NAMES},
+                           "seconds": {"type": "number", "minimum": 0}}, ["queue", "priority", "seconds"])},
+    }, ["by_status", "queued", "backlog", "depth", "oldest_age"]),
+    "Worker": _obj({
+        "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
+        "queues": {"type": "array", "items": {"type": "string"}},
+        "started_at": {"type": "number", "description": "When it registered: seconds since the epoch, the "
+                       "backend's clock."},
+        "last_seen": {"type": "number", "description": "Its last beat, on the backend's clock."},
+        "running": {"type": "integer", "minimum": 0, "description": "Tasks it ran at its last beat."},
+    }, ["id", "host", "pid", "queues", "started_at", "last_seen", "running"]),
+    "WorkerList": _obj({"workers": {"type": "array", "items": _ref("Worker")}}, ["workers"]),
     "Status": _obj({"status": {"type": "string", "enum": ["ok", "ready"]}}, ["status"]),
     "Index": {"type": "object", "properties": {"name": {"type": "string"},
                                                "links": {"type": "object",
@@ -256,6 +275,8 @@ def _paths() -> dict[str, Any]:
             scope="submit")},
         "/v1/stats": {"get": _op("stats", "Counts by status and the queued depth.",
                                  {"200": _json(_ref("Stats"), "Counts."), **_errors(503)}, scope="read")},
+        "/v1/workers": {"get": _op("listWorkers", "Live workers (a beat within their ttl), by id.",
+                                   {"200": _json(_ref("WorkerList"), "Workers."), **_errors(503)}, scope="read")},
         "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
                                 {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
                                 params=[_TYPE, _QUEUE, _LIMIT, _CURSOR], tag="dead letters",
@@ -293,9 +314,11 @@ def document() -> dict[str, Any]:
             "`Authorization: Bearer <key>` or `X-API-Key: <key>` (never in the URL); /, /healthz, /readyz and "
             "/openapi.json stay open. A missing, unknown or revoked key is 401 unauthorized; a key without the "
             "operation's scope is 403 forbidden. Scopes: submit (submit, bulk submit, cancel), read (tasks, stats, "
+            "workers, "
             "dead letters, schedules), admin (replay dead letters, put and delete schedules; implies the others). "
             "A key belongs to a tenant and sees only that tenant's tasks and schedules: another tenant's is 404 "
-            "not_found. Exception: /v1/stats counts every tenant's tasks (stats are not per tenant). Each key has a "
+            "not_found. Exception: /v1/stats counts every tenant's tasks and /v1/workers lists every worker (neither "
+            "is per tenant). Each key has a "
             "token bucket (HEXQ_RATE, HEXQ_BURST): over it, 429 rate_limited with Retry-After. With no keys "
             "configured the API is open and every caller sees every tenant.")},
         "paths": _paths(),

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 
 from hexq.core.codec import schedule_to_dict, task_to_dict
 from hexq.core.errors import ValidationError
-from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.schedule import Schedule
 from hexq.core.services import SubmitRequest, Submitted
 
@@ -169,7 +169,17 @@ def stats_to_dict(stats: Stats) -> dict[str, Any]:
         "queued": {queue: {level.name.lower(): n for level, n in levels.items()}
                    for queue, levels in stats.queued.items()},
         "backlog": stats.backlog,
+        "depth": [{"queue": queue, "priority": level.name.lower(), "state": state, "count": n}
+                  for (queue, level, state), n in sorted(stats.depth.items()) if n],
+        "oldest_age": [{"queue": queue, "priority": level.name.lower(), "seconds": max(seconds, 0.0)}
+                       for (queue, level), seconds in sorted(stats.oldest_age.items())],
     }
+
+
+def workers_to_dict(workers: Sequence[WorkerInfo]) -> dict[str, Any]:
+    return {"workers": [{"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),
+                         "started_at": w.started_at, "last_seen": w.last_seen, "running": w.running}
+                        for w in workers]}
 
 
 def schedules_to_dict(schedules: Sequence[Schedule]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from hexq.adapters.aws import listing, schedules, sweeps
+from hexq.adapters.aws import workers as registry
 from hexq.adapters.aws.config import AwsConfig, ClientFactory, Clients, boto3_factory, parse
 from hexq.adapters.aws.errors import translated
 from hexq.adapters.aws.queues import LEVELS, Message, Queues
@@ -16,7 +17,7 @@ from hexq.adapters.aws.table import Table, check_size
 from hexq.core import idempotency, quota
 from hexq.core.clock import SystemClock, stamped
 from hexq.core.errors import ValidationError
-from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ports import Clock
 from hexq.core.schedule import Schedule
 
@@ -242,7 +243,17 @@ class AwsBackend:
         return await self._run(listing.backlog, self._table)
 
     async def stats(self) -> Stats:
-        return await self._run(listing.stats, self._table)
+        return await self._run(listing.stats, self._table, self._clock.now())
+
+    # -- WorkerRegistry ---------------------------------------------------------------------
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        await self._run(registry.beat, self._table, worker, ttl, self._clock.now())
+
+    async def leave(self, worker_id: str) -> None:
+        await self._run(registry.leave, self._table, worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._run(registry.workers, self._table, self._clock.now())
 
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:

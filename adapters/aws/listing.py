@@ -16,10 +16,11 @@ from typing import Any
 from hexq.adapters.aws import items
 from hexq.adapters.aws.items import Item, num
 from hexq.adapters.aws.table import Table
-from hexq.core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import STATES, Page, Priority, Stats, Task, TaskQuery, TaskStatus
 
 QUERY_SCAN = 2_000  # index entries one listing examines per status partition
 STATS_SCAN = 100_000  # index entries counted per status; past it a count is a lower bound
+OLDEST_SCAN = 32  # queued tasks at the head of each level whose age stats reads
 _MAX_CURSOR_DIGITS = 18
 _BATCH_GET = 100
 
@@ -102,15 +103,47 @@ def _hydrate(table: Table, keys: list[Item]) -> list[Task]:
     return [items.decode_task(found[key["pk"]["S"]]) for key in keys if key["pk"]["S"] in found]
 
 
-def stats(table: Table) -> Stats:
-    by_status: dict[TaskStatus, int] = {s: _count(table, s) for s in TaskStatus if s is not TaskStatus.QUEUED}
+def stats(table: Table, now: float) -> Stats:
+    """Succeeded, failed and cancelled are counted (Select=COUNT); the states in STATES are read off the index
+    with their queue and priority (the same read capacity: a Query is charged by what it examines). The oldest
+    age reads created_at and run_at of the first OLDEST_SCAN queued tasks of each level by seq (BatchGetItem,
+    eventually consistent): their oldest is the level's unless a task that waited longer sits behind them."""
+    by_status: dict[TaskStatus, int] = {s: _count(table, s) for s in TaskStatus if s.value not in STATES}
+    depth: dict[tuple[str, Priority, str], int] = {}
+    heads: dict[tuple[str, Priority], list[Item]] = {}
+    names = {"#status": "status", "#queue": "queue", "#priority": "priority", "#pk": "pk", "#sk": "sk"}
+    for state in STATES:
+        entries = _entries(table, TaskStatus(state), ProjectionExpression="#pk, #sk, #queue, #priority",
+                           ExpressionAttributeNames=names)
+        for entry in entries:
+            level = (entry["queue"]["S"], Priority(int(entry["priority"]["N"])))
+            depth[(*level, state)] = depth.get((*level, state), 0) + 1
+            if state == TaskStatus.QUEUED and len(head := heads.setdefault(level, [])) < OLDEST_SCAN:
+                head.append({"pk": entry["pk"], "sk": entry["sk"]})
+        by_status[TaskStatus(state)] = len(entries)
     queued: dict[str, dict[Priority, int]] = {}
-    for entry in _entries(table, TaskStatus.QUEUED, ProjectionExpression="#queue, #priority",
-                          ExpressionAttributeNames={"#status": "status", "#queue": "queue", "#priority": "priority"}):
-        levels = queued.setdefault(entry["queue"]["S"], {p: 0 for p in Priority})
-        levels[Priority(int(entry["priority"]["N"]))] += 1
-    by_status[TaskStatus.QUEUED] = sum(sum(levels.values()) for levels in queued.values())
-    return Stats(by_status, queued)
+    for (queue, priority, state), count in depth.items():
+        if state == TaskStatus.QUEUED:
+            queued.setdefault(queue, {p: 0 for p in Priority})[priority] = count
+    eligible = _eligible(table, [key for keys in heads.values() for key in keys])
+    oldest = {level: now - min(eligible[k["pk"]["S"]] for k in keys if k["pk"]["S"] in eligible)
+              for level, keys in heads.items() if any(k["pk"]["S"] in eligible for k in keys)}
+    return Stats(by_status, queued, depth, oldest)
+
+
+def _eligible(table: Table, keys: list[Item]) -> dict[str, float]:
+    """pk -> max(created_at, run_at) of the tasks of `keys` (those deleted meanwhile are left out)."""
+    found: dict[str, float] = {}
+    for start in range(0, len(keys), _BATCH_GET):
+        pending: dict[str, Any] = {table.name: {
+            "Keys": keys[start:start + _BATCH_GET], "ProjectionExpression": "#pk, #created, #run",
+            "ExpressionAttributeNames": {"#pk": "pk", "#created": "created_at", "#run": "run_at"}}}
+        while pending:
+            answer = table.db.batch_get_item(RequestItems=pending)
+            for item in answer.get("Responses", {}).get(table.name, []):
+                found[item["pk"]["S"]] = max(items.number(item, "created_at"), items.number(item, "run_at"))
+            pending = answer.get("UnprocessedKeys") or {}
+    return found
 
 
 def backlog(table: Table) -> int:

@@ -13,12 +13,13 @@ from hexq.adapters.redis.connection import Client, Target, connect, parse, trans
 from hexq.adapters.redis.keys import Keys, check_part, is_part, schedule_fields
 from hexq.adapters.redis.submits import Submits
 from hexq.core.clock import stamped
-from hexq.core.model import Lease, Page, Priority, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ratelimit import check
 from hexq.core.schedule import Schedule
 
 PROMOTE_LIMIT = 1000  # due tasks a claim promotes first; the poller's promote_due moves the rest
 QUERY_SCAN = 2000  # index entries one query examines at most (see query.lua)
+OLDEST_SCAN = 32  # tasks at the head of each ready level whose age stats reads (see stats.lua)
 _MIN_BLOCK = 0.01  # BLPOP treats a timeout that rounds to 0 ms as "forever"
 _BLOCK_MARGIN = 1.0  # a blocked BLPOP gets this long past its own timeout before it counts as hung
 _REPUSH = "redis.call('LPUSH', KEYS[1], '1'); redis.call('EXPIRE', KEYS[1], 60)"
@@ -196,9 +197,23 @@ class RedisBackend:
 
     async def stats(self) -> Stats:
         statuses = list(TaskStatus)
-        counts, queues = await self._run("stats", *(status.value for status in statuses))
-        queued = {row[0]: {Priority(level): int(count) for level, count in enumerate(row[1:])} for row in queues}
-        return Stats(dict(zip(statuses, map(int, counts), strict=True)), queued)
+        counts, queues, running, depth, now = await self._run("stats", OLDEST_SCAN,
+                                                              *(status.value for status in statuses))
+        return records.decode_stats(statuses, counts, queues, [*running, *depth], float(now))
+
+    # -- WorkerRegistry ---------------------------------------------------------------------
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        await self._run("worker_beat", worker.id, records.number(ttl), int(worker.running),
+                        records.worker_value(worker))
+
+    async def leave(self, worker_id: str) -> None:
+        await self._run("worker_leave", worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        flat = await self._run("workers")
+        return sorted((records.decode_worker(worker_id, value) for worker_id, value in zip(flat[::2], flat[1::2],
+                                                                                           strict=True)),
+                      key=lambda w: w.id)
 
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:

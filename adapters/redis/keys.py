@@ -61,6 +61,16 @@ class Keys:
         """HASH tenant -> that tenant's queued + scheduled tasks (the scripts keep it)."""
         return self._key("waiting")
 
+    @property
+    def depth(self) -> str:
+        """HASH '<state>|<priority>|<queue>' -> the scheduled and dead tasks there (the scripts keep it)."""
+        return self._key("depth")
+
+    @property
+    def workers(self) -> str:
+        """HASH worker id -> its registration; `workers:alive` ZSET worker id -> when its next beat is due."""
+        return self._key("workers")
+
     # -- single keys the client reads or blocks on directly -------------------------------------
     def task(self, task_id: str) -> str:
         return self._key("task:" + check_part(task_id, "task id"))

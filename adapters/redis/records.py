@@ -24,7 +24,7 @@ from hexq.adapters.redis.keys import check_part, idempotency_field
 from hexq.core import idempotency
 from hexq.core.codec import schedule_from_dict, schedule_to_dict, task_from_dict, task_to_dict
 from hexq.core.errors import ValidationError
-from hexq.core.model import WAITING, Lease, Task, TaskStatus
+from hexq.core.model import WAITING, Lease, Priority, Stats, Task, TaskStatus, WorkerInfo
 from hexq.core.schedule import Schedule
 
 Arg = str | bytes | int | float
@@ -155,3 +155,36 @@ def decode_schedule(data: str, runs: str) -> Schedule:
     fields["next_run"] = float(next_run)
     fields["last_run"] = float(last_run) if last_run else None
     return schedule_from_dict(fields)
+
+
+# -- stats and workers (scripts/stats.lua, worker_beat.lua, workers.lua) ---------------------------
+def decode_stats(statuses: Sequence[TaskStatus], counts: Sequence[Any], queues: Sequence[Sequence[Any]],
+                 depth: Sequence[Any], now: float) -> Stats:
+    """Stats from stats.lua's reply: depth is the flat running and depth-hash lists, one after the other."""
+    queued: dict[str, dict[Priority, int]] = {}
+    places: dict[tuple[str, Priority, str], int] = {}
+    oldest: dict[tuple[str, Priority], float] = {}
+    for row in queues:
+        queue, levels = row[0], queued.setdefault(row[0], {})
+        for priority in Priority:
+            levels[priority] = count = int(row[1 + priority])
+            since = row[5 + priority]
+            if count:
+                places[queue, priority, "queued"] = count
+            if since:
+                oldest[queue, priority] = now - float(since)
+    for field, count in zip(depth[::2], depth[1::2], strict=True):
+        state, level, queue = field.split("|", 2)
+        places[queue, Priority(int(level)), state] = int(count)
+    return Stats(dict(zip(statuses, map(int, counts), strict=True)), queued, places, oldest)
+
+
+def worker_value(worker: WorkerInfo) -> bytes:
+    return dumps({"host": worker.host, "pid": worker.pid, "queues": list(worker.queues)})
+
+
+def decode_worker(worker_id: str, value: str) -> WorkerInfo:
+    started, seen, running, rest = value.split("|", 3)
+    info = loads(rest)
+    return WorkerInfo(worker_id, info["host"], int(info["pid"]), tuple(info["queues"]), float(started), float(seen),
+                      int(running))

@@ -18,7 +18,7 @@ from hexq.adapters.sqlite import operations as ops
 from hexq.adapters.sqlite.batching import EnqueueBatcher
 from hexq.adapters.sqlite.connection import INLINE, THREAD, Database
 from hexq.core.clock import SystemClock
-from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ports import Clock
 from hexq.core.schedule import Schedule
 
@@ -162,7 +162,17 @@ class SQLiteBackend:
         return await self._db.run(THREAD, ops.backlog)
 
     async def stats(self) -> Stats:
-        return await self._db.run(THREAD, ops.stats)
+        return await self._db.run(THREAD, ops.stats, self._clock)
+
+    # -- WorkerRegistry ---------------------------------------------------------------------
+    async def beat(self, worker: WorkerInfo, ttl: float) -> None:
+        await self._db.run(INLINE, ops.beat, self._clock, worker, ttl)
+
+    async def leave(self, worker_id: str) -> None:
+        await self._db.run(INLINE, ops.leave, worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._db.run(THREAD, ops.workers, self._clock)
 
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:

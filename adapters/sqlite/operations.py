@@ -7,6 +7,7 @@ layer retries a held lock). Time is read from the injected clock inside the tran
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from hexq.adapters.sqlite.rows import (
@@ -23,7 +24,7 @@ from hexq.adapters.sqlite.rows import (
 )
 from hexq.adapters.sqlite.schema import transaction
 from hexq.core.clock import stamped
-from hexq.core.model import Lease, Page, Priority, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import STATES, Lease, Page, Priority, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ports import Clock
 from hexq.core.ratelimit import Bucket, take
 from hexq.core.schedule import Schedule
@@ -111,16 +112,49 @@ def backlog(conn: sqlite3.Connection) -> int:
     return int(count)
 
 
-def stats(conn: sqlite3.Connection) -> Stats:
+def stats(conn: sqlite3.Connection, clock: Clock) -> Stats:
     by_status = {status: 0 for status in TaskStatus}
     queued: dict[str, dict[Priority, int]] = {}
-    with transaction(conn, "DEFERRED"):  # one snapshot for both counts
+    depth: dict[tuple[str, Priority, str], int] = {}
+    oldest: dict[tuple[str, Priority], float] = {}
+    with transaction(conn, "DEFERRED"):  # one snapshot for every count
+        now = clock.now()
         for status, count in conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status"):
             by_status[TaskStatus(status)] = count
-        for queue, priority, count in conn.execute("SELECT queue, priority, COUNT(*) FROM tasks INDEXED BY"
-                                                   " tasks_queued WHERE status = 'queued' GROUP BY queue, priority"):
-            queued.setdefault(queue, {p: 0 for p in Priority})[Priority(priority)] = count
-    return Stats(by_status, queued)
+        # A search of tasks_listing per state in STATES: the finished tasks, most of the table, are not read.
+        for queue, level, status, count, since in conn.execute(
+                "SELECT queue, priority, status, COUNT(*), MIN(MAX(created_at, run_at)) FROM tasks INDEXED BY"
+                f" tasks_listing WHERE status IN ({', '.join('?' * len(STATES))}) GROUP BY queue, priority, status",
+                STATES):
+            priority = Priority(level)
+            depth[queue, priority, status] = count
+            if status == TaskStatus.QUEUED:
+                queued.setdefault(queue, {p: 0 for p in Priority})[priority] = count
+                oldest[queue, priority] = now - since
+    return Stats(by_status, queued, depth, oldest)
+
+
+# -- WorkerRegistry -------------------------------------------------------------------------
+def beat(conn: sqlite3.Connection, clock: Clock, worker: WorkerInfo, ttl: float) -> None:
+    with transaction(conn):
+        now = clock.now()
+        row = conn.execute("SELECT started_at FROM workers WHERE id = ? AND expires > ?", (worker.id, now)).fetchone()
+        conn.execute("INSERT OR REPLACE INTO workers (id, host, pid, queues, started_at, last_seen, running, expires)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (worker.id, worker.host, worker.pid, json.dumps(worker.queues),
+                                                          now if row is None else row[0], now, worker.running,
+                                                          now + ttl))
+        conn.execute("DELETE FROM workers WHERE expires <= ?", (now,))
+
+
+def leave(conn: sqlite3.Connection, worker_id: str) -> None:
+    conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+
+def workers(conn: sqlite3.Connection, clock: Clock) -> list[WorkerInfo]:
+    rows = conn.execute("SELECT id, host, pid, queues, started_at, last_seen, running FROM workers"
+                        " WHERE expires > ? ORDER BY id", (clock.now(),))
+    return [WorkerInfo(worker_id, host, pid, tuple(json.loads(queues)), started_at, last_seen, running)
+            for worker_id, host, pid, queues, started_at, last_seen, running in rows]
 
 
 # -- ScheduleStore --------------------------------------------------------------------------

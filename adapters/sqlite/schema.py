@@ -77,6 +77,11 @@ DDL = (
     # Fencing tokens come from one global counter, so a token is never reused, even across queues.
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO counters (name, value) VALUES ('lease_token', 0)",
+    # The WorkerRegistry: one row per worker, refreshed by its beats; `expires` is the host time its next beat is
+    # due by (rows past it are deleted by the next beat, and never listed).
+    "CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
+    " queues TEXT NOT NULL, started_at REAL NOT NULL, last_seen REAL NOT NULL, running INTEGER NOT NULL,"
+    " expires REAL NOT NULL)",
     # Token buckets of the RateLimiter port: one row per bucket (per API key), so no purge is needed.
     "CREATE TABLE IF NOT EXISTS rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
 )

@@ -498,9 +498,9 @@ async def test_a_long_read_on_the_thread_does_not_hold_up_a_write(db: str, make_
     await backend.ping()
     slow_stats = operations.stats
 
-    def stats(conn: sqlite3.Connection) -> Stats:
+    def stats(conn: sqlite3.Connection, clock: Clock) -> Stats:
         time.sleep(0.5)  # as a count over a million tasks would
-        return slow_stats(conn)
+        return slow_stats(conn, clock)
 
     monkeypatch.setattr(operations, "stats", stats)
     reading = asyncio.create_task(backend.stats())

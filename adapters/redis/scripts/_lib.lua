@@ -26,6 +26,11 @@
 --   queues      SET    queues that may hold ready tasks; a queue with wake tokens is always in it
 --   waiting     HASH   tenant -> its queued + scheduled tasks (the per-tenant cap)
 --   wake:<q>    LIST   wake tokens for blocked claimers (at most WAKE_CAP)
+--   depth       HASH   '<state>|<priority>|<queue>' -> tasks, for state = scheduled and dead (Stats.depth;
+--                      queued and running are read off ready:<q> and leases). Kept by the moves into and out
+--                      of those two states, which the hot path (enqueue now, claim, succeed) never makes
+--   workers     HASH   worker id -> '<started_at>|<last_seen>|<running>|<json: host, pid, queues>'
+--   workers:alive ZSET worker id -> when its next beat is due (µs): the WorkerRegistry (beat.lua)
 --   task:<id>:watch, task:<id>:done   FinishWaiter: set while a client waits / pushed when it finishes
 -- How many tasks have each status is read off these sets (stats.lua): no counter to keep per task.
 --
@@ -47,7 +52,7 @@
 
 local P, TEST_CLOCK                  -- the call's partition prefix and clock mode: set by begin()
 local DELAYED, LEASES, FINISHED, ALL -- P .. their names, once per call
-local adds, rems, waiting, wakes     -- what the call changes besides task hashes, sent by flush()
+local adds, rems, waiting, wakes, depths -- what the call changes besides task hashes, sent by flush()
 
 local function begin(keys, args)
     if keys[1] ~= P then  -- a function library keeps them from its last call
@@ -55,7 +60,7 @@ local function begin(keys, args)
         DELAYED, LEASES, FINISHED, ALL = P .. 'delayed', P .. 'leases', P .. 'finished', P .. 'all'
     end
     TEST_CLOCK = args[1] == '1'
-    adds, rems, waiting, wakes = {}, {}, {}, {}
+    adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
 end
 
 local WAKE_CAP = 64                  -- wake tokens kept per queue (up to twice that between trims); each
@@ -145,6 +150,13 @@ local function count_waiting(tenant, status, n)
     if is_waiting(status) then waiting[tenant] = (waiting[tenant] or 0) + n end
 end
 
+-- The depth of the scheduled and dead tasks of a queue and priority follows every move into or out of them
+-- (`at` = the task's placement()).
+local function count_depth(status, at, n)
+    local field = status .. '|' .. at.priority .. '|' .. at.queue
+    depths[field] = (depths[field] or 0) + n
+end
+
 -- One wake token per queue and call, for a queue that got ready tasks (or may still have some).
 local function wake(queue)
     wakes[queue] = true
@@ -169,6 +181,9 @@ local function flush()
             redis.call('HDEL', P .. 'waiting', tenant)
         end
     end
+    for field, n in pairs(depths) do  -- as the waiting counts (tasks stored before the depth existed read low)
+        if n ~= 0 and redis.call('HINCRBY', P .. 'depth', field, n) <= 0 then redis.call('HDEL', P .. 'depth', field) end
+    end
     -- A queue with wake tokens is in `queues` (a claim that finds it empty removes both together), so
     -- only a wake list that was empty needs the SADD.
     for queue in pairs(wakes) do
@@ -180,7 +195,7 @@ local function flush()
             redis.call('LTRIM', key, 0, WAKE_CAP - 1)
         end
     end
-    adds, rems, waiting, wakes = {}, {}, {}, {}
+    adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
 end
 
 -- The task as records.decode_task reads it (records.RECORD_FIELDS, in this order).
@@ -195,7 +210,7 @@ local function placement(key)
     return {queue = queue, priority = priority, seq = seq, tenant = tenant}
 end
 
--- Take task `id` out of the indexes of `status` (`at` = the placement(), needed for waiting statuses).
+-- Take task `id` out of the indexes of `status` (`at` = the placement(), needed for waiting and dead ones).
 local function leave(id, status, at)
     if status == 'queued' then
         zrem(ready_key(at.queue), id)
@@ -204,6 +219,7 @@ local function leave(id, status, at)
         zrem(DELAYED, id)
         zrem(status_key(status), id)
         count_waiting(at.tenant, status, -1)
+        count_depth(status, at, -1)
     elseif status == 'running' then
         zrem(LEASES, id)
     elseif status == 'succeeded' then
@@ -213,6 +229,7 @@ local function leave(id, status, at)
         zrem(status_key(status), id)
     elseif status == 'dead' then
         zrem(status_key(status), id)
+        count_depth(status, at, -1)
     end
 end
 
@@ -227,6 +244,7 @@ local function enter(id, status, at, due, finished_at)
         zadd(DELAYED, micros(due), id)
         zadd(status_key(status), at.seq, id)
         count_waiting(at.tenant, status, 1)
+        count_depth(status, at, 1)
     elseif status == 'succeeded' then
         zadd(FINISHED, micros(finished_at), id)
     elseif status == 'cancelled' then
@@ -234,6 +252,7 @@ local function enter(id, status, at, due, finished_at)
         zadd(status_key(status), at.seq, id)
     elseif status == 'dead' then
         zadd(status_key(status), at.seq, id)
+        count_depth(status, at, 1)
     end
 end
 
@@ -302,6 +321,7 @@ local function promote(now_at, limit)
         zrem(DELAYED, id)
         if status == 'scheduled' then
             zrem(status_key('scheduled'), id)
+            count_depth('scheduled', {queue = queue, priority = priority}, -1)
             redis.call('HSET', key, 'status', 'queued')
             zadd(ready_key(queue), ready_score(priority, seq), id)
             wake(queue)
