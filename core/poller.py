@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from hexq.core import outcome
 from hexq.core.errors import BackendUnavailable
+from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import Settlement
 from hexq.core.ports import Broker, Invoker, Sweeper
 from hexq.core.schedules import ScheduleService
@@ -47,8 +48,9 @@ class Poller:
     """The two ports it uses: the sweeper for housekeeping, the broker to settle the leases it takes over."""
 
     def __init__(self, sweeper: Sweeper, broker: Broker, schedules: ScheduleService, config: PollerConfig,
-                 invoker: Invoker | None = None) -> None:
+                 invoker: Invoker | None = None, events: Events = NO_EVENTS) -> None:
         self._sweeper = sweeper
+        self._events = events
         self._broker = broker
         self._schedules = schedules
         self._config = config
@@ -101,9 +103,12 @@ class Poller:
         # A task cancelled while its worker was lost ends cancelled rather than running again.
         settlements = [Settlement(lease, outcome.cancelled(lease.task) if lease.cancel_requested
                                   else outcome.lost(lease.task)) for lease in leases]
-        applied = sum(await self._broker.settle(settlements))
+        applied = await self._broker.settle(settlements)
         await self._sweeper.promote_due(len(settlements))  # due now: back in the queue this tick
-        return applied
+        for settlement, done in zip(settlements, applied, strict=True):
+            if done:
+                self._events.recovered(settlement.task)
+        return sum(applied)
 
     async def _invoke(self, backlog: int) -> int:
         # Asked even for none: an invoker that keeps warm invocations waiting (hexq serve's pool) tops them up.

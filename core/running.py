@@ -19,6 +19,7 @@ from typing import Protocol
 
 from hexq.core import context, outcome
 from hexq.core.errors import BackendUnavailable, UnknownTaskType
+from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import JSON, Lease, Settlement, Task, TaskStatus
 from hexq.core.ports import Broker, Clock, RateLimiter
 from hexq.core.registry import Registry, TaskSpec
@@ -46,6 +47,7 @@ class Running:
     stopped: bool = False  # shutdown: released unless it finished within the grace
     timing: bool = False  # its timeout is armed (hexq.core.timeouts.Timed)
     timed_out: bool = False
+    seconds: float = 0.0  # how long the attempt ran, once it has ended
 
     def expire(self) -> None:
         self.timed_out = True
@@ -62,7 +64,7 @@ class _Plan:
 
 class Runner:
     def __init__(self, registry: Registry, clock: Clock, rand: Callable[[], float], limiter: RateLimiter | None,
-                 finished: Finished, counts: Counts) -> None:
+                 finished: Finished, counts: Counts, events: Events = NO_EVENTS) -> None:
         self.entries: dict[str, Running] = {}
         self.deadlines = Deadlines(clock)
         self._registry = registry
@@ -71,12 +73,14 @@ class Runner:
         self._limiter = limiter
         self._finished = finished
         self._counts = counts
+        self._events = events
         self._plans: dict[str, _Plan] = {}
         self._type_slots: dict[str, asyncio.Semaphore] = {}
 
     def start(self, lease: Lease) -> None:
         entry = Running(lease, context.RunningTask(lease.task))
         self.entries[lease.task.id] = entry
+        self._events.started(lease.task)
         entry.job = asyncio.create_task(self._execute(entry))
         if lease.cancel_requested:  # cancelled between a reclaim and this claim's first heartbeat
             self.cancel(entry)
@@ -98,6 +102,7 @@ class Runner:
     async def _execute(self, entry: Running) -> None:
         task = entry.lease.task
         entry.started = True
+        began = self._clock.monotonic()
         if entry.cancelling or entry.lost or entry.stopped:  # before it began: it never runs
             new_state = outcome.released(task)
         else:
@@ -109,6 +114,7 @@ class Runner:
                 self.deadlines.done(entry)
         if entry.cancelling:
             new_state = outcome.cancelled(task)
+        entry.seconds = self._clock.monotonic() - began
         self._finished(entry, None if entry.lost else Settlement(entry.lease, new_state))
 
     async def _attempt(self, entry: Running) -> Task:
@@ -166,11 +172,15 @@ class Runner:
     async def _token(self, limiter: RateLimiter, spec: TaskSpec) -> None:
         # The bucket is shared by every worker on the backend, so there is nothing local to wait on:
         # sleep for as long as the backend says a token takes, then ask again.
+        waited = 0.0
         for _ in range(1_000_000):
             wait = await limiter.acquire(f"type:{spec.name}", spec.rate, spec.burst)
             if wait <= 0:
-                return
+                break
             await self._clock.sleep(wait)
+            waited += wait
+        if waited:
+            self._events.rate_waited(spec.name, waited)
 
     def _timed_out(self, task: Task) -> Task:
         plan = self._plans[task.type]  # only a planned attempt has a deadline
@@ -221,6 +231,7 @@ class Runner:
         """The lease went to someone else: stop running a task that is no longer ours."""
         entry.lost = True
         self._counts.stale += 1
+        self._events.fenced("heartbeat", entry.lease.task)
         if entry.job is not None and entry.started:
             entry.job.cancel()
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from hexq.core.errors import BackendUnavailable, QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
+from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import JSON, Priority
 from hexq.core.ports import ScheduleStore
 from hexq.core.registry import Registry, check_name
@@ -19,8 +20,10 @@ class ScheduleService:
     """Schedules are due by the backend's clock (`store.now()`), never the caller's: two pollers on hosts
     whose clocks disagree still fire each due time once, on time."""
 
-    def __init__(self, store: ScheduleStore, tasks: TaskService, registry: Registry, cron_next: CronNext) -> None:
+    def __init__(self, store: ScheduleStore, tasks: TaskService, registry: Registry, cron_next: CronNext,
+                 events: Events = NO_EVENTS) -> None:
         self._store = store
+        self._events = events
         self._tasks = tasks
         self._registry = registry
         self._cron_next = cron_next
@@ -101,4 +104,5 @@ class ScheduleService:
         except (ValidationError, QueueFull) as exc:  # e.g. the type was unregistered since: fire the others
             log.warning("schedule %s could not submit: %s", schedule.name, exc)
             return False
+        self._events.schedule_fired(schedule.name, max(0.0, now - schedule.next_run))
         return True

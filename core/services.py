@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hexq.core import idempotency, waiting
-from hexq.core.errors import TaskNotFound, ValidationError
+from hexq.core.errors import (
+    BackendUnavailable,
+    IdempotencyMismatch,
+    QueueError,
+    QueueFull,
+    TaskNotFound,
+    UnknownTaskType,
+    ValidationError,
+)
+from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
 from hexq.core.ports import Broker, Clock, TaskStore
 from hexq.core.registry import Registry, check_name
@@ -57,26 +66,39 @@ class TaskService:
     """
 
     def __init__(self, broker: Broker, store: TaskStore, registry: Registry, clock: Clock,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = Limits(), events: Events = NO_EVENTS) -> None:
         self._broker = broker
+        self.events = events
         self._store = store
         self._registry = registry
         self._clock = clock
         self.limits = limits
 
     async def submit(self, request: SubmitRequest) -> Submitted:
-        return (await self._enqueue([self._build(request, self._clock.now())]))[0]
+        try:
+            return (await self._enqueue([self._build(request, self._clock.now())]))[0]
+        except QueueError as exc:
+            self.events.rejected(rejection(exc))
+            raise
 
     async def submit_bulk(self, requests: Sequence[SubmitRequest]) -> list[Submitted]:
         """All or nothing on validation: one bad element (named `tasks[i]`) and nothing is enqueued."""
-        if not 1 <= len(requests) <= self.limits.max_bulk:
-            raise ValidationError(f"a bulk submit takes 1 to {self.limits.max_bulk} tasks", field="tasks")
-        now = self._clock.now()
-        return await self._enqueue([self._build_item(i, request, now) for i, request in enumerate(requests)])
+        try:
+            if not 1 <= len(requests) <= self.limits.max_bulk:
+                raise ValidationError(f"a bulk submit takes 1 to {self.limits.max_bulk} tasks", field="tasks")
+            now = self._clock.now()
+            return await self._enqueue([self._build_item(i, request, now) for i, request in enumerate(requests)])
+        except QueueError as exc:
+            self.events.rejected(rejection(exc))
+            raise
 
     async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
         stored = await self._broker.enqueue(tasks, cap=self.limits.max_queued_per_tenant)
-        return [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
+        submitted = [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
+        created = [s.task for s in submitted if s.created]
+        if created:
+            self.events.submitted(created)
+        return submitted
 
     async def get(self, task_id: str, tenant: str | None = None) -> Task:
         task = await self._store.get(task_id)
@@ -113,6 +135,7 @@ class TaskService:
         stored = await self._store.transition(task.moved_to(TaskStatus.CANCELLED), expected=task.status)
         if stored is None:
             return await self.cancel(task_id, tenant)  # it moved under us (e.g. promoted): decide again
+        self.events.cancelled(stored)
         return stored
 
     async def stats(self) -> Stats:
@@ -132,6 +155,8 @@ class TaskService:
             stored = await self._store.transition(again, expected=TaskStatus.DEAD)
             if stored is not None:
                 replayed.append(stored)
+        if replayed:
+            self.events.replayed(replayed)
         return replayed
 
     def _submitted(self, new: Task, stored: Task) -> Submitted:
@@ -205,6 +230,42 @@ class TaskService:
         return key
 
 
+_REJECTIONS: tuple[tuple[type[QueueError], str], ...] = (
+    (UnknownTaskType, "unknown_type"), (QueueFull, "queue_full"), (IdempotencyMismatch, "idempotency_mismatch"),
+    (BackendUnavailable, "backend_unavailable"), (ValidationError, "validation"))
+
+
+def rejection(exc: QueueError) -> str:
+    """The reason label of a refused submit (hexq_submit_rejections_total): a small, fixed set."""
+    for kind, reason in _REJECTIONS:
+        if isinstance(exc, kind):
+            return reason
+    return "other"
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plainly_json(value: object, depth: int) -> bool:
+    """True for the common payload that json.dumps(allow_nan=False) surely accepts — string keys; strings,
+    integers, booleans, None and finite floats; shallow lists and objects of those — found without
+    serialising it (a submit paid more for json.dumps than for the rest of its checks). False means
+    "not sure": the caller serialises it to find out. Subclasses (an IntEnum, a str subclass) are left
+    to json.dumps, as are integers too large for a double (10**400), which it writes but cannot be read
+    back exactly by every client."""
+    if type(value) in _SCALARS:
+        return type(value) is not int or -(2**53) <= value <= 2**53
+    if type(value) is float:
+        return math.isfinite(value)
+    if depth == 0:
+        return False
+    if type(value) is dict:
+        return all(type(k) is str and _plainly_json(v, depth - 1) for k, v in value.items())
+    if type(value) is list:
+        return all(_plainly_json(v, depth - 1) for v in value)
+    return False
+
+
 def _check_number(value: object, low: float, high: float, name: str) -> None:
     # Compare before isfinite: math.isfinite(10**400) raises OverflowError on a huge int.
     number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -225,6 +286,8 @@ def _check_time(value: object, now: float, ahead: float) -> None:
 def _check_payload(payload: object) -> None:
     if not isinstance(payload, Mapping):
         raise ValidationError("payload must be a JSON object", field="payload")
+    if _plainly_json(payload, 4):
+        return
     try:
         json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:

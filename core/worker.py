@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from hexq.core.acks import AckBuffer
 from hexq.core.clock import SystemClock
 from hexq.core.errors import BackendUnavailable
+from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import Lease, Settlement, Task
 from hexq.core.ports import Broker, Clock, RateLimiter, SettleAndClaim
 from hexq.core.registry import Registry
@@ -71,6 +72,7 @@ class Invocation:
     rand: Callable[[], float] = random.random
     limiter: RateLimiter | None = None
     clock: Clock = field(default_factory=SystemClock)
+    events: Events = NO_EVENTS
     report: Report = field(init=False)
     _runner: Runner = field(init=False)
     _acks: AckBuffer = field(init=False)
@@ -83,7 +85,8 @@ class Invocation:
     async def run(self, stop: asyncio.Event | None = None) -> Report:
         stop = self._stop = stop or asyncio.Event()
         report = self.report = Report(self.config.worker_id)
-        self._runner = Runner(self.registry, self.clock, self.rand, self.limiter, self._finished, report)
+        self._runner = Runner(self.registry, self.clock, self.rand, self.limiter, self._finished, report,
+                              self.events)
         self._acks = AckBuffer(self._send, self._settled, self.clock)
         self._both = _settle_and_claim(self.broker)
         started = self.clock.monotonic()
@@ -176,8 +179,11 @@ class Invocation:
     def _settled(self, settlement: Settlement, applied: bool | None) -> None:
         if applied:
             self.report.count(settlement.task)
+            entry = self._runner.entries.get(settlement.task.id)
+            self.events.finished(settlement.lease.task, settlement.task, entry.seconds if entry else 0.0)
         elif applied is False:
             self.report.stale += 1
+            self.events.fenced("settle", settlement.lease.task)
             log.warning("task %s: lease was lost before settling; another worker owns it", settlement.task.id)
         self._release(settlement.task.id)
 

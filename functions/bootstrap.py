@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from hexq.core.auth import KeyRing
 from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
+from hexq.core.events import NO_EVENTS, Events
 from hexq.core.poller import Poller, PollerConfig
 from hexq.core.ports import Backend, Broker, Clock, Invoker
 from hexq.core.registry import Registry
@@ -39,6 +40,7 @@ class Container:
     clock: Clock
     tasks: TaskService
     schedules: ScheduleService
+    events: Events = NO_EVENTS  # what observes the tasks: metrics and task-event logs (issue 12)
 
     @functools.cached_property
     def keys(self) -> KeyRing:
@@ -68,25 +70,27 @@ class Container:
         config = WorkerConfig(worker_id=worker_id, queues=s.queues, concurrency=s.concurrency,
                               lease_seconds=s.lease_seconds, idle_wait=s.idle_wait,
                               budget=s.budget if budget is None else budget, grace=s.grace if grace is None else grace)
-        return Invocation(broker or self.backend, self.registry, config, limiter=self.backend)
+        return Invocation(broker or self.backend, self.registry, config, limiter=self.backend, events=self.events)
 
     def poller(self, invoker: Invoker | None = None) -> Poller:
         s = self.settings
         config = PollerConfig(interval=s.poll_interval, batch=s.batch, max_invocations=s.invocation_cap,
                               lease_seconds=s.lease_seconds, retention=s.retention)
-        return Poller(self.backend, self.backend, self.schedules, config, invoker)
+        return Poller(self.backend, self.backend, self.schedules, config, invoker, events=self.events)
 
 
 def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Registry | None = None,
-              backend: Backend | None = None) -> Container:
+              backend: Backend | None = None, events: Events | None = None) -> Container:
     clock = clock or SystemClock()
     registry = registry if registry is not None else default_registry
     load_task_modules(settings.task_modules)
     settings = settings.serving(registry)  # the queues workers take from, now that the task types are known
     backend = backend or make_backend(settings.backend_url, clock)
-    tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant))
-    schedules = ScheduleService(backend, tasks, registry, cron_next)
-    return Container(settings, backend, registry, clock, tasks, schedules)
+    events = events if events is not None else NO_EVENTS
+    tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant),
+                        events)
+    schedules = ScheduleService(backend, tasks, registry, cron_next, events)
+    return Container(settings, backend, registry, clock, tasks, schedules, events)
 
 
 def make_backend(url: str, clock: Clock) -> Backend:

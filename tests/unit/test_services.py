@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hexq.adapters.memory import MemoryBackend
 from hexq.core import outcome
@@ -190,3 +193,27 @@ async def test_waiting_on_an_unknown_or_foreign_task_is_not_found(service: TaskS
     for task_id, tenant in (("nope", None), (task.id, "globex")):
         with pytest.raises(TaskNotFound):
             await service.wait(task_id, 1, tenant)
+
+
+# -- the payload check's fast path ---------------------------------------------------------------------
+_json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3) | st.integers(), children,
+                                                                       max_size=3),
+    max_leaves=12)
+
+
+@given(_json_like)
+def test_a_payload_the_fast_path_passes_is_one_json_dumps_accepts(value: object) -> None:
+    from hexq.core.services import _plainly_json
+
+    if _plainly_json(value, 4):
+        json.dumps(value, allow_nan=False)  # must not raise
+
+
+@pytest.mark.parametrize("payload", [{"x": float("nan")}, {"x": [float("inf")]}, {"x": {"y": object()}}])
+async def test_what_the_fast_path_leaves_is_still_refused(payload: dict[str, object], registry: Registry,
+                                                          clock: FakeClock) -> None:
+    backend = MemoryBackend(clock)
+    with pytest.raises(ValidationError, match="payload"):
+        await TaskService(backend, backend, registry, clock).submit(SubmitRequest("echo", payload))
