@@ -13,6 +13,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hexq.core.auth import KeyRing
@@ -28,6 +29,9 @@ from hexq.core.services import Limits, TaskService
 from hexq.core.worker import Invocation, WorkerConfig
 from hexq.functions.settings import Settings
 
+if TYPE_CHECKING:
+    from hexq.functions.metrics.process import Metrics
+
 
 @dataclass
 class Container:
@@ -41,6 +45,7 @@ class Container:
     tasks: TaskService
     schedules: ScheduleService
     events: Events = NO_EVENTS  # what observes the tasks: metrics and task-event logs (issue 12)
+    metrics: Metrics | None = None  # this process's Prometheus metrics (HEXQ_METRICS=off: None)
 
     @functools.cached_property
     def keys(self) -> KeyRing:
@@ -85,12 +90,26 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
     registry = registry if registry is not None else default_registry
     load_task_modules(settings.task_modules)
     settings = settings.serving(registry)  # the queues workers take from, now that the task types are known
+    metrics = _metrics(settings, registry)
     backend = backend or make_backend(settings.backend_url, clock)
+    if metrics is not None:
+        backend = metrics.timed(backend)
+        events = events if events is not None else metrics.events
     events = events if events is not None else NO_EVENTS
     tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant),
                         events)
     schedules = ScheduleService(backend, tasks, registry, cron_next, events)
-    return Container(settings, backend, registry, clock, tasks, schedules, events)
+    return Container(settings, backend, registry, clock, tasks, schedules, events, metrics)
+
+
+def _metrics(settings: Settings, registry: Registry) -> Metrics | None:
+    if not settings.metrics_on:
+        return None
+    # Imported here, not at the top: `hexq serve` must choose prometheus_client's multiprocess mode before
+    # anything imports it (functions/metrics/multiprocess.py), and HEXQ_METRICS=off needs none of it.
+    from hexq.functions.metrics.process import process_metrics
+
+    return process_metrics(settings, registry)
 
 
 def make_backend(url: str, clock: Clock) -> Backend:
