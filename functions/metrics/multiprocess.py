@@ -11,15 +11,15 @@ mode and no dead process's gauge lingers (counts of a process that exited stay i
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 
-from hexq.core.errors import ConfigurationError
-
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("hexq.metrics")
 
 
 @contextlib.contextmanager
@@ -29,7 +29,12 @@ def shared_directory(enabled: bool = True) -> Iterator[str | None]:
         yield None
         return
     if "prometheus_client" in sys.modules and not os.environ.get(ENV):
-        raise ConfigurationError("prometheus_client was imported before hexq serve chose its multiprocess mode")
+        # Too late for this process (serve run from inside a program that imported it, as the tests do): its
+        # /metrics then shows what this process counts, and the pool's processes keep theirs to themselves.
+        log.warning("prometheus_client was imported before hexq serve could choose its multiprocess mode: "
+                    "/metrics will not include the worker processes' counts")
+        yield None
+        return
     before = os.environ.get(ENV)
     path = tempfile.mkdtemp(prefix="hexq-metrics-")
     os.environ[ENV] = path
