@@ -6,16 +6,27 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from conftest import Proc, Served, free_port
+from processes import wait_healthy
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Proc, Served
 
 pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -96,8 +107,6 @@ def test_hexq_api_serves_the_api_alone(hexq: Callable[..., Proc], tmp_path: Path
     port = free_port()
     api = hexq("api", "--backend", f"sqlite:///{tmp_path}/hexq.db", "--port", str(port))
     url = f"http://127.0.0.1:{port}"
-    from processes import wait_healthy
-
     wait_healthy(api.process, url, api.log)
     assert httpx.post(f"{url}/v1/tasks", json={"type": "echo", "payload": {}}).status_code == 202
     text = httpx.get(f"{url}/metrics").text
