@@ -34,6 +34,7 @@ class Scope(StrEnum):
     SUBMIT = "submit"  # POST tasks and bulk, cancel the tenant's tasks
     READ = "read"  # GET tasks, stats, dead letters, schedules
     ADMIN = "admin"  # replay dead letters, PUT/DELETE schedules; implies every other scope
+    METRICS = "metrics"  # GET /metrics: counts across every tenant, for Prometheus (admin implies it too)
 
 
 @dataclass(frozen=True, slots=True)

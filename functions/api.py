@@ -8,19 +8,22 @@ are checked in functions/auth.py before the handler runs (and before any body is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from hexq.core.auth import ApiKey, Scope
 from hexq.core.errors import ValidationError
+from hexq.core.events import Events
 from hexq.core.model import TaskStatus
 from hexq.core.ports import WorkerRegistry
 from hexq.core.schedules import ScheduleService
@@ -29,7 +32,7 @@ from hexq.functions import openapi, wire
 from hexq.functions.auth import Guard, owner_of, tenant_of
 from hexq.functions.body import read_json
 from hexq.functions.bootstrap import Container
-from hexq.functions.errors import EXCEPTION_HANDLERS
+from hexq.functions.errors import EXCEPTION_HANDLERS, refusal
 from hexq.functions.wire import JSONOut, schedule_view, task_view
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -50,15 +53,17 @@ class _TaskId(Convertor[str]):
 register_url_convertor("task_id", _TaskId())
 
 
-def _needs(scope: Scope) -> Callable[[Endpoint], Endpoint]:
-    """The endpoint answers only callers whose key has `scope` (and a token left); see functions/auth.py."""
+def _needs(scope: Scope, *, submits: bool = False) -> Callable[[Endpoint], Endpoint]:
+    """The endpoint answers only callers whose key has `scope` (and a token left); see functions/auth.py.
+    `submits`: a refusal here is a refused submit (hexq_submit_rejections_total)."""
 
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
             guard = cast(Guard, request.app.state.guard)
             if guard.keys:  # an open API has nothing to check, and no key to keep
-                request.scope[_KEY] = await guard.admit(request.headers, scope)
+                with _refusals(request, submits):
+                    request.scope[_KEY] = await guard.admit(request.headers, scope)
             return await endpoint(request)
 
         return guarded
@@ -67,6 +72,19 @@ def _needs(scope: Scope) -> Callable[[Endpoint], Endpoint]:
 
 
 _KEY = "hexq.api_key"  # where the admitted key is kept, in the request's scope
+
+
+@contextlib.contextmanager
+def _refusals(request: Request, counted: bool = True) -> Iterator[None]:
+    """Count a submit refused at this edge, before the task service is called (key, rate limit, body, JSON,
+    shape): the service counts what it refuses itself (hexq.core.services.rejection)."""
+    try:
+        yield
+    except Exception as exc:
+        reason = refusal(exc) if counted else None
+        if reason is not None:
+            cast(Events, request.app.state.events).rejected(reason)
+        raise
 
 
 def _key(request: Request) -> ApiKey | None:
@@ -96,16 +114,18 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 # -- tasks --------------------------------------------------------------------------------------
-@_needs(Scope.SUBMIT)
+@_needs(Scope.SUBMIT, submits=True)
 async def submit_task(request: Request) -> Response:
-    submit = wire.submit_request(await _body(request), tenant=_owner(request),
-                                 header_key=request.headers.get("idempotency-key"))
+    with _refusals(request):
+        submit = wire.submit_request(await _body(request), tenant=_owner(request),
+                                     header_key=request.headers.get("idempotency-key"))
     return wire.submitted_response(await _tasks(request).submit(submit))
 
 
-@_needs(Scope.SUBMIT)
+@_needs(Scope.SUBMIT, submits=True)
 async def submit_tasks(request: Request) -> Response:
-    submits = wire.bulk_requests(await _body(request), tenant=_owner(request))
+    with _refusals(request):
+        submits = wire.bulk_requests(await _body(request), tenant=_owner(request))
     submitted = await _tasks(request).submit_bulk(submits)
     return JSONOut({"tasks": [task_view(s.task) for s in submitted]}, status_code=202)
 
@@ -198,7 +218,8 @@ async def delete_schedule(request: Request) -> Response:
 # -- meta ---------------------------------------------------------------------------------------
 async def index(request: Request) -> Response:
     links = {"openapi": "/openapi.json", "tasks": "/v1/tasks", "stats": "/v1/stats", "workers": "/v1/workers",
-             "dead": "/v1/dead", "schedules": "/v1/schedules", "health": "/healthz", "ready": "/readyz"}
+             "dead": "/v1/dead", "schedules": "/v1/schedules", "health": "/healthz", "ready": "/readyz",
+             "metrics": "/metrics"}
     return JSONOut({"name": "hexq", "links": links})
 
 
@@ -213,6 +234,16 @@ async def readyz(request: Request) -> Response:
 
 async def openapi_json(request: Request) -> Response:
     return JSONOut(request.app.state.openapi)
+
+
+@_needs(Scope.METRICS)
+async def metrics(request: Request) -> Response:
+    """Prometheus's scrape (functions/metrics/exposition.py): the backend's state, read now, and the counts."""
+    from hexq.functions.metrics.exposition import scrape
+
+    state = request.app.state
+    body, content_type = await scrape(state.metrics, state.backend, state.queues, request.headers.get("accept"))
+    return Response(body, media_type=content_type)
 
 
 def _route(path: str, **handlers: Endpoint) -> Route:
@@ -235,6 +266,7 @@ def routes() -> list[Route]:
         _route("/healthz", GET=healthz),
         _route("/readyz", GET=readyz),
         _route("/openapi.json", GET=openapi_json),
+        _route("/metrics", GET=metrics),
         _route("/v1/tasks/{id:task_id}:cancel", POST=cancel_task),
         _route("/v1/stats", GET=stats),
         _route("/v1/workers", GET=list_workers),
@@ -246,8 +278,11 @@ def routes() -> list[Route]:
 
 
 def create_app(container: Container) -> Starlette:
-    app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS, middleware=_middleware(container))
     app.state.tasks = container.tasks
+    app.state.events = container.events
+    app.state.metrics = container.metrics
+    app.state.queues = (*container.settings.queues, *container.registry.queues())
     app.state.schedules = container.schedules
     app.state.backend = container.backend
     app.state.body_limit = container.settings.body_limit
@@ -255,3 +290,11 @@ def create_app(container: Container) -> Starlette:
     settings = container.settings
     app.state.guard = Guard(container.keys, container.backend, settings.rate_per_second, settings.burst)
     return app
+
+
+def _middleware(container: Container) -> list[Middleware]:
+    if container.metrics is None:
+        return []
+    from hexq.functions.metrics.http import HttpMetrics
+
+    return [Middleware(HttpMetrics, instruments=container.metrics.http, values=container.metrics.values)]

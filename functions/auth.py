@@ -119,8 +119,8 @@ def add_keygen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the key's name, unique among the keys ([A-Za-z0-9_.-], up to 64)")
     parser.add_argument("--tenant", default=DEFAULT_TENANT, help="whose tasks it submits and sees; '*' for all "
                         "(default: default)")
-    parser.add_argument("--scopes", default="submit,read", help="comma-separated: submit, read, admin "
-                        "(admin implies the others; default: submit,read)")
+    parser.add_argument("--scopes", default="submit,read", help="comma-separated: submit, read, admin, "
+                        "metrics (Prometheus's scrape; admin implies the others; default: submit,read)")
     parser.add_argument("--rate", help="this key's own rate limit, e.g. 10/s (default: HEXQ_RATE)")
     parser.add_argument("--burst", type=int, help="this key's own burst (default: HEXQ_BURST)")
 

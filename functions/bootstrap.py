@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hexq.core.auth import KeyRing
@@ -27,7 +28,11 @@ from hexq.core.registry import registry as default_registry
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import Limits, TaskService
 from hexq.core.worker import Invocation, WorkerConfig
+from hexq.functions.observers import serving_events
 from hexq.functions.settings import Settings
+
+if TYPE_CHECKING:
+    from hexq.functions.metrics.process import Metrics
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Container:
     tasks: TaskService
     schedules: ScheduleService
     events: Events = NO_EVENTS  # who hears of task events: logs, metrics (fan_out)
+    metrics: Metrics | None = None  # this process's Prometheus metrics (a client's, or HEXQ_METRICS=off: None)
 
     @functools.cached_property
     def keys(self) -> KeyRing:
@@ -82,19 +88,35 @@ class Container:
 
 
 def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Registry | None = None,
-              backend: Backend | None = None, events: Events | None = None) -> Container:
-    """`events`: the task events' observers; by default none (a client's). A process that serves passes
-    functions.observers.serving_events(settings); a Lambda function, functions.emf.on_lambda(settings)."""
+              backend: Backend | None = None, events: Events | None = None, serving: bool = False) -> Container:
+    """`serving`: the process runs tasks or serves the API (hexq serve and its pool, api, worker, poller, the
+    Lambda functions), so it has metrics (HEXQ_METRICS) and tells of task events: the log lines and the metrics'
+    observer (functions/observers.py). A client or a one-shot command does neither. `events` replaces the
+    observers (a Lambda function's count into EMF lines instead: functions.emf.on_lambda)."""
     clock = clock or SystemClock()
     registry = registry if registry is not None else default_registry
     load_task_modules(settings.task_modules)
     settings = settings.serving(registry)  # the queues workers take from, now that the task types are known
+    metrics = _metrics(settings, registry) if serving else None
     backend = backend or make_backend(settings.backend_url, clock)
-    events = NO_EVENTS if events is None else events
+    if metrics is not None:
+        backend = metrics.timed(backend)
+    if events is None:
+        events = serving_events(settings, metrics) if serving else NO_EVENTS
     tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant),
                         events)
     schedules = ScheduleService(backend, tasks, registry, cron_next, events)
-    return Container(settings, backend, registry, clock, tasks, schedules, events)
+    return Container(settings, backend, registry, clock, tasks, schedules, events, metrics)
+
+
+def _metrics(settings: Settings, registry: Registry) -> Metrics | None:
+    if not settings.metrics_on:
+        return None
+    # Imported here, not at the top: `hexq serve` must choose prometheus_client's multiprocess mode before
+    # anything imports it (functions/metrics/multiprocess.py), and HEXQ_METRICS=off needs none of it.
+    from hexq.functions.metrics.process import process_metrics
+
+    return process_metrics(settings, registry)
 
 
 def make_backend(url: str, clock: Clock) -> Backend:

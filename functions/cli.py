@@ -59,11 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add("serve", commands.serve, "API + poller + workers in one process (the embedded setup)", _SERVE)
     serve.add_argument("--insecure-bind", action="store_true",
                        help="allow a non-loopback --host without API keys (anyone who reaches it owns the queue)")
-    worker = add("worker", commands.worker, "run worker invocations back to back until SIGTERM/SIGINT", _WORKER)
+    worker = add("worker", commands.worker, "run worker invocations back to back until SIGTERM/SIGINT",
+                 (*_WORKER, *_METRICS))
     for p in (serve, worker):
         p.add_argument("--strict", action="store_true",
                        help="refuse to start on a Redis without maxmemory-policy noeviction and persistence")
     add("poller", commands.poller, "promote due tasks, recover expired leases, fire schedules (no workers)", _POLLER)
+    api = add("api", commands.api, "the HTTP API alone (no poller, no workers): run those as hexq poller and "
+              "hexq worker", _API)
+    api.add_argument("--insecure-bind", action="store_true",
+                     help="allow a non-loopback --host without API keys (anyone who reaches it owns the queue)")
 
     _submit(add("submit", commands.submit, "submit a task and print it as JSON"))
     add("status", commands.status, "print a task as JSON (exit 1 if there is no such task)").add_argument("id")
@@ -181,12 +186,18 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "--access-log": ("access_log", bool, "", "log one line per HTTP request (off by default: it is costly)"),
     "--no-task-events": ("task_events", bool, "", "no JSON log line per task event (submitted, started, "
                          "succeeded, retried, dead, ...)"),
+    "--metrics-port": ("metrics_port", int, "PORT", "serve this process's Prometheus metrics on it (0: none)"),
+    "--metrics-host": ("metrics_host", str, "HOST", "where --metrics-port listens (127.0.0.1)"),
 }
 _COMMON = ("--backend", "--tasks", "--log-level")
 # What each long-running command reads: a worker claims and runs; a poller without an invoker promotes,
 # recovers leases (--lease), fires schedules (a submit, so the tenant cap applies) and purges.
+_METRICS = ("--metrics-port", "--metrics-host")
 _WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--no-task-events")
-_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--no-task-events")
+_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--no-task-events",
+           *_METRICS)
+_API = (*_COMMON, "--host", "--port", "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--access-log",
+        "--no-task-events")
 _SERVE = (*_WORKER, "--host", "--port", "--workers", "--poll-interval", "--batch", "--max-invocations", "--retention",
           "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm", "--access-log")
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,9 +27,20 @@ from hexq.functions.settings import Settings
 # -- long-running commands ------------------------------------------------------------------------
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     from hexq.functions.eventloop import run
+    from hexq.functions.metrics.multiprocess import shared_directory
     from hexq.functions.serve import serve as run_serve
 
-    return run(run_serve(settings, insecure_bind=args.insecure_bind, strict=args.strict))
+    # The API and the pool's processes count into shared files, merged by /metrics: chosen before anything
+    # imports prometheus_client (the container below, the pool's processes).
+    with shared_directory(settings.metrics_on):
+        return run(run_serve(settings, insecure_bind=args.insecure_bind, strict=args.strict))
+
+
+def api(settings: Settings, args: argparse.Namespace) -> int:
+    from hexq.functions.eventloop import run
+    from hexq.functions.serve import serve_api
+
+    return run(serve_api(settings, insecure_bind=args.insecure_bind))
 
 
 def worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -39,7 +51,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
 
         await startup_check(settings.backend_url, strict=args.strict)
         worker_id, stop = default_worker_id(), asyncio.Event()
-        with stop_on_signals(stop):  # before the banner: whoever waits for it may send SIGTERM at once
+        with stop_on_signals(stop), _own_metrics(container):  # before the banner: whoever waits may SIGTERM
             print(f"hexq worker {worker_id} on {','.join(container.settings.queues)} (backend {settings.backend_url}, "
                   f"concurrency {settings.concurrency})", flush=True)
             await run_worker(container, stop, worker_id=worker_id, signals=False)
@@ -54,7 +66,7 @@ def poller(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run(container: Container) -> int:
         stop = asyncio.Event()
-        with stop_on_signals(stop):
+        with stop_on_signals(stop), _own_metrics(container):
             print(f"hexq poller (backend {settings.backend_url}, every {settings.poll_interval:g}s)", flush=True)
             await run_poller(container, stop, signals=False)
         return 0
@@ -231,6 +243,22 @@ def bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _own_metrics(container: Container) -> Iterator[None]:
+    """A worker's or poller's own counters on --metrics-port (HEXQ_METRICS_PORT), while inside."""
+    settings = container.settings
+    if settings.metrics_port == 0:
+        yield
+        return
+    from hexq.functions.metrics.exposition import serve_own, stop_own
+
+    server = serve_own(container.metrics, settings.metrics_host, settings.metrics_port)
+    try:
+        yield
+    finally:
+        stop_own(server)
+
+
 def _with_container(settings: Settings, run: Callable[[Container], Awaitable[int]], *, stored: bool = False,
                     fast: bool = False, serving: bool = False) -> int:
     """`stored`: the command acts only on what is already stored, so a missing SQLite file is an error.
@@ -241,9 +269,7 @@ def _with_container(settings: Settings, run: Callable[[Container], Awaitable[int
         require_database(settings.backend_url)
 
     async def body() -> int:
-        from hexq.functions.observers import serving_events
-
-        container = bootstrap(settings, events=serving_events(settings) if serving else None)
+        container = bootstrap(settings, serving=serving)
         try:
             return await run(container)
         finally:

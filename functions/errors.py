@@ -20,6 +20,7 @@ from hexq.core.errors import (
     BackendUnavailable,
     IdempotencyMismatch,
     InvalidTransition,
+    QueueError,
     QueueFull,
     ScheduleNameTaken,
     ScheduleNotFound,
@@ -27,6 +28,7 @@ from hexq.core.errors import (
     UnknownTaskType,
     ValidationError,
 )
+from hexq.core.services import rejection
 from hexq.functions.wire import JSONOut
 
 log = logging.getLogger("hexq.api")
@@ -160,6 +162,21 @@ async def _disconnected(request: Request, exc: Exception) -> Response:
 async def _internal(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error; the server log has the details")
+
+
+_REFUSALS: Mapping[type[ApiError], str] = {Unauthorized: "unauthorized", Forbidden: "forbidden",
+                                           RateLimited: "rate_limited", BodyTooLarge: "body_too_large",
+                                           BadJSON: "bad_json"}
+
+
+def refusal(exc: Exception) -> str | None:
+    """The hexq_submit_rejections_total reason of a submit refused at the HTTP edge, before the task service
+    (which counts its own refusals); None for a client that went away, which refused nothing."""
+    if isinstance(exc, ClientDisconnect):
+        return None
+    if isinstance(exc, QueueError):
+        return rejection(exc)
+    return next((reason for cls, reason in _REFUSALS.items() if isinstance(exc, cls)), "other")
 
 
 EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {

@@ -69,4 +69,4 @@ async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 _settings = Settings.from_env()
-handler = make_handler(bootstrap(_settings, events=on_lambda(_settings)))
+handler = make_handler(bootstrap(_settings, events=on_lambda(_settings), serving=True))

@@ -57,4 +57,4 @@ def make_handler(container: Container) -> PollerHandler:
 
 
 _settings = Settings.from_env()
-handler = make_handler(bootstrap(_settings, events=on_lambda(_settings)))
+handler = make_handler(bootstrap(_settings, events=on_lambda(_settings), serving=True))

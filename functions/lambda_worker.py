@@ -217,7 +217,7 @@ def make_handler(container: Container) -> WorkerHandler:
 
 # The cold start: built once per process, reused by every warm invocation.
 _settings = Settings.from_env()
-handler = make_handler(bootstrap(_settings, events=on_lambda(_settings)))
+handler = make_handler(bootstrap(_settings, events=on_lambda(_settings), serving=True))
 
 
 @runtime_checkable

@@ -254,6 +254,10 @@ def _paths() -> dict[str, Any]:
                                {"200": _json(_ref("Status"), "Ready."), **_errors(503)}, tag="meta")},
         "/openapi.json": {"get": _op("openapi", "This document.",
                                      {"200": _json({"type": "object"}, "OpenAPI 3.1.")}, tag="meta")},
+        "/metrics": {"get": _op(
+            "metrics", "Prometheus metrics: task counts and latencies, and the backend's state read at the scrape.",
+            {"200": {"description": "The Prometheus text format (OpenMetrics when the Accept header asks for it).",
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}}, tag="meta", scope="metrics")},
         "/v1/tasks": {
             "post": _op("submitTask", "Submit a task.", submit, params=[_KEY], body=_ref("SubmitTask"), scope="submit"),
             "get": _op("listTasks", "List tasks, newest first.",

@@ -19,7 +19,6 @@ from typing import Any
 from hexq.core.ports import Broker
 from hexq.functions.bootstrap import Container, bootstrap
 from hexq.functions.logs import configure_logging
-from hexq.functions.observers import serving_events
 from hexq.functions.settings import Settings
 from hexq.functions.wake import WokenBroker
 from hexq.functions.worker import default_worker_id, report_fields
@@ -85,7 +84,7 @@ def invocation() -> dict[str, Any]:
         state.busy = True
     if state.container is None:
         # The cold start, once per process; a pool child runs tasks, so it tells of their events.
-        state.container = bootstrap(state.settings, events=serving_events(state.settings))
+        state.container = bootstrap(state.settings, serving=True)
         if state.bell is not None:
             state.broker = WokenBroker(state.container.backend, state.bell)
     try:

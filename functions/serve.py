@@ -35,7 +35,6 @@ from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
 from hexq.functions.bootstrap import Container, bootstrap, make_backend
 from hexq.functions.invoker import InProcessInvoker, ProcessPoolInvoker
-from hexq.functions.observers import serving_events
 from hexq.functions.poller import run_poller
 from hexq.functions.settings import Settings
 from hexq.functions.wake import NotifyingBackend
@@ -89,9 +88,34 @@ async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool
     return 0
 
 
+async def serve_api(settings: Settings, *, insecure_bind: bool = False) -> int:
+    """`hexq api`: the HTTP API alone, with the loopback rule of `hexq serve`; the poller and the workers run
+    as their own commands (`hexq poller`, `hexq worker`), here or elsewhere."""
+    from hexq.functions.api import create_app
+
+    container = bootstrap(settings, serving=True)
+    try:
+        check_bind(settings.host, insecure_bind, keys=bool(container.keys))
+        with _bound_socket(settings.host, settings.port) as sock:
+            print(f"hexq api on http://{_url_host(settings.host)}:{sock.getsockname()[1]} "
+                  f"(backend {settings.backend_url})", flush=True)
+            server = _Server(server_config(create_app(container), container.settings))
+            stop = asyncio.Event()
+            with stop_on_signals(stop):
+                serving = asyncio.create_task(server.serve(sockets=[sock]))
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                stop.set()
+                server.should_exit = True
+                await asyncio.gather(serving, stopped, return_exceptions=True)
+    finally:
+        await container.backend.close()
+    return 0
+
+
 def _container(settings: Settings, doorbell: _Doorbell) -> Container:
     backend = NotifyingBackend(make_backend(settings.backend_url, SystemClock()), doorbell.on_write)
-    return bootstrap(settings, backend=backend, events=serving_events(settings))
+    return bootstrap(settings, backend=backend, serving=True)
 
 
 async def _run(container: Container, sock: socket.socket, doorbell: _Doorbell) -> None:

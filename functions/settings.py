@@ -60,6 +60,11 @@ class Settings:
     allow_open_api: bool = False
     worker_function: str = ""
     poller_invokes: bool = True
+    # Prometheus metrics (functions/metrics/): "on" or "off"; a worker or poller serves its own on
+    # metrics_port (0: not served; the API serves them at /metrics).
+    metrics: str = "on"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         """Refuse values that would make hexq misbehave (a zero lease, a negative grace) before anything runs."""
@@ -68,8 +73,11 @@ class Settings:
             if value <= low if name in _POSITIVE else value < low:
                 raise ConfigurationError(f"{env_name(name)} must be {'above' if name in _POSITIVE else 'at least'} "
                                          f"{low:g}, not {value}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError(f"HEXQ_PORT must be 0 to 65535, not {self.port}")
+        for name in ("port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigurationError(f"{env_name(name)} must be 0 to 65535, not {getattr(self, name)}")
+        if self.metrics not in ("on", "off"):
+            raise ConfigurationError(f"HEXQ_METRICS must be on or off, not {self.metrics!r}")
         if not self.queues:
             raise ConfigurationError("HEXQ_QUEUES names no queue")
         for queue in self.queues:
@@ -114,6 +122,10 @@ class Settings:
     @property
     def warm_invocations(self) -> int:
         return min(self.warm, self.invocation_cap)
+
+    @property
+    def metrics_on(self) -> bool:
+        return self.metrics == "on"
 
     @property
     def rate_per_second(self) -> float:

@@ -82,13 +82,12 @@ async def _app(url: str, level: str, plain_name: str | None) -> AsyncIterator[An
         return
     from hexq.functions.api import create_app
     from hexq.functions.bootstrap import bootstrap
-    from hexq.functions.observers import serving_events
     from hexq.functions.settings import Settings
 
     settings = Settings.from_env().override(backend_url=url, task_modules=("hexq.functions.examples",),
                                             log_level=level)
     configure_logging(settings.log_level)
-    container = bootstrap(settings, events=serving_events(settings))  # as hexq serve's API
+    container = bootstrap(settings, serving=True)  # as hexq serve's API
     try:
         yield create_app(container)
     finally:

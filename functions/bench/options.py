@@ -98,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--json", dest="bench_json", action="store_true", help="print one JSON object instead of tables")
     add("--cold-start", dest="bench_cold_start", action="store_true",
         help="instead of the phases: import-and-bootstrap time of each Lambda module per backend, and package size")
+    add("--metrics-cost", dest="bench_metrics_cost", action="store_true",
+        help="instead of the phases: what Prometheus metrics cost per task (the drain with the workers' metrics "
+             "off, then on, and the observer alone)")
     add("--profile", dest="bench_profile", metavar="DIR",
         help="run the worker and HTTP server processes under cProfile, writing DIR/*.prof (main threads only: "
              "SQLite's work runs in threads, which need a sampling profiler such as py-spy)")

@@ -64,6 +64,12 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(figures, indent=2) if args.bench_json else coldstart.render(figures))
         return 0
     options = from_args(args, settings.log_level)
+    if args.bench_metrics_cost:
+        from hexq.functions.bench import metrics_cost
+
+        cost = asyncio.run(metrics_cost.metrics_cost(options, settings))
+        print(json.dumps(cost, indent=2) if args.bench_json else metrics_cost.render(cost))
+        return 0 if cost["drain"]["off"]["complete"] and cost["drain"]["on"]["complete"] else 1
     tty = sys.stdout.isatty()
     console = Console(width=None if tty else 150)  # piped output: wide enough that the tables do not wrap
     progress = (Console(stderr=True) if options.json else console) if tty else None

@@ -45,8 +45,9 @@ def make_container(registry: Registry, clock: FakeClock) -> Callable[..., Contai
     def make(backend: Backend | None = None, **settings: Any) -> Container:
         # A short idle_wait: a worker invocation in a test returns soon after the queue is empty.
         # Not 0: with nothing to wait on, hexq.core.worker's claim loop spins without yielding to running handlers.
+        # serving: the API's container, as hexq serve and hexq api build it (metrics, task events).
         config = Settings(backend_url="memory://", task_modules=(), idle_wait=0.01, **settings)
-        return bootstrap(config, clock=clock, registry=registry, backend=backend)
+        return bootstrap(config, clock=clock, registry=registry, backend=backend, serving=True)
 
     return make
 

@@ -290,13 +290,17 @@ def test_keygen_prints_a_secret_once_and_an_entry_that_holds_only_its_hash(
 
 # -- --version and --help ------------------------------------------------------------------------------
 COMMON = {"--backend", "--tasks", "--log-level"}
+METRICS = {"--metrics-port", "--metrics-host"}
 WORKER = {"--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--strict", "--no-task-events"}
 FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only those it uses
     "serve": COMMON | WORKER | {"--host", "--port", "--workers", "--insecure-bind", "--poll-interval", "--batch",
                                 "--max-invocations", "--retention", "--max-queued-per-tenant", "--body-limit",
                                 "--rate", "--burst", "--warm", "--access-log"},
-    "worker": COMMON | WORKER,
-    "poller": COMMON | {"--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--no-task-events"},
+    "worker": COMMON | WORKER | METRICS,
+    "poller": COMMON | METRICS | {"--lease", "--poll-interval", "--retention", "--max-queued-per-tenant",
+                                  "--no-task-events"},
+    "api": COMMON | {"--host", "--port", "--insecure-bind", "--max-queued-per-tenant", "--body-limit", "--rate",
+                     "--burst", "--access-log", "--no-task-events"},
     "submit": COMMON | {"--priority", "--delay", "--key", "--queue", "--max-attempts", "--timeout", "--wait"},
     "status": COMMON,
     "list": COMMON | {"--status", "--type", "--queue", "--limit", "--cursor", "--json"},
@@ -308,7 +312,8 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
     "schedules delete": COMMON,
     "keygen": {"--tenant", "--scopes", "--rate", "--burst"},
     "bench": {"--log-level", "--backend", "-n", "--count", "--workers", "--concurrency", "--rate", "--duration",
-              "--timeout", "--connections", "--skip", "--json", "--cold-start", "--profile"},
+              "--timeout", "--connections", "--skip", "--json", "--cold-start", "--metrics-cost",
+              "--profile"},
 }
 
 

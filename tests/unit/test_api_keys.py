@@ -61,7 +61,7 @@ def test_admin_implies_every_scope() -> None:
     (f"ci:acme:read:sha256={SECRET}", "sha256=<64 hex digits>"),
     (f"{SECRET}:acme:read:sha256={DIGEST}", "the name must match"),  # the secret pasted as the name
     (f"ci:acme:sha256={DIGEST}", "expected name:tenant:scopes:sha256=<hex>"),
-    (f"ci:acme:read+write:sha256={DIGEST}", "scopes must be one or more of admin, read, submit"),
+    (f"ci:acme:read+write:sha256={DIGEST}", "scopes must be one or more of admin, metrics, read, submit"),
     (f"ci:acme::sha256={DIGEST}", "scopes must be"),
     (f"ci:ac me:read:sha256={DIGEST}", "the tenant must match"),
     (f"c i:acme:read:sha256={DIGEST}", "the name must match"),
