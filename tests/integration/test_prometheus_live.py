@@ -211,6 +211,7 @@ def run_workload(client: httpx.Client, log: Any) -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    prometheus_server.binary("prometheus")  # skip (or fail in CI) before starting anything
     tmp = tmp_path_factory.mktemp("prometheus-live")
     port = prometheus_server.free_port()
     url = f"http://127.0.0.1:{port}"
