@@ -77,6 +77,22 @@ class PrometheusEvents:
         self._outcomes: dict[tuple[str, str, Priority, TaskStatus], _Outcome] = {}
         self._warned = False
 
+    def zero(self, types: Iterable[tuple[str, str]], reasons: Iterable[str]) -> None:
+        """Export the counters alerts watch at 0 before anything happens: a series that first appears at 1 has
+        no increase() to Prometheus, so the first dead letter or fencing rejection would never alert. `types`
+        are (type, its queue) pairs; `reasons` the submit-refusal reasons."""
+        i, labels = self._i, self._labels
+        for op in ("settle", "heartbeat"):
+            i.fencing.labels(op)
+        for reason in reasons:
+            i.rejections.labels(reason)
+        for name, queue in types:
+            kind, where = labels.type(name), labels.queue(queue)
+            i.dead_lettered.labels(kind, where)
+            i.recoveries.labels(kind, where)
+            for reason in ("error", "timeout", "lease_expired"):
+                i.retries.labels(kind, where, reason)
+
     # -- the worker's hot path --------------------------------------------------------------------------
     def started(self, task: Task) -> None:
         try:

@@ -27,6 +27,9 @@ from hexq.functions.metrics.values import Values
 from hexq.functions.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# hexq_submit_rejections_total's reasons (core.services.rejection and the API's edge refusals), exported at 0.
+REASONS = ("validation", "unknown_type", "queue_full", "idempotency_mismatch", "backend_unavailable", "rate_limited",
+           "body_too_large", "bad_json", "unauthorized", "forbidden")
 
 
 class BuildInfo(Collector):
@@ -49,6 +52,7 @@ class Metrics:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         labels = Labels((spec.name for spec in types), (*queues, *types.queues()))
         self.events = PrometheusEvents(TaskInstruments.create(self.registry), labels, self.values)
+        self.events.zero(((spec.name, spec.queue) for spec in types), REASONS)
         self._backend_ops = backend_histogram(self.registry)
 
     def timed(self, backend: Backend) -> Backend:

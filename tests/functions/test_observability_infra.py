@@ -1,7 +1,7 @@
 """infra/prometheus and infra/grafana, offline: the Prometheus config and alert rules pass promtool (with
 the rules' own unit tests), and the Grafana dashboard is structurally sound with PromQL that parses.
 
-Grafana cannot be installed here, so the dashboard is checked as JSON; tests/integration/test_prometheus.py
+Grafana cannot be installed here, so the dashboard is checked as JSON; tests/integration/test_prometheus_live.py
 runs every panel's query against a real Prometheus scraping a real `hexq serve`.
 """
 
