@@ -57,6 +57,7 @@ class MemoryBackend:
         self._buckets: dict[str, Bucket] = {}
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._roster = Roster(self._clock)
+        self._paused: set[str] = set()
 
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
@@ -177,7 +178,8 @@ class MemoryBackend:
 
     async def backlog(self) -> int:
         with self._lock:
-            return sum(1 for task in self._tasks.values() if task.status is TaskStatus.QUEUED)
+            return sum(1 for task in self._tasks.values()
+                       if task.status is TaskStatus.QUEUED and task.queue not in self._paused)
 
     async def stats(self) -> Stats:
         with self._lock:
@@ -198,7 +200,8 @@ class MemoryBackend:
                     levels[task.priority] += 1
                     since, level = max(task.created_at, task.run_at), (task.queue, task.priority)
                     eligible[level] = min(eligible.get(level, since), since)
-        return Stats(by_status, queued, depth, {place: now - since for place, since in eligible.items()})
+            paused = frozenset(self._paused)
+        return Stats(by_status, queued, depth, {place: now - since for place, since in eligible.items()}, paused)
 
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:
@@ -251,6 +254,25 @@ class MemoryBackend:
     async def workers(self) -> list[WorkerInfo]:
         with self._lock:
             return self._roster.workers()
+
+    # -- QueueControl -----------------------------------------------------------------------
+    async def pause(self, queue: str) -> bool:
+        with self._lock:
+            changed = queue not in self._paused
+            self._paused.add(queue)
+        return changed
+
+    async def resume(self, queue: str) -> bool:
+        with self._lock:
+            changed = queue in self._paused
+            self._paused.discard(queue)
+            if changed:
+                self._wake()
+        return changed
+
+    async def paused(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._paused)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:
@@ -316,6 +338,8 @@ class MemoryBackend:
         best: tuple[int, int, str] | None = None
         best_queue = ""
         for queue in queues:
+            if queue in self._paused:
+                continue
             heap = self._ready.get(queue, [])
             while heap and not self._is_ready(heap[0][2], heap[0][1]):
                 heapq.heappop(heap)

@@ -186,12 +186,14 @@ class Stats:
     """Counts by status; the queued depth by queue and priority; and, for metrics, the depth of every state
     in STATES by (queue, priority, state) and the age of the oldest queued task by (queue, priority):
     seconds since it became eligible (the later of created_at and run_at), on the backend's clock.
-    A (queue, priority) with nothing in it may be absent from both."""
+    A (queue, priority) with nothing in it may be absent from both. `paused`: the queues claims skip
+    (QueueControl); their tasks are still counted above."""
 
     by_status: Mapping[TaskStatus, int] = field(default_factory=dict)
     queued: Mapping[str, Mapping[Priority, int]] = field(default_factory=dict)
     depth: Mapping[tuple[str, Priority, str], int] = field(default_factory=dict)
     oldest_age: Mapping[tuple[str, Priority], float] = field(default_factory=dict)
+    paused: frozenset[str] = frozenset()
 
     @property
     def backlog(self) -> int:

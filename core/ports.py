@@ -1,7 +1,7 @@
 """The hexagon's ports: small Protocols over domain types only.
 
-One adapter object usually implements all of Broker, Sweeper, TaskStore, ScheduleStore and
-RateLimiter (`Backend`), so that a backend can keep each operation atomic.
+One adapter object usually implements all of Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter,
+WorkerRegistry and QueueControl (`Backend`), so that a backend can keep each operation atomic.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class Broker(Protocol):
         """Lease up to `n` queued tasks from `queues`: strict priority, FIFO within a priority.
 
         Each claimed task is moved to running with attempts + 1, started_at, worker_id and a fresh
-        fencing token. When none is ready, blocks up to `wait` seconds for one to arrive.
+        fencing token. The tasks of paused queues (QueueControl) are left where they are. When none is
+        ready, blocks up to `wait` seconds for one to arrive.
         """
         ...
 
@@ -89,8 +90,9 @@ class Sweeper(Protocol):
         ...
 
     async def backlog(self) -> int:
-        """Queued tasks across every queue: what the poller sizes worker invocations by, every tick.
-        Cheaper than stats() (which counts every status), and may be a lower bound past a scan limit."""
+        """Queued tasks across every queue that is not paused: what the poller sizes worker invocations by,
+        every tick (a paused queue's tasks would start workers that find nothing). Cheaper than stats()
+        (which counts every status), and may be a lower bound past a scan limit."""
         ...
 
 
@@ -193,7 +195,26 @@ class WorkerRegistry(Protocol):
         """Workers whose last beat is within their ttl, on the backend's clock, ordered by id."""
 
 
-class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, WorkerRegistry, Protocol):
+class QueueControl(Protocol):
+    """Pausing a queue: claims (and settle_and_claim) hand out none of its tasks until it is resumed. Everything
+    else goes on: submits, delays and their promotion, retries, cancels, replays. Any valid queue name may be
+    paused, one with no task yet included. Names are checked by the caller (hexq.core.registry.check_name)."""
+
+    async def pause(self, queue: str) -> bool:
+        """Stop claims from taking `queue`'s tasks. True if it was not paused before (idempotent)."""
+        ...
+
+    async def resume(self, queue: str) -> bool:
+        """Make `queue`'s tasks claimable again at once, waking claimers that wait as a submit would. True if it
+        was paused."""
+        ...
+
+    async def paused(self) -> frozenset[str]:
+        """The paused queues."""
+        ...
+
+
+class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, WorkerRegistry, QueueControl, Protocol):
     """Everything a backend adapter provides, plus its lifecycle."""
 
     name: str

@@ -26,6 +26,7 @@ from hexq.core.errors import ValidationError
 from hexq.core.events import Events
 from hexq.core.model import TaskStatus
 from hexq.core.ports import WorkerRegistry
+from hexq.core.queues import QueueService
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import TaskService
 from hexq.functions import openapi, wire
@@ -176,6 +177,28 @@ async def list_workers(request: Request) -> Response:
     return JSONOut(wire.workers_to_dict(await cast(WorkerRegistry, request.app.state.backend).workers()))
 
 
+# -- queues -------------------------------------------------------------------------------------
+def _queues(request: Request) -> QueueService:
+    return cast(QueueService, request.app.state.queues)
+
+
+@_needs(Scope.READ)
+async def list_queues(request: Request) -> Response:
+    return JSONOut(wire.queues_to_dict(await _queues(request).queues()))
+
+
+@_needs(Scope.ADMIN)
+async def pause_queue(request: Request) -> Response:
+    queue = request.path_params["queue"]
+    return JSONOut({"queue": queue, "paused": True, "changed": await _queues(request).pause(queue)})
+
+
+@_needs(Scope.ADMIN)
+async def resume_queue(request: Request) -> Response:
+    queue = request.path_params["queue"]
+    return JSONOut({"queue": queue, "paused": False, "changed": await _queues(request).resume(queue)})
+
+
 # -- dead letters -------------------------------------------------------------------------------
 @_needs(Scope.READ)
 async def list_dead(request: Request) -> Response:
@@ -270,6 +293,9 @@ def routes() -> list[Route]:
         _route("/v1/tasks/{id:task_id}:cancel", POST=cancel_task),
         _route("/v1/stats", GET=stats),
         _route("/v1/workers", GET=list_workers),
+        _route("/v1/queues", GET=list_queues),
+        _route("/v1/queues/{queue}:pause", POST=pause_queue),  # {queue} may hold ':': the match backtracks
+        _route("/v1/queues/{queue}:resume", POST=resume_queue),
         _route("/v1/dead", GET=list_dead),
         _route("/v1/dead:replay", POST=replay_dead),
         _route("/v1/schedules", GET=list_schedules),
@@ -284,6 +310,7 @@ def create_app(container: Container) -> Starlette:
     app.state.metrics = container.metrics
     app.state.queues = (*container.settings.queues, *container.registry.queues())
     app.state.schedules = container.schedules
+    app.state.queues = container.queues
     app.state.backend = container.backend
     app.state.body_limit = container.settings.body_limit
     app.state.openapi = openapi.document()

@@ -23,6 +23,7 @@ from hexq.core.errors import ConfigurationError
 from hexq.core.events import NO_EVENTS, Events
 from hexq.core.poller import Poller, PollerConfig
 from hexq.core.ports import Backend, Broker, Clock, Invoker
+from hexq.core.queues import QueueService
 from hexq.core.registry import Registry
 from hexq.core.registry import registry as default_registry
 from hexq.core.schedules import ScheduleService
@@ -56,6 +57,11 @@ class Container:
         from hexq.functions.auth import load_keys
 
         return load_keys(self.settings)
+
+    @functools.cached_property
+    def queues(self) -> QueueService:
+        """List, pause and resume queues: what the API, the client and the CLI share."""
+        return QueueService(self.backend, self.backend)
 
     def lambda_invoker(self) -> Invoker | None:
         """The poller function's invoker: asynchronous invokes of HEXQ_WORKER_FUNCTION, or None when the SQS

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     # After the actions exist (their usage starts with this command's): argparse would print `ACTION ...` as required.
     schedules.usage = "%(prog)s [-h] [--backend URL] [--tasks MODULES] [--log-level LEVEL] [--json] [ACTION ...]"
 
+    queues = add("queues", commands.queues, "list the queues (queued, running, scheduled, dead; paused or not), "
+                 "or pause or resume one")
+    _queues(queues)
+    queues.usage = "%(prog)s [-h] [--backend URL] [--tasks MODULES] [--log-level LEVEL] [--json] [ACTION ...]"
+
     add_keygen_arguments(add("keygen", commands.keygen, KEYGEN_HELP, ()))
     # bench writes only where its own --backend says (not HEXQ_BACKEND), and runs only noop tasks.
     add_bench_arguments(add("bench", commands.bench, "measure enqueue, drain and latency for a backend",
@@ -150,6 +155,15 @@ def _schedules(p: argparse.ArgumentParser) -> None:
     put.add_argument("--priority", choices=_PRIORITIES, default="normal")
     put.add_argument("--disabled", action="store_true", help="store it without firing it")
     add("delete", commands.schedule_delete, "delete a schedule (exit 1 if there is none)").add_argument("name")
+
+
+def _queues(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add = _adder(p.add_subparsers(title="actions", metavar="ACTION"), nested=True)  # no action: list them
+    add("pause", commands.queue_pause, "stop workers claiming the queue's tasks (submits are still accepted); "
+        "running tasks finish").add_argument("name", help="the queue's name ([A-Za-z0-9_.:-])")
+    add("resume", commands.queue_resume, "make a paused queue's tasks claimable again at once").add_argument(
+        "name", help="the queue's name")
 
 
 def _csv(raw: str) -> tuple[str, ...]:

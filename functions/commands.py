@@ -229,6 +229,40 @@ def schedule_delete(settings: Settings, args: argparse.Namespace) -> int:
     return _with_container(settings, run, stored=True)
 
 
+# -- queues ---------------------------------------------------------------------------------------
+def queues(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(container: Container) -> int:
+        from hexq.functions.tables import print_queues
+        from hexq.functions.wire import queues_to_dict
+
+        listing = queues_to_dict(await container.queues.queues())
+        if args.json:
+            _print_json(listing)
+        else:
+            print_queues(listing["queues"])
+        return 0
+
+    return _with_container(settings, run, stored=True)
+
+
+def queue_pause(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(container: Container) -> int:
+        changed = await container.queues.pause(args.name)
+        print(f"paused queue {args.name}" if changed else f"queue {args.name} was already paused")
+        return 0
+
+    return _with_container(settings, run)  # a queue with no task yet may be paused ahead
+
+
+def queue_resume(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(container: Container) -> int:
+        changed = await container.queues.resume(args.name)
+        print(f"resumed queue {args.name}" if changed else f"queue {args.name} was not paused")
+        return 0
+
+    return _with_container(settings, run)
+
+
 # -- the others -----------------------------------------------------------------------------------
 def keygen(settings: Settings, args: argparse.Namespace) -> int:
     from hexq.functions.auth import keygen as make_key

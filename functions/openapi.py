@@ -185,7 +185,24 @@ _SCHEMAS: dict[str, Schema] = {
                        "clock.", "items": _obj({
                            "queue": {"type": "string"}, "priority": {"type": "string", "enum": _PRIORITY_NAMES},
                            "seconds": {"type": "number", "minimum": 0}}, ["queue", "priority", "seconds"])},
-    }, ["by_status", "queued", "backlog", "depth", "oldest_age"]),
+        "paused": {"type": "array", "items": {"type": "string"}, "description": "Paused queues, by name: workers "
+                   "claim none of their tasks (which the counts above still include)."},
+    }, ["by_status", "queued", "backlog", "depth", "oldest_age", "paused"]),
+    "Queue": _obj({
+        "name": {"type": "string"},
+        "paused": {"type": "boolean", "description": "Workers claim none of its tasks; submits are still accepted."},
+        "depth": {"type": "integer", "minimum": 0, "description": "Queued tasks: ready now, or once resumed."},
+        "running": {"type": "integer", "minimum": 0},
+        "scheduled": {"type": "integer", "minimum": 0, "description": "Delayed tasks and retries not yet due."},
+        "dead": {"type": "integer", "minimum": 0},
+    }, ["name", "paused", "depth", "running", "scheduled", "dead"]),
+    "QueueList": _obj({"queues": {"type": "array", "items": _ref("Queue")}}, ["queues"]),
+    "QueuePaused": _obj({
+        "queue": {"type": "string"},
+        "paused": {"type": "boolean", "description": "Whether the queue is paused now."},
+        "changed": {"type": "boolean", "description": "False when it already was (pause and resume are "
+                    "idempotent)."},
+    }, ["queue", "paused", "changed"]),
     "Worker": _obj({
         "id": {"type": "string"}, "host": {"type": "string"}, "pid": {"type": "integer"},
         "queues": {"type": "array", "items": {"type": "string"}},
@@ -221,6 +238,7 @@ _RESPONSES: dict[str, Any] = {
 }
 
 _ID = _param("id", "path", {"type": "string"}, "Task id.")
+_QUEUE_NAME = _param("queue", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, "Queue name.")
 _NAME = _param("name", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, "Schedule name.")
 _LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": _LIMITS.max_page, "default": 50},
                 "Page size.")
@@ -281,6 +299,19 @@ def _paths() -> dict[str, Any]:
                                  {"200": _json(_ref("Stats"), "Counts."), **_errors(503)}, scope="read")},
         "/v1/workers": {"get": _op("listWorkers", "Live workers (a beat within their ttl), by id.",
                                    {"200": _json(_ref("WorkerList"), "Workers."), **_errors(503)}, scope="read")},
+        "/v1/queues": {"get": _op(
+            "listQueues", "Every queue that holds a queued, running, scheduled or dead task, or is paused, by name.",
+            {"200": _json(_ref("QueueList"), "Queues."), **_errors(503)}, tag="queues", scope="read")},
+        "/v1/queues/{queue}:pause": {"post": _op(
+            "pauseQueue", "Pause a queue: workers stop claiming its tasks (those running finish); submits, delays, "
+            "retries and cancels go on. Any valid name may be paused, one with no task yet included.",
+            {"200": _json(_ref("QueuePaused"), "Paused."), **_errors(422, 503)}, params=[_QUEUE_NAME],
+            tag="queues", scope="admin")},
+        "/v1/queues/{queue}:resume": {"post": _op(
+            "resumeQueue", "Resume a paused queue: its tasks are claimable at once (waiting workers are woken; on "
+            "the aws backend, within a second).",
+            {"200": _json(_ref("QueuePaused"), "Resumed."), **_errors(422, 503)}, params=[_QUEUE_NAME],
+            tag="queues", scope="admin")},
         "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
                                 {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
                                 params=[_TYPE, _QUEUE, _LIMIT, _CURSOR], tag="dead letters",
@@ -318,11 +349,12 @@ def document() -> dict[str, Any]:
             "`Authorization: Bearer <key>` or `X-API-Key: <key>` (never in the URL); /, /healthz, /readyz and "
             "/openapi.json stay open. A missing, unknown or revoked key is 401 unauthorized; a key without the "
             "operation's scope is 403 forbidden. Scopes: submit (submit, bulk submit, cancel), read (tasks, stats, "
-            "workers, "
-            "dead letters, schedules), admin (replay dead letters, put and delete schedules; implies the others). "
+            "workers, queues, "
+            "dead letters, schedules), admin (replay dead letters, put and delete schedules, pause and resume "
+            "queues; implies the others). "
             "A key belongs to a tenant and sees only that tenant's tasks and schedules: another tenant's is 404 "
-            "not_found. Exception: /v1/stats counts every tenant's tasks and /v1/workers lists every worker (neither "
-            "is per tenant). Each key has a "
+            "not_found. Exception: /v1/stats and /v1/queues count every tenant's tasks, /v1/workers lists every "
+            "worker, and a queue is paused for every tenant (none of them is per tenant). Each key has a "
             "token bucket (HEXQ_RATE, HEXQ_BURST): over it, 429 rate_limited with Retry-After. With no keys "
             "configured the API is open and every caller sees every tenant.")},
         "paths": _paths(),

@@ -52,6 +52,18 @@ def print_schedules(schedules: Sequence[Mapping[str, Any]]) -> None:
     _console().print(table)
 
 
+def print_queues(queues: Sequence[Mapping[str, Any]]) -> None:
+    if not queues:
+        print("no queues")
+        return
+    table = _table(("queue", "state", "queued", "running", "scheduled", "dead"))
+    _keep_whole(table, 0, queues, "name")
+    for q in queues:
+        table.add_row(Text(_cell(q["name"])), Text("paused" if q["paused"] else "active"),
+                      *(Text(str(q[count])) for count in ("depth", "running", "scheduled", "dead")))
+    _console().print(table)
+
+
 def print_stats(stats: Mapping[str, Any]) -> None:
     console = _console()
     counts = _table(("status", "count"))

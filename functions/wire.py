@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from hexq.core.codec import schedule_to_dict, task_to_dict
 from hexq.core.errors import ValidationError
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
+from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.core.services import SubmitRequest, Submitted
 
@@ -173,8 +174,17 @@ def stats_to_dict(stats: Stats) -> dict[str, Any]:
                   for (queue, level, state), n in sorted(stats.depth.items()) if n],
         "oldest_age": [{"queue": queue, "priority": level.name.lower(), "seconds": max(seconds, 0.0)}
                        for (queue, level), seconds in sorted(stats.oldest_age.items())],
+        "paused": sorted(stats.paused),
     }
 
+
+def queues_to_dict(queues: Sequence[QueueInfo]) -> dict[str, Any]:
+    return {"queues": [queue_view(queue) for queue in queues]}
+
+
+def queue_view(queue: QueueInfo) -> dict[str, Any]:
+    return {"name": queue.name, "paused": queue.paused, "depth": queue.depth, "running": queue.running,
+            "scheduled": queue.scheduled, "dead": queue.dead}
 
 def workers_to_dict(workers: Sequence[WorkerInfo]) -> dict[str, Any]:
     return {"workers": [{"id": w.id, "host": w.host, "pid": w.pid, "queues": list(w.queues),

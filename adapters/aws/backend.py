@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
-from hexq.adapters.aws import listing, schedules, sweeps
+from hexq.adapters.aws import control, listing, schedules, sweeps
 from hexq.adapters.aws import workers as registry
 from hexq.adapters.aws.config import AwsConfig, ClientFactory, Clients, boto3_factory, parse
 from hexq.adapters.aws.errors import translated
@@ -57,6 +58,7 @@ class AwsBackend:
         self._table = Table(self._clients, config.table, config.ttl)
         self._queues = Queues(self._clients, config)
         self._resend_after = resend_after
+        self._paused = control.Paused(self._table)
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> AwsBackend:
@@ -126,13 +128,21 @@ class AwsBackend:
             leases = await self._run(self._claim_pass, wanted, n, lease_seconds, worker_id, poll)
             remaining = deadline - loop.time()
             if leases or remaining <= 0:
-                return leases
-            if poll == 0:  # under half a second left (or long polling off): wait here, then look again
-                await asyncio.sleep(min(remaining, 1.0))
+                return leases or []
+            # Under half a second left (or long polling off), or every queue asked for is paused (no receive
+            # waited; a resume shows within control.TTL): wait here, then look again.
+            if poll == 0 or leases is None:
+                await asyncio.sleep(min(remaining, control.TTL))
 
-    def _claim_pass(self, queues: list[str], n: int, lease_seconds: float, worker_id: str, poll: int) -> list[Lease]:
+    def _claim_pass(self, wanted: list[str], n: int, lease_seconds: float, worker_id: str,
+                    poll: int) -> list[Lease] | None:
+        """The leases of one pass; None when every queue in `wanted` is paused (nothing was received)."""
         now = self._clock.now()
         self._send(sweeps.promote(self._table, now, PROMOTE_LIMIT))
+        paused = self._paused.get()
+        queues = [queue for queue in wanted if queue not in paused]  # a paused queue's messages are held
+        if not queues:
+            return None
         leases: list[Lease] = []
         for level in LEVELS:
             wait = poll if level is LEVELS[-1] and not leases else 0
@@ -178,7 +188,8 @@ class AwsBackend:
     def _claim_ids(self, task_ids: list[str], lease_seconds: float, worker_id: str) -> list[Lease]:
         now = self._clock.now()
         tokens = self._table.reserve("token", len(task_ids))
-        found = [self._table.claim(i, None, t, now, now + lease_seconds, worker_id)
+        paused = sorted(self._paused.get())  # their tasks stay queued: the records go back to SQS
+        found = [self._table.claim(i, None, t, now, now + lease_seconds, worker_id, paused=paused)
                  for i, t in zip(task_ids, tokens, strict=True)]
         return [lease for lease in found if isinstance(lease, Lease)]
 
@@ -240,10 +251,26 @@ class AwsBackend:
         return task
 
     async def backlog(self) -> int:
-        return await self._run(listing.backlog, self._table)
+        return await self._run(lambda: listing.backlog(self._table, control.paused(self._table)))
 
     async def stats(self) -> Stats:
-        return await self._run(listing.stats, self._table, self._clock.now())
+        return await self._run(lambda: replace(listing.stats(self._table, self._clock.now()),
+                                                paused=control.paused(self._table)))
+
+    # -- QueueControl -----------------------------------------------------------------------
+    async def pause(self, queue: str) -> bool:
+        """Other processes' claims see it within control.TTL (their copy of the paused set)."""
+        self._paused.forget()
+        return await self._run(control.pause, self._table, queue)
+
+    async def resume(self, queue: str) -> bool:
+        """Other processes' claims see it within control.TTL; the queue's messages are still in SQS, so the
+        next receive gets them."""
+        self._paused.forget()
+        return await self._run(control.resume, self._table, queue)
+
+    async def paused(self) -> frozenset[str]:
+        return await self._run(control.paused, self._table)
 
     # -- WorkerRegistry ---------------------------------------------------------------------
     async def beat(self, worker: WorkerInfo, ttl: float) -> None:

@@ -9,6 +9,7 @@ One table, composite key (pk, sk):
     schedules               <name>      a schedule (one partition, so a Query lists them by name)
     bucket#<sha256>         bucket      a rate-limit token bucket
     counter                 counter     the seq and token counters (UpdateItem ADD)
+    control                 paused      the paused queues: a string set `queues` (QueueControl, control.py)
 
 Two sparse GSIs over task items only: `by-status` (status, seq) for listings and counts, and `by-due`
 (status, due) for the sweeps, where `due` is the time that matters in that status: run_at when

@@ -10,6 +10,7 @@ match exactly once (as the Redis backend does).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +147,9 @@ def _eligible(table: Table, keys: list[Item]) -> dict[str, float]:
     return found
 
 
-def backlog(table: Table) -> int:
-    return _count(table, TaskStatus.QUEUED)
+def backlog(table: Table, paused: Collection[str] = ()) -> int:
+    """Queued tasks outside the `paused` queues (a filter on the index's projected queue: the same reads)."""
+    return _count(table, TaskStatus.QUEUED, exclude_queues=sorted(paused))
 
 
 def count_waiting(table: Table, tenant: str) -> int:
@@ -155,13 +157,21 @@ def count_waiting(table: Table, tenant: str) -> int:
     return sum(_count(table, status, tenant) for status in (TaskStatus.QUEUED, TaskStatus.SCHEDULED))
 
 
-def _count(table: Table, status: TaskStatus, tenant: str | None = None) -> int:
+def _count(table: Table, status: TaskStatus, tenant: str | None = None, exclude_queues: Sequence[str] = ()) -> int:
     names, values = {"#status": "status"}, {":s": {"S": status.value}}
     where: dict[str, Any] = {}
+    filters: list[str] = []
     if tenant is not None:
         names["#tenant"] = "tenant"
         values[":tenant"] = {"S": tenant}
-        where["FilterExpression"] = "#tenant = :tenant"
+        filters.append("#tenant = :tenant")
+    if exclude_queues:
+        names["#queue"] = "queue"
+        values |= {f":x{i}": {"S": queue} for i, queue in enumerate(exclude_queues)}
+        filters += [f"NOT #queue IN ({', '.join(f':x{j}' for j in range(i, min(i + 100, len(exclude_queues))))})"
+                    for i in range(0, len(exclude_queues), 100)]  # at most 100 values in one IN
+    if filters:
+        where["FilterExpression"] = " AND ".join(filters)
     total, start = 0, None
     while total < STATS_SCAN:
         answer = table.call("query", IndexName=items.BY_STATUS, Select="COUNT", KeyConditionExpression="#status = :s",

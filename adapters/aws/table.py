@@ -140,8 +140,9 @@ class Table:
 
     # -- leases ---------------------------------------------------------------------------------
     def claim(self, task_id: str, queues: Sequence[str] | None, token: int, now: float, expires: float,
-              worker_id: str) -> Lease | Missed:
-        """queued -> running under `token`, if the task is queued (in one of `queues`, unless None)."""
+              worker_id: str, *, paused: Sequence[str] = ()) -> Lease | Missed:
+        """queued -> running under `token`, if the task is queued (in one of `queues`, unless None; in none of
+        `paused`: a claim by id, which names no queue, leaves those alone)."""
         if not items.valid_id(task_id):
             return "gone"
         sets = {"status": {"S": TaskStatus.RUNNING.value}, "started_at": num(now), "worker_id": {"S": worker_id},
@@ -152,6 +153,11 @@ class Table:
             condition += f" AND #queue IN ({', '.join(f':c_q{i}' for i in range(len(queues)))})"
             values |= {f":c_q{i}": {"S": queue} for i, queue in enumerate(queues)}
             names.append("queue")
+        if paused:
+            condition += f" AND NOT #queue IN ({', '.join(f':c_p{i}' for i in range(len(paused)))})"
+            values |= {f":c_p{i}": {"S": queue} for i, queue in enumerate(paused)}
+            if "queue" not in names:
+                names.append("queue")
         args = items.update(sets, condition=condition, values=values, names=names)
         args["UpdateExpression"] += ", #attempts = #attempts + :c_one"
         try:

@@ -30,7 +30,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 TASK_SCRIPTS = ("enqueue", "claim", "settle", "settle_and_claim", "extend", "transition", "promote", "reclaim",
                 "purge", "query", "stats", "backlog", "ratelimit", "now", "request_cancel", "worker_beat",
-                "worker_leave", "workers")
+                "worker_leave", "workers", "queue_pause", "queue_resume")
 STANDALONE_SCRIPTS = ("schedule_advance",)
 LIBRARY = "_lib"
 FRAGMENTS = {"enqueue": ("_decide",), "settle": ("_settle",), "claim": ("_claim",),

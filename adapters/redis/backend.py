@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from hexq.adapters.redis import records
@@ -197,9 +198,10 @@ class RedisBackend:
 
     async def stats(self) -> Stats:
         statuses = list(TaskStatus)
-        counts, queues, running, depth, now = await self._run("stats", OLDEST_SCAN,
-                                                              *(status.value for status in statuses))
-        return records.decode_stats(statuses, counts, queues, [*running, *depth], float(now))
+        counts, queues, running, depth, now, paused = await self._run("stats", OLDEST_SCAN,
+                                                                      *(status.value for status in statuses))
+        return replace(records.decode_stats(statuses, counts, queues, [*running, *depth], float(now)),
+                       paused=frozenset(paused))
 
     # -- WorkerRegistry ---------------------------------------------------------------------
     async def beat(self, worker: WorkerInfo, ttl: float) -> None:
@@ -214,6 +216,17 @@ class RedisBackend:
         return sorted((records.decode_worker(worker_id, value) for worker_id, value in zip(flat[::2], flat[1::2],
                                                                                            strict=True)),
                       key=lambda w: w.id)
+
+    # -- QueueControl -----------------------------------------------------------------------
+    async def pause(self, queue: str) -> bool:
+        return bool(await self._run("queue_pause", check_part(queue, "queue")))
+
+    async def resume(self, queue: str) -> bool:
+        return bool(await self._run("queue_resume", check_part(queue, "queue")))
+
+    async def paused(self) -> frozenset[str]:
+        with translated():
+            return frozenset(cast(set[str], await self._client.smembers(self.keys.paused)))
 
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:

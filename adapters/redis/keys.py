@@ -67,6 +67,11 @@ class Keys:
         return self._key("depth")
 
     @property
+    def paused(self) -> str:
+        """SET of the paused queues' names (QueueControl): the claim scripts read it once per call."""
+        return self._key("paused")
+
+    @property
     def workers(self) -> str:
         """HASH worker id -> its registration; `workers:alive` ZSET worker id -> when its next beat is due."""
         return self._key("workers")

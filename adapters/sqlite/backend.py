@@ -174,6 +174,19 @@ class SQLiteBackend:
     async def workers(self) -> list[WorkerInfo]:
         return await self._db.run(THREAD, ops.workers, self._clock)
 
+    # -- QueueControl -----------------------------------------------------------------------
+    async def pause(self, queue: str) -> bool:
+        return await self._db.run(INLINE, ops.pause, queue)
+
+    async def resume(self, queue: str) -> bool:
+        resumed = await self._db.run(INLINE, ops.resume, queue)
+        if resumed:
+            self._wakeups.wake_all()  # other processes see the commit move data_version
+        return resumed
+
+    async def paused(self) -> frozenset[str]:
+        return await self._db.run(INLINE, ops.paused)
+
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:
         return self._clock.now()  # the host's: every process on one SQLite file shares its clock

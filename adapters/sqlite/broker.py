@@ -37,6 +37,7 @@ _PROMOTE = ("UPDATE tasks SET status = 'queued' WHERE seq IN (SELECT seq FROM ta
             " WHERE status = 'scheduled' AND run_at <= ? ORDER BY run_at, seq LIMIT ?)")
 _NEXT_QUEUED = (f"{SELECT_TASKS} INDEXED BY tasks_queued WHERE status = 'queued' AND queue = ?"
                 " ORDER BY priority DESC, seq LIMIT ?")
+_PAUSED = "SELECT queue FROM paused_queues"
 _TOKENS = "UPDATE counters SET value = value + ? WHERE name = 'lease_token' RETURNING value"
 _START = ("UPDATE tasks SET status = 'running', attempts = ?, started_at = ?, worker_id = ?, lease_token = ?,"
           " lease_expires = ? WHERE seq = ?")
@@ -131,7 +132,8 @@ def claimable(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str]) -> 
     """Whether a claim on `queues` would find anything: a task queued there, or one scheduled anywhere that is
     due (the claim promotes it). Reads only, so a claimer with nothing to do takes no write lock."""
     marks = ", ".join("?" * len(queues))
-    sql = (f"SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_queued WHERE status = 'queued' AND queue IN ({marks}))"
+    sql = (f"SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_queued WHERE status = 'queued' AND queue IN ({marks})"
+           " AND queue NOT IN (SELECT queue FROM paused_queues))"
            " OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_scheduled WHERE status = 'scheduled' AND run_at <= ?)")
     (found,) = conn.execute(sql, (*queues, clock.now())).fetchone()
     return bool(found)
@@ -174,7 +176,10 @@ def _next_queued(conn: sqlite3.Connection, queues: Sequence[str], n: int) -> lis
     a merge: a single `queue IN (...)` query would sort every queued task of those queues."""
     if n == 0:
         return []
-    names = list(dict.fromkeys(queues))
+    paused = {queue for (queue,) in conn.execute(_PAUSED)}  # one read of a table that is usually empty
+    names = [queue for queue in dict.fromkeys(queues) if queue not in paused]
+    if not names:
+        return []
     if len(names) == 1:
         return conn.execute(_NEXT_QUEUED, (names[0], n)).fetchall()
     rows: list[tuple[Any, ...]] = []

@@ -108,7 +108,8 @@ def transition(conn: sqlite3.Connection, clock: Clock, task: Task, expected: Tas
 
 
 def backlog(conn: sqlite3.Connection) -> int:
-    (count,) = conn.execute("SELECT COUNT(*) FROM tasks INDEXED BY tasks_queued WHERE status = 'queued'").fetchone()
+    (count,) = conn.execute("SELECT COUNT(*) FROM tasks INDEXED BY tasks_queued WHERE status = 'queued'"
+                            " AND queue NOT IN (SELECT queue FROM paused_queues)").fetchone()
     return int(count)
 
 
@@ -131,7 +132,21 @@ def stats(conn: sqlite3.Connection, clock: Clock) -> Stats:
             if status == TaskStatus.QUEUED:
                 queued.setdefault(queue, {p: 0 for p in Priority})[priority] = count
                 oldest[queue, priority] = now - since
-    return Stats(by_status, queued, depth, oldest)
+        paused = frozenset(queue for (queue,) in conn.execute("SELECT queue FROM paused_queues"))
+    return Stats(by_status, queued, depth, oldest, paused)
+
+
+# -- QueueControl ---------------------------------------------------------------------------
+def pause(conn: sqlite3.Connection, queue: str) -> bool:
+    return conn.execute("INSERT OR IGNORE INTO paused_queues (queue) VALUES (?)", (queue,)).rowcount == 1
+
+
+def resume(conn: sqlite3.Connection, queue: str) -> bool:
+    return conn.execute("DELETE FROM paused_queues WHERE queue = ?", (queue,)).rowcount == 1
+
+
+def paused(conn: sqlite3.Connection) -> frozenset[str]:
+    return frozenset(queue for (queue,) in conn.execute("SELECT queue FROM paused_queues"))
 
 
 # -- WorkerRegistry -------------------------------------------------------------------------

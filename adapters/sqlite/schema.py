@@ -82,6 +82,8 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,"
     " queues TEXT NOT NULL, started_at REAL NOT NULL, last_seen REAL NOT NULL, running INTEGER NOT NULL,"
     " expires REAL NOT NULL)",
+    # QueueControl: the paused queues, which claims skip (a queue is paused while its row exists).
+    "CREATE TABLE IF NOT EXISTS paused_queues (queue TEXT PRIMARY KEY)",
     # Token buckets of the RateLimiter port: one row per bucket (per API key), so no purge is needed.
     "CREATE TABLE IF NOT EXISTS rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
 )

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from hexq.core.errors import ConfigurationError, ValidationError
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
+from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.functions.client.errors import TaskCancelled, TaskFailed, WaitTimeout
 from hexq.functions.client.transport import PriorityLike, ScheduleRequest, TaskRequest, Transport
@@ -172,6 +173,19 @@ class AsyncClient:
 
     async def stats(self) -> Stats:
         return await self.transport.stats()
+
+    # -- queues ---------------------------------------------------------------------------------------
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue that holds a queued, running, scheduled or dead task, or is paused, by name."""
+        return await self.transport.queues()
+
+    async def pause(self, queue: str) -> bool:
+        """Stop workers claiming `queue`'s tasks (submits are still accepted). True if it was not paused before."""
+        return await self.transport.pause(queue)
+
+    async def resume(self, queue: str) -> bool:
+        """Make `queue`'s tasks claimable again at once. True if it was paused."""
+        return await self.transport.resume(queue)
 
     # -- dead letters -------------------------------------------------------------------------------
     async def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from hexq.core.errors import UnknownTaskType
 from hexq.core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.core.services import SubmitRequest
 from hexq.functions.bootstrap import Container, bootstrap
@@ -64,6 +65,15 @@ class DirectTransport:
 
     async def replay(self, task_ids: Sequence[str]) -> list[Task]:
         return await self.container.tasks.replay(task_ids)
+
+    async def queues(self) -> list[QueueInfo]:
+        return await self.container.queues.queues()
+
+    async def pause(self, queue: str) -> bool:
+        return await self.container.queues.pause(queue)
+
+    async def resume(self, queue: str) -> bool:
+        return await self.container.queues.resume(queue)
 
     async def schedules(self) -> list[Schedule]:
         return await self.container.schedules.all()

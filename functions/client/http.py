@@ -28,6 +28,8 @@ from hexq.core.errors import (
     ValidationError,
 )
 from hexq.core.model import Page, Priority, Stats, Task, TaskStatus
+from hexq.core.queues import QueueInfo
+from hexq.core.registry import check_name
 from hexq.core.schedule import Schedule
 from hexq.functions.client.errors import ApiError
 from hexq.functions.client.transport import ScheduleRequest, TaskRequest
@@ -89,7 +91,18 @@ class HttpTransport:
         answer = await self._call("GET", "/v1/stats")
         return Stats(by_status={TaskStatus(status): n for status, n in answer["by_status"].items()},
                      queued={queue: {Priority.parse(level): n for level, n in levels.items()}
-                             for queue, levels in answer["queued"].items()})
+                             for queue, levels in answer["queued"].items()},
+                     paused=frozenset(answer.get("paused", ())))  # a server older than pausing has none
+
+    async def queues(self) -> list[QueueInfo]:
+        return [QueueInfo(item["name"], item["paused"], item["depth"], item["running"], item["scheduled"], item["dead"])
+                for item in (await self._call("GET", "/v1/queues"))["queues"]]
+
+    async def pause(self, queue: str) -> bool:
+        return bool((await self._call("POST", _queue_path(queue) + ":pause"))["changed"])
+
+    async def resume(self, queue: str) -> bool:
+        return bool((await self._call("POST", _queue_path(queue) + ":resume"))["changed"])
 
     async def replay(self, task_ids: Sequence[str]) -> list[Task]:
         answer = await self._call("POST", "/v1/dead:replay", json={"ids": list(task_ids)})
@@ -124,6 +137,11 @@ class HttpTransport:
 
 def _task_path(task_id: str) -> str:
     return f"/v1/tasks/{quote(task_id, safe='')}"
+
+
+def _queue_path(queue: str) -> str:
+    check_name(queue, "queue")  # a bad name is the same ValidationError as over a backend, before any request
+    return "/v1/queues/" + quote(queue, safe=":")
 
 
 def _schedule_path(name: str) -> str:

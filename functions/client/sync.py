@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
+from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.functions.client.aio import AsyncClient, outcome
 from hexq.functions.client.transport import PriorityLike, TaskRequest
@@ -145,6 +146,18 @@ class Client:
 
     def stats(self) -> Stats:
         return self._run(self.aio.stats())
+
+    # -- queues ---------------------------------------------------------------------------------------
+    def queues(self) -> list[QueueInfo]:
+        return self._run(self.aio.queues())
+
+    def pause(self, queue: str) -> bool:
+        """Stop workers claiming `queue`'s tasks (submits are still accepted). True if it was not paused before."""
+        return self._run(self.aio.pause(queue))
+
+    def resume(self, queue: str) -> bool:
+        """Make `queue`'s tasks claimable again at once. True if it was paused."""
+        return self._run(self.aio.resume(queue))
 
     # -- dead letters -------------------------------------------------------------------------------
     def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
+from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 
 PriorityLike = Priority | str | int | bool
@@ -81,6 +82,16 @@ class Transport(Protocol):
     async def stats(self) -> Stats: ...
 
     async def replay(self, task_ids: Sequence[str]) -> list[Task]: ...
+
+    async def queues(self) -> list[QueueInfo]: ...
+
+    async def pause(self, queue: str) -> bool:
+        """True if the queue was not paused before."""
+        ...
+
+    async def resume(self, queue: str) -> bool:
+        """True if the queue was paused."""
+        ...
 
     async def schedules(self) -> list[Schedule]: ...
 

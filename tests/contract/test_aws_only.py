@@ -164,6 +164,21 @@ async def test_claim_ids_leases_exactly_the_named_queued_tasks(aws: AwsBackend, 
     assert depth(sqs, aws) == 0
 
 
+async def test_claim_ids_leaves_a_paused_queues_tasks_queued(aws: AwsBackend, make_task: MakeTask) -> None:
+    """The SQS event-source path names tasks, not queues: a paused queue's stay queued (their records go back to
+    SQS as batch item failures), and are leased once it is resumed."""
+    kept, other = make_task(queue="emails"), make_task()
+    await aws.enqueue([kept, other])
+    await aws.pause("emails")
+
+    leases = await aws.claim_ids([kept.id, other.id], lease_seconds=LEASE, worker_id="w")
+
+    assert [lease.task.id for lease in leases] == [other.id]
+    assert (stored := await aws.get(kept.id)) is not None and stored.status is TaskStatus.QUEUED
+    await aws.resume("emails")
+    assert [lease.task.id for lease in await aws.claim_ids([kept.id], lease_seconds=LEASE, worker_id="w")] == [kept.id]
+
+
 async def test_a_worker_invocation_drains_the_queues(aws: AwsBackend, clock: FakeClock, sqs: Any) -> None:
     registry = Registry()
     registry.register(TaskSpec("echo", lambda payload: payload))

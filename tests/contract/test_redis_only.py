@@ -75,7 +75,7 @@ def test_every_script_compiles_on_the_server(redis_url: str) -> None:
 def test_every_key_of_a_partition_hashes_to_its_tag_slot() -> None:
     for keys in (Keys(), Keys("tenant-a.eu:1")):
         derived = [keys.task("0123abcd"), keys.ready("emails"), keys.wake("emails"), keys.schedules, keys.test_clock,
-                   keys.waiting, keys.watch("0123abcd"), keys.done("0123abcd"), keys.rate_bucket("x"),
+                   keys.waiting, keys.watch("0123abcd"), keys.done("0123abcd"), keys.rate_bucket("x"), keys.paused,
                    *(keys.status(status.value) for status in TaskStatus)]
         derived += [keys.prefix + name for name in ("seq", "token", "all", "delayed", "leases", "finished", "idem",
                                                     "queues", "task:x", "ready:x")]  # what the scripts build
@@ -391,6 +391,25 @@ async def test_settle_and_claim_is_one_round_trip(redis_url: str, clock: LinkedC
                 lease_seconds=LEASE, worker_id="w")
             assert script_calls(client) - before == 1
     assert applied == [True] * 10 and len(more) == 10
+
+
+async def test_a_paused_queue_costs_a_claim_one_smembers_and_gets_no_wake_tokens(redis_url: str, clock: LinkedClock,
+                                                                                   make_task: MakeTask) -> None:
+    """The pause is read once per claim call, whatever the batch; a paused queue's submits wake nobody (a
+    claimer could take nothing), and resume gives it the token an enqueue would have."""
+    async with fresh_backend(redis_url, clock) as backend:
+        with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+            await backend.enqueue([make_task() for _ in range(100)])
+            await backend.pause("emails")
+            before = command_calls(client)
+            leases = await backend.claim(["default", "emails"], 100, lease_seconds=LEASE, worker_id="w")
+            assert len(leases) == 100 and delta(before, command_calls(client)).get("smembers") == 1
+
+            await backend.enqueue([make_task(queue="emails") for _ in range(3)])
+            assert client.llen(Keys().wake("emails")) == 0
+            assert "emails" in client.smembers(Keys().prefix + "queues")  # stats and backlog still see it
+            await backend.resume("emails")
+            assert client.llen(Keys().wake("emails")) == 1
 
 
 # -- the submit coalescer: concurrent enqueues of a process share a call, each answered on its own -------

@@ -310,6 +310,9 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
     "schedules": COMMON | {"--json"},
     "schedules put": COMMON | {"--queue", "--priority", "--disabled"},
     "schedules delete": COMMON,
+    "queues": COMMON | {"--json"},
+    "queues pause": COMMON,
+    "queues resume": COMMON,
     "keygen": {"--tenant", "--scopes", "--rate", "--burst"},
     "bench": {"--log-level", "--backend", "-n", "--count", "--workers", "--concurrency", "--rate", "--duration",
               "--timeout", "--connections", "--skip", "--json", "--cold-start", "--metrics-cost",
@@ -458,10 +461,36 @@ def test_a_bad_schedule_is_a_usage_error(backend: str, capsys: pytest.CaptureFix
     assert run(capsys, "schedules") == (0, "no schedules\n", "")
 
 
+# -- queues --------------------------------------------------------------------------------------------
+def test_queues_pause_list_and_resume(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "queues", "pause", "emails") == (0, "paused queue emails\n", "")
+    assert run(capsys, "queues", "pause", "emails") == (0, "queue emails was already paused\n", "")
+    submit(capsys, "echo", "--queue", "emails")
+    submit(capsys, "echo", "--delay", "60")
+
+    code, out, _ = run(capsys, "queues", "--json")
+    assert code == 0 and json.loads(out) == {"queues": [
+        {"name": "default", "paused": False, "depth": 0, "running": 0, "scheduled": 1, "dead": 0},
+        {"name": "emails", "paused": True, "depth": 1, "running": 0, "scheduled": 0, "dead": 0}]}
+    code, out, _ = run(capsys, "queues")
+    assert code == 0 and [line.split()[:3] for line in out.splitlines()[1:]] == [["default", "active", "0"],
+                                                                                 ["emails", "paused", "1"]]
+    assert run(capsys, "queues", "resume", "emails") == (0, "resumed queue emails\n", "")
+    assert run(capsys, "queues", "resume", "emails") == (0, "queue emails was not paused\n", "")
+    assert json.loads(run(capsys, "stats", "--json")[1])["paused"] == []
+
+
+def test_a_bad_queue_name_is_a_usage_error(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "queues", "pause", "bad name!")
+
+    assert code == 2 and err.startswith("hexq: error: queue must match")
+    assert run(capsys, "queues") == (0, "no queues\n", "")
+
+
 # -- read-only commands never create a database --------------------------------------------------------
 @pytest.mark.parametrize("argv", [
     ["status", "x"], ["stats"], ["stats", "--json"], ["dead"], ["dead", "--replay", "x"], ["dead", "--replay-all"],
-    ["list"], ["list", "--json"], ["cancel", "x"], ["schedules"], ["schedules", "delete", "x"],
+    ["list"], ["list", "--json"], ["cancel", "x"], ["schedules"], ["schedules", "delete", "x"], ["queues"],
 ])
 def test_read_only_commands_in_an_empty_folder_create_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str],

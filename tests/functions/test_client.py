@@ -29,6 +29,7 @@ from hexq import (
     ValidationError,
     WaitTimeout,
 )
+from hexq.core.queues import QueueInfo
 from hexq.functions.api import create_app
 from hexq.functions.bootstrap import Container, bootstrap
 from hexq.functions.client.direct import DirectTransport
@@ -260,6 +261,24 @@ async def test_stats_count_tasks_by_status_and_queued_by_queue(client: AsyncClie
 
     assert stats.by_status[TaskStatus.QUEUED] == 2 and stats.by_status[TaskStatus.SCHEDULED] == 1
     assert stats.queued[client_tasks.NOBODY][Priority.NORMAL] == 2 and stats.backlog == 2
+
+
+# -- queues ----------------------------------------------------------------------------------------
+async def test_a_paused_queue_holds_its_tasks_until_it_is_resumed(client: AsyncClient) -> None:
+    assert await client.pause("default") is True
+    assert await client.pause("default") is False
+    handle = await client.submit("client.echo", {"x": 1})  # accepted while paused
+
+    with pytest.raises(WaitTimeout):
+        await handle.wait(timeout=0.5)  # the worker beside it does not take it
+    assert [q for q in await client.queues() if q.name == "default"] == [QueueInfo("default", True, 1)]
+    assert (await client.stats()).paused == frozenset({"default"})
+    assert await client.resume("default") is True
+    assert await handle.result(timeout=30) == {"x": 1}
+    assert await client.resume("default") is False
+    with pytest.raises(ValidationError) as caught:
+        await client.pause("no spaces")
+    assert caught.value.field == "queue"
 
 
 # -- dead letters ----------------------------------------------------------------------------------

@@ -96,6 +96,17 @@ def test_the_client_submits_waits_and_manages_tasks(url: str) -> None:
         client.delete_schedule("tick")
 
 
+def test_the_client_pauses_and_resumes_a_queue(url: str) -> None:
+    with worker_on(url), Client.from_url(url, tasks=TASKS) as client:
+        assert client.pause("default") is True
+        handle = client.submit("client.echo", {"x": 1})
+        with pytest.raises(WaitTimeout):
+            handle.result(timeout=0.3)
+        assert [(q.name, q.paused, q.depth) for q in client.queues()] == [("default", True, 1)]
+        assert client.resume("default") is True
+        assert handle.result(timeout=30) == {"x": 1}
+
+
 def test_one_client_serves_many_threads(url: str) -> None:
     results: list[Any] = []
     with worker_on(url), Client.from_url(url, tasks=TASKS) as client:

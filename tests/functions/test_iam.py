@@ -14,8 +14,9 @@ is needed by some call (or, for the worker, by its SQS event sources, which Lamb
 function's role), so a permission nothing uses fails the test too.
 
 The scenario covers what the functions do: submit (plain, idempotent, delayed, bulk), reads, cancel,
-schedules (put/get/list/delete and a firing), a worker invocation and an SQS batch, dead letters and
-replay, and a poller tick that promotes, re-sends, recovers a lost lease, fires and purges.
+schedules (put/get/list/delete and a firing), pausing and resuming a queue, a worker invocation and an SQS
+batch, dead letters and replay, and a poller tick that promotes, re-sends, recovers a lost lease, fires and
+purges.
 """
 
 from __future__ import annotations
@@ -418,6 +419,10 @@ def run_on_aws(d: Deployed, setup: AwsBackend, loop: asyncio.AbstractEventLoop) 
     d.api("GET", "/v1/schedules/minutely")
     d.api("GET", "/v1/schedules")
     d.api("DELETE", "/v1/schedules/gone", expect=204)
+    d.api("POST", "/v1/queues/held:pause")  # the worker's claims read the paused set, the poller's backlog too
+    d.api("POST", "/v1/queues/again:pause")
+    d.api("POST", "/v1/queues/again:resume")
+    d.api("GET", "/v1/queues")
     d.clock.advance(61)
 
     worker = d.worker(json.loads((EVENTS / "worker-direct.json").read_text()))

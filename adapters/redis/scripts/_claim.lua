@@ -7,12 +7,17 @@
 -- Wake lists: an empty queue's list is cleared and it leaves `queues` (a later enqueue pushes a new
 -- token, so nothing is missed); a queue that may have ready tasks left keeps a token (one is pushed
 -- if its list is empty), so another blocked claimer wakes for them.
+-- Paused queues (is_paused) are left out of the set: their tasks stay ready, their wake lists untouched.
 -- Returns {leases, next_due_in}: per lease {data, attempts, created_at, run_at, token} (the claim's
 -- status, started_at, worker id and expiry are the same for all, and the caller knows them);
 -- next_due_in is the seconds until the earliest scheduled task is due, '' when none is, and is only
 -- looked up when nothing was claimed. Flushes.
 
-local function claim(now_at, n, lease_seconds, worker, promote_limit, queues)
+local function claim(now_at, n, lease_seconds, worker, promote_limit, requested)
+    local queues = {}
+    for _, queue in ipairs(requested) do
+        if not is_paused(queue) then queues[#queues + 1] = queue end
+    end
     local earliest = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
     if earliest[1] and score_micros(earliest[2]) <= micros(now_at) then
         promote(now_at, promote_limit)
@@ -23,7 +28,9 @@ local function claim(now_at, n, lease_seconds, worker, promote_limit, queues)
     -- pick comes from). Each queue gives a prefix of itself, which ZPOPMIN takes (cheaper than
     -- removing members one by one); one queue needs no look first.
     local picked, taken, looked = {}, {}, {}
-    if #queues == 1 then
+    if #queues == 0 then
+        -- every queue asked for is paused: nothing to take
+    elseif #queues == 1 then
         local range = redis.call('ZPOPMIN', ready_key(queues[1]), n)
         for j = 1, #range, 2 do picked[#picked + 1] = range[j] end
         taken[1], looked[1] = #picked, #picked

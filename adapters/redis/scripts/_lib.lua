@@ -25,7 +25,8 @@
 --   idem        HASH   json([tenant, key]) -> id
 --   queues      SET    queues that may hold ready tasks; a queue with wake tokens is always in it
 --   waiting     HASH   tenant -> its queued + scheduled tasks (the per-tenant cap)
---   wake:<q>    LIST   wake tokens for blocked claimers (at most WAKE_CAP)
+--   wake:<q>    LIST   wake tokens for blocked claimers (at most WAKE_CAP); none while <q> is paused
+--   paused      SET    queues whose tasks claims leave alone (QueueControl); read once per call (is_paused)
 --   depth       HASH   '<state>|<priority>|<queue>' -> tasks, for state = scheduled and dead (Stats.depth;
 --                      queued and running are read off ready:<q> and leases). Kept by the moves into and out
 --                      of those two states, which the hot path (enqueue now, claim, succeed) never makes
@@ -53,6 +54,7 @@
 local P, TEST_CLOCK                  -- the call's partition prefix and clock mode: set by begin()
 local DELAYED, LEASES, FINISHED, ALL -- P .. their names, once per call
 local adds, rems, waiting, wakes, depths -- what the call changes besides task hashes, sent by flush()
+local paused                         -- the paused queues as a table, read on the call's first is_paused()
 
 local function begin(keys, args)
     if keys[1] ~= P then  -- a function library keeps them from its last call
@@ -61,6 +63,17 @@ local function begin(keys, args)
     end
     TEST_CLOCK = args[1] == '1'
     adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
+    paused = nil
+end
+
+-- Whether claims skip `queue`. One SMEMBERS per call, and only for a call that claims or wakes: the set is
+-- small (the queues someone paused) and usually missing.
+local function is_paused(queue)
+    if paused == nil then
+        paused = {}
+        for _, name in ipairs(redis.call('SMEMBERS', P .. 'paused')) do paused[name] = true end
+    end
+    return paused[queue] == true
 end
 
 local WAKE_CAP = 64                  -- wake tokens kept per queue (up to twice that between trims); each
@@ -185,11 +198,14 @@ local function flush()
         if n ~= 0 and redis.call('HINCRBY', P .. 'depth', field, n) <= 0 then redis.call('HDEL', P .. 'depth', field) end
     end
     -- A queue with wake tokens is in `queues` (a claim that finds it empty removes both together), so
-    -- only a wake list that was empty needs the SADD.
+    -- only a wake list that was empty needs the SADD. A paused queue gets no token (no claimer could take
+    -- its tasks; resume pushes one), only its place in `queues`, which stats and backlog read.
     for queue in pairs(wakes) do
         local key = P .. 'wake:' .. queue
-        local tokens = redis.call('LPUSH', key, '1')
-        if tokens == 1 then
+        local tokens = is_paused(queue) and 0 or redis.call('LPUSH', key, '1')
+        if tokens == 0 then
+            redis.call('SADD', P .. 'queues', queue)
+        elseif tokens == 1 then
             redis.call('SADD', P .. 'queues', queue)
         elseif tokens > 2 * WAKE_CAP then
             redis.call('LTRIM', key, 0, WAKE_CAP - 1)

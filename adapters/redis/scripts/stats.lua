@@ -1,11 +1,11 @@
 -- stats: counts by status, and the depth and age of every queue and priority, in one consistent snapshot.
 -- KEYS[1] the partition prefix   ARGV[1] the clock mode (see _lib.lua)
 -- ARGV[2] how many tasks at the head of a ready level the oldest age looks at   ARGV[3..] the statuses to count
--- Returns: {counts, queues, running, depth, now}: counts has one number per ARGV status, in order; queues has
+-- Returns: {counts, queues, running, depth, now, paused}: counts has one number per ARGV status, in order; queues has
 --          one {queue, low, normal, high, critical, eligible low, .. critical} per queue with at least one ready
 --          task (eligible: the earliest max(created_at, run_at) among the head of the level, '' when empty);
 --          running and depth are flat {'<state>|<priority>|<queue>', count, ...} lists (running, then scheduled
---          and dead); now is the clock's time as text.
+--          and dead); now is the clock's time as text; paused the paused queues' names.
 -- The counts are the sizes of the index sets (see _lib.lua): queued = every ready set, scheduled =
 -- delayed, running = leases, succeeded = finished minus the cancelled, dead and cancelled their own.
 -- Cost: O(1) per status; O(log n + ARGV[2]) per queue and level (ZCOUNT of a score band, and the HMGET of the
@@ -56,4 +56,4 @@ local by_status = {queued = queued, scheduled = redis.call('ZCARD', DELAYED),
                    dead = redis.call('ZCARD', status_key('dead')), cancelled = cancelled}
 local counts = {}
 for i = 3, #ARGV do counts[#counts + 1] = by_status[check_status(ARGV[i])] end
-return {counts, queues, flat, redis.call('HGETALL', P .. 'depth'), fmt(now())}
+return {counts, queues, flat, redis.call('HGETALL', P .. 'depth'), fmt(now()), redis.call('SMEMBERS', P .. 'paused')}
