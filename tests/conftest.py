@@ -70,3 +70,18 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for used in redis_server.USED:
         terminalreporter.write_line(f"redis: {used}")
+
+
+# -- promtool (Debian's prometheus package; .ci/run installs it) -------------------------------------------
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """promtool's path: a skip where it is missing, a failure in CI, like Redis."""
+    import os
+    import shutil
+
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is required in CI (Debian's prometheus package; .ci/run installs it)")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return path

@@ -5,8 +5,6 @@ requests are counted by route template, and a real scrape passes `promtool check
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -235,16 +233,6 @@ def test_metrics_is_open_without_keys_and_serves_openmetrics_when_asked(client: 
     open_metrics = client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
     assert open_metrics.text.endswith("# EOF\n")
-
-
-@pytest.fixture
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is required in CI (Debian's prometheus package)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return path
 
 
 async def test_a_real_scrape_passes_promtool(client: TestClient, container: Container, clock: FakeClock,

@@ -8,7 +8,6 @@ runs every panel's query against a real Prometheus scraping a real `hexq serve`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,16 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "infra" / "prometheus"
 GRAFANA = ROOT / "infra" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "hexq.json"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is required in CI (Debian's prometheus package; .ci/run installs it)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return path
 
 
 def run(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
