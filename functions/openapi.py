@@ -208,6 +208,15 @@ _SCHEMAS: dict[str, Schema] = {
                    "name": {"type": "string"}, "tenant": {"type": "string", "description": "'*': every tenant."},
                    "scopes": {"type": "array", "items": {"type": "string", "enum": ["submit", "read", "admin"]}},
                }, ["name", "tenant", "scopes"])]},
+    "Event": _obj({
+        "event": {"type": "string", "enum": ["snapshot", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"oneOf": [
+            _obj({"at": {"type": "number", "description": "When it was read: epoch seconds, the server's clock."},
+                  "stats": _ref("Stats"), "workers": {"type": "array", "items": _ref("Worker")}},
+                 ["at", "stats", "workers"]),
+            _obj({"message": {"type": "string"}}, ["message"])]}},
+    }, ["event", "data"], closed=False, description="One server-sent event (the schema describes each event of the "
+       "stream): `snapshot` with {at, stats, workers} as JSON, or `error` with {message} when a read failed."),
     "Status": _obj({"status": {"type": "string", "enum": ["ok", "ready"]}}, ["status"]),
     "Index": {"type": "object", "properties": {"name": {"type": "string"},
                                                "links": {"type": "object",
@@ -311,7 +320,7 @@ def _paths() -> dict[str, Any]:
             {"200": {"description": "text/event-stream. The stream stays open only for a client that asks for one "
                      "(Accept: text/event-stream) and a server that can stream: behind AWS Lambda, and for any other "
                      "client, the answer is one snapshot event and the end.",
-                     "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **_errors(503)},
+                     "content": {"text/event-stream": {"schema": _ref("Event")}}}, **_errors(503)},
             tag="dashboard", scope="read")},
         "/v1/types": {"get": _op("listTypes", "The registered task types, by name.",
                                  {"200": _json(_ref("TypeList"), "Types."), **_errors(503)}, tag="dashboard",
