@@ -56,12 +56,15 @@ def test_every_page_loads_clean_and_is_photographed(server: Callable[..., Server
         api.put("/v1/schedules/nightly-report", json={"spec": "0 3 * * *", "type": "echo", "payload": {"r": 1}})
         api.put("/v1/schedules/heartbeat", json={"spec": "@every 1m", "type": "noop", "enabled": False})
         wait_for(api, echo, "succeeded")
+        # Work in flight, so that the overview has rates, depths and busy workers to show.
+        api.post("/v1/tasks:bulk", json={"tasks": [{"type": "sleep", "payload": {"seconds": 2},
+                                                    "priority": ["low", "normal", "high"][i % 3]} for i in range(60)]})
     seen = watched()
     pages = {"overview": "/", "tasks": "/ui/tasks", "task": f"/ui/tasks/{echo}", "dead": "/ui/dead",
              "schedules": "/ui/schedules", "workers": "/ui/workers", "submit": "/ui/submit"}
-    for name, path in pages.items():
+    for name, path in pages.items():  # the overview first, while the sleeps run
         ready(seen.page, served.url + path)
-        seen.page.wait_for_timeout(1500 if name in ("overview", "workers") else 300)  # a live update or two
+        seen.page.wait_for_timeout(2500 if name == "overview" else 300)  # a few live updates
         shoot(seen.page, name)
     assert seen.errors == [] and seen.dialogs == []
 

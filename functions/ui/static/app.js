@@ -270,7 +270,8 @@ function sparkline(history) {
   const svg = $("#spark");
   const peak = Math.max(1, ...history.flatMap((p) => [p.submitted, p.processed]));
   const line = (key) => {
-    const points = history.map((p, i) => `${(i / 59) * 600},${78 - (p[key] / peak) * 74}`).join(" ");
+    // The newest point at the right edge, one every 10 px: a 60 s window that scrolls left.
+    const points = history.map((p, i) => `${600 - (history.length - 1 - i) * 10},${78 - (p[key] / peak) * 74}`).join(" ");
     const node = document.createElementNS(SVG, "polyline");
     node.setAttribute("points", points);
     node.setAttribute("class", key);
@@ -327,7 +328,7 @@ async function overview() {
     fill($("#fig-total"), Object.values(counts).reduce((a, b) => a + b, 0));
     fill($("#fig-dead"), counts.dead || 0);
     fill($("#fig-workers"), workers.length);
-    fill($("#fig-oldest"), age(Math.max(0, ...stats.oldest_age.map((o) => o.seconds))));
+    fill($("#fig-oldest"), stats.oldest_age.length ? age(Math.max(...stats.oldest_age.map((o) => o.seconds))) : "–");
     const names = Object.keys(counts);
     fill($("#status-head"), ...names.map((n) => el("th", {}, n)));
     fill($("#status-row"), ...names.map((n) => el("td", { "data-status": n }, counts[n])));
