@@ -7,20 +7,84 @@ screenshot is written to tests/browser/screenshots/.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, Watched, shoot
-from playwright.sync_api import Page, expect
+from browserkit import ARGS, CHROMIUM, HERE, Server, Watched, free_port, require_chromium, shoot
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from processes import stop, wait_healthy
 
 from hexq.core.auth import Scope, entry, new_secret
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    require_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def watched(browser: Browser) -> Iterator[Callable[..., Watched]]:
+    contexts = []
+
+    def open_page(*, width: int = 1280) -> Watched:
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        seen = Watched(page)
+        page.on("console", lambda m: seen.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen.errors.append(f"pageerror: {e}"))
+
+        def dialog(d: Dialog) -> None:
+            seen.dialogs.append(d.message)
+            d.dismiss()
+
+        page.on("dialog", dialog)
+        return seen
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """server(**env) -> a running `hexq serve` on SQLite, stopped at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> Server:
+        port = free_port()
+        db = tmp_path / "hexq.db"
+        log = tmp_path / f"serve-{len(started)}.log"
+        environ = {**os.environ, "HEXQ_POLL_INTERVAL": "0.2", "HEXQ_IDLE_WAIT": "0.5",
+                   "HEXQ_TASKS": "hexq.functions.examples,browser_tasks",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])), **env}
+        with log.open("wb") as sink:
+            process = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", "serve", "--port", str(port),
+                                        "--backend", f"sqlite:///{db}"], cwd=tmp_path, env=environ, stdout=sink,
+                                       stderr=subprocess.STDOUT)
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(process, url, lambda: log.read_text(errors="replace"))
+        return Server(url, db, tmp_path)
+
+    yield start
+    for process in started:
+        stop(process)
 
 
 def ready(page: Page, url: str) -> None:

@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable
 
 import pytest
-from conftest import ClientFactory
 from starlette.testclient import TestClient
 
 from hexq.core.auth import Scope, entry, new_secret
@@ -128,7 +127,7 @@ KEYS = ",".join([entry("reader", "acme", [Scope.READ], SECRETS["reader"]),
 
 
 @pytest.fixture
-def keyed(make_client: ClientFactory, make_container: Callable[..., Container]) -> TestClient:
+def keyed(make_client: Callable[..., TestClient], make_container: Callable[..., Container]) -> TestClient:
     return make_client(make_container(api_keys=KEYS))
 
 
