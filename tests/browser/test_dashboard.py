@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 XSS = "<img src=x onerror=alert(1)>"
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="module")  # not the session: Playwright's sync API holds an event loop on this thread,
+def browser() -> Iterator[Browser]:  # which pytest-asyncio's tests after these could not run beside
     require_chromium()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
