@@ -29,7 +29,7 @@ from hexq.core.ports import WorkerRegistry
 from hexq.core.queues import QueueService
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import TaskService
-from hexq.functions import openapi, wire
+from hexq.functions import openapi, ui, wire
 from hexq.functions.auth import Guard, owner_of, tenant_of
 from hexq.functions.body import read_json
 from hexq.functions.bootstrap import Container
@@ -240,6 +240,8 @@ async def delete_schedule(request: Request) -> Response:
 
 # -- meta ---------------------------------------------------------------------------------------
 async def index(request: Request) -> Response:
+    if ui.wants_html(request):  # a browser: the dashboard
+        return ui.overview(request)
     links = {"openapi": "/openapi.json", "tasks": "/v1/tasks", "stats": "/v1/stats", "workers": "/v1/workers",
              "dead": "/v1/dead", "schedules": "/v1/schedules", "health": "/healthz", "ready": "/readyz",
              "metrics": "/metrics"}
@@ -300,6 +302,7 @@ def routes() -> list[Route]:
         _route("/v1/dead:replay", POST=replay_dead),
         _route("/v1/schedules", GET=list_schedules),
         _route("/v1/schedules/{name}", GET=get_schedule, PUT=put_schedule, DELETE=delete_schedule),
+        *ui.api_routes(_needs),
     ]
 
 
@@ -316,6 +319,7 @@ def create_app(container: Container) -> Starlette:
     app.state.openapi = openapi.document()
     settings = container.settings
     app.state.guard = Guard(container.keys, container.backend, settings.rate_per_second, settings.burst)
+    ui.install(app, container)
     return app
 
 

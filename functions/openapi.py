@@ -212,6 +212,28 @@ _SCHEMAS: dict[str, Schema] = {
         "running": {"type": "integer", "minimum": 0, "description": "Tasks it ran at its last beat."},
     }, ["id", "host", "pid", "queues", "started_at", "last_seen", "running"]),
     "WorkerList": _obj({"workers": {"type": "array", "items": _ref("Worker")}}, ["workers"]),
+    "TypeList": _obj({"types": {"type": "array", "items": _obj({
+        "name": {"type": "string"}, "queue": {"type": "string", "description": "Where its tasks go by default."},
+        "max_attempts": {"type": "integer", "minimum": 1}, "timeout": {"type": "number"},
+        "rate": _nullable("number", description="Starts a second across all workers; null: no limit."),
+        "concurrency": _nullable("integer", description="At once in one worker process; null: no limit."),
+        "validates": {"type": "boolean", "description": "Whether a validate function checks payloads at submit "
+                      "(its refusals are 422 with details.field payload)."},
+    }, ["name", "queue", "max_attempts", "timeout", "rate", "concurrency", "validates"])}}, ["types"]),
+    "WhoAmI": {"description": "The caller's API key (never its secret); null when the API has no keys.",
+               "oneOf": [{"type": "null"}, _obj({
+                   "name": {"type": "string"}, "tenant": {"type": "string", "description": "'*': every tenant."},
+                   "scopes": {"type": "array", "items": {"type": "string", "enum": ["submit", "read", "admin"]}},
+               }, ["name", "tenant", "scopes"])]},
+    "Event": _obj({
+        "event": {"type": "string", "enum": ["snapshot", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"oneOf": [
+            _obj({"at": {"type": "number", "description": "When it was read: epoch seconds, the server's clock."},
+                  "stats": _ref("Stats"), "workers": {"type": "array", "items": _ref("Worker")}},
+                 ["at", "stats", "workers"]),
+            _obj({"message": {"type": "string"}}, ["message"])]}},
+    }, ["event", "data"], closed=False, description="One server-sent event (the schema describes each event of the "
+       "stream): `snapshot` with {at, stats, workers} as JSON, or `error` with {message} when a read failed."),
     "Status": _obj({"status": {"type": "string", "enum": ["ok", "ready"]}}, ["status"]),
     "Index": {"type": "object", "properties": {"name": {"type": "string"},
                                                "links": {"type": "object",
@@ -255,6 +277,19 @@ _KEY = _param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "m
               "Same as the body's idempotency_key (they must agree if both are given).")
 
 
+_INDEX = {"description": "Links (JSON), or the dashboard's overview page (HTML).",
+          "content": {"application/json": {"schema": _ref("Index")}, "text/html": {"schema": {"type": "string"}}}}
+
+
+def _whoami() -> dict[str, Any]:
+    operation = _op("whoami", "The caller's key: its name, tenant and scopes (the dashboard shows only the actions "
+                    "they allow).", {"200": _json(_ref("WhoAmI"), "The key, or null."), **_errors(503)},
+                    tag="dashboard", scope="any")
+    operation["description"] = "Any valid API key may ask, whatever its scopes, when keys are configured."
+    del operation["responses"]["403"]
+    return operation
+
+
 def _paths() -> dict[str, Any]:
     task = _json(_ref("Task"), "The task.")
     location = {"Location": {"description": "/v1/tasks/{id}", "schema": {"type": "string"}}}
@@ -265,7 +300,8 @@ def _paths() -> dict[str, Any]:
         **_errors(400, 413, 422, 503),
     }
     return {
-        "/": {"get": _op("index", "Links to the API.", {"200": _json(_ref("Index"), "Links.")}, tag="meta")},
+        "/": {"get": _op("index", "Links to the API; the web dashboard for a browser (Accept naming text/html above "
+                         "application/json).", {"200": _INDEX}, tag="meta")},
         "/healthz": {"get": _op("healthz", "The process is alive (never checks the backend).",
                                 {"200": _json(_ref("Status"), "Alive.")}, tag="meta")},
         "/readyz": {"get": _op("readyz", "The backend answers a ping.",
@@ -312,6 +348,19 @@ def _paths() -> dict[str, Any]:
             "the aws backend, within a second).",
             {"200": _json(_ref("QueuePaused"), "Resumed."), **_errors(422, 503)}, params=[_QUEUE_NAME],
             tag="queues", scope="admin")},
+        "/v1/events": {"get": _op(
+            "events", "Live figures as server-sent events: a `snapshot` event a second ({at, stats, workers}: "
+            "GET /v1/stats and GET /v1/workers read together, once a second per server process whatever the number "
+            "of viewers), and an `error` event when a read fails (the stream goes on).",
+            {"200": {"description": "text/event-stream. The stream stays open only for a client that asks for one "
+                     "(Accept: text/event-stream) and a server that can stream: behind AWS Lambda, and for any other "
+                     "client, the answer is one snapshot event and the end.",
+                     "content": {"text/event-stream": {"schema": _ref("Event")}}}, **_errors(503)},
+            tag="dashboard", scope="read")},
+        "/v1/types": {"get": _op("listTypes", "The registered task types, by name.",
+                                 {"200": _json(_ref("TypeList"), "Types."), **_errors(503)}, tag="dashboard",
+                                 scope="read")},
+        "/v1/whoami": {"get": _whoami()},
         "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
                                 {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
                                 params=[_TYPE, _QUEUE, _LIMIT, _CURSOR], tag="dead letters",
@@ -350,8 +399,8 @@ def document() -> dict[str, Any]:
             "/openapi.json stay open. A missing, unknown or revoked key is 401 unauthorized; a key without the "
             "operation's scope is 403 forbidden. Scopes: submit (submit, bulk submit, cancel), read (tasks, stats, "
             "workers, queues, "
-            "dead letters, schedules), admin (replay dead letters, put and delete schedules, pause and resume "
-            "queues; implies the others). "
+            "dead letters, schedules, types, events; /v1/whoami takes any valid key), admin (replay dead letters, put "
+            "and delete schedules, pause and resume queues; implies the others). "
             "A key belongs to a tenant and sees only that tenant's tasks and schedules: another tenant's is 404 "
             "not_found. Exception: /v1/stats and /v1/queues count every tenant's tasks, /v1/workers lists every "
             "worker, and a queue is paused for every tenant (none of them is per tenant). Each key has a "

@@ -80,7 +80,8 @@ async def serve(settings: Settings, *, insecure_bind: bool = False, strict: bool
         with _bound_socket(settings.host, settings.port) as sock:
             port = sock.getsockname()[1]
             print(f"hexq serving on http://{_url_host(settings.host)}:{port} (backend {settings.backend_url}, "
-                  f"{settings.workers} workers, queues {','.join(container.settings.queues)})", flush=True)
+                  f"{settings.workers} workers, queues {','.join(container.settings.queues)})\n"
+                  f"hexq dashboard at http://{_url_host(settings.host)}:{port}/", flush=True)
             await announce(container)
             await _run(container, sock, doorbell)
     finally:

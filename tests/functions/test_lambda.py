@@ -597,3 +597,33 @@ def _post_event(payload: dict[str, Any]) -> dict[str, Any]:
     submit_event["body"] = json.dumps(payload)
     submit_event["isBase64Encoded"] = False
     return submit_event
+
+
+# -- the dashboard through the Lambda API ---------------------------------------------------------------
+def get_event(path: str, accept: str) -> dict[str, Any]:
+    """An API Gateway v2 GET of `path` (the status sample with its path and Accept swapped)."""
+    request = event("api-v2-status")
+    request["rawPath"] = request["requestContext"]["http"]["path"] = path
+    request["pathParameters"] = {"proxy": path.lstrip("/")}
+    request["headers"]["accept"] = accept
+    return request
+
+
+def test_the_lambda_api_serves_the_dashboard_and_its_static_files(api: Callable[..., dict[str, Any]]) -> None:
+    page = api(get_event("/", "text/html,application/xhtml+xml,*/*;q=0.8"), FakeContext())
+    script = api(get_event("/ui/static/app.js", "*/*"), FakeContext())
+    links = api(get_event("/", "application/json"), FakeContext())
+
+    assert page["statusCode"] == 200 and page["headers"]["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page["headers"]["content-security-policy"]
+    assert 'data-stream="0"' in page["body"]  # behind API Gateway the page polls: responses are buffered
+    assert script["statusCode"] == 200 and script["headers"]["content-type"].startswith("text/javascript")
+    assert "async function main" in script["body"]
+    assert body(links)["name"] == "hexq"
+
+
+def test_the_lambda_api_answers_the_event_stream_with_one_snapshot(api: Callable[..., dict[str, Any]]) -> None:
+    response = api(get_event("/v1/events", "text/event-stream"), FakeContext())
+
+    assert response["statusCode"] == 200 and response["headers"]["content-type"].startswith("text/event-stream")
+    assert response["body"].count("event: snapshot") == 1

@@ -79,6 +79,9 @@ def test_site_packages_holds_one_import_package_hexq(installed: Installed) -> No
     assert {name.split("/")[0] for name in names} == {"hexq", installed.wheel.name.split("-py3")[0] + ".dist-info"}
     # What is not Python comes along: the Redis scripts and the type marker.
     assert {"hexq/adapters/redis/scripts/claim.lua", "hexq/py.typed", "hexq/functions/client/aio.py"} <= set(names)
+    # ... and the dashboard's templates and static files.
+    assert {"hexq/functions/ui/templates/base.html", "hexq/functions/ui/static/app.js",
+            "hexq/functions/ui/static/app.css"} <= set(names)
 
 
 def test_the_application_s_core_and_functions_are_its_own(installed: Installed, app: Path) -> None:

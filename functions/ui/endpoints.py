@@ -1,0 +1,91 @@
+"""The /v1 endpoints the dashboard needs beside the task API: the live stream, the task types, and the caller.
+
+They are API endpoints like any other (documented in functions/openapi.py, guarded by scope); they live
+here because the dashboard is their first user. functions/api.py adds them with `api_routes(needs)`,
+handing in its scope decorator so that every /v1 route is admitted by the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from hexq.core.auth import Scope
+from hexq.core.ports import WorkerRegistry
+from hexq.core.registry import Registry
+from hexq.core.services import TaskService
+from hexq.functions import wire
+from hexq.functions.auth import Guard, presented_secret
+from hexq.functions.errors import Unauthorized
+from hexq.functions.ui.live import Broadcaster, Snapshot
+from hexq.functions.wire import JSONOut
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Needs = Callable[[Scope], Callable[[Endpoint], Endpoint]]
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # nginx and friends: do not buffer
+
+
+def snapshot_reader(tasks: TaskService, workers: WorkerRegistry,
+                    now: Callable[[], float]) -> Callable[[], Awaitable[Snapshot]]:
+    """What one snapshot holds: GET /v1/stats and GET /v1/workers, read together."""
+
+    async def read() -> Snapshot:
+        stats = wire.stats_to_dict(await tasks.stats())
+        return {"at": now(), "stats": stats, "workers": wire.workers_to_dict(await workers.workers())["workers"]}
+
+    return read
+
+
+def streams(request: Request) -> bool:
+    """Whether to keep the response open. A client must ask for a stream (Accept: text/event-stream, as
+    fetch and EventSource do here), and Lambda cannot stream: behind API Gateway the response is buffered
+    until it ends, so there the answer is one snapshot and the page polls instead."""
+    return "text/event-stream" in request.headers.get("accept", "") and "aws.event" not in request.scope
+
+
+async def events(request: Request) -> Response:
+    broadcaster = cast(Broadcaster, request.app.state.broadcaster)
+    first = await broadcaster.latest()  # a backend that is down is a 503 here, before the stream starts
+    body = broadcaster.stream(first, once=not streams(request))
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def types(request: Request) -> Response:
+    registry = cast(Registry, request.app.state.registry)
+    return JSONOut({"types": [{"name": spec.name, "queue": spec.queue, "max_attempts": spec.max_attempts,
+                               "timeout": spec.timeout, "rate": spec.rate or None,
+                               "concurrency": spec.concurrency or None, "validates": spec.validate is not None}
+                              for spec in registry]})
+
+
+async def whoami(request: Request) -> Response:
+    """The caller's key (never its secret), or null on an API without keys. Any valid key may ask, whatever its
+    scopes: the dashboard asks so that it shows only the actions the key may take."""
+    guard = cast(Guard, request.app.state.guard)
+    if not guard.keys:
+        return JSONOut(None)
+    secret = presented_secret(request.headers)
+    key = guard.keys.authenticate(secret) if secret is not None else None
+    if key is None:
+        raise Unauthorized()
+    await guard.admit(request.headers, next(iter(key.scopes)))  # the key's token bucket, as for any call
+    return JSONOut({"name": key.name, "tenant": key.tenant, "scopes": sorted(key.scopes)})
+
+
+def api_routes(needs: Needs) -> list[Route]:
+    return [
+        Route("/v1/events", needs(Scope.READ)(events), methods=["GET"]),
+        Route("/v1/types", needs(Scope.READ)(types), methods=["GET"]),
+        Route("/v1/whoami", whoami, methods=["GET"]),
+    ]
+
+
+def state(tasks: TaskService, workers: WorkerRegistry, registry: Registry, *, now: Callable[[], float],
+          monotonic: Callable[[], float]) -> dict[str, Any]:
+    """What these endpoints find on app.state."""
+    return {"broadcaster": Broadcaster(snapshot_reader(tasks, workers, now), monotonic=monotonic),
+            "registry": registry}

@@ -1,0 +1,647 @@
+// hexq dashboard: the one ES module every page loads. No build step, no dependency.
+// It calls the same /v1 API as any client, with the API key kept in sessionStorage. Data from the API is
+// put in the page with textContent and createElement only, never innerHTML: payloads are the submitter's.
+"use strict";
+
+const body = document.body;
+const ROOT = body.dataset.root || "";
+const KEY = "hexq.apiKey";
+const FINISHED = new Set(["succeeded", "dead", "cancelled"]);
+const CANCELLABLE = new Set(["scheduled", "queued", "running"]);
+const LEVELS = ["critical", "high", "normal", "low"];
+const $ = (selector) => document.querySelector(selector);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// -- DOM ----------------------------------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined).map((c) => (c instanceof Node ? c : String(c))));
+  return node;
+}
+
+const link = (href, text) => el("a", { href: ROOT + href }, text);
+const taskLink = (id) => link(`/ui/tasks/${encodeURIComponent(id)}`, id);
+const fill = (node, ...children) => node.replaceChildren(...children);
+
+function when(epoch) {
+  if (epoch === null || epoch === undefined) return "–";
+  return new Date(epoch * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+function age(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function notice(text, kind = "info") {
+  const box = $("#notice");
+  box.className = `notice ${kind}`;
+  fill(box, text);
+  box.hidden = false;
+}
+
+function showError(error) {
+  if (!(error instanceof ApiError)) console.error(error);
+  if (error instanceof ApiError && error.status === 401) return; // the key form says it
+  notice(error.message || String(error), "error");
+}
+
+// A typed confirmation: the action runs only once the user has typed `word`.
+function confirmTyped(text, word) {
+  const dialog = $("#confirm");
+  const input = $("#confirm-input");
+  const ok = $("#confirm-ok");
+  fill($("#confirm-text"), text);
+  fill($("#confirm-word"), word);
+  input.value = "";
+  ok.disabled = true;
+  return new Promise((resolve) => {
+    const check = () => { ok.disabled = input.value.trim() !== word; };
+    const done = (answer) => {
+      input.removeEventListener("input", check);
+      dialog.close();
+      resolve(answer);
+    };
+    input.addEventListener("input", check);
+    $("#confirm-cancel").onclick = () => done(false);
+    $("#confirm-form").onsubmit = (event) => { event.preventDefault(); if (!ok.disabled) done(true); };
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+// -- the API ------------------------------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, data) {
+    super(data && data.message ? `${status}: ${data.message}` : `HTTP ${status}`);
+    this.status = status;
+    this.data = data;
+  }
+}
+
+function authHeaders() {
+  const key = sessionStorage.getItem(KEY);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+async function api(method, path, payload) {
+  const headers = { Accept: "application/json", ...authHeaders() };
+  const init = { method, headers };
+  if (payload !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(payload);
+  }
+  const response = await fetch(ROOT + path, init);
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { message: text.slice(0, 200) }; }
+  if (response.status === 401) showLogin(Boolean(sessionStorage.getItem(KEY)));
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+function query(params) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) if (value) search.set(name, value);
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+// Runs `each(item)` over `items`, a few at a time; returns how many succeeded and the failures.
+async function forEachLimited(items, each, limit = 4) {
+  const failures = [];
+  let done = 0;
+  const queue = [...items];
+  await Promise.all(Array.from({ length: Math.min(limit, queue.length) }, async () => {
+    while (queue.length) {
+      const item = queue.shift();
+      try { await each(item); done += 1; } catch (error) { failures.push([item, error]); }
+    }
+  }));
+  return { done, failures };
+}
+
+async function replay(ids) {
+  let replayed = 0;
+  for (let i = 0; i < ids.length; i += 1000) { // the API takes up to 1000 ids a call
+    replayed += (await api("POST", "/v1/dead:replay", { ids: ids.slice(i, i + 1000) })).replayed.length;
+  }
+  return replayed;
+}
+
+// -- who is asking ------------------------------------------------------------------------------------
+let me; // the caller's key {name, tenant, scopes}, or null for an API without keys
+
+function can(scope) {
+  if (me === null) return true;
+  if (!me) return false;
+  return me.scopes.includes(scope) || me.scopes.includes("admin");
+}
+
+function showLogin(refused) {
+  $("#login").hidden = false;
+  $("#login-error").hidden = !refused;
+  fill($("#login-error"), refused ? "That key was refused (401). Paste another." : "");
+  if (refused) sessionStorage.removeItem(KEY);
+}
+
+async function identify() {
+  try {
+    me = await api("GET", "/v1/whoami");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return false;
+    throw error;
+  }
+  for (const node of document.querySelectorAll("[data-needs]")) node.hidden = !can(node.dataset.needs);
+  if (me) {
+    fill($("#who"), `${me.name} · ${me.tenant} · ${me.scopes.join(", ")}`);
+    $("#logout").hidden = false;
+  }
+  return true;
+}
+
+function wireChrome() {
+  document.addEventListener("securitypolicyviolation", (event) => {
+    console.error(`CSP violation: ${event.violatedDirective} ${event.blockedURI}`);
+  });
+  $("#login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("#login-key").value.trim());
+    location.reload();
+  });
+  $("#logout").addEventListener("click", () => { sessionStorage.removeItem(KEY); location.reload(); });
+}
+
+// -- live figures: the /v1/events stream, or polling ----------------------------------------------------
+function streamWanted() {
+  return body.dataset.stream !== "0" && new URLSearchParams(location.search).get("stream") !== "0"
+    && typeof ReadableStream !== "undefined" && typeof TextDecoderStream !== "undefined";
+}
+
+function live(onSnapshot) {
+  const mode = $("#live-mode");
+  const setMode = (name, text) => { mode.dataset.mode = name; fill(mode, text); };
+  const poll = async () => {
+    setMode("poll", "live · polling every 1.5 s");
+    for (;;) {
+      try {
+        const [stats, workers] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/workers")]);
+        onSnapshot({ at: Date.now() / 1000, stats, workers: workers.workers });
+      } catch (error) { showError(error); }
+      await sleep(1500); // so that a change shows within 2 s, as over the stream
+    }
+  };
+  const stream = async () => {
+    const response = await fetch(`${ROOT}/v1/events`, { headers: { Accept: "text/event-stream", ...authHeaders() } });
+    if (!response.ok || !response.body) throw new ApiError(response.status, null);
+    setMode("stream", "live · stream");
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let seen = 0;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (event.name === "snapshot") { seen += 1; onSnapshot(event.data); }
+        else if (event.name === "error") notice(`live figures: ${event.data.message}`, "error");
+      }
+    }
+    if (seen <= 1) return poll(); // a buffering server (Lambda) sends one snapshot and ends: poll it instead
+    await sleep(1000);
+    return stream().catch(poll);
+  };
+  if (streamWanted()) stream().catch(poll);
+  else poll();
+}
+
+function parseEvent(block) {
+  let name = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+  }
+  return { name, data: JSON.parse(data.join("\n") || "null") };
+}
+
+// Per-second rates from successive snapshots (counts by status; tasks past retention make a count drop).
+function rates() {
+  let previous = null;
+  return (snapshot) => {
+    const counts = snapshot.stats.by_status;
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const finished = (counts.succeeded || 0) + (counts.dead || 0) + (counts.cancelled || 0);
+    const now = { at: snapshot.at, total, finished };
+    let result = null;
+    if (previous && now.at > previous.at) {
+      const seconds = now.at - previous.at;
+      result = { submitted: Math.max(0, now.total - previous.total) / seconds,
+        processed: Math.max(0, now.finished - previous.finished) / seconds };
+    }
+    if (!previous || now.at > previous.at) previous = now;
+    return result;
+  };
+}
+
+function workerRows(workers, at) {
+  fill($("#workers tbody"), ...workers.map((w) => el("tr", {},
+    el("td", {}, el("code", {}, w.id)), el("td", {}, w.host), el("td", {}, w.pid), el("td", {}, w.queues.join(", ")),
+    el("td", {}, w.running), el("td", {}, age(at - w.started_at)), el("td", {}, `${age(at - w.last_seen)} ago`))));
+  $("#workers-empty").hidden = workers.length > 0;
+}
+
+// -- pages ----------------------------------------------------------------------------------------------
+const SVG = "http://www.w3.org/2000/svg";
+
+function sparkline(history) {
+  const svg = $("#spark");
+  const peak = Math.max(1, ...history.flatMap((p) => [p.submitted, p.processed]));
+  const line = (key) => {
+    // The newest point at the right edge, one every 10 px: a 60 s window that scrolls left.
+    const points = history.map((p, i) => `${600 - (history.length - 1 - i) * 10},${78 - (p[key] / peak) * 74}`).join(" ");
+    const node = document.createElementNS(SVG, "polyline");
+    node.setAttribute("points", points);
+    node.setAttribute("class", key);
+    return node;
+  };
+  svg.replaceChildren(line("submitted"), line("processed"));
+}
+
+async function queueControls() {
+  // Pause and resume arrive with their own API (GET /v1/queues, POST /v1/queues/{queue}:pause|:resume); the
+  // buttons show only once the server's OpenAPI document has them, so an older server sees no dead button.
+  if (!can("admin")) return null;
+  try {
+    const doc = await (await fetch(`${ROOT}/openapi.json`)).json();
+    if (!Object.keys(doc.paths || {}).some((p) => p.startsWith("/v1/queues"))) return null;
+    const listed = await api("GET", "/v1/queues");
+    const paused = new Set((listed.queues || []).filter((q) => q.paused).map((q) => q.name || q.queue));
+    return { paused };
+  } catch { return null; }
+}
+
+async function pauseButton(controls, queue) {
+  if (!controls) return "";
+  const paused = controls.paused.has(queue);
+  return el("button", { type: "button", class: "small", onclick: async () => {
+    try {
+      await api("POST", `/v1/queues/${encodeURIComponent(queue)}:${paused ? "resume" : "pause"}`);
+      if (paused) controls.paused.delete(queue); else controls.paused.add(queue);
+      notice(`queue ${queue} ${paused ? "resumed" : "paused"}`);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) notice("this server cannot pause queues", "error");
+      else showError(error);
+    }
+  } }, paused ? "Resume" : "Pause");
+}
+
+async function overview() {
+  const rate = rates();
+  const history = [];
+  const controls = await queueControls();
+  live(async (snapshot) => {
+    const { stats, workers, at } = snapshot;
+    const counts = stats.by_status;
+    const r = rate(snapshot);
+    if (r) {
+      fill($("#rate-submitted"), r.submitted.toFixed(1));
+      fill($("#rate-processed"), r.processed.toFixed(1));
+      history.push(r);
+      if (history.length > 60) history.shift();
+      sparkline(history);
+    }
+    fill($("#fig-backlog"), stats.backlog);
+    fill($("#fig-running"), counts.running || 0);
+    fill($("#fig-total"), Object.values(counts).reduce((a, b) => a + b, 0));
+    fill($("#fig-dead"), counts.dead || 0);
+    fill($("#fig-workers"), workers.length);
+    fill($("#fig-oldest"), stats.oldest_age.length ? age(Math.max(...stats.oldest_age.map((o) => o.seconds))) : "–");
+    const names = Object.keys(counts);
+    fill($("#status-head"), ...names.map((n) => el("th", {}, n)));
+    fill($("#status-row"), ...names.map((n) => el("td", { "data-status": n }, counts[n])));
+    await depthRows(stats, controls);
+    workerRows(workers, at);
+  });
+}
+
+async function depthRows(stats, controls) {
+  const cells = new Map();
+  for (const d of stats.depth) {
+    const key = `${d.queue}\u0000${d.priority}`;
+    if (!cells.has(key)) cells.set(key, { queue: d.queue, priority: d.priority });
+    cells.get(key)[d.state] = d.count;
+  }
+  for (const o of stats.oldest_age) {
+    const key = `${o.queue}\u0000${o.priority}`;
+    if (cells.has(key)) cells.get(key).oldest = o.seconds;
+  }
+  const rows = [...cells.values()].sort((a, b) => a.queue.localeCompare(b.queue)
+    || LEVELS.indexOf(a.priority) - LEVELS.indexOf(b.priority));
+  const shown = new Set();
+  const trs = [];
+  for (const row of rows) {
+    const first = !shown.has(row.queue);
+    shown.add(row.queue);
+    trs.push(el("tr", {}, el("td", {}, first ? row.queue : ""), el("td", {}, row.priority),
+      ...["queued", "running", "scheduled", "dead"].map((s) => el("td", { class: "num" }, row[s] || 0)),
+      el("td", {}, age(row.oldest)), el("td", {}, first ? await pauseButton(controls, row.queue) : "")));
+  }
+  fill($("#depth tbody"), ...trs);
+  $("#depth-empty").hidden = rows.length > 0;
+}
+
+function workersPage() {
+  live((snapshot) => workerRows(snapshot.workers, snapshot.at));
+}
+
+async function tasksPage() {
+  const params = new URLSearchParams(location.search);
+  const form = $("#filters");
+  for (const name of ["status", "type", "queue", "priority"]) form.elements[name].value = params.get(name) || "";
+  typeNames().catch(() => {});
+  const priority = params.get("priority");
+  const page = await api("GET", `/v1/tasks${query({ status: params.get("status"), type: params.get("type"),
+    queue: params.get("queue"), cursor: params.get("cursor"), limit: "100" })}`);
+  const tasks = page.tasks.filter((t) => !priority || t.priority === priority);
+  const selectable = can("submit");
+  fill($("#tasks tbody"), ...tasks.map((t) => el("tr", { "data-id": t.id, "data-status": t.status },
+    el("td", {}, selectable ? el("input", { type: "checkbox", class: "pick", value: t.id, "aria-label": `select ${t.id}` }) : ""),
+    el("td", {}, taskLink(t.id)), el("td", {}, t.type), el("td", {}, el("span", { class: `status ${t.status}` }, t.status)),
+    el("td", {}, t.queue), el("td", {}, t.priority), el("td", { class: "num" }, `${t.attempts ?? "–"}/${t.max_attempts ?? "–"}`),
+    el("td", {}, when(t.created_at)), el("td", { class: "clip" }, (t.error || "").split("\n")[0]))));
+  $("#tasks-empty").hidden = tasks.length > 0;
+  fill($("#tasks-note"), priority ? `priority ${priority}: ${tasks.length} of this page's ${page.tasks.length}` : "");
+  if (page.next_cursor) {
+    const more = $("#more");
+    more.hidden = false;
+    more.onclick = () => { params.set("cursor", page.next_cursor); location.search = params.toString(); };
+  }
+  const picked = () => [...document.querySelectorAll("input.pick:checked")].map((box) => box.value);
+  const count = () => fill($("#selected-count"), `${picked().length} selected`);
+  $("#tasks").addEventListener("change", count);
+  $("#select-all").addEventListener("change", (event) => {
+    for (const box of document.querySelectorAll("input.pick")) box.checked = event.target.checked;
+    count();
+  });
+  const statusOf = new Map(tasks.map((t) => [t.id, t.status]));
+  $("#bulk-cancel").addEventListener("click", () => bulk(picked().filter((id) => CANCELLABLE.has(statusOf.get(id))),
+    "cancel", (ids) => forEachLimited(ids, (id) => api("POST", `/v1/tasks/${encodeURIComponent(id)}:cancel`))));
+  $("#bulk-replay").addEventListener("click", () => bulk(picked().filter((id) => statusOf.get(id) === "dead"),
+    "replay", async (ids) => ({ done: await replay(ids), failures: [] })));
+}
+
+async function bulk(ids, verb, act) {
+  if (!ids.length) { notice(`nothing selected that can be ${verb === "cancel" ? "cancelled" : "replayed"}`); return; }
+  const word = `${verb} ${ids.length}`;
+  if (!(await confirmTyped(`${verb} ${ids.length} task(s)? This cannot be undone.`, word))) return;
+  try {
+    const { done, failures } = await act(ids);
+    sessionStorage.setItem("hexq.notice", `${verb}: ${done} of ${ids.length} done`
+      + (failures.length ? `; ${failures.length} refused (${failures[0][1].message})` : ""));
+    location.reload();
+  } catch (error) { showError(error); }
+}
+
+async function typeNames() {
+  const { types } = await api("GET", "/v1/types");
+  const list = $("#type-names");
+  if (list) fill(list, ...types.map((t) => el("option", { value: t.name })));
+  return types;
+}
+
+async function taskPage() {
+  const id = body.dataset.task;
+  let task = await api("GET", `/v1/tasks/${encodeURIComponent(id)}`);
+  const show = (t) => {
+    task = t;
+    const fields = ["status", "type", "queue", "priority", "attempts", "max_attempts", "timeout", "tenant", "worker_id",
+      "idempotency_key"].map((name) => [name, t[name] ?? "–"]);
+    fields.push(["run_at", when(t.run_at)], ["delay", t.delay ?? "–"], ["created_at", when(t.created_at)],
+      ["started_at", when(t.started_at)], ["finished_at", when(t.finished_at)]);
+    fill($("#fields"), ...fields.flatMap(([name, value]) => [el("dt", {}, name),
+      el("dd", { "data-field": name }, name === "status" ? el("span", { class: `status ${value}` }, value) : value)]));
+    fill($("#payload"), JSON.stringify(t.payload, null, 2));
+    fill($("#result"), t.result === undefined || t.result === null ? "–" : JSON.stringify(t.result, null, 2));
+    fill($("#error"), t.error || "–");
+    fill($("#traceback"), t.traceback || "–");
+    $("#act-cancel").hidden = !(can("submit") && CANCELLABLE.has(t.status));
+    $("#act-replay").hidden = !(can("admin") && t.status === "dead");
+    $("#act-edit").hidden = !can("submit");
+  };
+  show(task);
+  $("#act-cancel").addEventListener("click", async () => {
+    try { show(await api("POST", `/v1/tasks/${encodeURIComponent(id)}:cancel`)); notice("cancel asked"); } catch (e) { showError(e); }
+  });
+  $("#act-replay").addEventListener("click", async () => {
+    try { await replay([id]); show(await api("GET", `/v1/tasks/${encodeURIComponent(id)}`)); notice("replayed"); } catch (e) { showError(e); }
+  });
+  $("#act-edit").addEventListener("click", () => {
+    $("#edit-payload").value = JSON.stringify(task.payload, null, 2);
+    $("#edit").hidden = false;
+    $("#edit-payload").focus();
+  });
+  $("#edit-close").addEventListener("click", () => { $("#edit").hidden = true; });
+  $("#edit-submit").addEventListener("click", async () => {
+    const error = $("#edit-error");
+    error.hidden = true;
+    try {
+      const payload = parsePayload($("#edit-payload").value);
+      const created = await api("POST", "/v1/tasks", { type: task.type, queue: task.queue, priority: task.priority, payload });
+      sessionStorage.setItem("hexq.notice", `replayed ${task.id} as a new task with the edited payload`);
+      location.assign(`${ROOT}/ui/tasks/${encodeURIComponent(created.id)}`);
+    } catch (e) { fill(error, e.message); error.hidden = false; }
+  });
+  follow(id, show, () => task);
+}
+
+// Re-reads the task while it may change: every second until it has finished, then every 5 s (a replay may
+// bring it back).
+async function follow(id, show, current) {
+  for (;;) {
+    await sleep(FINISHED.has(current().status) ? 5000 : 1000);
+    try { show(await api("GET", `/v1/tasks/${encodeURIComponent(id)}`)); } catch (e) { showError(e); }
+  }
+}
+
+function parsePayload(text) {
+  let payload;
+  try { payload = JSON.parse(text || "{}"); } catch (e) { throw new Error(`payload is not JSON: ${e.message}`); }
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new Error("payload must be a JSON object");
+  return payload;
+}
+
+async function deadPage() {
+  const params = new URLSearchParams(location.search);
+  const form = $("#filters");
+  for (const name of ["type", "queue"]) form.elements[name].value = params.get(name) || "";
+  const tasks = [];
+  let cursor = null;
+  const load = async () => {
+    const page = await api("GET", `/v1/dead${query({ type: params.get("type"), queue: params.get("queue"), cursor, limit: "200" })}`);
+    tasks.push(...page.tasks);
+    cursor = page.next_cursor;
+    $("#more").hidden = !cursor;
+    render();
+  };
+  const render = () => {
+    const groups = new Map();
+    for (const t of tasks) {
+      const key = (t.error || "(no error)").split("\n")[0].slice(0, 300);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(t);
+    }
+    const admin = can("admin");
+    const row = (t) => el("tr", { "data-id": t.id },
+      el("td", {}, admin ? el("input", { type: "checkbox", class: "pick", value: t.id, "aria-label": `select ${t.id}` }) : ""),
+      el("td", {}, taskLink(t.id)), el("td", {}, t.type), el("td", {}, t.queue), el("td", {}, t.priority),
+      el("td", { class: "num" }, `${t.attempts ?? "–"}/${t.max_attempts ?? "–"}`), el("td", {}, when(t.finished_at)),
+      el("td", {}, admin ? el("button", { type: "button", class: "small replay-one", onclick: () => replayNow([t.id]) }, "Replay") : ""));
+    const group = ([error, members]) => el("section", { class: "group" },
+      el("h3", {}, el("span", { class: "count" }, `${members.length} ×`), " ", el("span", { class: "err" }, error)),
+      admin ? el("button", { type: "button", class: "small replay-group", onclick: () => confirmReplay(members.map((t) => t.id)) },
+        `Replay these ${members.length}`) : "",
+      el("table", { class: "grid" }, el("tbody", {}, ...members.map(row))));
+    fill($("#groups"), ...[...groups.entries()].sort((a, b) => b[1].length - a[1].length).map(group));
+    fill($("#dead-count"), `${tasks.length} shown${cursor ? " (more to load)" : ""}`);
+    $("#dead-empty").hidden = tasks.length > 0;
+  };
+  const replayNow = async (ids) => {
+    try {
+      const n = await replay(ids);
+      sessionStorage.setItem("hexq.notice", `replayed ${n} of ${ids.length}`);
+      location.reload();
+    } catch (e) { showError(e); }
+  };
+  const confirmReplay = async (ids) => {
+    if (ids.length && await confirmTyped(`Replay ${ids.length} dead task(s) with fresh attempts?`, `replay ${ids.length}`)) await replayNow(ids);
+  };
+  $("#more").addEventListener("click", () => load().catch(showError));
+  $("#replay-selected").addEventListener("click", () =>
+    confirmReplay([...document.querySelectorAll("input.pick:checked")].map((box) => box.value)));
+  $("#replay-all").addEventListener("click", () => confirmReplay(tasks.map((t) => t.id)));
+  await load();
+}
+
+async function typeSelects(required) {
+  const types = await typeNames().catch(() => []);
+  for (const select of document.querySelectorAll("select.type-select")) {
+    fill(select, ...(required ? [] : [el("option", { value: "" }, "(choose)")]),
+      ...types.map((t) => el("option", { value: t.name }, t.name)));
+  }
+  return types;
+}
+
+function formError(box, error, form) {
+  for (const node of form.querySelectorAll(".invalid")) node.classList.remove("invalid");
+  const field = error instanceof ApiError && error.data && error.data.details ? error.data.details.field : null;
+  const name = field ? String(field).split(/[.[]/)[0] : null;
+  if (name && form.elements[name]) form.elements[name].classList.add("invalid");
+  fill(box, error instanceof ApiError && error.data ? `${error.data.error}: ${error.data.message}` : error.message);
+  box.hidden = false;
+}
+
+async function schedulesPage() {
+  await typeSelects(false);
+  const form = $("#schedule-form");
+  const { schedules } = await api("GET", "/v1/schedules");
+  const put = (s, changes) => api("PUT", `/v1/schedules/${encodeURIComponent(s.name)}`, {
+    spec: s.spec, type: s.type, payload: s.payload, queue: s.queue, priority: s.priority, enabled: s.enabled, ...changes });
+  const act = (label, cls, action) => el("button", { type: "button", class: `small ${cls}`, onclick: async () => {
+    try { await action(); } catch (e) { showError(e); }
+  } }, label);
+  const edit = (s) => {
+    for (const name of ["name", "spec", "queue", "priority", "type"]) form.elements[name].value = s[name];
+    form.elements.enabled.checked = s.enabled;
+    form.elements.payload.value = JSON.stringify(s.payload, null, 2);
+    fill($("#editor-title"), `Edit ${s.name}`);
+    form.scrollIntoView();
+  };
+  const done = (text) => { sessionStorage.setItem("hexq.notice", text); location.reload(); };
+  fill($("#schedules tbody"), ...schedules.map((s) => el("tr", { "data-name": s.name },
+    el("td", {}, s.name), el("td", {}, el("code", {}, s.spec)), el("td", {}, s.type), el("td", {}, s.queue), el("td", {}, s.priority),
+    el("td", {}, when(s.next_run)), el("td", {}, when(s.last_run)), el("td", {}, s.enabled ? "yes" : "no"),
+    el("td", { class: "row" },
+      can("admin") ? act("Edit", "edit", async () => edit(s)) : "",
+      can("admin") ? act(s.enabled ? "Disable" : "Enable", "toggle", async () => { await put(s, { enabled: !s.enabled }); done(`${s.name} ${s.enabled ? "disabled" : "enabled"}`); }) : "",
+      can("submit") ? act("Run now", "run", async () => {
+        const t = await api("POST", "/v1/tasks", { type: s.type, payload: s.payload, queue: s.queue, priority: s.priority });
+        fill($("#notice"), `${s.name} ran now: `, taskLink(t.id));
+        $("#notice").hidden = false;
+      }) : "",
+      can("admin") ? act("Delete", "danger", async () => {
+        if (!(await confirmTyped(`Delete schedule ${s.name}?`, s.name))) return;
+        await api("DELETE", `/v1/schedules/${encodeURIComponent(s.name)}`);
+        done(`${s.name} deleted`);
+      }) : ""))));
+  $("#schedules-empty").hidden = schedules.length > 0;
+  $("#schedule-new").addEventListener("click", () => fill($("#editor-title"), "New schedule"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    try {
+      const s = { name: f.name.value.trim(), spec: f.spec.value.trim(), type: f.type.value, queue: f.queue.value.trim() || "default",
+        priority: f.priority.value, enabled: f.enabled.checked, payload: parsePayload(f.payload.value) };
+      await put(s, {});
+      done(`schedule ${s.name} saved`);
+    } catch (e) { formError($("#schedule-error"), e, form); }
+  });
+}
+
+async function submitPage() {
+  $("#no-submit").hidden = can("submit");
+  const types = await typeSelects(true);
+  const form = $("#submit-form");
+  const describe = () => {
+    const t = types.find((x) => x.name === form.elements.type.value);
+    if (!t) return;
+    form.elements.queue.placeholder = t.queue;
+    fill($("#type-info"), `queue ${t.queue} · up to ${t.max_attempts} attempts · timeout ${t.timeout} s`
+      + (t.rate ? ` · ${t.rate}/s` : "") + (t.validates ? " · payload checked at submit" : ""));
+  };
+  form.elements.type.addEventListener("change", describe);
+  describe();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const f = form.elements;
+    $("#submit-error").hidden = true;
+    try {
+      const request = { type: f.type.value, priority: f.priority.value, payload: parsePayload(f.payload.value) };
+      if (f.queue.value.trim()) request.queue = f.queue.value.trim();
+      if (f.delay.value) request.delay = Number(f.delay.value);
+      if (f.max_attempts.value) request.max_attempts = Number(f.max_attempts.value);
+      const task = await api("POST", "/v1/tasks", request);
+      const a = $("#submitted-link");
+      a.href = `${ROOT}/ui/tasks/${encodeURIComponent(task.id)}`;
+      fill(a, task.id);
+      $("#submitted").hidden = false;
+      for (const node of form.querySelectorAll(".invalid")) node.classList.remove("invalid");
+    } catch (e) { formError($("#submit-error"), e, form); }
+  });
+}
+
+const PAGES = { overview, tasks: tasksPage, task: taskPage, dead: deadPage, schedules: schedulesPage,
+  workers: workersPage, submit: submitPage };
+
+async function main() {
+  wireChrome();
+  const carried = sessionStorage.getItem("hexq.notice"); // a message that outlived a reload
+  if (carried) { sessionStorage.removeItem("hexq.notice"); notice(carried); }
+  if (!(await identify())) return;
+  await PAGES[body.dataset.page]();
+  body.dataset.ready = "1";
+}
+
+main().catch(showError);

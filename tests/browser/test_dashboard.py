@@ -1,0 +1,327 @@
+"""The dashboard in a real browser (Debian's chromium through Playwright) against a real `hexq serve`.
+
+Every page must load with no console error, no uncaught error and no CSP violation (Chromium reports
+those on the console; the module also logs each `securitypolicyviolation`). Each page's full-page
+screenshot is written to tests/browser/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from browserkit import ARGS, CHROMIUM, HERE, Server, Watched, free_port, require_chromium, shoot
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from processes import stop, wait_healthy
+
+from hexq.core.auth import Scope, entry, new_secret
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")  # not the session: Playwright's sync API holds an event loop on this thread,
+def browser() -> Iterator[Browser]:  # which pytest-asyncio's tests after these could not run beside
+    require_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def watched(browser: Browser) -> Iterator[Callable[..., Watched]]:
+    contexts = []
+
+    def open_page(*, width: int = 1280) -> Watched:
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        seen = Watched(page)
+        page.on("console", lambda m: seen.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen.errors.append(f"pageerror: {e}"))
+
+        def dialog(d: Dialog) -> None:
+            seen.dialogs.append(d.message)
+            d.dismiss()
+
+        page.on("dialog", dialog)
+        return seen
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """server(**env) -> a running `hexq serve` on SQLite, stopped at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> Server:
+        port = free_port()
+        db = tmp_path / "hexq.db"
+        log = tmp_path / f"serve-{len(started)}.log"
+        environ = {**os.environ, "HEXQ_POLL_INTERVAL": "0.2", "HEXQ_IDLE_WAIT": "0.5",
+                   "HEXQ_TASKS": "hexq.functions.examples,browser_tasks",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])), **env}
+        with log.open("wb") as sink:
+            process = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", "serve", "--port", str(port),
+                                        "--backend", f"sqlite:///{db}"], cwd=tmp_path, env=environ, stdout=sink,
+                                       stderr=subprocess.STDOUT)
+        started.append(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(process, url, lambda: log.read_text(errors="replace"))
+        return Server(url, db, tmp_path)
+
+    yield start
+    for process in started:
+        stop(process)
+
+
+def ready(page: Page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-ready]", state="attached", timeout=10_000)
+
+
+def wait_for(client: httpx.Client, task_id: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in statuses or time.monotonic() > deadline:
+            assert task["status"] in statuses, task
+            return task
+        time.sleep(0.1)
+
+
+def dead_task(client: httpx.Client, **body: Any) -> str:
+    task_id = str(client.post("/v1/tasks", json={"max_attempts": 1, **body}).json()["id"])
+    wait_for(client, task_id, "dead")
+    return task_id
+
+
+def test_every_page_loads_clean_and_is_photographed(server: Callable[..., Server],
+                                                     watched: Callable[..., Watched]) -> None:
+    served = server()
+    with served.client() as api:
+        echo = api.post("/v1/tasks", json={"type": "echo", "payload": {"greeting": "hello", "n": 1}}).json()["id"]
+        for _ in range(3):
+            dead_task(api, type="fail", payload={"probability": 1})
+        dead_task(api, type="until_fixed", payload={"flag": str(served.tmp / "flag")})
+        api.post("/v1/tasks", json={"type": "sleep", "payload": {"seconds": 1}, "delay": 3600, "priority": "high"})
+        api.put("/v1/schedules/nightly-report", json={"spec": "0 3 * * *", "type": "echo", "payload": {"r": 1}})
+        api.put("/v1/schedules/heartbeat", json={"spec": "@every 1m", "type": "noop", "enabled": False})
+        wait_for(api, echo, "succeeded")
+        # Work in flight, so that the overview has rates, depths and busy workers to show.
+        api.post("/v1/tasks:bulk", json={"tasks": [{"type": "sleep", "payload": {"seconds": 2},
+                                                    "priority": ["low", "normal", "high"][i % 3]} for i in range(60)]})
+    seen = watched()
+    pages = {"overview": "/", "tasks": "/ui/tasks", "task": f"/ui/tasks/{echo}", "dead": "/ui/dead",
+             "schedules": "/ui/schedules", "workers": "/ui/workers", "submit": "/ui/submit"}
+    for name, path in pages.items():  # the overview first, while the sleeps run
+        ready(seen.page, served.url + path)
+        seen.page.wait_for_timeout(2500 if name == "overview" else 300)  # a few live updates
+        shoot(seen.page, name)
+    assert seen.errors == [] and seen.dialogs == []
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "polling"])
+def test_a_task_submitted_through_the_api_shows_on_the_overview_within_2s(
+        stream: bool, server: Callable[..., Server], watched: Callable[..., Watched]) -> None:
+    served = server()
+    seen = watched()
+    ready(seen.page, served.url + ("/" if stream else "/?stream=0"))
+    expect(seen.page.locator("#live-mode")).to_have_attribute("data-mode", "stream" if stream else "poll")
+    expect(seen.page.locator("#fig-total")).to_have_text("0")
+
+    with served.client() as api:
+        api.post("/v1/tasks", json={"type": "echo", "delay": 3600})  # stays scheduled: a figure that holds still
+
+    expect(seen.page.locator("#fig-total")).to_have_text("1", timeout=2000)
+    expect(seen.page.locator("#depth tbody")).to_contain_text("default", timeout=2000)
+    assert seen.errors == []
+
+
+def test_replay_after_the_fix_and_edit_and_replay_change_state(server: Callable[..., Server],
+                                                               watched: Callable[..., Watched]) -> None:
+    served = server()
+    flag = served.tmp / "flag"
+    with served.client() as api:
+        broken = dead_task(api, type="until_fixed", payload={"flag": str(flag)})
+        failing = dead_task(api, type="fail", payload={"probability": 1})
+    seen = watched()
+    page = seen.page
+
+    ready(page, f"{served.url}/ui/tasks/{broken}")
+    expect(page.locator('dd[data-field="status"]')).to_have_text("dead")
+    flag.write_text("deployed")  # the fix
+    page.click("#act-replay")
+    expect(page.locator('dd[data-field="status"]')).to_have_text("succeeded", timeout=15_000)
+
+    ready(page, f"{served.url}/ui/tasks/{failing}")
+    page.click("#act-edit")
+    page.fill("#edit-payload", '{"probability": 0}')
+    page.click("#edit-submit")
+    page.wait_for_url(re.compile(r"/ui/tasks/(?!" + failing + ")"))
+    expect(page.locator('dd[data-field="status"]')).to_have_text("succeeded", timeout=15_000)
+    expect(page.locator("#payload")).to_contain_text('"probability": 0')
+    with served.client() as api:
+        assert api.get(f"/v1/tasks/{failing}").json()["status"] == "dead"  # the original stays as it was
+    assert seen.errors == []
+
+
+def test_bulk_replay_of_dead_letters_needs_the_typed_confirmation(server: Callable[..., Server],
+                                                                   watched: Callable[..., Watched]) -> None:
+    served = server()
+    flag = served.tmp / "flag"
+    with served.client() as api:
+        ids = [dead_task(api, type="until_fixed", payload={"flag": str(flag), "i": i}) for i in range(3)]
+    flag.write_text("deployed")
+    seen = watched()
+    page = seen.page
+    ready(page, f"{served.url}/ui/dead")
+    expect(page.locator(".group h3")).to_contain_text("3 ×")
+
+    page.click("#replay-all")
+    expect(page.locator("#confirm-ok")).to_be_disabled()
+    page.fill("#confirm-input", "replay 2")
+    expect(page.locator("#confirm-ok")).to_be_disabled()
+    page.fill("#confirm-input", "replay 3")
+    page.click("#confirm-ok")
+
+    expect(page.locator("#notice")).to_contain_text("replayed 3 of 3")
+    with served.client() as api:
+        for task_id in ids:
+            wait_for(api, task_id, "succeeded")
+    assert seen.errors == []
+
+
+def test_bulk_cancel_from_the_task_list(server: Callable[..., Server], watched: Callable[..., Watched]) -> None:
+    served = server()
+    with served.client() as api:
+        ids = [api.post("/v1/tasks", json={"type": "echo", "delay": 3600}).json()["id"] for _ in range(2)]
+    seen = watched()
+    page = seen.page
+    ready(page, f"{served.url}/ui/tasks?status=scheduled")
+    page.check("#select-all")
+    page.click("#bulk-cancel")
+    page.fill("#confirm-input", "cancel 2")
+    page.click("#confirm-ok")
+
+    expect(page.locator("#notice")).to_contain_text("cancel: 2 of 2 done")
+    with served.client() as api:
+        assert {api.get(f"/v1/tasks/{i}").json()["status"] for i in ids} == {"cancelled"}
+    assert seen.errors == []
+
+
+def test_submit_shows_the_type_s_validation_error_inline_then_submits(server: Callable[..., Server],
+                                                                       watched: Callable[..., Watched]) -> None:
+    served = server()
+    seen = watched()
+    page = seen.page
+    ready(page, f"{served.url}/ui/submit")
+    page.select_option("select[name=type]", "fail")
+    page.fill("textarea[name=payload]", '{"probability": 5}')
+    page.click("#submit-form button[type=submit]")
+    expect(page.locator("#submit-error")).to_contain_text("validation_error")
+    expect(page.locator("textarea[name=payload]")).to_have_class(re.compile("invalid"))
+
+    page.fill("textarea[name=payload]", '{"probability": 0}')
+    page.click("#submit-form button[type=submit]")
+    expect(page.locator("#submitted-link")).to_have_text(re.compile("^[0-9a-f]{32}$"))
+    # The 422 is an answer the page expected; the browser still logs the failed request.
+    assert [e for e in seen.errors if "status of 422" not in e] == []
+
+
+def test_schedules_create_run_now_disable_and_delete(server: Callable[..., Server],
+                                                      watched: Callable[..., Watched]) -> None:
+    served = server()
+    seen = watched()
+    page = seen.page
+    ready(page, f"{served.url}/ui/schedules")
+    page.fill("input[name=name]", "hourly")
+    page.fill("input[name=spec]", "@every 1h")
+    page.select_option("#schedule-form select[name=type]", "echo")
+    page.fill("#schedule-form textarea[name=payload]", '{"from": "schedule"}')
+    page.click("#schedule-form button[type=submit]")
+    row = page.locator('tr[data-name="hourly"]')
+    expect(row).to_contain_text("@every 1h")
+
+    row.locator("button.run").click()
+    expect(page.locator("#notice")).to_contain_text("hourly ran now")
+    row.locator("button.toggle").click()
+    expect(page.locator('tr[data-name="hourly"]')).to_contain_text("no")
+    page.locator('tr[data-name="hourly"] button.danger').click()
+    page.fill("#confirm-input", "hourly")
+    page.click("#confirm-ok")
+    expect(page.locator("#schedules-empty")).to_be_visible()
+    with served.client() as api:
+        assert [t["payload"] for t in api.get("/v1/tasks?type=echo").json()["tasks"]] == [{"from": "schedule"}]
+    assert seen.errors == []
+
+
+def test_a_payload_is_shown_as_text_never_as_html(server: Callable[..., Server],
+                                                  watched: Callable[..., Watched]) -> None:
+    served = server()
+    with served.client() as api:
+        task_id = api.post("/v1/tasks", json={"type": "echo", "payload": {"html": XSS}}).json()["id"]
+        wait_for(api, task_id, "succeeded")
+    seen = watched()
+    page = seen.page
+
+    ready(page, f"{served.url}/ui/tasks/{task_id}")
+
+    expect(page.locator("#payload")).to_contain_text(XSS)
+    expect(page.locator("#result")).to_contain_text(XSS)
+    assert page.locator("main img").count() == 0
+    page.wait_for_timeout(500)
+    assert seen.dialogs == [] and seen.errors == []
+
+
+def test_a_read_key_sees_no_action_and_a_forged_post_is_refused(server: Callable[..., Server],
+                                                                 watched: Callable[..., Watched]) -> None:
+    secrets = {"reader": new_secret(), "boss": new_secret()}
+    keys = ",".join([entry("reader", "*", [Scope.READ], secrets["reader"]),
+                     entry("boss", "*", [Scope.ADMIN], secrets["boss"])])
+    served = server(HEXQ_API_KEYS=keys)
+    with served.client(secrets["boss"]) as api:
+        dead = dead_task(api, type="fail", payload={"probability": 1})
+        api.put("/v1/schedules/nightly", json={"spec": "0 3 * * *", "type": "echo"})
+    seen = watched()
+    page = seen.page
+
+    page.goto(f"{served.url}/ui/dead")
+    expect(page.locator("#login")).to_be_visible()  # the first /v1 call answered 401
+    page.fill("#login-key", secrets["reader"])
+    page.click("#login-form button")
+    page.wait_for_selector("body[data-ready]", state="attached")
+    expect(page.locator("#who")).to_contain_text("reader")
+    expect(page.locator(".group")).to_have_count(1)
+    for path in ["/ui/dead", f"/ui/tasks/{dead}", "/ui/tasks", "/ui/schedules", "/ui/submit", "/"]:
+        ready(page, served.url + path)
+        assert page.locator("main button:visible").filter(has_not_text="Filter").count() == 0, path  # reads only
+        assert page.locator("main form#submit-form:visible, main #schedule-editor:visible").count() == 0, path
+
+    forged = page.evaluate("""async (id) => {
+        const key = sessionStorage.getItem("hexq.apiKey");
+        const response = await fetch("/v1/dead:replay", {method: "POST", body: JSON.stringify({ids: [id]}),
+            headers: {"Authorization": `Bearer ${key}`, "Content-Type": "application/json"}});
+        return [response.status, (await response.json()).error];
+    }""", dead)
+    assert forged == [403, "forbidden"]
+
+    page.click("#logout")  # the admin key sees the actions
+    page.fill("#login-key", secrets["boss"])
+    page.click("#login-form button")
+    ready(page, f"{served.url}/ui/dead")
+    expect(page.locator("button.replay-one")).to_have_count(1)
+    # The browser logs the 401 before the key was given, and the forged POST's 403: both expected here.
+    assert [e for e in seen.errors if not re.search(r"status of 40[13]", e)] == []
