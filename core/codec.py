@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hexq.core.model import Priority, Task, TaskStatus
+from hexq.core.model import Attempt, AttemptOutcome, Priority, Task, TaskStatus
 from hexq.core.schedule import Schedule
 
 
@@ -30,15 +30,35 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "traceback": task.traceback,
         "idempotency_key": task.idempotency_key,
         "tenant": task.tenant,
-    }
+    } | ({"history": history_to_list(task.history)} if task.history else {})  # most tasks have none: no key
 
 
 def task_from_dict(data: dict[str, Any]) -> Task:
-    """Inverse of task_to_dict, for trusted (stored) data only."""
+    """Inverse of task_to_dict, for trusted (stored) data only. A record without `history` (every task
+    that never failed, and records stored before there was one) has none."""
     fields = dict(data)
     fields["priority"] = Priority.parse(fields["priority"])
     fields["status"] = TaskStatus(fields["status"])
+    if "history" in fields:
+        fields["history"] = history_from_list(fields["history"])
     return Task(**fields)
+
+
+def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
+    return {"number": attempt.number, "outcome": attempt.outcome.value, "worker_id": attempt.worker_id,
+            "token": attempt.token, "started_at": attempt.started_at, "finished_at": attempt.finished_at,
+            "error": attempt.error, "traceback": attempt.traceback, "delay": attempt.delay}
+
+
+def history_to_list(history: tuple[Attempt, ...]) -> list[dict[str, Any]]:
+    """The history as stored: each attempt without its nulls."""
+    return [{name: value for name, value in attempt_to_dict(a).items() if value is not None} for a in history]
+
+
+def history_from_list(entries: list[dict[str, Any]] | None) -> tuple[Attempt, ...]:
+    if not entries:
+        return ()
+    return tuple(Attempt(**(entry | {"outcome": AttemptOutcome(entry["outcome"])})) for entry in entries)
 
 
 def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:

@@ -64,6 +64,42 @@ class Priority(IntEnum):
         )
 
 
+class AttemptOutcome(StrEnum):
+    """How one attempt ended. `lost`: its lease expired (the worker died or hung) and the poller took it back."""
+
+    SUCCEEDED = "succeeded"
+    RETRIED = "retried"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    RELEASED = "released"
+    LOST = "lost"
+    RUNNING = "running"  # only in a view: the attempt under way (never stored)
+
+
+HISTORY_LIMIT: Final = 20  # the attempts a task keeps: the last ones
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a task, as its history keeps it (hexq.core.outcome writes these).
+
+    Times are the backend's: started_at is the claim's stamp; finished_at is started_at plus the duration the
+    worker measured on its monotonic clock (a lost attempt's is its lease's expiry, when the poller took it
+    back), so no absolute time comes from a worker's clock. `token` is the lease's fencing token. `delay`:
+    the backoff chosen when the attempt was retried. error and traceback are bounded (core.outcome).
+    """
+
+    number: int
+    outcome: AttemptOutcome
+    worker_id: str | None = None
+    token: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    delay: float | None = None
+
+
 def new_task_id() -> str:
     """32 random hex digits, as uuid4().hex spelled them, at a tenth of the cost (no UUID object): a bulk
     submit of a thousand tasks spent more on its ids than on Redis."""
@@ -98,6 +134,9 @@ class Task:
     traceback: str | None = None  # of the failed attempt's exception, its last core.outcome.MAX_TRACEBACK chars
     idempotency_key: str | None = None
     tenant: str = "default"
+    # The attempts that did not succeed, oldest first, the last HISTORY_LIMIT of them. A successful attempt is
+    # never stored: the task's own fields (attempts, worker_id, started_at, finished_at) describe it.
+    history: tuple[Attempt, ...] = ()
 
     def moved_to(self, status: TaskStatus, **changes: Any) -> Task:
         """Return this task in `status` with `changes` applied; raise InvalidTransition if not allowed."""

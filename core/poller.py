@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from hexq.core import outcome
 from hexq.core.errors import BackendUnavailable
 from hexq.core.events import NO_EVENTS, Events
-from hexq.core.model import Settlement
+from hexq.core.model import Lease, Settlement, Task
 from hexq.core.ports import Broker, Invoker, Sweeper
 from hexq.core.schedules import ScheduleService
 
@@ -101,8 +101,7 @@ class Poller:
         if not leases:
             return 0
         # A task cancelled while its worker was lost ends cancelled rather than running again.
-        settlements = [Settlement(lease, outcome.cancelled(lease.task) if lease.cancel_requested
-                                  else outcome.lost(lease.task)) for lease in leases]
+        settlements = [Settlement(lease, _ended(lease, self._config.lease_seconds)) for lease in leases]
         applied = await self._broker.settle(settlements)
         await self._sweeper.promote_due(len(settlements))  # due now: back in the queue this tick
         for settlement, done in zip(settlements, applied, strict=True):
@@ -116,6 +115,15 @@ class Poller:
             return 0
         wanted = min(math.ceil(backlog / self._config.batch), self._config.max_invocations)
         return await self._invoker.trigger(wanted)
+
+
+def _ended(lease: Lease, lease_seconds: float) -> Task:
+    """The outcome of a task whose lease expired, its attempt ended when the poller took it over: the fresh
+    lease's expiry less its length is that moment on the backend's clock. The lost lease's token is not
+    known (the fresh one fences it out), so the attempt has none."""
+    task = lease.task
+    after = outcome.cancelled(task) if lease.cancel_requested else outcome.lost(task)
+    return outcome.ended(task, after, None, at=lease.expires_at - lease_seconds)
 
 
 async def _woken(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> bool:

@@ -115,6 +115,8 @@ class Runner:
         if entry.cancelling:
             new_state = outcome.cancelled(task)
         entry.seconds = self._clock.monotonic() - began
+        if new_state.history is not task.history:  # an attempt that did not succeed: the history says how long
+            new_state = outcome.ended(task, new_state, entry.lease.token, seconds=entry.seconds)
         self._finished(entry, None if entry.lost else Settlement(entry.lease, new_state))
 
     async def _attempt(self, entry: Running) -> Task:
