@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from hexq.core.codec import history_from_list, history_to_list
 from hexq.core.model import Priority, Task, TaskStatus
 from hexq.core.schedule import Schedule
 
@@ -126,7 +127,8 @@ def number(item: Item, name: str) -> float:
 
 # -- tasks ----------------------------------------------------------------------------------------
 def task_fields(task: Task) -> Item:
-    """Every Task field as an attribute (None as NULL); no key or index attributes."""
+    """Every Task field as an attribute (None as NULL), but `history` only when there is one; no key or index
+    attributes."""
     return {
         "id": {"S": task.id}, "type": {"S": task.type}, "payload": _json(dict(task.payload)),
         "queue": {"S": task.queue}, "priority": num(int(task.priority)), "status": {"S": task.status.value},
@@ -136,7 +138,7 @@ def task_fields(task: Task) -> Item:
         "finished_at": opt_num(task.finished_at), "worker_id": opt_str(task.worker_id), "result": _json(task.result),
         "error": opt_str(task.error), "traceback": opt_str(task.traceback),
         "idempotency_key": opt_str(task.idempotency_key), "tenant": {"S": task.tenant},
-    }
+    } | ({"history": _json(history_to_list(task.history))} if task.history else {})  # most tasks have none
 
 
 def decode_task(item: Item) -> Task:
@@ -150,6 +152,7 @@ def decode_task(item: Item) -> Task:
         finished_at=_float(item, "finished_at"), worker_id=_str(item, "worker_id"),
         result=json.loads(item["result"]["S"]), error=_str(item, "error"), traceback=_str(item, "traceback"),
         idempotency_key=_str(item, "idempotency_key"), tenant=item["tenant"]["S"],
+        history=history_from_list(json.loads(item["history"]["S"])) if "history" in item else (),
     )
 
 

@@ -225,6 +225,8 @@ class Table:
         task = fit(task)
         fields = items.task_fields(task)
         sets, removes = {name: fields[name] for name in items.MUTABLE}, ["token", "lease_expires", "cancel_requested"]
+        if task.history:  # only an attempt that did not succeed adds to it: a success writes nothing more
+            sets["history"] = fields["history"]
         for name, value in (("due", items.due(task, now)), ("expires_at", items.expires_at(task, self._ttl))):
             if value is None:
                 removes.append(name)
@@ -292,8 +294,9 @@ def check_size(task: Task, now: float) -> None:
 
 
 def fit(task: Task) -> Task:
-    """A task whose result, error or traceback would overflow its item keeps a note instead, so a settle never
-    fails. The traceback goes first (the shorter error says what happened), then the result."""
+    """A task whose result, error, traceback or history would overflow its item keeps a note instead, so a settle
+    never fails. The traceback goes first (the shorter error says what happened), then the history, then the
+    result."""
     size = items.item_size(items.task_fields(task)) + items.KEY_AND_INDEX_BYTES
     if size <= items.MAX_ITEM_BYTES:
         return task
@@ -301,6 +304,10 @@ def fit(task: Task) -> Task:
         shorter = replace(task, traceback=task.traceback[-1000:])
         if items.item_size(items.task_fields(shorter)) + items.KEY_AND_INDEX_BYTES <= items.MAX_ITEM_BYTES:
             return shorter
+    if task.history:  # then the attempt history: its last attempt only, without its traceback
+        task = replace(task, history=(replace(task.history[-1], traceback=None),))
+        if items.item_size(items.task_fields(task)) + items.KEY_AND_INDEX_BYTES <= items.MAX_ITEM_BYTES:
+            return task
     note = f"result dropped: the task would take {size} bytes stored, over the aws backend's item limit"
     return replace(task, result=None, traceback=None,
                    error=note if task.error is None else f"{note}; error: {task.error[:1000]}")

@@ -255,12 +255,13 @@ def _settle(conn: sqlite3.Connection, now: float, writes: list[Write]) -> list[b
 
 
 def _same_request(task: Task, before: Task) -> bool:
-    """Whether `task` keeps every column that _SETTLE leaves alone (a worker's outcome always does)."""
+    """Whether `task` keeps every column that _SETTLE leaves alone (a worker's outcome does, unless the attempt
+    failed: then its history grew, and the whole task is written)."""
     return ((task.payload is before.payload or task.payload == before.payload) and task.type == before.type
             and task.queue == before.queue and task.priority == before.priority and task.tenant == before.tenant
             and task.idempotency_key == before.idempotency_key and task.max_attempts == before.max_attempts
             and task.timeout == before.timeout and task.created_at == before.created_at
-            and task.started_at == before.started_at)
+            and task.started_at == before.started_at and task.history is before.history)
 
 
 def extend(conn: sqlite3.Connection, clock: Clock, leases: Sequence[Lease], lease_seconds: float) -> list[Lease | None]:

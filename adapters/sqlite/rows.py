@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from hexq.adapters.sqlite.codec import dumps, loads
-from hexq.core.model import Priority, Task, TaskStatus
+from hexq.core.codec import history_from_list, history_to_list
+from hexq.core.model import Attempt, Priority, Task, TaskStatus
 from hexq.core.schedule import Schedule
 
 TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout",
                 "run_at", "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error",
-                "traceback", "idempotency_key", "tenant")
+                "traceback", "idempotency_key", "tenant", "history")
 SELECT_TASKS = f"SELECT seq, {', '.join(TASK_COLUMNS)} FROM tasks"
 SELECT_LEASED = f"SELECT seq, {', '.join(TASK_COLUMNS)}, cancel_requested FROM tasks"  # running tasks
 CANCEL_REQUESTED = len(TASK_COLUMNS) + 1  # SELECT_LEASED's last column
@@ -37,7 +38,7 @@ def task_values(task: Task, payload: str | None = None) -> tuple[Any, ...]:
             int(task.priority), task.status.value, task.attempts, task.max_attempts, task.timeout, task.run_at,
             task.delay, task.created_at, task.started_at, task.finished_at, task.worker_id,
             None if task.result is None else dumps(task.result), task.error, task.traceback, task.idempotency_key,
-            task.tenant)
+            task.tenant, dumps(history_to_list(task.history)) if task.history else None)
 
 
 def task_from_row(row: tuple[Any, ...]) -> Task:
@@ -46,7 +47,7 @@ def task_from_row(row: tuple[Any, ...]) -> Task:
                 status=_STATUSES[row[6]], attempts=row[7], max_attempts=row[8], timeout=row[9], run_at=row[10],
                 delay=row[11], created_at=row[12], started_at=row[13], finished_at=row[14], worker_id=row[15],
                 result=None if row[16] is None else loads(row[16]), error=row[17], traceback=row[18],
-                idempotency_key=row[19], tenant=row[20])
+                idempotency_key=row[19], tenant=row[20], history=_history(row[21]))
 
 
 def started_from_row(row: tuple[Any, ...], now: float, worker_id: str) -> Task:
@@ -56,7 +57,11 @@ def started_from_row(row: tuple[Any, ...], now: float, worker_id: str) -> Task:
                 status=TaskStatus.RUNNING, attempts=row[7] + 1, max_attempts=row[8], timeout=row[9], run_at=row[10],
                 delay=row[11], created_at=row[12], started_at=now, finished_at=row[14], worker_id=worker_id,
                 result=None if row[16] is None else loads(row[16]), error=row[17], traceback=row[18],
-                idempotency_key=row[19], tenant=row[20])
+                idempotency_key=row[19], tenant=row[20], history=_history(row[21]))
+
+
+def _history(text: str | None) -> tuple[Attempt, ...]:
+    return () if text is None else history_from_list(loads(text))
 
 
 def schedule_values(schedule: Schedule) -> tuple[Any, ...]:

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     tenant TEXT NOT NULL,
     lease_token INTEGER,                    -- set only while running
     lease_expires REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0  -- 1: cancel this running task (added after the first release)
+    cancel_requested INTEGER NOT NULL DEFAULT 0,  -- 1: cancel this running task (added after the first release)
+    history TEXT                            -- JSON list of the attempts that did not succeed; NULL: none
 )"""
 
 SCHEDULES = """
@@ -112,7 +113,7 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
 # Columns added since the first release, with their definitions: a file made by an older hexq gains
 # them when it is opened (inside the schema's transaction, so two processes cannot both add one).
 ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0", "traceback": "TEXT",
-                 "cancel_requested": "INTEGER NOT NULL DEFAULT 0"}
+                 "cancel_requested": "INTEGER NOT NULL DEFAULT 0", "history": "TEXT"}
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
