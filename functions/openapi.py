@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hexq.core.model import STATES, Priority, TaskStatus
+from hexq.core.model import HISTORY_LIMIT, STATES, AttemptOutcome, Priority, TaskStatus
+from hexq.core.outcome import MAX_ATTEMPT_ERROR, MAX_ATTEMPT_TRACEBACK
 from hexq.core.schedule import MAX_FIRE_TIME
 from hexq.core.services import Limits
 from hexq.functions.body import MAX_DEPTH
@@ -107,6 +108,23 @@ _SUBMIT: Schema = _obj({
                         "description": "Resubmitting with the same key returns the first task (200)."},
 }, ["type"], description="Null for an optional field means its default. Unknown fields are rejected (422).")
 
+_ATTEMPT: Schema = _obj({
+    "number": {"type": "integer", "description": "1 for the first attempt."},
+    "outcome": {"type": "string", "enum": [o.value for o in AttemptOutcome], "description": (
+        "retried: failed, retried after `delay`; dead: failed, dead-lettered; cancelled: cancelled while it ran; "
+        "released: given back unfinished (worker shutdown); lost: its lease expired (worker died or hung) and "
+        "the poller recovered it; succeeded; running: under way.")},
+    "worker_id": _nullable("string"),
+    "token": _nullable("integer", description="The lease's fencing token; null where not known (a lost "
+                       "attempt's, the running or succeeded one)."),
+    "started_at": _nullable("number", description="Epoch seconds on the backend's clock (the claim's)."),
+    "finished_at": _nullable("number", description="started_at plus the duration the worker measured; a lost "
+                             "attempt's is when the poller took it over. Null while running."),
+    "error": _nullable("string", description=f"Its first {MAX_ATTEMPT_ERROR} characters."),
+    "traceback": _nullable("string", description=f"Its last {MAX_ATTEMPT_TRACEBACK} characters."),
+    "delay": _nullable("number", description="The backoff chosen, in seconds, when retried."),
+}, ["number", "outcome", "worker_id", "token", "started_at", "finished_at", "error", "traceback", "delay"])
+
 _TASK: Schema = _obj({
     "id": {"type": "string"}, "type": {"type": "string"}, "payload": {"type": "object"},
     "queue": {"type": "string"}, "priority": {"type": "string", "enum": _PRIORITY_NAMES},
@@ -121,9 +139,13 @@ _TASK: Schema = _obj({
     "traceback": _nullable("string", description="The last failed attempt's traceback (its last 8 KB), beside "
                            "its error; null once the task succeeds."),
     "idempotency_key": _nullable("string"), "tenant": {"type": "string"},
+    "attempts_history": {"type": "array", "items": _ATTEMPT, "description": (
+        f"The task's attempts, oldest first: the last {HISTORY_LIMIT} that did not succeed (retried, dead, "
+        "cancelled, released, lost), then the one running or that succeeded, shown from the task's own fields. "
+        "A task replayed from the dead letters keeps its earlier attempts, numbered as they were.")},
 }, ["id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout", "run_at",
     "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error", "traceback",
-    "idempotency_key", "tenant"],
+    "idempotency_key", "tenant", "attempts_history"],
     closed=False, description=_AS_STORED)
 
 _SCHEDULE_PUT: Schema = _obj({

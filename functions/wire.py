@@ -19,9 +19,20 @@ import orjson
 from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
-from hexq.core.codec import schedule_to_dict, task_to_dict
+from hexq.core.codec import attempt_to_dict, schedule_to_dict, task_to_dict
 from hexq.core.errors import ValidationError
-from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
+from hexq.core.model import (
+    JSON,
+    Attempt,
+    AttemptOutcome,
+    Page,
+    Priority,
+    Stats,
+    Task,
+    TaskQuery,
+    TaskStatus,
+    WorkerInfo,
+)
 from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.core.services import SubmitRequest, Submitted
@@ -144,7 +155,27 @@ def task_query(params: QueryParams, *, tenant: str | None, status: TaskStatus | 
 # -- responses ----------------------------------------------------------------------------------
 def task_view(task: Task) -> dict[str, Any]:
     """The task as a response shows it. Any stored record renders: see _fallback."""
-    return _view(task_to_dict, task)
+    view = _view(task_to_dict, task)
+    view.pop("history", None)
+    view["attempts_history"] = attempts_history(task)
+    return view
+
+
+def attempts_history(task: Task) -> list[dict[str, Any]]:
+    """Every attempt the task keeps, oldest first, and the one under way or that succeeded, which is never
+    stored (the task's own fields describe it: hexq.core.model.Task.history)."""
+    try:
+        shown = [attempt_to_dict(attempt) for attempt in task.history]
+        if task.status in _SYNTHESISED and task.started_at is not None:
+            shown.append(attempt_to_dict(Attempt(
+                task.attempts, _SYNTHESISED[task.status], task.worker_id, None, task.started_at,
+                task.finished_at if task.status is TaskStatus.SUCCEEDED else None)))
+    except Exception:  # a record the codec chokes on shows no history rather than failing the response
+        return []
+    return shown
+
+
+_SYNTHESISED = {TaskStatus.RUNNING: AttemptOutcome.RUNNING, TaskStatus.SUCCEEDED: AttemptOutcome.SUCCEEDED}
 
 
 def schedule_view(schedule: Schedule) -> dict[str, Any]:

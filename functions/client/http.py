@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from hexq.core.codec import history_from_list
 from hexq.core.errors import (
     BackendUnavailable,
     IdempotencyMismatch,
@@ -160,7 +161,13 @@ def _task(data: Mapping[str, Any]) -> Task:
     values = {name: value for name, value in data.items() if name in _TASK_FIELDS}
     values["priority"] = Priority.parse(values["priority"])
     values["status"] = TaskStatus(values["status"])
+    # The stored history: the view's attempts without the one it shows from the task's own fields.
+    stored = [entry for entry in data.get("attempts_history") or () if entry.get("outcome") not in _SHOWN]
+    values["history"] = history_from_list(stored)
     return Task(**values)
+
+
+_SHOWN = frozenset(("running", "succeeded"))
 
 
 def _schedule(data: Mapping[str, Any]) -> Schedule:
