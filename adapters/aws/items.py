@@ -34,7 +34,10 @@ Value = dict[str, Any]  # one DynamoDB AttributeValue, e.g. {"S": "x"} or {"N": 
 Item = dict[str, Value]
 
 MAX_ITEM_BYTES = 400_000  # DynamoDB refuses items over 400 KB (409,600 bytes); keep clear of it
-SETTLE_HEADROOM = 2_000  # room an enqueued task keeps for what a run adds (worker id, lease, error)
+# Room an enqueued task keeps for what a run adds: worker id, lease, error, and its first failed attempt in the
+# history (an error of up to core.outcome.MAX_ATTEMPT_ERROR characters, a traceback of MAX_ATTEMPT_TRACEBACK).
+# Later attempts may not fit a task near the limit: table.fit trims the history then.
+SETTLE_HEADROOM = 2_000 + 3_500
 KEY_AND_INDEX_BYTES = 400  # pk, sk, seq, due, token, lease_expires, expires_at: names and values, at most
 MAX_ID_BYTES = 1_000  # a partition key may have 2,048 bytes; an id longer than this names no task
 BY_STATUS = "by-status"

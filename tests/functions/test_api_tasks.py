@@ -34,6 +34,7 @@ def test_submit_answers_202_with_the_task_and_its_location(client: TestClient, c
         "status": "queued", "attempts": 0, "max_attempts": 3, "timeout": 300.0, "run_at": clock.now(),
         "delay": 0.0, "created_at": clock.now(), "started_at": None, "finished_at": None, "worker_id": None,
         "result": None, "error": None, "traceback": None, "idempotency_key": None, "tenant": "default",
+        "attempts_history": [],
     }
 
 
