@@ -325,3 +325,33 @@ def test_a_read_key_sees_no_action_and_a_forged_post_is_refused(server: Callable
     expect(page.locator("button.replay-one")).to_have_count(1)
     # The browser logs the 401 before the key was given, and the forged POST's 403: both expected here.
     assert [e for e in seen.errors if not re.search(r"status of 40[13]", e)] == []
+
+
+def test_pause_stops_a_queue_and_resume_drains_it(server: Callable[..., Server],
+                                                  watched: Callable[..., Watched]) -> None:
+    served = server()
+    seen = watched()
+    page = seen.page
+    ready(page, served.url + "/")
+    row = page.locator('#depth tr[data-queue="default"]').first  # a worker serves it: shown while empty
+    row.locator("button.pause").click()
+    expect(page.locator("#notice")).to_contain_text("queue default paused")
+    expect(row.locator(".badge.paused")).to_be_visible(timeout=3000)  # the next snapshot says so too
+
+    with served.client() as api:
+        assert "default" in api.get("/v1/stats").json()["paused"]
+        ids = [api.post("/v1/tasks", json={"type": "echo", "payload": {"i": i}}).json()["id"] for i in range(3)]
+        time.sleep(3)  # workers poll every 0.2 s here: fifteen chances to claim one
+        assert {api.get(f"/v1/tasks/{i}").json()["status"] for i in ids} == {"queued"}
+    expect(page.locator('#depth tr[data-queue="default"][data-priority="normal"] td').nth(2)).to_have_text("3")
+
+    resume = page.locator('#depth tr[data-queue="default"] button.pause').first
+    expect(resume).to_have_text("Resume")
+    resume.click()
+    expect(page.locator("#notice")).to_contain_text("queue default resumed")
+    with served.client() as api:
+        for task_id in ids:
+            wait_for(api, task_id, "succeeded", timeout=15)
+    expect(page.locator("#fig-backlog")).to_have_text("0", timeout=3000)
+    expect(page.locator('#depth tr[data-queue="default"] .badge.paused')).to_have_count(0)
+    assert seen.errors == []

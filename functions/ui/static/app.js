@@ -283,29 +283,30 @@ function sparkline(history) {
 async function queueControls() {
   // Pause and resume arrive with their own API (GET /v1/queues, POST /v1/queues/{queue}:pause|:resume); the
   // buttons show only once the server's OpenAPI document has them, so an older server sees no dead button.
+  // Whether a queue is paused is read from each snapshot (stats.paused), so every viewer sees the same.
   if (!can("admin")) return null;
   try {
     const doc = await (await fetch(`${ROOT}/openapi.json`)).json();
     if (!Object.keys(doc.paths || {}).some((p) => p.startsWith("/v1/queues"))) return null;
-    const listed = await api("GET", "/v1/queues");
-    const paused = new Set((listed.queues || []).filter((q) => q.paused).map((q) => q.name || q.queue));
-    return { paused };
+    return { paused: new Set(), pending: new Set() };
   } catch { return null; }
 }
 
-async function pauseButton(controls, queue) {
+function pauseButton(controls, queue) {
   if (!controls) return "";
   const paused = controls.paused.has(queue);
-  return el("button", { type: "button", class: "small", onclick: async () => {
-    try {
-      await api("POST", `/v1/queues/${encodeURIComponent(queue)}:${paused ? "resume" : "pause"}`);
-      if (paused) controls.paused.delete(queue); else controls.paused.add(queue);
-      notice(`queue ${queue} ${paused ? "resumed" : "paused"}`);
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 404) notice("this server cannot pause queues", "error");
-      else showError(error);
-    }
-  } }, paused ? "Resume" : "Pause");
+  return el("button", { type: "button", class: "small pause", "data-queue": queue, disabled: controls.pending.has(queue),
+    onclick: async () => {
+      controls.pending.add(queue);
+      try {
+        await api("POST", `/v1/queues/${encodeURIComponent(queue)}:${paused ? "resume" : "pause"}`);
+        if (paused) controls.paused.delete(queue); else controls.paused.add(queue);
+        notice(`queue ${queue} ${paused ? "resumed" : "paused"}`);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) notice("this server cannot pause queues", "error");
+        else showError(error);
+      } finally { controls.pending.delete(queue); }
+    } }, paused ? "Resume" : "Pause");
 }
 
 async function overview() {
@@ -332,32 +333,40 @@ async function overview() {
     const names = Object.keys(counts);
     fill($("#status-head"), ...names.map((n) => el("th", {}, n)));
     fill($("#status-row"), ...names.map((n) => el("td", { "data-status": n }, counts[n])));
-    await depthRows(stats, controls);
+    if (controls && stats.paused) controls.paused = new Set(stats.paused);
+    depthRows(stats, workers, controls);
     workerRows(workers, at);
   });
 }
 
-async function depthRows(stats, controls) {
+// One row per queue × priority that holds tasks, plus one for each queue that is paused or that a live worker
+// serves while it holds none (so that an empty queue can be paused before its tasks arrive).
+function depthRows(stats, workers, controls) {
   const cells = new Map();
+  const empty = new Set([...(stats.paused || []), ...workers.flatMap((w) => w.queues)]);
   for (const d of stats.depth) {
     const key = `${d.queue}\u0000${d.priority}`;
     if (!cells.has(key)) cells.set(key, { queue: d.queue, priority: d.priority });
     cells.get(key)[d.state] = d.count;
+    empty.delete(d.queue);
   }
+  for (const queue of empty) cells.set(`${queue}\u0000`, { queue, priority: "" });
   for (const o of stats.oldest_age) {
     const key = `${o.queue}\u0000${o.priority}`;
     if (cells.has(key)) cells.get(key).oldest = o.seconds;
   }
   const rows = [...cells.values()].sort((a, b) => a.queue.localeCompare(b.queue)
     || LEVELS.indexOf(a.priority) - LEVELS.indexOf(b.priority));
+  const paused = new Set(stats.paused || []);
   const shown = new Set();
   const trs = [];
   for (const row of rows) {
     const first = !shown.has(row.queue);
     shown.add(row.queue);
-    trs.push(el("tr", {}, el("td", {}, first ? row.queue : ""), el("td", {}, row.priority),
+    const name = first ? [row.queue, paused.has(row.queue) ? el("span", { class: "badge paused" }, "paused") : ""] : [""];
+    trs.push(el("tr", { "data-queue": row.queue, "data-priority": row.priority }, el("td", {}, ...name), el("td", {}, row.priority || "–"),
       ...["queued", "running", "scheduled", "dead"].map((s) => el("td", { class: "num" }, row[s] || 0)),
-      el("td", {}, age(row.oldest)), el("td", {}, first ? await pauseButton(controls, row.queue) : "")));
+      el("td", {}, age(row.oldest)), el("td", {}, first ? pauseButton(controls, row.queue) : "")));
   }
   fill($("#depth tbody"), ...trs);
   $("#depth-empty").hidden = rows.length > 0;
