@@ -194,8 +194,9 @@ function live(onSnapshot) {
     setMode("poll", "live · polling every 1.5 s");
     for (;;) {
       try {
-        const [stats, workers] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/workers")]);
-        onSnapshot({ at: Date.now() / 1000, stats, workers: workers.workers });
+        const [stats, workers, histograms] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/workers"),
+          api("GET", "/v1/histograms").catch(() => null)]); // an older server has none
+        onSnapshot({ at: Date.now() / 1000, stats, workers: workers.workers, histograms });
       } catch (error) { showError(error); }
       await sleep(1500); // so that a change shows within 2 s, as over the stream
     }
@@ -280,6 +281,48 @@ function sparkline(history) {
   svg.replaceChildren(line("submitted"), line("processed"));
 }
 
+// Queue-wait and duration histograms (GET /v1/histograms, or the snapshot's `histograms`): one small bar chart
+// per series, a bar per bucket. Bar heights are set through the CSSOM (element.style), which the CSP's
+// style-src 'self' allows; a style="" attribute would be refused.
+function histograms(figures) {
+  const note = $("#hist-note");
+  if (!figures || figures.metrics === false) {
+    fill($("#hist-wait"));
+    fill($("#hist-duration"));
+    fill(note, figures ? "metrics off (HEXQ_METRICS=off): no histograms" : "this server has no histograms");
+    note.hidden = false;
+    return;
+  }
+  note.hidden = true;
+  const order = (by) => (a, b) => (by === "priority" ? LEVELS.indexOf(a) - LEVELS.indexOf(b) : a.localeCompare(b));
+  for (const [selector, hist] of [["#hist-wait", figures.queue_wait], ["#hist-duration", figures.duration]]) {
+    const names = Object.keys(hist.series).sort(order(hist.by));
+    fill($(selector), ...(names.length ? names.map((name) => histogram(name, hist.series[name]))
+      : [el("p", { class: "empty" }, "nothing observed yet")]));
+  }
+}
+
+function histogram(name, series) {
+  const peak = Math.max(1, ...series.counts);
+  // Only the buckets from the first to the last that holds something, so a chart is not mostly empty.
+  const used = series.counts.map((c, i) => (c > 0 ? i : -1)).filter((i) => i >= 0);
+  const from = Math.max(0, used[0] - 1);
+  const to = Math.min(series.counts.length - 1, used[used.length - 1] + 1);
+  const bound = (i) => (i < series.bounds.length ? `≤ ${age(series.bounds[i])}` : `> ${age(series.bounds[series.bounds.length - 1])}`);
+  const bars = [];
+  for (let i = from; i <= to; i += 1) {
+    const bar = el("span", { class: "bar", title: `${bound(i)}: ${series.counts[i]}` });
+    bar.style.height = `${Math.max(series.counts[i] ? 4 : 0, (series.counts[i] / peak) * 100)}%`;
+    bars.push(bar);
+  }
+  const q = (label, value) => el("span", { class: "q", "data-q": label }, `${label} ${value === null ? "–" : age(value)}`);
+  return el("div", { class: "hist", "data-series": name },
+    el("div", { class: "hist-head" }, el("strong", {}, name), el("span", { class: "hint" }, ` ${series.count} observed`)),
+    el("div", { class: "bars" }, ...bars),
+    el("div", { class: "axis" }, el("span", {}, bound(from)), el("span", {}, bound(to))),
+    el("div", { class: "quantiles" }, q("p50", series.p50), q("p95", series.p95), q("p99", series.p99)));
+}
+
 async function queueControls() {
   // Pause and resume arrive with their own API (GET /v1/queues, POST /v1/queues/{queue}:pause|:resume); the
   // buttons show only once the server's OpenAPI document has them, so an older server sees no dead button.
@@ -334,6 +377,7 @@ async function overview() {
     fill($("#status-head"), ...names.map((n) => el("th", {}, n)));
     fill($("#status-row"), ...names.map((n) => el("td", { "data-status": n }, counts[n])));
     if (controls && stats.paused) controls.paused = new Set(stats.paused);
+    histograms(snapshot.histograms);
     depthRows(stats, workers, controls);
     workerRows(workers, at);
   });
