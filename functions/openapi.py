@@ -214,6 +214,13 @@ _SCHEMAS: dict[str, Schema] = {
         "queue_wait": _HISTOGRAM, "duration": _HISTOGRAM,
         "lease_recoveries": {"type": "number"}, "fencing_rejections": {"type": "number"},
     }, ["metrics"]),
+    "WhyWaiting": _obj({
+        "id": {"type": "string"}, "status": {"type": "string"},
+        "reasons": {"type": "array", "items": _obj({
+            "kind": {"type": "string", "enum": ["delayed", "paused", "no_worker", "ahead", "rate_limit",
+                                                "concurrency", "tenant_cap"]},
+            "message": {"type": "string"}}, ["kind", "message"], closed=False)},
+    }, ["id", "status", "reasons"]),
     "QueueList": _obj({"queues": {"type": "array", "items": _ref("Queue")}}, ["queues"]),
     "QueuePaused": _obj({
         "queue": {"type": "string"},
@@ -351,6 +358,12 @@ def _paths() -> dict[str, Any]:
              "202": _json(_ref("Task"), "The task, still running: its worker was asked to stop it, and settles it "
                           "cancelled at its next heartbeat."), **_errors(404, 409, 503)}, params=[_ID],
             scope="submit")},
+        "/v1/tasks/{id}/why": {"get": _op(
+            "whyWaiting", "What may hold a queued or scheduled task back: its delay, a paused queue, no live worker "
+            "serving its queue, at most how many queued tasks go first (an upper bound from the queue's depth), "
+            "its type's rate and concurrency limits, the tenant cap. An empty list for a task that is not waiting.",
+            {"200": _json(_ref("WhyWaiting"), "Reasons, most telling first."), **_errors(404, 503)}, params=[_ID],
+            tag="dashboard", scope="read")},
         "/v1/stats": {"get": _op("stats", "Counts by status and the queued depth.",
                                  {"200": _json(_ref("Stats"), "Counts."), **_errors(503)}, scope="read")},
         "/v1/workers": {"get": _op("listWorkers", "Live workers (a beat within their ttl), by id.",

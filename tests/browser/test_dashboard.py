@@ -397,3 +397,29 @@ def test_the_overview_says_metrics_off(server: Callable[..., Server], watched: C
     ready(seen.page, served.url + "/")
     expect(seen.page.locator("#hist-note")).to_contain_text("metrics off")
     assert seen.errors == []
+
+
+def test_the_task_page_says_why_a_task_is_waiting(server: Callable[..., Server],
+                                                   watched: Callable[..., Watched]) -> None:
+    served = server()
+    with served.client() as api:
+        api.post("/v1/queues/default:pause")
+        task_id = api.post("/v1/tasks", json={"type": "echo", "payload": {"html": XSS}}).json()["id"]
+        later = api.post("/v1/tasks", json={"type": "echo", "delay": 3600}).json()["id"]
+    seen = watched()
+    page = seen.page
+
+    ready(page, f"{served.url}/ui/tasks/{task_id}")
+    expect(page.locator('#why-list li[data-kind="paused"]')).to_contain_text("queue 'default' is paused")
+    expect(page.locator('#why-list li[data-kind="ahead"]')).to_contain_text("at most 0 queued ahead")
+    expect(page.locator('#why-list li[data-kind="no_worker"]')).to_have_count(0)  # serve runs workers on it
+    ready(page, f"{served.url}/ui/tasks/{later}")
+    expect(page.locator('#why-list li[data-kind="delayed"]')).to_contain_text("due in 60 min")
+    shoot(page, "task-why")
+
+    with served.client() as api:
+        api.post("/v1/queues/default:resume")
+    ready(page, f"{served.url}/ui/tasks/{task_id}")
+    expect(page.locator('dd[data-field="status"]')).to_have_text("succeeded", timeout=10_000)
+    expect(page.locator("#why")).to_be_hidden()
+    assert seen.errors == []

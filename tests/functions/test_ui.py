@@ -200,3 +200,34 @@ def test_quantiles_interpolate_within_a_bucket_as_promql_does() -> None:
     assert quantile(0.75, [1.0, 2.0, inf], [2.0, 4.0, 4.0]) == 1.5
     assert quantile(0.99, [1.0, 2.0, inf], [0.0, 0.0, 5.0]) == 2.0  # past the last bound: the last bound
     assert quantile(0.5, [1.0, inf], [0.0, 0.0]) is None
+
+
+# -- why is it waiting ---------------------------------------------------------------------------------
+def test_why_names_what_holds_a_queued_task_back(client: TestClient) -> None:
+    client.post("/v1/queues/default:pause")
+    first = client.post("/v1/tasks", json={"type": "echo"}).json()["id"]
+    client.post("/v1/tasks", json={"type": "echo", "priority": "high"})
+    last = client.post("/v1/tasks", json={"type": "echo"}).json()["id"]
+
+    why = client.get(f"/v1/tasks/{last}/why").json()
+
+    kinds = {r["kind"]: r for r in why["reasons"]}
+    assert why["status"] == "queued" and set(kinds) == {"paused", "no_worker", "ahead"}
+    assert kinds["ahead"]["same_priority"] == 1 and kinds["ahead"]["higher_priority"] == 1
+    assert "at most 1 queued ahead at normal priority" in kinds["ahead"]["message"]
+    assert client.get(f"/v1/tasks/{first}/why").json()["reasons"][0]["kind"] == "paused"
+
+
+def test_why_tells_a_delay_and_the_tenant_cap_and_nothing_for_a_finished_task(
+        make_client: Callable[..., TestClient], make_container: Callable[..., Container]) -> None:
+    capped = make_client(make_container(max_queued_per_tenant=5))
+    later = capped.post("/v1/tasks", json={"type": "echo", "delay": 600}).json()["id"]
+    gone = capped.post("/v1/tasks", json={"type": "echo"}).json()["id"]
+    capped.post(f"/v1/tasks/{gone}:cancel")
+
+    kinds = {r["kind"]: r for r in capped.get(f"/v1/tasks/{later}/why").json()["reasons"]}
+
+    assert kinds["delayed"]["seconds"] == pytest.approx(600) and "due in 10 min" in kinds["delayed"]["message"]
+    assert kinds["tenant_cap"]["cap"] == 5
+    assert capped.get(f"/v1/tasks/{gone}/why").json()["reasons"] == []
+    assert capped.get("/v1/tasks/nope/why").status_code == 404

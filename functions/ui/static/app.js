@@ -490,6 +490,8 @@ async function taskPage() {
     fill($("#result"), t.result === undefined || t.result === null ? "–" : JSON.stringify(t.result, null, 2));
     fill($("#error"), t.error || "–");
     fill($("#traceback"), t.traceback || "–");
+    attempts(t.attempts_history);
+    whyWaiting(t);
     $("#act-cancel").hidden = !(can("submit") && CANCELLABLE.has(t.status));
     $("#act-replay").hidden = !(can("admin") && t.status === "dead");
     $("#act-edit").hidden = !can("submit");
@@ -518,6 +520,33 @@ async function taskPage() {
     } catch (e) { fill(error, e.message); error.hidden = false; }
   });
   follow(id, show, () => task);
+}
+
+// "Why is it waiting": GET /v1/tasks/{id}/why for a queued or scheduled task (an older server has none: hidden).
+async function whyWaiting(t) {
+  const box = $("#why");
+  if (t.status !== "queued" && t.status !== "scheduled") { box.hidden = true; return; }
+  let answer;
+  try { answer = await api("GET", `/v1/tasks/${encodeURIComponent(t.id)}/why`); } catch { box.hidden = true; return; }
+  fill($("#why-list"), ...answer.reasons.map((r) => el("li", { "data-kind": r.kind }, r.message)));
+  box.hidden = answer.reasons.length === 0;
+}
+
+// The attempt history as a timeline, when the server gives one (attempts_history).
+function attempts(history) {
+  const box = $("#attempts");
+  if (!Array.isArray(history) || !history.length) { box.hidden = true; return; }
+  const item = (a) => el("li", { class: `attempt ${a.outcome || "running"}`, "data-number": a.number },
+    el("div", { class: "attempt-head" }, el("strong", {}, `#${a.number}`), " ",
+      el("span", { class: `status ${a.outcome || "running"}` }, a.outcome || "running"), " ",
+      el("span", { class: "hint" }, `${when(a.started_at)} → ${a.finished_at ? when(a.finished_at) : "…"}`
+        + (a.finished_at && a.started_at ? ` (${age(a.finished_at - a.started_at)})` : ""))),
+    el("div", { class: "hint" }, "worker ", el("code", {}, a.worker_id ?? "–"), " · token ", el("code", {}, a.token ?? "–"),
+      a.delay !== null && a.delay !== undefined ? ` · backoff ${age(a.delay)}` : ""),
+    a.error ? el("pre", { class: "text" }, a.error) : null,
+    a.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "text" }, a.traceback)) : null);
+  fill($("#attempts-list"), ...history.map(item));
+  box.hidden = false;
 }
 
 // Re-reads the task while it may change: every second until it has finished, then every 5 s (a replay may
