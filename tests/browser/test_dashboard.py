@@ -423,3 +423,39 @@ def test_the_task_page_says_why_a_task_is_waiting(server: Callable[..., Server],
     expect(page.locator('dd[data-field="status"]')).to_have_text("succeeded", timeout=10_000)
     expect(page.locator("#why")).to_be_hidden()
     assert seen.errors == []
+
+
+def test_the_workers_page_counts_recoveries_and_fencing_rejections(server: Callable[..., Server],
+                                                                    watched: Callable[..., Watched]) -> None:
+    served = server()
+    seen = watched()
+    page = seen.page
+    ready(page, served.url + "/ui/workers")
+    expect(page.locator("#fig-workers")).to_have_text(re.compile(r"^[1-9]"))
+    expect(page.locator("#fig-recoveries")).to_have_text("0")
+    expect(page.locator("#fig-fencing")).to_have_text("0")
+    assert seen.errors == []
+
+
+def test_the_task_page_draws_the_attempt_history_when_the_server_sends_it(server: Callable[..., Server],
+                                                                          watched: Callable[..., Watched]) -> None:
+    served = server()
+    with served.client() as api:
+        task_id = dead_task(api, type="fail", payload={"probability": 1})
+        task = api.get(f"/v1/tasks/{task_id}").json()
+    history = [{"number": 1, "worker_id": "w1", "token": "t1", "started_at": 100.0, "finished_at": 100.5,
+                "outcome": "failed", "error": XSS, "traceback": "Traceback ...", "delay": 2.0},
+               {"number": 2, "worker_id": "w2", "token": "t2", "started_at": 103.0, "finished_at": 103.2,
+                "outcome": "dead", "error": "boom", "traceback": None, "delay": None}]
+    seen = watched()
+    page = seen.page
+    # The field comes with another change: until then the test serves it, to check the drawing (as text).
+    page.route(f"**/v1/tasks/{task_id}", lambda route: route.fulfill(json={**task, "attempts_history": history}))
+    ready(page, f"{served.url}/ui/tasks/{task_id}")
+
+    items = page.locator("#attempts-list li")
+    expect(items).to_have_count(2)
+    expect(items.first).to_contain_text("backoff 2.0 s")
+    expect(items.first).to_contain_text(XSS)
+    expect(items.nth(1)).to_contain_text("dead")
+    assert page.locator("main img").count() == 0 and seen.dialogs == [] and seen.errors == []

@@ -417,7 +417,16 @@ function depthRows(stats, workers, controls) {
 }
 
 function workersPage() {
-  live((snapshot) => workerRows(snapshot.workers, snapshot.at));
+  live((snapshot) => {
+    workerRows(snapshot.workers, snapshot.at);
+    fill($("#fig-workers"), snapshot.workers.length);
+    fill($("#fig-running"), snapshot.workers.reduce((n, w) => n + w.running, 0));
+    const counted = snapshot.histograms;
+    const on = counted && counted.metrics !== false;
+    fill($("#fig-recoveries"), on ? counted.lease_recoveries : "–");
+    fill($("#fig-fencing"), on ? counted.fencing_rejections : "–");
+    if (counted && !on) fill($("#counted-note"), "metrics off (HEXQ_METRICS=off): recoveries and fencing rejections are not counted.");
+  });
 }
 
 async function tasksPage() {
