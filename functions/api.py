@@ -302,7 +302,7 @@ def routes() -> list[Route]:
         _route("/v1/dead:replay", POST=replay_dead),
         _route("/v1/schedules", GET=list_schedules),
         _route("/v1/schedules/{name}", GET=get_schedule, PUT=put_schedule, DELETE=delete_schedule),
-        *ui.api_routes(_needs),
+        *ui.api_routes(_needs, _tenant),
     ]
 
 

@@ -64,6 +64,18 @@ _SECURITY_SCHEMES = {
 }
 
 
+_HISTOGRAM = _obj({
+    "by": {"type": "string", "description": "The label the series are split by (priority, status)."},
+    "series": {"type": "object", "additionalProperties": _obj({
+        "bounds": {"type": "array", "items": {"type": "number"}, "description": "Upper bounds, seconds."},
+        "counts": {"type": "array", "items": {"type": "integer"}, "description": "Per bucket, not cumulative; one "
+                   "more than bounds (the last is above the highest bound)."},
+        "count": {"type": "integer"}, "sum": {"type": "number"},
+        "p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]}, "p99": {"type": ["number", "null"]},
+    }, ["bounds", "counts", "count", "sum", "p50", "p95", "p99"])},
+}, ["by", "series"])
+
+
 def _op(op_id: str, summary: str, responses: dict[str, Any], *, params: list[Any] | None = None,
         body: Schema | None = None, tag: str = "tasks", scope: str | None = None) -> dict[str, Any]:
     """An operation; with a `scope`, a protected one: security schemes, the scope in its description,
@@ -218,6 +230,19 @@ _SCHEMAS: dict[str, Schema] = {
         "scheduled": {"type": "integer", "minimum": 0, "description": "Delayed tasks and retries not yet due."},
         "dead": {"type": "integer", "minimum": 0},
     }, ["name", "paused", "depth", "running", "scheduled", "dead"]),
+    "Histograms": _obj({
+        "metrics": {"type": "boolean", "description": "False with HEXQ_METRICS=off: then nothing else is given."},
+        "multiprocess": {"type": "boolean", "description": "True when every `hexq serve` process is counted."},
+        "queue_wait": _HISTOGRAM, "duration": _HISTOGRAM,
+        "lease_recoveries": {"type": "number"}, "fencing_rejections": {"type": "number"},
+    }, ["metrics"]),
+    "WhyWaiting": _obj({
+        "id": {"type": "string"}, "status": {"type": "string"},
+        "reasons": {"type": "array", "items": _obj({
+            "kind": {"type": "string", "enum": ["delayed", "paused", "no_worker", "ahead", "rate_limit",
+                                                "concurrency", "tenant_cap"]},
+            "message": {"type": "string"}}, ["kind", "message"], closed=False)},
+    }, ["id", "status", "reasons"]),
     "QueueList": _obj({"queues": {"type": "array", "items": _ref("Queue")}}, ["queues"]),
     "QueuePaused": _obj({
         "queue": {"type": "string"},
@@ -251,11 +276,13 @@ _SCHEMAS: dict[str, Schema] = {
         "event": {"type": "string", "enum": ["snapshot", "error"]},
         "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {"oneOf": [
             _obj({"at": {"type": "number", "description": "When it was read: epoch seconds, the server's clock."},
-                  "stats": _ref("Stats"), "workers": {"type": "array", "items": _ref("Worker")}},
+                  "stats": _ref("Stats"), "workers": {"type": "array", "items": _ref("Worker")},
+                  "histograms": _ref("Histograms")},
                  ["at", "stats", "workers"]),
             _obj({"message": {"type": "string"}}, ["message"])]}},
     }, ["event", "data"], closed=False, description="One server-sent event (the schema describes each event of the "
-       "stream): `snapshot` with {at, stats, workers} as JSON, or `error` with {message} when a read failed."),
+       "stream): `snapshot` with {at, stats, workers, histograms} as JSON, or `error` with {message} when a read "
+       "failed."),
     "Status": _obj({"status": {"type": "string", "enum": ["ok", "ready"]}}, ["status"]),
     "Index": {"type": "object", "properties": {"name": {"type": "string"},
                                                "links": {"type": "object",
@@ -353,6 +380,12 @@ def _paths() -> dict[str, Any]:
              "202": _json(_ref("Task"), "The task, still running: its worker was asked to stop it, and settles it "
                           "cancelled at its next heartbeat."), **_errors(404, 409, 503)}, params=[_ID],
             scope="submit")},
+        "/v1/tasks/{id}/why": {"get": _op(
+            "whyWaiting", "What may hold a queued or scheduled task back: its delay, a paused queue, no live worker "
+            "serving its queue, at most how many queued tasks go first (an upper bound from the queue's depth), "
+            "its type's rate and concurrency limits, the tenant cap. An empty list for a task that is not waiting.",
+            {"200": _json(_ref("WhyWaiting"), "Reasons, most telling first."), **_errors(404, 503)}, params=[_ID],
+            tag="dashboard", scope="read")},
         "/v1/stats": {"get": _op("stats", "Counts by status and the queued depth.",
                                  {"200": _json(_ref("Stats"), "Counts."), **_errors(503)}, scope="read")},
         "/v1/workers": {"get": _op("listWorkers", "Live workers (a beat within their ttl), by id.",
@@ -371,9 +404,10 @@ def _paths() -> dict[str, Any]:
             {"200": _json(_ref("QueuePaused"), "Resumed."), **_errors(422, 503)}, params=[_QUEUE_NAME],
             tag="queues", scope="admin")},
         "/v1/events": {"get": _op(
-            "events", "Live figures as server-sent events: a `snapshot` event a second ({at, stats, workers}: "
-            "GET /v1/stats and GET /v1/workers read together, once a second per server process whatever the number "
-            "of viewers), and an `error` event when a read fails (the stream goes on).",
+            "events", "Live figures as server-sent events: a `snapshot` event a second ({at, stats, workers, "
+            "histograms}: GET /v1/stats, GET /v1/workers and GET /v1/histograms read together, once a second per "
+            "server process whatever the number of viewers), and an `error` event when a read fails (the stream "
+            "goes on).",
             {"200": {"description": "text/event-stream. The stream stays open only for a client that asks for one "
                      "(Accept: text/event-stream) and a server that can stream: behind AWS Lambda, and for any other "
                      "client, the answer is one snapshot event and the end.",
@@ -382,6 +416,12 @@ def _paths() -> dict[str, Any]:
         "/v1/types": {"get": _op("listTypes", "The registered task types, by name.",
                                  {"200": _json(_ref("TypeList"), "Types."), **_errors(503)}, tag="dashboard",
                                  scope="read")},
+        "/v1/histograms": {"get": _op(
+            "histograms", "Queue-wait seconds by priority and attempt seconds by status, with p50/p95/p99 from the "
+            "buckets, and the lease recoveries and fencing rejections counted: what this server process counted, "
+            "or under `hexq serve` every one of its processes (as its /metrics shows). {metrics: false} with "
+            "HEXQ_METRICS=off.", {"200": _json(_ref("Histograms"), "Figures."), **_errors(503)}, tag="dashboard",
+            scope="read")},
         "/v1/whoami": {"get": _whoami()},
         "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
                                 {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},

@@ -38,17 +38,22 @@ async def scrape(metrics: Metrics | None, backend: Backend, queues: Iterable[str
                  accept: str | None) -> tuple[bytes, str]:
     """The body and content type of one scrape of the API's /metrics."""
     state = StateCollector(await read_state(backend, queues))
-    collectors: list[Collector | CollectorRegistry] = []
-    if metrics is not None and metrics.multiprocess:
-        metrics.values.flush()  # this process's own counts, up to now
-        merged = CollectorRegistry()
-        MultiProcessCollector(merged, os.environ[MULTIPROC_ENV])  # type: ignore[no-untyped-call]
-        collectors += [merged, BuildInfo()]
-    elif metrics is not None:
-        collectors.append(metrics.registry)
-    collectors.append(state)
+    collectors = [*counted(metrics), state]
     encoder, content_type = exposition.choose_encoder(accept or "")
     return encoder(_Scrape(collectors)), content_type
+
+
+def counted(metrics: Metrics | None) -> list[Collector | CollectorRegistry]:
+    """What this process counted: its registry, or in multiprocess mode every process's files merged (this
+    process's buffered counts flushed first) and the build info. Nothing with metrics off."""
+    if metrics is None:
+        return []
+    if not metrics.multiprocess:
+        return [metrics.registry]
+    metrics.values.flush()  # this process's own counts, up to now
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, os.environ[MULTIPROC_ENV])  # type: ignore[no-untyped-call]
+    return [merged, BuildInfo()]
 
 
 def serve_own(metrics: Metrics | None, host: str, port: int) -> Any | None:

@@ -8,7 +8,7 @@ handing in its scope decorator so that every /v1 route is admitted by the same c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -22,22 +22,38 @@ from hexq.functions import wire
 from hexq.functions.auth import Guard, presented_secret
 from hexq.functions.errors import Unauthorized
 from hexq.functions.ui.live import Broadcaster, Snapshot
+from hexq.functions.ui.why import reasons
 from hexq.functions.wire import JSONOut
+
+if TYPE_CHECKING:
+    from hexq.functions.metrics.process import Metrics
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Needs = Callable[[Scope], Callable[[Endpoint], Endpoint]]
+Tenant = Callable[[Request], "str | None"]
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # nginx and friends: do not buffer
 
 
-def snapshot_reader(tasks: TaskService, workers: WorkerRegistry,
-                    now: Callable[[], float]) -> Callable[[], Awaitable[Snapshot]]:
-    """What one snapshot holds: GET /v1/stats and GET /v1/workers, read together."""
+def snapshot_reader(tasks: TaskService, workers: WorkerRegistry, now: Callable[[], float],
+                    metrics: Metrics | None = None) -> Callable[[], Awaitable[Snapshot]]:
+    """What one snapshot holds: GET /v1/stats, GET /v1/workers and GET /v1/histograms, read together."""
 
     async def read() -> Snapshot:
         stats = wire.stats_to_dict(await tasks.stats())
-        return {"at": now(), "stats": stats, "workers": wire.workers_to_dict(await workers.workers())["workers"]}
+        return {"at": now(), "stats": stats, "workers": wire.workers_to_dict(await workers.workers())["workers"],
+                "histograms": histograms_of(metrics)}
 
     return read
+
+
+def histograms_of(metrics: Metrics | None) -> dict[str, Any]:
+    """functions/metrics/summary.py's figures; {"metrics": false} with metrics off. Imported here, not at the
+    top: `hexq serve` must choose prometheus_client's multiprocess mode before anything imports it."""
+    if metrics is None:
+        return {"metrics": False}
+    from hexq.functions.metrics.summary import summary
+
+    return summary(metrics)
 
 
 def streams(request: Request) -> bool:
@@ -62,6 +78,26 @@ async def types(request: Request) -> Response:
                               for spec in registry]})
 
 
+async def histograms(request: Request) -> Response:
+    return JSONOut(histograms_of(cast("Metrics | None", request.app.state.metrics)))
+
+
+def why(tenant: Tenant) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        """GET /v1/tasks/{id}/why: what may hold a queued or scheduled task back (functions/ui/why.py)."""
+        state = request.app.state
+        service = cast(TaskService, state.tasks)
+        task = await service.get(request.path_params["id"], tenant(request))  # another tenant's: 404
+        registry = cast(Registry, state.registry)
+        spec = registry.get(task.type) if task.type in registry else None
+        workers = await cast(WorkerRegistry, state.backend).workers()
+        found = reasons(task, await service.stats(), workers, spec, tenant_cap=cast(int, state.tenant_cap),
+                        now=cast(Callable[[], float], state.now)())
+        return JSONOut({"id": task.id, "status": task.status.value, "reasons": found})
+
+    return endpoint
+
+
 async def whoami(request: Request) -> Response:
     """The caller's key (never its secret), or null on an API without keys. Any valid key may ask, whatever its
     scopes: the dashboard asks so that it shows only the actions the key may take."""
@@ -76,16 +112,19 @@ async def whoami(request: Request) -> Response:
     return JSONOut({"name": key.name, "tenant": key.tenant, "scopes": sorted(key.scopes)})
 
 
-def api_routes(needs: Needs) -> list[Route]:
+def api_routes(needs: Needs, tenant: Tenant) -> list[Route]:
+    """The routes, admitted by `needs`; `tenant` is the caller's tenant (None: every tenant)."""
     return [
+        Route("/v1/tasks/{id:task_id}/why", needs(Scope.READ)(why(tenant)), methods=["GET"]),
         Route("/v1/events", needs(Scope.READ)(events), methods=["GET"]),
         Route("/v1/types", needs(Scope.READ)(types), methods=["GET"]),
+        Route("/v1/histograms", needs(Scope.READ)(histograms), methods=["GET"]),
         Route("/v1/whoami", whoami, methods=["GET"]),
     ]
 
 
 def state(tasks: TaskService, workers: WorkerRegistry, registry: Registry, *, now: Callable[[], float],
-          monotonic: Callable[[], float]) -> dict[str, Any]:
-    """What these endpoints find on app.state."""
-    return {"broadcaster": Broadcaster(snapshot_reader(tasks, workers, now), monotonic=monotonic),
-            "registry": registry}
+          monotonic: Callable[[], float], metrics: Metrics | None = None, tenant_cap: int = 0) -> dict[str, Any]:
+    """What these endpoints find on app.state (and tasks, backend and metrics, which functions/api.py sets)."""
+    return {"broadcaster": Broadcaster(snapshot_reader(tasks, workers, now, metrics), monotonic=monotonic),
+            "registry": registry, "now": now, "tenant_cap": tenant_cap}

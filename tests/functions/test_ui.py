@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from starlette.testclient import TestClient
 
 from hexq.core.auth import Scope, entry, new_secret
+from hexq.core.model import Priority, Task, TaskStatus
 from hexq.functions.bootstrap import Container
+from hexq.functions.metrics.summary import quantile
 from hexq.functions.ui.live import Broadcaster, Snapshot
 from hexq.functions.ui.pages import PAGES
 
@@ -155,3 +158,76 @@ def test_a_read_key_reads_the_dashboard_endpoints_and_acts_on_nothing(keyed: Tes
     assert keyed.get("/v1/events").status_code == 401
     assert keyed.post("/v1/tasks", json={"type": "echo"}, headers=read).status_code == 403
     assert keyed.post("/v1/dead:replay", json={"ids": ["x"]}, headers=read).status_code == 403
+
+
+# -- histograms ----------------------------------------------------------------------------------------
+def test_histograms_sum_queue_wait_by_priority_and_duration_by_status(client: TestClient,
+                                                                       container: Container) -> None:
+    assert container.metrics is not None
+    events = container.metrics.events
+    for i, (priority, wait) in enumerate([(Priority.HIGH, 0.003)] * 9 + [(Priority.HIGH, 2.0), (Priority.LOW, 40.0)]):
+        task = Task(id=f"t{i}", type="echo", payload={}, priority=priority, created_at=100.0,
+                    started_at=100.0 + wait)
+        events.started(task)
+        events.finished(task, replace(task, status=TaskStatus.SUCCEEDED), 0.02)
+    events.fenced("ack", task)
+
+    figures = client.get("/v1/histograms").json()
+    snapshot = client.get("/v1/events").text
+
+    wait = figures["queue_wait"]
+    assert wait["by"] == "priority" and set(wait["series"]) == {"high", "low"}
+    high = wait["series"]["high"]
+    assert high["count"] == 10 and sum(high["counts"]) == 10 and len(high["counts"]) == len(high["bounds"]) + 1
+    assert 0.0025 < high["p50"] <= 0.005 and 1.0 < high["p99"] <= 2.5
+    assert wait["series"]["low"]["p50"] == pytest.approx(45.0)  # one in 30-60 s: halfway through it
+    assert figures["duration"]["series"]["succeeded"]["count"] == 11
+    assert figures["fencing_rejections"] == 1 and figures["lease_recoveries"] == 0
+    assert '"histograms":{"metrics":true' in snapshot
+
+
+def test_histograms_say_metrics_off(make_client: Callable[..., TestClient],
+                                    make_container: Callable[..., Container]) -> None:
+    off = make_client(make_container(metrics="off"))
+
+    assert off.get("/v1/histograms").json() == {"metrics": False}
+    assert '"histograms":{"metrics":false}' in off.get("/v1/events").text
+
+
+def test_quantiles_interpolate_within_a_bucket_as_promql_does() -> None:
+    inf = float("inf")
+    assert quantile(0.5, [1.0, 2.0, inf], [2.0, 4.0, 4.0]) == 1.0
+    assert quantile(0.75, [1.0, 2.0, inf], [2.0, 4.0, 4.0]) == 1.5
+    assert quantile(0.99, [1.0, 2.0, inf], [0.0, 0.0, 5.0]) == 2.0  # past the last bound: the last bound
+    assert quantile(0.5, [1.0, inf], [0.0, 0.0]) is None
+
+
+# -- why is it waiting ---------------------------------------------------------------------------------
+def test_why_names_what_holds_a_queued_task_back(client: TestClient) -> None:
+    client.post("/v1/queues/default:pause")
+    first = client.post("/v1/tasks", json={"type": "echo"}).json()["id"]
+    client.post("/v1/tasks", json={"type": "echo", "priority": "high"})
+    last = client.post("/v1/tasks", json={"type": "echo"}).json()["id"]
+
+    why = client.get(f"/v1/tasks/{last}/why").json()
+
+    kinds = {r["kind"]: r for r in why["reasons"]}
+    assert why["status"] == "queued" and set(kinds) == {"paused", "no_worker", "ahead"}
+    assert kinds["ahead"]["same_priority"] == 1 and kinds["ahead"]["higher_priority"] == 1
+    assert "at most 1 queued ahead at normal priority" in kinds["ahead"]["message"]
+    assert client.get(f"/v1/tasks/{first}/why").json()["reasons"][0]["kind"] == "paused"
+
+
+def test_why_tells_a_delay_and_the_tenant_cap_and_nothing_for_a_finished_task(
+        make_client: Callable[..., TestClient], make_container: Callable[..., Container]) -> None:
+    capped = make_client(make_container(max_queued_per_tenant=5))
+    later = capped.post("/v1/tasks", json={"type": "echo", "delay": 600}).json()["id"]
+    gone = capped.post("/v1/tasks", json={"type": "echo"}).json()["id"]
+    capped.post(f"/v1/tasks/{gone}:cancel")
+
+    kinds = {r["kind"]: r for r in capped.get(f"/v1/tasks/{later}/why").json()["reasons"]}
+
+    assert kinds["delayed"]["seconds"] == pytest.approx(600) and "due in 10 min" in kinds["delayed"]["message"]
+    assert kinds["tenant_cap"]["cap"] == 5
+    assert capped.get(f"/v1/tasks/{gone}/why").json()["reasons"] == []
+    assert capped.get("/v1/tasks/nope/why").status_code == 404

@@ -194,8 +194,9 @@ function live(onSnapshot) {
     setMode("poll", "live · polling every 1.5 s");
     for (;;) {
       try {
-        const [stats, workers] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/workers")]);
-        onSnapshot({ at: Date.now() / 1000, stats, workers: workers.workers });
+        const [stats, workers, histograms] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/workers"),
+          api("GET", "/v1/histograms").catch(() => null)]); // an older server has none
+        onSnapshot({ at: Date.now() / 1000, stats, workers: workers.workers, histograms });
       } catch (error) { showError(error); }
       await sleep(1500); // so that a change shows within 2 s, as over the stream
     }
@@ -280,32 +281,75 @@ function sparkline(history) {
   svg.replaceChildren(line("submitted"), line("processed"));
 }
 
+// Queue-wait and duration histograms (GET /v1/histograms, or the snapshot's `histograms`): one small bar chart
+// per series, a bar per bucket. Bar heights are set through the CSSOM (element.style), which the CSP's
+// style-src 'self' allows; a style="" attribute would be refused.
+function histograms(figures) {
+  const note = $("#hist-note");
+  if (!figures || figures.metrics === false) {
+    fill($("#hist-wait"));
+    fill($("#hist-duration"));
+    fill(note, figures ? "metrics off (HEXQ_METRICS=off): no histograms" : "this server has no histograms");
+    note.hidden = false;
+    return;
+  }
+  note.hidden = true;
+  const order = (by) => (a, b) => (by === "priority" ? LEVELS.indexOf(a) - LEVELS.indexOf(b) : a.localeCompare(b));
+  for (const [selector, hist] of [["#hist-wait", figures.queue_wait], ["#hist-duration", figures.duration]]) {
+    const names = Object.keys(hist.series).sort(order(hist.by));
+    fill($(selector), ...(names.length ? names.map((name) => histogram(name, hist.series[name]))
+      : [el("p", { class: "empty" }, "nothing observed yet")]));
+  }
+}
+
+function histogram(name, series) {
+  const peak = Math.max(1, ...series.counts);
+  // Only the buckets from the first to the last that holds something, so a chart is not mostly empty.
+  const used = series.counts.map((c, i) => (c > 0 ? i : -1)).filter((i) => i >= 0);
+  const from = Math.max(0, used[0] - 1);
+  const to = Math.min(series.counts.length - 1, used[used.length - 1] + 1);
+  const bound = (i) => (i < series.bounds.length ? `≤ ${age(series.bounds[i])}` : `> ${age(series.bounds[series.bounds.length - 1])}`);
+  const bars = [];
+  for (let i = from; i <= to; i += 1) {
+    const bar = el("span", { class: "bar", title: `${bound(i)}: ${series.counts[i]}` });
+    bar.style.height = `${Math.max(series.counts[i] ? 4 : 0, (series.counts[i] / peak) * 100)}%`;
+    bars.push(bar);
+  }
+  const q = (label, value) => el("span", { class: "q", "data-q": label }, `${label} ${value === null ? "–" : age(value)}`);
+  return el("div", { class: "hist", "data-series": name },
+    el("div", { class: "hist-head" }, el("strong", {}, name), el("span", { class: "hint" }, ` ${series.count} observed`)),
+    el("div", { class: "bars" }, ...bars),
+    el("div", { class: "axis" }, el("span", {}, bound(from)), el("span", {}, bound(to))),
+    el("div", { class: "quantiles" }, q("p50", series.p50), q("p95", series.p95), q("p99", series.p99)));
+}
+
 async function queueControls() {
   // Pause and resume arrive with their own API (GET /v1/queues, POST /v1/queues/{queue}:pause|:resume); the
   // buttons show only once the server's OpenAPI document has them, so an older server sees no dead button.
+  // Whether a queue is paused is read from each snapshot (stats.paused), so every viewer sees the same.
   if (!can("admin")) return null;
   try {
     const doc = await (await fetch(`${ROOT}/openapi.json`)).json();
     if (!Object.keys(doc.paths || {}).some((p) => p.startsWith("/v1/queues"))) return null;
-    const listed = await api("GET", "/v1/queues");
-    const paused = new Set((listed.queues || []).filter((q) => q.paused).map((q) => q.name || q.queue));
-    return { paused };
+    return { paused: new Set(), pending: new Set() };
   } catch { return null; }
 }
 
-async function pauseButton(controls, queue) {
+function pauseButton(controls, queue) {
   if (!controls) return "";
   const paused = controls.paused.has(queue);
-  return el("button", { type: "button", class: "small", onclick: async () => {
-    try {
-      await api("POST", `/v1/queues/${encodeURIComponent(queue)}:${paused ? "resume" : "pause"}`);
-      if (paused) controls.paused.delete(queue); else controls.paused.add(queue);
-      notice(`queue ${queue} ${paused ? "resumed" : "paused"}`);
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 404) notice("this server cannot pause queues", "error");
-      else showError(error);
-    }
-  } }, paused ? "Resume" : "Pause");
+  return el("button", { type: "button", class: "small pause", "data-queue": queue, disabled: controls.pending.has(queue),
+    onclick: async () => {
+      controls.pending.add(queue);
+      try {
+        await api("POST", `/v1/queues/${encodeURIComponent(queue)}:${paused ? "resume" : "pause"}`);
+        if (paused) controls.paused.delete(queue); else controls.paused.add(queue);
+        notice(`queue ${queue} ${paused ? "resumed" : "paused"}`);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) notice("this server cannot pause queues", "error");
+        else showError(error);
+      } finally { controls.pending.delete(queue); }
+    } }, paused ? "Resume" : "Pause");
 }
 
 async function overview() {
@@ -332,39 +376,57 @@ async function overview() {
     const names = Object.keys(counts);
     fill($("#status-head"), ...names.map((n) => el("th", {}, n)));
     fill($("#status-row"), ...names.map((n) => el("td", { "data-status": n }, counts[n])));
-    await depthRows(stats, controls);
+    if (controls && stats.paused) controls.paused = new Set(stats.paused);
+    histograms(snapshot.histograms);
+    depthRows(stats, workers, controls);
     workerRows(workers, at);
   });
 }
 
-async function depthRows(stats, controls) {
+// One row per queue × priority that holds tasks, plus one for each queue that is paused or that a live worker
+// serves while it holds none (so that an empty queue can be paused before its tasks arrive).
+function depthRows(stats, workers, controls) {
   const cells = new Map();
+  const empty = new Set([...(stats.paused || []), ...workers.flatMap((w) => w.queues)]);
   for (const d of stats.depth) {
     const key = `${d.queue}\u0000${d.priority}`;
     if (!cells.has(key)) cells.set(key, { queue: d.queue, priority: d.priority });
     cells.get(key)[d.state] = d.count;
+    empty.delete(d.queue);
   }
+  for (const queue of empty) cells.set(`${queue}\u0000`, { queue, priority: "" });
   for (const o of stats.oldest_age) {
     const key = `${o.queue}\u0000${o.priority}`;
     if (cells.has(key)) cells.get(key).oldest = o.seconds;
   }
   const rows = [...cells.values()].sort((a, b) => a.queue.localeCompare(b.queue)
     || LEVELS.indexOf(a.priority) - LEVELS.indexOf(b.priority));
+  const paused = new Set(stats.paused || []);
   const shown = new Set();
   const trs = [];
   for (const row of rows) {
     const first = !shown.has(row.queue);
     shown.add(row.queue);
-    trs.push(el("tr", {}, el("td", {}, first ? row.queue : ""), el("td", {}, row.priority),
+    const name = first ? [row.queue, paused.has(row.queue) ? el("span", { class: "badge paused" }, "paused") : ""] : [""];
+    trs.push(el("tr", { "data-queue": row.queue, "data-priority": row.priority }, el("td", {}, ...name), el("td", {}, row.priority || "–"),
       ...["queued", "running", "scheduled", "dead"].map((s) => el("td", { class: "num" }, row[s] || 0)),
-      el("td", {}, age(row.oldest)), el("td", {}, first ? await pauseButton(controls, row.queue) : "")));
+      el("td", {}, age(row.oldest)), el("td", {}, first ? pauseButton(controls, row.queue) : "")));
   }
   fill($("#depth tbody"), ...trs);
   $("#depth-empty").hidden = rows.length > 0;
 }
 
 function workersPage() {
-  live((snapshot) => workerRows(snapshot.workers, snapshot.at));
+  live((snapshot) => {
+    workerRows(snapshot.workers, snapshot.at);
+    fill($("#fig-workers"), snapshot.workers.length);
+    fill($("#fig-running"), snapshot.workers.reduce((n, w) => n + w.running, 0));
+    const counted = snapshot.histograms;
+    const on = counted && counted.metrics !== false;
+    fill($("#fig-recoveries"), on ? counted.lease_recoveries : "–");
+    fill($("#fig-fencing"), on ? counted.fencing_rejections : "–");
+    if (counted && !on) fill($("#counted-note"), "metrics off (HEXQ_METRICS=off): recoveries and fencing rejections are not counted.");
+  });
 }
 
 async function tasksPage() {
@@ -437,6 +499,8 @@ async function taskPage() {
     fill($("#result"), t.result === undefined || t.result === null ? "–" : JSON.stringify(t.result, null, 2));
     fill($("#error"), t.error || "–");
     fill($("#traceback"), t.traceback || "–");
+    attempts(t.attempts_history);
+    whyWaiting(t);
     $("#act-cancel").hidden = !(can("submit") && CANCELLABLE.has(t.status));
     $("#act-replay").hidden = !(can("admin") && t.status === "dead");
     $("#act-edit").hidden = !can("submit");
@@ -465,6 +529,33 @@ async function taskPage() {
     } catch (e) { fill(error, e.message); error.hidden = false; }
   });
   follow(id, show, () => task);
+}
+
+// "Why is it waiting": GET /v1/tasks/{id}/why for a queued or scheduled task (an older server has none: hidden).
+async function whyWaiting(t) {
+  const box = $("#why");
+  if (t.status !== "queued" && t.status !== "scheduled") { box.hidden = true; return; }
+  let answer;
+  try { answer = await api("GET", `/v1/tasks/${encodeURIComponent(t.id)}/why`); } catch { box.hidden = true; return; }
+  fill($("#why-list"), ...answer.reasons.map((r) => el("li", { "data-kind": r.kind }, r.message)));
+  box.hidden = answer.reasons.length === 0;
+}
+
+// The attempt history as a timeline, when the server gives one (attempts_history).
+function attempts(history) {
+  const box = $("#attempts");
+  if (!Array.isArray(history) || !history.length) { box.hidden = true; return; }
+  const item = (a) => el("li", { class: `attempt ${a.outcome || "running"}`, "data-number": a.number },
+    el("div", { class: "attempt-head" }, el("strong", {}, `#${a.number}`), " ",
+      el("span", { class: `status ${a.outcome || "running"}` }, a.outcome || "running"), " ",
+      el("span", { class: "hint" }, `${when(a.started_at)} → ${a.finished_at ? when(a.finished_at) : "…"}`
+        + (a.finished_at && a.started_at ? ` (${age(a.finished_at - a.started_at)})` : ""))),
+    el("div", { class: "hint" }, "worker ", el("code", {}, a.worker_id ?? "–"), " · token ", el("code", {}, a.token ?? "–"),
+      a.delay !== null && a.delay !== undefined ? ` · backoff ${age(a.delay)}` : ""),
+    a.error ? el("pre", { class: "text" }, a.error) : null,
+    a.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "text" }, a.traceback)) : null);
+  fill($("#attempts-list"), ...history.map(item));
+  box.hidden = false;
 }
 
 // Re-reads the task while it may change: every second until it has finished, then every 5 s (a replay may
