@@ -44,7 +44,8 @@ def query(conn: sqlite3.Connection, q: TaskQuery, before: int | None) -> Page:
 
 
 def _window(q: TaskQuery, before: int | None) -> tuple[str, list[object]]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     if q.status is not None:
         where.append("status = ?")
         params.append(q.status.value)
