@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hexq.core import idempotency, quota
+from hexq.core import idempotency, quota, search
 from hexq.core.clock import SystemClock, stamped
 from hexq.core.model import (
     STATES,
@@ -148,13 +148,11 @@ class MemoryBackend:
     async def query(self, query: TaskQuery) -> Page:
         before = _cursor(query.cursor)
         with self._lock:
-            matches = (t for t in sorted(self._tasks.values(), key=lambda t: -self._order[t.id])
-                       if _matches(t, query) and (before is None or self._order[t.id] < before))
-            items = list(itertools.islice(matches, query.limit + 1))
-        more = len(items) > query.limit
-        items = items[: query.limit]
-        cursor = str(self._order[items[-1].id]) if more else None
-        return Page(items, cursor)
+            # Only a search counts against max_scan: a plain listing here costs what its filters cost.
+            bounded = query if query.search else replace(query, max_scan=len(self._tasks) + 1)
+            newest = sorted(self._tasks.values(), key=lambda t: -self._order[t.id])
+            ordered = ((str(self._order[t.id]), t) for t in newest if before is None or self._order[t.id] < before)
+            return search.scan(ordered, bounded, lambda task: _matches(task, query))
 
     async def request_cancel(self, task_id: str) -> Task | None:
         with self._lock:

@@ -70,3 +70,12 @@ class QueueFull(QueueError):
         self.tenant = tenant
         self.limit = limit
         self.retry_after = retry_after
+
+
+class ConfirmMismatch(QueueError):
+    """More tasks match a bulk action's filter than the caller confirmed (core.bulk); nothing was changed."""
+
+    def __init__(self, matched: int, confirm: int) -> None:
+        super().__init__(f"{matched} or more tasks match now, {confirm} were confirmed: count again (dry run)")
+        self.matched = matched
+        self.confirm = confirm

@@ -201,7 +201,11 @@ class Settlement:
 
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
-    """A bounded, paginated listing. `cursor` is opaque and comes from a previous Page."""
+    """A bounded, paginated listing. `cursor` is opaque and comes from a previous Page.
+
+    `search`: keep only tasks whose payload, as compact JSON, or whose error message holds this text
+    (case-sensitive; hexq.core.search). A backend examines at most `max_scan` records for one page: a page
+    may then come back short, even empty, with a cursor that continues the scan."""
 
     status: TaskStatus | None = None
     type: str | None = None
@@ -209,12 +213,22 @@ class TaskQuery:
     tenant: str | None = None
     limit: int = 50
     cursor: str | None = None
+    search: str | None = None
+    max_scan: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """`scanned`: the records the backend examined for this page, those the filters turned down included
+    (what "12 matches in 40,000 scanned" counts); `complete` when there is nothing left to examine."""
+
     items: list[Task]
     next_cursor: str | None = None
+    scanned: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.next_cursor is None
 
 
 STATES: Final = ("queued", "running", "scheduled", "dead")  # the states Stats.depth counts by queue and priority

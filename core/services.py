@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from hexq.core import idempotency, waiting
+from hexq.core import idempotency, search, waiting
 from hexq.core.errors import (
     BackendUnavailable,
     IdempotencyMismatch,
@@ -122,6 +122,7 @@ class TaskService:
     async def query(self, query: TaskQuery) -> Page:
         if not 1 <= query.limit <= self.limits.max_page:
             raise ValidationError(f"limit must be 1 to {self.limits.max_page}", field="limit")
+        search.check(query)
         return await self._store.query(query)
 
     async def cancel(self, task_id: str, tenant: str | None = None) -> Task:

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hexq.core.auth import ApiKey, Scope
+from hexq.core.bulk import BulkService
 from hexq.core.errors import ValidationError
 from hexq.core.events import Events
 from hexq.core.model import TaskStatus
@@ -29,7 +30,7 @@ from hexq.core.ports import WorkerRegistry
 from hexq.core.queues import QueueService
 from hexq.core.schedules import ScheduleService
 from hexq.core.services import TaskService
-from hexq.functions import openapi, ui, wire
+from hexq.functions import bulk_wire, openapi, ui, wire
 from hexq.functions.auth import Guard, owner_of, tenant_of
 from hexq.functions.body import read_json
 from hexq.functions.bootstrap import Container
@@ -167,6 +168,18 @@ async def cancel_task(request: Request) -> Response:
     return JSONOut(task_view(task), status_code=202 if task.status is TaskStatus.RUNNING else 200)
 
 
+@_needs(Scope.SUBMIT)
+async def cancel_matching(request: Request) -> Response:
+    dry = bulk_wire.dry_run(request.query_params)
+    where, limit, confirm = bulk_wire.bulk_request(await _body(request), dry=dry)
+    result = await _bulk(request).cancel_matching(where, _tenant(request), limit=limit, confirm=confirm)
+    return JSONOut(bulk_wire.bulk_result_to_dict(result, dry=dry))
+
+
+def _bulk(request: Request) -> BulkService:
+    return cast(BulkService, request.app.state.bulk)
+
+
 @_needs(Scope.READ)
 async def stats(request: Request) -> Response:
     return JSONOut(wire.stats_to_dict(await _tasks(request).stats()))
@@ -208,7 +221,13 @@ async def list_dead(request: Request) -> Response:
 
 @_needs(Scope.ADMIN)
 async def replay_dead(request: Request) -> Response:
-    replayed = await _tasks(request).replay(wire.replay_ids(await _body(request)), _tenant(request))
+    body = await _body(request)
+    if bulk_wire.is_filtered(body):  # every dead task matching a filter, throttled (core.bulk)
+        dry = bulk_wire.dry_run(request.query_params)
+        where, limit, confirm = bulk_wire.bulk_request(body, dry=dry)
+        result = await _bulk(request).replay_matching(where, _tenant(request), limit=limit, confirm=confirm)
+        return JSONOut(bulk_wire.bulk_result_to_dict(result, dry=dry))
+    replayed = await _tasks(request).replay(wire.replay_ids(body), _tenant(request))
     return JSONOut({"replayed": [task_view(task) for task in replayed]})
 
 
@@ -287,6 +306,7 @@ def routes() -> list[Route]:
         _route("/v1/tasks", GET=list_tasks, POST=submit_task),
         _route("/v1/tasks/{id:task_id}", GET=get_task),
         _route("/v1/tasks:bulk", POST=submit_tasks),
+        _route("/v1/tasks:cancel", POST=cancel_matching),
         _route("/", GET=index),
         _route("/healthz", GET=healthz),
         _route("/readyz", GET=readyz),
@@ -309,6 +329,7 @@ def routes() -> list[Route]:
 def create_app(container: Container) -> Starlette:
     app = Starlette(routes=routes(), exception_handlers=EXCEPTION_HANDLERS, middleware=_middleware(container))
     app.state.tasks = container.tasks
+    app.state.bulk = container.bulk
     app.state.events = container.events
     app.state.metrics = container.metrics
     app.state.known_queues = (*container.settings.queues, *container.registry.queues())  # for /metrics

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hexq.core.auth import KeyRing
+from hexq.core.bulk import BulkService
 from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
 from hexq.core.events import NO_EVENTS, Events
@@ -57,6 +58,11 @@ class Container:
         from hexq.functions.auth import load_keys
 
         return load_keys(self.settings)
+
+    @functools.cached_property
+    def bulk(self) -> BulkService:
+        """Cancel and replay every task that matches a filter (the API, the clients)."""
+        return BulkService(self.tasks, self.backend, self.clock)
 
     @functools.cached_property
     def queues(self) -> QueueService:

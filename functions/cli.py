@@ -140,6 +140,8 @@ def _page(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue", metavar="Q", help="only tasks of this queue")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="how many to list (default 50)")
     p.add_argument("--cursor", metavar="C", help="the page after the one that printed this cursor")
+    p.add_argument("--search", metavar="TEXT", help="only tasks whose payload (compact JSON) or error holds TEXT; "
+                   "a page examines at most 10,000 tasks")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -107,7 +107,7 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
 
 def list_tasks(settings: Settings, args: argparse.Namespace) -> int:
     query = TaskQuery(status=None if args.status is None else TaskStatus(args.status), type=args.type,
-                      queue=args.queue, limit=args.limit, cursor=args.cursor)
+                      queue=args.queue, limit=args.limit, cursor=args.cursor, search=args.search)
     return _with_container(settings, lambda c: _show_page(c, query, args.json, empty="no tasks"), stored=True)
 
 
@@ -155,7 +155,7 @@ def dead(settings: Settings, args: argparse.Namespace) -> int:
         if args.replay_all or args.replay is not None:
             return await _replay(container, args.replay, replay_all=args.replay_all)
         query = TaskQuery(status=TaskStatus.DEAD, type=args.type, queue=args.queue, limit=args.limit,
-                          cursor=args.cursor)
+                          cursor=args.cursor, search=args.search)
         return await _show_page(container, query, args.json, empty="no dead tasks")
 
     return _with_container(settings, run, stored=True)
@@ -185,6 +185,9 @@ async def _show_page(container: Container, query: TaskQuery, as_json: bool, *, e
         _print_json(page)
     else:
         print_tasks(page["tasks"], page["next_cursor"], empty=empty)
+        if query.search:
+            more = "" if page["complete"] else " (not complete: --cursor continues the scan)"
+            print(f"{len(page['tasks'])} match(es) in {page['scanned']:,} scanned{more}")
     return 0
 
 

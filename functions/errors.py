@@ -18,6 +18,7 @@ from starlette.types import ExceptionHandler
 
 from hexq.core.errors import (
     BackendUnavailable,
+    ConfirmMismatch,
     IdempotencyMismatch,
     InvalidTransition,
     QueueError,
@@ -112,6 +113,7 @@ _DOMAIN: Mapping[type[Exception], tuple[int, str]] = {
     ScheduleNotFound: (404, "not_found"),
     InvalidTransition: (409, "invalid_transition"),
     ScheduleNameTaken: (409, "name_taken"),
+    ConfirmMismatch: (409, "confirm_mismatch"),
 }
 _HTTP_CODES: Mapping[int, str] = {404: "not_found", 405: "method_not_allowed"}
 
@@ -123,6 +125,8 @@ async def _domain(request: Request, exc: Exception) -> Response:
         details = {"field": exc.field}
     elif isinstance(exc, InvalidTransition):
         details = {"current": str(exc.current), "target": str(exc.target)}
+    elif isinstance(exc, ConfirmMismatch):
+        details = {"matched": exc.matched, "confirm": exc.confirm}
     return error_response(status, code, str(exc), details)
 
 

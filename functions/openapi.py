@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hexq.core.bulk import MAX_LIMIT as BULK_MAX
 from hexq.core.model import HISTORY_LIMIT, STATES, AttemptOutcome, Priority, TaskStatus
 from hexq.core.outcome import MAX_ATTEMPT_ERROR, MAX_ATTEMPT_TRACEBACK
 from hexq.core.schedule import MAX_FIRE_TIME
+from hexq.core.search import MAX_SEARCH
 from hexq.core.services import Limits
 from hexq.functions.body import MAX_DEPTH
 from hexq.functions.wire import MAX_REPLAY
@@ -25,6 +27,7 @@ _AS_STORED = ("A field whose stored value is not of its documented type (NaN or 
               "left by an older version or a hand edit) is shown as null; so are numbers in payload and result "
               "that JSON cannot hold.")
 _STATUSES = [s.value for s in TaskStatus]
+_SEARCH_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH}
 _PRIORITY_NAMES = [p.name.lower() for p in Priority]
 
 
@@ -194,14 +197,37 @@ _COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer",
 _SCHEMAS: dict[str, Schema] = {
     "Error": _ERROR, "Task": _TASK, "SubmitTask": _SUBMIT, "Schedule": _SCHEDULE, "SchedulePut": _SCHEDULE_PUT,
     "TaskPage": _obj({"tasks": {"type": "array", "items": _ref("Task")},
-                      "next_cursor": _nullable("string", description="Pass as ?cursor= for the next page.")},
-                     ["tasks", "next_cursor"]),
+                      "next_cursor": _nullable("string", description="Pass as ?cursor= for the next page."),
+                      "scanned": {"type": "integer", "minimum": 0, "description": "Records the backend "
+                                  "examined for this page ('12 matches in 40,000 scanned'), those other filters "
+                                  "turned down included."},
+                      "complete": {"type": "boolean", "description": "Nothing is left to examine "
+                                   "(next_cursor is null). A search page may be short, even empty, and not complete: "
+                                   "follow the cursor."}},
+                     ["tasks", "next_cursor", "scanned", "complete"]),
+    "BulkFilter": _obj({"status": {"type": "string", "enum": _STATUSES}, "type": {"type": "string"},
+                        "queue": {"type": "string"}, "search": _SEARCH_SCHEMA}, []),
+    "BulkRequest": _obj({"filter": _ref("BulkFilter"),
+                         "limit": {"type": "integer", "minimum": 1, "maximum": BULK_MAX, "default": 1000},
+                         "confirm": {"type": "integer", "minimum": 0, "description": "The `matched` count of a dry "
+                                     "run (?dry_run=1): the most tasks this request may act on. If more match now, "
+                                     "409 confirm_mismatch and nothing changes. Not needed on a dry run."}},
+                        ["filter"]),
+    "BulkResult": _obj({"dry_run": {"type": "boolean"}, "matched": {"type": "integer"}, "scanned": {"type": "integer"},
+                        "complete": {"type": "boolean", "description": "The walk reached the end of the filter; "
+                                     "false: more may match (past `limit`, or past 100,000 records examined)."},
+                        "confirm": {"type": "integer", "description": "Dry run: pass back as `confirm`."},
+                        "done": {"type": "integer", "description": "Cancelled (or replayed)."},
+                        "pending": {"type": "integer", "description": "Running tasks whose worker was asked to stop."},
+                        "skipped": {"type": "integer",
+                                    "description": "Tasks that moved on before they were acted on."}},
+                       ["dry_run", "matched", "scanned", "complete"]),
     "TaskList": _obj({"tasks": {"type": "array", "items": _ref("Task")}}, ["tasks"]),
     "BulkSubmit": _obj({"tasks": {"type": "array", "items": _ref("SubmitTask"), "minItems": 1,
                                     "maxItems": _LIMITS.max_bulk}},
                        ["tasks"]),
-    "Replay": _obj({"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                            "maxItems": MAX_REPLAY}}, ["ids"]),
+    "Replay": {"oneOf": [_obj({"ids": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                       "maxItems": MAX_REPLAY}}, ["ids"]), _ref("BulkRequest")]},
     "Replayed": _obj({"replayed": {"type": "array", "items": _ref("Task")}}, ["replayed"]),
     "ScheduleList": _obj({"schedules": {"type": "array", "items": _ref("Schedule")}}, ["schedules"]),
     "Stats": _obj({
@@ -314,6 +340,12 @@ _NAME = _param("name", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1
 _LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": _LIMITS.max_page, "default": 50},
                 "Page size.")
 _CURSOR = _param("cursor", "query", {"type": "string"}, "next_cursor from the previous page.")
+_SEARCH = _param("search", "query", _SEARCH_SCHEMA, "Only tasks whose payload, as compact JSON (no spaces), or "
+                 "error message holds this text (case-sensitive). Each page examines at most 10,000 records: a "
+                 "page may come back short, even empty, with a next_cursor that continues the scan; `scanned` says "
+                 "how many.")
+_DRY_RUN = _param("dry_run", "query", {"type": "string", "enum": ["1", "0", "true", "false"]},
+                  "1: count what matches (`matched`, to pass back as `confirm`) and change nothing.")
 _TYPE = _param("type", "query", {"type": "string"}, "Only tasks of this type.")
 _QUEUE = _param("queue", "query", {"type": "string"}, "Only tasks in this queue.")
 _STATUS = _param("status", "query", {"type": "string", "enum": _STATUSES}, "Only tasks in this status.")
@@ -365,8 +397,13 @@ def _paths() -> dict[str, Any]:
             "post": _op("submitTask", "Submit a task.", submit, params=[_KEY], body=_ref("SubmitTask"), scope="submit"),
             "get": _op("listTasks", "List tasks, newest first.",
                        {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
-                       params=[_STATUS, _TYPE, _QUEUE, _LIMIT, _CURSOR], scope="read"),
+                       params=[_STATUS, _TYPE, _QUEUE, _SEARCH, _LIMIT, _CURSOR], scope="read"),
         },
+        "/v1/tasks:cancel": {"post": _op(
+            "cancelMatching", "Cancel every queued, scheduled or running task that matches a filter (running ones are "
+            "stopped by their worker), up to `limit`. Count first with ?dry_run=1, then send its `matched` as "
+            "`confirm`.", {"200": _json(_ref("BulkResult"), "Counts."), **_errors(400, 409, 413, 422, 503)},
+            params=[_DRY_RUN], body=_ref("BulkRequest"), scope="submit")},
         "/v1/tasks:bulk": {"post": _op(
             "submitTasks", "Submit many tasks in one round trip: all or nothing.",
             {"202": _json(_ref("TaskList"), "The tasks, in request order."), **_errors(400, 413, 422, 503)},
@@ -425,12 +462,16 @@ def _paths() -> dict[str, Any]:
         "/v1/whoami": {"get": _whoami()},
         "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
                                 {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
-                                params=[_TYPE, _QUEUE, _LIMIT, _CURSOR], tag="dead letters",
+                                params=[_TYPE, _QUEUE, _SEARCH, _LIMIT, _CURSOR], tag="dead letters",
                                 scope="read")},
         "/v1/dead:replay": {"post": _op(
-            "replayDead", "Queue dead tasks again with fresh attempts. Unknown or not-dead ids are skipped.",
-            {"200": _json(_ref("Replayed"), "The tasks that were dead and are queued again."),
-             **_errors(400, 413, 422, 503)}, body=_ref("Replay"), tag="dead letters", scope="admin")},
+            "replayDead", "Queue dead tasks again with fresh attempts: those of `ids` (unknown or not-dead ids are "
+            "skipped), or every dead task matching `filter` up to `limit` (count first with ?dry_run=1 and send its "
+            "`matched` as `confirm`), replayed 500 at a time with a 0.25 s pause between chunks.",
+            {"200": {"description": "With ids: the tasks queued again. With a filter: counts.",
+                     "content": {"application/json": {"schema": {"oneOf": [_ref("Replayed"), _ref("BulkResult")]}}}},
+             **_errors(400, 409, 413, 422, 503)}, params=[_DRY_RUN], body=_ref("Replay"), tag="dead letters",
+            scope="admin")},
         "/v1/schedules": {"get": _op("listSchedules", "All schedules, by name.",
                                      {"200": _json(_ref("ScheduleList"), "Schedules."), **_errors(503)},
                                      tag="schedules", scope="read")},

@@ -149,7 +149,7 @@ def task_query(params: QueryParams, *, tenant: str | None, status: TaskStatus | 
     """GET filters. Empty values count as absent; `status` fixes the status (the dead-letter view)."""
     return TaskQuery(status=status or _status(params.get("status") or None), type=params.get("type") or None,
                      queue=params.get("queue") or None, tenant=tenant, limit=_limit(params.get("limit") or None),
-                     cursor=_cursor(params.get("cursor") or None))
+                     cursor=_cursor(params.get("cursor") or None), search=params.get("search") or None)
 
 
 # -- responses ----------------------------------------------------------------------------------
@@ -192,7 +192,8 @@ def submitted_response(submitted: Submitted) -> JSONOut:
 
 
 def page_to_dict(page: Page) -> dict[str, Any]:
-    return {"tasks": [task_view(task) for task in page.items], "next_cursor": page.next_cursor}
+    return {"tasks": [task_view(task) for task in page.items], "next_cursor": page.next_cursor,
+            "scanned": page.scanned, "complete": page.complete}
 
 
 def stats_to_dict(stats: Stats) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 from hexq.adapters.aws import items
 from hexq.adapters.aws.items import Item, num
 from hexq.adapters.aws.table import Table
+from hexq.core import search
 from hexq.core.model import STATES, Page, Priority, Stats, Task, TaskQuery, TaskStatus
 
 QUERY_SCAN = 2_000  # index entries one listing examines per status partition
@@ -30,6 +31,8 @@ _BATCH_GET = 100
 class _Partition:
     matches: list[tuple[int, Item]] = field(default_factory=list)  # (seq, key), newest first
     floor: int | None = None  # set when the scan bound stopped the read: entries down to here were examined
+    scanned: int = 0  # index entries examined
+    tasks: dict[str, Task] = field(default_factory=dict)  # pk -> task, read already (by a search)
 
 
 def query(table: Table, q: TaskQuery) -> Page:
@@ -37,7 +40,10 @@ def query(table: Table, q: TaskQuery) -> Page:
     if limit == 0:
         return Page([])
     before = parse_cursor(q.cursor)
-    parts = [_scan(table, status, q, before, limit + 1) for status in ([q.status] if q.status else TaskStatus)]
+    statuses = [q.status] if q.status else list(TaskStatus)
+    # A search reads every entry it examines from the table: its bound is max_scan, shared by the partitions.
+    bound = max(q.max_scan // len(statuses), 1) if q.search else QUERY_SCAN
+    parts = [_scan(table, status, q, before, limit + 1, bound) for status in statuses]
     floors = [p.floor for p in parts if p.floor is not None]
     known = max(floors) if floors else None  # every partition was read down to here
     merged = _unique(sorted((m for p in parts for m in p.matches if known is None or m[0] >= known),
@@ -47,11 +53,14 @@ def query(table: Table, q: TaskQuery) -> Page:
         cursor: str | None = str(page[-1][0])
     else:
         cursor = None if known is None else str(known)
-    tasks = _hydrate(table, [key for _, key in page])
-    return Page([t for t in tasks if q.status is None or t.status is q.status], cursor)
+    read = {pk: task for p in parts for pk, task in p.tasks.items()}
+    missing = [key for _, key in page if key["pk"]["S"] not in read]
+    read |= {_pk(task): task for task in _hydrate(table, missing)} if missing else {}
+    tasks = [read[key["pk"]["S"]] for _, key in page if key["pk"]["S"] in read]
+    return Page([t for t in tasks if q.status is None or t.status is q.status], cursor, sum(p.scanned for p in parts))
 
 
-def _scan(table: Table, status: TaskStatus, q: TaskQuery, before: int | None, wanted: int) -> _Partition:
+def _scan(table: Table, status: TaskStatus, q: TaskQuery, before: int | None, wanted: int, bound: int) -> _Partition:
     names, values = {"#status": "status"}, {":s": {"S": status.value}}
     condition = "#status = :s"
     if before is not None:
@@ -63,22 +72,34 @@ def _scan(table: Table, status: TaskStatus, q: TaskQuery, before: int | None, wa
             filters.append(f"#{name} = :{name}")
             names[f"#{name}"], values[f":{name}"] = name, {"S": value}
     extra: dict[str, Any] = {"FilterExpression": " AND ".join(filters)} if filters else {}
-    part, scanned, start = _Partition(), 0, None
-    while len(part.matches) < wanted and scanned < QUERY_SCAN:
-        page = max(wanted - len(part.matches), 100 if filters else 0)
+    part, start = _Partition(), None
+    while len(part.matches) < wanted and part.scanned < bound:
+        page = max(wanted - len(part.matches), 100 if filters or q.search else 0)
         answer = table.call("query", IndexName=items.BY_STATUS, ScanIndexForward=False,
-                            KeyConditionExpression=condition, Limit=min(page, QUERY_SCAN - scanned),
+                            KeyConditionExpression=condition, Limit=min(page, bound - part.scanned),
                             ExpressionAttributeNames=names, ExpressionAttributeValues=values, **extra,
                             **({"ExclusiveStartKey": start} if start else {}))
-        scanned += int(answer.get("ScannedCount", 0))
-        part.matches += [(int(found["seq"]["N"]), {"pk": found["pk"], "sk": found["sk"]})
-                         for found in answer.get("Items", [])]
+        part.scanned += int(answer.get("ScannedCount", 0))
+        found = [(int(entry["seq"]["N"]), {"pk": entry["pk"], "sk": entry["sk"]}) for entry in answer.get("Items", [])]
+        part.matches += _searched(table, found, q.search, part.tasks) if q.search else found
         start = answer.get("LastEvaluatedKey")
         if not start:
             return part
     if len(part.matches) < wanted and start:
         part.floor = int(start["seq"]["N"])
     return part
+
+
+def _searched(table: Table, found: list[tuple[int, Item]], text: str, read: dict[str, Task]) -> list[tuple[int, Item]]:
+    """The entries of `found` whose task matches the search, read from the table (the index holds no payload);
+    the tasks kept go into `read`."""
+    tasks = {_pk(task): task for task in _hydrate(table, [key for _, key in found]) if search.matches(task, text)}
+    read |= tasks
+    return [(seq, key) for seq, key in found if key["pk"]["S"] in tasks]
+
+
+def _pk(task: Task) -> str:
+    return str(items.task_key(task.id)["pk"]["S"])
 
 
 def _unique(matches: list[tuple[int, Item]]) -> list[tuple[int, Item]]:

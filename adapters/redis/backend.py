@@ -13,6 +13,7 @@ from hexq.adapters.redis._lua import Scripts
 from hexq.adapters.redis.connection import Client, Target, connect, parse, translated
 from hexq.adapters.redis.keys import Keys, check_part, is_part, schedule_fields
 from hexq.adapters.redis.submits import Submits
+from hexq.core import search
 from hexq.core.clock import stamped
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ratelimit import check
@@ -178,10 +179,29 @@ class RedisBackend:
         return None if record[0] is None else records.decode_task(record)
 
     async def query(self, query: TaskQuery) -> Page:
+        if query.search:
+            return await self._search(query, query.search)
+        items, cursor, scanned = await self._query(query, max(query.limit, 0), records.parse_cursor(query.cursor),
+                                                   QUERY_SCAN)
+        return Page([records.decode_task(item) for item in items], cursor or None, int(scanned))
+
+    async def _query(self, query: TaskQuery, limit: int, cursor: str, bound: int, *forms: str) -> Any:
         status = query.status.value if query.status else ""
-        items, cursor = await self._run("query", status, query.type or "", query.queue or "", query.tenant or "",
-                                        max(query.limit, 0), records.parse_cursor(query.cursor), QUERY_SCAN)
-        return Page([records.decode_task(item) for item in items], cursor or None)
+        return await self._run("query", status, query.type or "", query.queue or "", query.tenant or "",
+                               limit, cursor, bound, *forms)
+
+    async def _search(self, query: TaskQuery, text: str) -> Page:
+        """A search in calls of at most QUERY_SCAN entries each (each call is one script that holds the server),
+        until the page is full or max_scan entries were examined."""
+        found: list[Task] = []
+        cursor, scanned, forms = records.parse_cursor(query.cursor), 0, search.forms(text)
+        while True:
+            bound = min(QUERY_SCAN, query.max_scan - scanned)
+            items, cursor, examined = await self._query(query, query.limit - len(found), cursor, bound, *forms)
+            scanned += int(examined)
+            found += [task for task in map(records.decode_task, items) if search.matches(task, text)]
+            if not cursor or len(found) >= query.limit or scanned >= query.max_scan:
+                return Page(found, cursor or None, scanned)
 
     async def request_cancel(self, task_id: str) -> Task | None:
         if not is_part(task_id):

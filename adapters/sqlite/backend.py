@@ -148,7 +148,7 @@ class SQLiteBackend:
         return await self._db.run(INLINE, ops.get, task_id)
 
     async def query(self, query: TaskQuery) -> Page:
-        return await self._db.run(query.limit <= _INLINE_ROWS, ops.query, query)
+        return await self._db.run(query.limit <= _INLINE_ROWS and not query.search, ops.query, query)
 
     async def request_cancel(self, task_id: str) -> Task | None:
         return await self._db.run(INLINE, ops.request_cancel, task_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from hexq.adapters.sqlite import search
 from hexq.adapters.sqlite.rows import (
     CANCEL_REQUESTED,
     PUT_SCHEDULE,
@@ -69,6 +70,8 @@ def get(conn: sqlite3.Connection, task_id: str) -> Task | None:
 
 
 def query(conn: sqlite3.Connection, q: TaskQuery) -> Page:
+    if q.search:
+        return search.query(conn, q, parse_cursor(q.cursor))
     filters = {"status": q.status.value if q.status else None, "type": q.type, "queue": q.queue, "tenant": q.tenant}
     where = [f"{column} = ?" for column, value in filters.items() if value is not None]
     params: list[object] = [value for value in filters.values() if value is not None]
@@ -80,8 +83,9 @@ def query(conn: sqlite3.Connection, q: TaskQuery) -> Page:
     limit = max(q.limit, 0)
     rows = conn.execute(sql, (*params, limit + 1)).fetchall()
     more = len(rows) > limit and limit > 0
+    scanned = len(rows)
     rows = rows[:limit]
-    return Page([task_from_row(row) for row in rows], str(rows[-1][0]) if more else None)  # seq
+    return Page([task_from_row(row) for row in rows], str(rows[-1][0]) if more else None, scanned)  # seq
 
 
 def parse_cursor(cursor: str | None) -> int | None:

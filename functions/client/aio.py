@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from hexq.core.bulk import BulkResult, Filter
 from hexq.core.errors import ConfigurationError, ValidationError
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.queues import QueueInfo
@@ -167,9 +168,26 @@ class AsyncClient:
         return await self.transport.cancel(task_id)
 
     async def list_tasks(self, *, status: TaskStatus | str | None = None, type: str | None = None,
-                         queue: str | None = None, limit: int = 50, cursor: str | None = None) -> Page:
-        """One page of tasks, newest first; pass the page's next_cursor as `cursor` for the next one."""
-        return await self.transport.query(_status(status), type, queue, limit, cursor)
+                         queue: str | None = None, limit: int = 50, cursor: str | None = None,
+                         search: str | None = None) -> Page:
+        """One page of tasks, newest first; pass the page's next_cursor as `cursor` for the next one.
+        `search`: only tasks whose payload (compact JSON) or error holds this text; such a page examines at
+        most 10,000 tasks and may come back short with a cursor (page.scanned, page.complete say how far it got)."""
+        return await self.transport.query(_status(status), type, queue, limit, cursor, search)
+
+    async def cancel_matching(self, *, status: TaskStatus | str | None = None, type: str | None = None,
+                              queue: str | None = None, search: str | None = None, limit: int = 1000,
+                              confirm: int | None = None) -> BulkResult:
+        """Cancel the queued, scheduled and running tasks that match, up to `limit`. Without `confirm`, a dry run:
+        only counts (result.matched). With it: acts on at most `confirm` tasks, and raises ConfirmMismatch
+        (changing nothing) if more match now."""
+        where = Filter(_status(status), type, queue, search)
+        return await self.transport.cancel_matching(where, limit, confirm)
+
+    async def replay_matching(self, *, type: str | None = None, queue: str | None = None,
+                              search: str | None = None, limit: int = 1000, confirm: int | None = None) -> BulkResult:
+        """Replay the dead tasks that match (500 at a time, a pause between); `confirm` as in cancel_matching."""
+        return await self.transport.replay_matching(Filter(None, type, queue, search), limit, confirm)
 
     async def stats(self) -> Stats:
         return await self.transport.stats()
@@ -189,9 +207,9 @@ class AsyncClient:
 
     # -- dead letters -------------------------------------------------------------------------------
     async def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,
-                   cursor: str | None = None) -> Page:
+                   cursor: str | None = None, search: str | None = None) -> Page:
         """One page of dead tasks, newest first."""
-        return await self.transport.query(TaskStatus.DEAD, type, queue, limit, cursor)
+        return await self.transport.query(TaskStatus.DEAD, type, queue, limit, cursor, search)
 
     async def replay(self, task_ids: Iterable[str]) -> list[Task]:
         """Queue dead tasks again with fresh attempts; returns those that moved (others are skipped)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from hexq.core.bulk import BulkResult, Filter
 from hexq.core.errors import UnknownTaskType
 from hexq.core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
 from hexq.core.queues import QueueInfo
@@ -56,9 +57,15 @@ class DirectTransport:
         return await self.container.tasks.cancel(task_id)
 
     async def query(self, status: TaskStatus | None, type: str | None, queue: str | None, limit: int,
-                    cursor: str | None) -> Page:
-        query = TaskQuery(status=status, type=type, queue=queue, limit=limit, cursor=cursor)
+                    cursor: str | None, search: str | None = None) -> Page:
+        query = TaskQuery(status=status, type=type, queue=queue, limit=limit, cursor=cursor, search=search)
         return await self.container.tasks.query(query)
+
+    async def cancel_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:
+        return await self.container.bulk.cancel_matching(where, None, limit=limit, confirm=confirm)
+
+    async def replay_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:
+        return await self.container.bulk.replay_matching(where, None, limit=limit, confirm=confirm)
 
     async def stats(self) -> Stats:
         return await self.container.tasks.stats()

@@ -15,9 +15,11 @@ from urllib.parse import quote
 
 import httpx
 
+from hexq.core.bulk import BulkResult, Filter
 from hexq.core.codec import history_from_list
 from hexq.core.errors import (
     BackendUnavailable,
+    ConfirmMismatch,
     IdempotencyMismatch,
     InvalidTransition,
     QueueError,
@@ -79,14 +81,31 @@ class HttpTransport:
         return _task(await self._call("POST", _task_path(task_id) + ":cancel"))
 
     async def query(self, status: TaskStatus | None, type: str | None, queue: str | None, limit: int,
-                    cursor: str | None) -> Page:
-        params = {"type": type, "queue": queue, "limit": str(limit), "cursor": cursor}
+                    cursor: str | None, search: str | None = None) -> Page:
+        params = {"type": type, "queue": queue, "limit": str(limit), "cursor": cursor, "search": search}
         if status is TaskStatus.DEAD:  # the dead letters have their own endpoint (and a key with read sees it)
             path = "/v1/dead"
         else:
             path, params["status"] = "/v1/tasks", None if status is None else status.value
         answer = await self._call("GET", path, params={k: v for k, v in params.items() if v is not None})
-        return Page([_task(item) for item in answer["tasks"]], answer.get("next_cursor"))
+        return Page([_task(item) for item in answer["tasks"]], answer.get("next_cursor"), answer.get("scanned", 0))
+
+    async def cancel_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:
+        return await self._bulk("/v1/tasks:cancel", where, limit, confirm)
+
+    async def replay_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:
+        return await self._bulk("/v1/dead:replay", where, limit, confirm)
+
+    async def _bulk(self, path: str, where: Filter, limit: int, confirm: int | None) -> BulkResult:
+        body: dict[str, Any] = {"filter": {name: getattr(where, name) for name in ("type", "queue", "search")
+                                           if getattr(where, name) is not None}, "limit": limit}
+        if where.status is not None:
+            body["filter"]["status"] = where.status.value
+        if confirm is not None:
+            body["confirm"] = confirm
+        a = await self._call("POST", path, json=body, params={"dry_run": "1"} if confirm is None else None)
+        return BulkResult(a["matched"], a["scanned"], a["complete"], a.get("done", 0), a.get("pending", 0),
+                          a.get("skipped", 0))
 
     async def stats(self) -> Stats:
         answer = await self._call("GET", "/v1/stats")
@@ -227,6 +246,7 @@ _DOMAIN: Mapping[str, _Make] = {
     "idempotency_mismatch": lambda r, p, m, d: IdempotencyMismatch(m),
     "invalid_transition": lambda r, p, m, d: InvalidTransition(str(d.get("current")), str(d.get("target"))),
     "name_taken": lambda r, p, m, d: ScheduleNameTaken(m),
+    "confirm_mismatch": lambda r, p, m, d: ConfirmMismatch(int(d.get("matched", 0)), int(d.get("confirm", 0))),
     "not_found": _not_found,
     "queue_full": _queue_full,
     "backend_unavailable": _unavailable,

@@ -15,6 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hexq.core.bulk import BulkResult
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
@@ -141,8 +142,21 @@ class Client:
         return self._run(self.aio.cancel(task_id))
 
     def list_tasks(self, *, status: TaskStatus | str | None = None, type: str | None = None, queue: str | None = None,
-                   limit: int = 50, cursor: str | None = None) -> Page:
-        return self._run(self.aio.list_tasks(status=status, type=type, queue=queue, limit=limit, cursor=cursor))
+                   limit: int = 50, cursor: str | None = None, search: str | None = None) -> Page:
+        return self._run(self.aio.list_tasks(status=status, type=type, queue=queue, limit=limit, cursor=cursor,
+                                             search=search))
+
+    def cancel_matching(self, *, status: TaskStatus | str | None = None, type: str | None = None,
+                        queue: str | None = None, search: str | None = None, limit: int = 1000,
+                        confirm: int | None = None) -> BulkResult:
+        """AsyncClient.cancel_matching: without `confirm` a dry run; with it, ConfirmMismatch if more match."""
+        return self._run(self.aio.cancel_matching(status=status, type=type, queue=queue, search=search, limit=limit,
+                                                  confirm=confirm))
+
+    def replay_matching(self, *, type: str | None = None, queue: str | None = None, search: str | None = None,
+                        limit: int = 1000, confirm: int | None = None) -> BulkResult:
+        return self._run(self.aio.replay_matching(type=type, queue=queue, search=search, limit=limit,
+                                                  confirm=confirm))
 
     def stats(self) -> Stats:
         return self._run(self.aio.stats())
@@ -161,8 +175,8 @@ class Client:
 
     # -- dead letters -------------------------------------------------------------------------------
     def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,
-             cursor: str | None = None) -> Page:
-        return self._run(self.aio.dead(type=type, queue=queue, limit=limit, cursor=cursor))
+             cursor: str | None = None, search: str | None = None) -> Page:
+        return self._run(self.aio.dead(type=type, queue=queue, limit=limit, cursor=cursor, search=search))
 
     def replay(self, task_ids: Iterable[str]) -> list[Task]:
         return self._run(self.aio.replay(list(task_ids)))

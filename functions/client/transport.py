@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from hexq.core.bulk import BulkResult, Filter
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
@@ -77,7 +78,15 @@ class Transport(Protocol):
     async def cancel(self, task_id: str) -> Task: ...
 
     async def query(self, status: TaskStatus | None, type: str | None, queue: str | None, limit: int,
-                    cursor: str | None) -> Page: ...
+                    cursor: str | None, search: str | None = None) -> Page: ...
+
+    async def cancel_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:
+        """core.bulk's cancel by filter; confirm=None is a dry run."""
+        ...
+
+    async def replay_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:
+        """core.bulk's replay by filter; confirm=None is a dry run."""
+        ...
 
     async def stats(self) -> Stats: ...
 

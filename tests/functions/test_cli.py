@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -303,10 +304,10 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
                      "--burst", "--access-log", "--no-task-events"},
     "submit": COMMON | {"--priority", "--delay", "--key", "--queue", "--max-attempts", "--timeout", "--wait"},
     "status": COMMON,
-    "list": COMMON | {"--status", "--type", "--queue", "--limit", "--cursor", "--json"},
+    "list": COMMON | {"--status", "--type", "--queue", "--limit", "--cursor", "--search", "--json"},
     "cancel": COMMON,
     "stats": COMMON | {"--json"},
-    "dead": COMMON | {"--replay", "--replay-all", "--type", "--queue", "--limit", "--cursor", "--json"},
+    "dead": COMMON | {"--replay", "--replay-all", "--type", "--queue", "--limit", "--cursor", "--search", "--json"},
     "schedules": COMMON | {"--json"},
     "schedules put": COMMON | {"--queue", "--priority", "--disabled"},
     "schedules delete": COMMON,
@@ -611,3 +612,12 @@ def test_installed_task_modules_leave_sys_path_alone(tmp_path: Path, monkeypatch
     (tmp_path / "here_tasks.py").write_text("X = 1\n")
     load_task_modules(("here_tasks",))  # only a module that is not found otherwise brings it in
     assert sys.path == [str(tmp_path), *before]
+
+
+def test_list_search_says_how_much_it_scanned(capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "submit", "echo", '{"to": "ann-7f3c"}')
+    run(capsys, "submit", "echo", '{"to": "bob-7f3c"}')
+
+    code, out, _ = run(capsys, "list", "--search", '"to":"ann-7f3c"')
+
+    assert code == 0 and re.search(r"\n1 match\(es\) in \d+ scanned\n", out)

@@ -29,6 +29,7 @@ from hexq import (
     ValidationError,
     WaitTimeout,
 )
+from hexq.core.errors import ConfirmMismatch
 from hexq.core.queues import QueueInfo
 from hexq.functions.api import create_app
 from hexq.functions.bootstrap import Container, bootstrap
@@ -282,6 +283,21 @@ async def test_a_paused_queue_holds_its_tasks_until_it_is_resumed(client: AsyncC
 
 
 # -- dead letters ----------------------------------------------------------------------------------
+async def test_search_and_cancel_matching(client: AsyncClient) -> None:
+    ids = await _waiting(client, 3)  # payloads {"i": 0}, {"i": 1}, {"i": 2}
+
+    page = await client.list_tasks(queue=client_tasks.NOBODY, search='"i":1')
+    assert [t.id for t in page.items] == [ids[1]] and page.complete and page.scanned >= 3
+
+    dry = await client.cancel_matching(queue=client_tasks.NOBODY, status="queued")
+    assert (dry.matched, dry.done) == (3, 0)
+    with pytest.raises(ConfirmMismatch):
+        await client.cancel_matching(queue=client_tasks.NOBODY, status="queued", confirm=2)
+    done = await client.cancel_matching(queue=client_tasks.NOBODY, status="queued", confirm=3)
+    assert (done.matched, done.done) == (3, 3)
+    assert {t.status for t in (await client.list_tasks(queue=client_tasks.NOBODY)).items} == {TaskStatus.CANCELLED}
+
+
 async def test_dead_tasks_are_listed_and_replayed(client: AsyncClient) -> None:
     handle = await client.submit(client_tasks.boom)
     await handle.wait(timeout=30)

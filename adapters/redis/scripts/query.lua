@@ -3,8 +3,10 @@
 -- ARGV[2] status   ARGV[3] type   ARGV[4] queue   ARGV[5] tenant   ('' = any)
 -- ARGV[6] limit   ARGV[7] cursor: continue below this seq ('' = from the newest)
 -- ARGV[8] scan bound: at most this many index entries are examined per call
--- Returns: {items, next_cursor} where items are records (records.RECORD_FIELDS) and next_cursor
---          is a seq as text, or '' when the listing is complete.
+-- ARGV[9..] search forms (optional): keep only entries whose `data` holds one of them (a plain find; a
+--          prefilter: data holds more than the payload and error, and the caller confirms each match)
+-- Returns: {items, next_cursor, scanned} where items are records (records.RECORD_FIELDS), next_cursor
+--          is a seq as text, or '' when the listing is complete, and scanned the index entries examined.
 -- The scan walks status:<s> for the statuses that have one (scheduled, dead, cancelled), else every
 -- task (`all`); the other filters, and the status, are checked per entry. When the bound is reached
 -- before the page is full, the page comes back short with a cursor at the last examined entry, so a
@@ -18,6 +20,16 @@ local source = ALL
 if status ~= '' then
     check_status(status)
     if status == 'scheduled' or status == 'dead' or status == 'cancelled' then source = status_key(status) end
+end
+local needles = {}
+for i = 9, #ARGV do needles[#needles + 1] = ARGV[i] end
+local function wanted(key)
+    if #needles == 0 then return true end
+    local text = redis.call('HGET', key, 'data') or ''
+    for _, needle in ipairs(needles) do
+        if string.find(text, needle, 1, true) then return true end
+    end
+    return false
 end
 local below = '+inf'
 if ARGV[7] ~= '' then below = '(' .. ARGV[7] end
@@ -36,7 +48,7 @@ while #found <= limit and scanned < bound and not done do
         local kind, queue, tenant, current = unpack(redis.call('HMGET', key, 'type', 'queue', 'tenant', 'status'))
         if kind and (status == '' or status == current) and (filters.type == '' or filters.type == kind)
                 and (filters.queue == '' or filters.queue == queue)
-                and (filters.tenant == '' or filters.tenant == tenant) then
+                and (filters.tenant == '' or filters.tenant == tenant) and wanted(key) then
             found[#found + 1] = {key, seq}
             if #found > limit then break end
         end
@@ -50,4 +62,4 @@ if #found > limit then
 elseif not done and last_seq then
     cursor = last_seq  -- the bound cut the scan short
 end
-return {items, cursor}
+return {items, cursor, scanned}
