@@ -222,11 +222,13 @@ async def list_dead(request: Request) -> Response:
 @_needs(Scope.ADMIN)
 async def replay_dead(request: Request) -> Response:
     body = await _body(request)
+    dry = bulk_wire.dry_run(request.query_params)  # checked whichever form the body takes
     if bulk_wire.is_filtered(body):  # every dead task matching a filter, throttled (core.bulk)
-        dry = bulk_wire.dry_run(request.query_params)
         where, limit, confirm = bulk_wire.bulk_request(body, dry=dry)
         result = await _bulk(request).replay_matching(where, _tenant(request), limit=limit, confirm=confirm)
         return JSONOut(bulk_wire.bulk_result_to_dict(result, dry=dry))
+    if dry:
+        raise ValidationError("dry_run counts what a filter matches; a list of ids needs none", field="dry_run")
     replayed = await _tasks(request).replay(wire.replay_ids(body), _tenant(request))
     return JSONOut({"replayed": [task_view(task) for task in replayed]})
 

@@ -615,9 +615,10 @@ def test_installed_task_modules_leave_sys_path_alone(tmp_path: Path, monkeypatch
 
 
 def test_list_search_says_how_much_it_scanned(capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, "submit", "echo", '{"to": "ann-7f3c"}')
-    run(capsys, "submit", "echo", '{"to": "bob-7f3c"}')
+    mark = os.urandom(4).hex()  # the CLI tests share one database: a text no other test (or run) wrote
+    run(capsys, "submit", "echo", f'{{"to": "ann-{mark}"}}')
+    run(capsys, "submit", "echo", f'{{"to": "bob-{mark}"}}')
 
-    code, out, _ = run(capsys, "list", "--search", '"to":"ann-7f3c"')
+    code, out, _ = run(capsys, "list", "--search", f'"to":"ann-{mark}"')
 
     assert code == 0 and re.search(r"\n1 match\(es\) in \d+ scanned\n", out)
