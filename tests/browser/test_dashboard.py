@@ -63,10 +63,10 @@ def watched(browser: Browser) -> Iterator[Callable[..., Watched]]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """server(**env) -> a running `hexq serve` on SQLite, stopped at teardown."""
+    """server(**env) -> a running `hexq serve` on SQLite (or on `backend=URL`), stopped at teardown."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(**env: str) -> Server:
+    def start(backend: str | None = None, **env: str) -> Server:
         port = free_port()
         db = tmp_path / "hexq.db"
         log = tmp_path / f"serve-{len(started)}.log"
@@ -75,8 +75,8 @@ def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                    "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])), **env}
         with log.open("wb") as sink:
             process = subprocess.Popen([sys.executable, "-m", "hexq.functions.cli", "serve", "--port", str(port),
-                                        "--backend", f"sqlite:///{db}"], cwd=tmp_path, env=environ, stdout=sink,
-                                       stderr=subprocess.STDOUT)
+                                        "--backend", backend or f"sqlite:///{db}"], cwd=tmp_path, env=environ,
+                                       stdout=sink, stderr=subprocess.STDOUT)
         started.append(process)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(process, url, lambda: log.read_text(errors="replace"))
@@ -130,6 +130,27 @@ def test_every_page_loads_clean_and_is_photographed(server: Callable[..., Server
         ready(seen.page, served.url + path)
         seen.page.wait_for_timeout(2500 if name == "overview" else 300)  # a few live updates
         shoot(seen.page, name)
+    assert seen.errors == [] and seen.dialogs == []
+
+
+def test_every_page_works_on_redis(server: Callable[..., Server], watched: Callable[..., Watched],
+                                   redis_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    served = server(backend=redis_url)
+    with served.client() as api:
+        echo = api.post("/v1/tasks", json={"type": "echo", "payload": {"on": "redis"}}).json()["id"]
+        dead = dead_task(api, type="fail", payload={"probability": 1})
+        api.post("/v1/tasks", json={"type": "noop", "delay": 3600, "queue": "later"})
+        wait_for(api, echo, "succeeded")
+    seen = watched()
+    shows = {"/": "later", "/ui/tasks": echo[:12], f"/ui/tasks/{echo}": '"redis"', "/ui/dead": dead[:12],
+             "/ui/schedules": "", "/ui/workers": "", "/ui/submit": "echo"}
+    for path, text in shows.items():
+        ready(seen.page, served.url + path)
+        if text:  # each page shows what the Redis backend holds
+            expect(seen.page.locator("main")).to_contain_text(text, timeout=5_000)
     assert seen.errors == [] and seen.dialogs == []
 
 
