@@ -14,12 +14,12 @@ data. Few arguments keep redis-py's packing and the server's parsing cheap.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from hexq.adapters import jsontext
 from hexq.adapters.redis.keys import check_part, idempotency_field
 from hexq.core import idempotency
 from hexq.core.codec import schedule_from_dict, schedule_to_dict, task_from_dict, task_to_dict
@@ -36,7 +36,6 @@ _FLOATS = ("started_at", "created_at", "run_at", "finished_at")
 _LEASED = ("started_at", "worker_id")
 
 MAX_CURSOR_DIGITS = 18  # a seq fits a signed 64-bit integer
-_LONG_NUMBER = re.compile(r"\d{20}")
 
 
 def number(value: float) -> str:
@@ -54,15 +53,7 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
 
-def loads(text: str) -> Any:
-    """JSON by orjson, except where it would not read back what was written: it reads an integer past 64
-    bits as a float (20 digits in a row are the sign of one), and refuses NaN and lone surrogates."""
-    if _LONG_NUMBER.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
+loads = jsontext.loads  # orjson where it reads back exactly what was written, the standard library elsewhere
 
 
 def data(task: Task) -> bytes:

@@ -6,22 +6,22 @@ stored value reads back as it did before:
 - dumps: integers past 64 bits, non-string keys, lone surrogates, deep nesting and unknown types make
   orjson raise (JSONEncodeError is a TypeError); NaN and infinity it writes as null, so output with a
   null in it is written again by `json` (which writes NaN, as older versions did);
-- loads: integers of 19 digits or more orjson turns into floats; NaN, 1e400 and escaped lone surrogates
-  make it raise.
+- loads: see hexq.adapters.jsontext (shared with Redis): integers past 64 bits orjson turns into floats;
+  NaN, 1e400 and escaped lone surrogates make it raise.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
+from hexq.adapters import jsontext
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 # The types orjson would serialize where json raises TypeError go to json, to raise there.
 _STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-_LONG_NUMBER = re.compile(r"\d{19}")  # 19 digits may not fit a signed 64-bit integer: orjson makes it a float
 EMPTY = "{}"
 
 
@@ -38,11 +38,4 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str) -> Any:
-    if text == EMPTY:
-        return {}
-    if _LONG_NUMBER.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
+    return {} if text == EMPTY else jsontext.loads(text)

@@ -480,6 +480,16 @@ async def test_payloads_read_back_exactly(backend: RedisBackend, make_task: Make
     assert done is not None and done.result == payload and done.payload == payload
 
 
+async def test_an_integer_just_below_64_bits_reads_back_as_an_integer(backend: RedisBackend,
+                                                                       make_task: MakeTask) -> None:
+    # 19 digits after a minus: orjson reads -(2**63) - 1 as a float; hexq must not.
+    task = make_task(payload={"n": -(2**63) - 1, "m": -9_999_999_999_999_999_999})
+    await backend.enqueue([task])
+    stored = await backend.get(task.id)
+    assert stored is not None and stored.payload == {"n": -(2**63) - 1, "m": -9_999_999_999_999_999_999}
+    assert type(stored.payload["n"]) is int
+
+
 # -- scripts as a function library (Redis 7), or EVALSHA (Redis 6.2, a cluster, a restricted user) --------
 async def test_one_server_runs_the_function_library_and_reloads_it(redis_url: str, clock: LinkedClock,
                                                                    make_task: MakeTask) -> None:
