@@ -13,6 +13,19 @@
 -- next_due_in is the seconds until the earliest scheduled task is due, '' when none is, and is only
 -- looked up when nothing was claimed. Flushes.
 
+-- The queue names args[first..] (a script's ARGV) as a list, each once (a worker may name one twice).
+local function queue_names(args, first)
+    local queues, seen = {}, {}
+    for i = first, #args do
+        local queue = part(args[i])
+        if not seen[queue] then
+            seen[queue] = true
+            queues[#queues + 1] = queue
+        end
+    end
+    return queues
+end
+
 local function claim(now_at, n, lease_seconds, worker, promote_limit, requested)
     local queues = {}
     for _, queue in ipairs(requested) do

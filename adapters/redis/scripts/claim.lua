@@ -5,17 +5,7 @@
 -- Returns: {now, expiry, leases, next_due_in} (see _claim.lua): now is every lease's started_at,
 --          expiry every lease's expiry, both as text.
 
-local queues = {part(ARGV[6])}
-if #ARGV > 6 then
-    local seen = {[queues[1]] = true}
-    for i = 7, #ARGV do
-        local queue = part(ARGV[i])
-        if not seen[queue] then
-            seen[queue] = true
-            queues[#queues + 1] = queue
-        end
-    end
-end
+local queues = queue_names(ARGV, 6)
 local at = now()
 local lease_seconds = tonumber(ARGV[3])
 local leases, next_due_in = unpack(claim(at, tonumber(ARGV[2]), lease_seconds, ARGV[4], tonumber(ARGV[5]), queues))

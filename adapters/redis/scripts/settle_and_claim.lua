@@ -8,14 +8,7 @@
 
 local last = 2 + 2 * tonumber(ARGV[2])
 local batch = parse_settlements(ARGV, 3, last)
-local queues, seen = {}, {}
-for i = last + 5, #ARGV do
-    local queue = part(ARGV[i])
-    if not seen[queue] then
-        seen[queue] = true
-        queues[#queues + 1] = queue
-    end
-end
+local queues = queue_names(ARGV, last + 5)
 local at = now()
 local applied = settle(batch, at)
 local n, lease_seconds = tonumber(ARGV[last + 1]), tonumber(ARGV[last + 2])
