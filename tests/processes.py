@@ -14,21 +14,22 @@ import httpx
 import pytest
 
 
-def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Callable[[], str], timeout: float = 30.0) -> None:
-    """Return once `url`/healthz answers 200; fail the test (with the end of `log()`) if the process
+def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Callable[[], str], timeout: float = 30.0, *,
+                 path: str = "/healthz", what: str = "hexq") -> None:
+    """Return once `url` + `path` answers 200; fail the test (with the end of `log()`) if the process (`what`)
     exits first or nothing answers within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, trust_env=False, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                pytest.fail(f"hexq exited with {process.returncode}:\n{log()[-4000:]}")
+                pytest.fail(f"{what} exited with {process.returncode}:\n{log()[-4000:]}")
             try:
-                if client.get("/healthz").status_code == 200:
+                if client.get(path).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-    pytest.fail(f"{url}/healthz did not answer within {timeout}s:\n{log()[-4000:]}")
+    pytest.fail(f"{url}{path} did not answer within {timeout}s:\n{log()[-4000:]}")
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

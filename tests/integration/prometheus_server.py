@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 import yaml
+from processes import stop, wait_healthy
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -149,25 +150,9 @@ def running(tmp: Path, targets: Mapping[str, str], rule_files: Sequence[Path] = 
     http = httpx.Client(base_url=url, trust_env=False, timeout=10.0)
     prom = Prometheus(url, process, log_path, http)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited with {process.returncode}:\n{prom.log()[-3000:]}")
-            try:
-                if http.get("/-/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus not ready within {timeout}s:\n{prom.log()[-3000:]}")
-            time.sleep(0.1)
+        wait_healthy(process, url, prom.log, timeout, path="/-/ready", what="prometheus")
         yield prom
     finally:
         http.close()
         if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            stop(process, 10)
