@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from hexq.core.events import queue_wait
 from hexq.core.model import Priority, Task, TaskStatus
 from hexq.functions.metrics.instruments import TaskInstruments
 from hexq.functions.metrics.values import Observer, Values
@@ -96,13 +97,14 @@ class PrometheusEvents:
     # -- the worker's hot path --------------------------------------------------------------------------
     def started(self, task: Task) -> None:
         try:
-            if task.started_at is None:
+            wait = queue_wait(task)  # core's one definition of "eligible"
+            if wait is None:
                 return
             key = (task.type, task.queue, task.priority)
             child = self._waits.get(key)
             if child is None:
                 child = self._wait_child(key)
-            child.observe(max(0.0, task.started_at - max(task.created_at, task.run_at)))
+            child.observe(wait)
         except Exception as exc:
             self._failed(exc)
 
