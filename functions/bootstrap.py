@@ -90,7 +90,7 @@ class Container:
                               lease_seconds=s.lease_seconds, idle_wait=s.idle_wait,
                               budget=s.budget if budget is None else budget, grace=s.grace if grace is None else grace)
         return Invocation(broker or self.backend, self.registry, config, limiter=self.backend, events=self.events,
-                          workers=self.backend, host_pid=(socket.gethostname(), os.getpid()))
+                          workers=self.backend, host_pid=(socket.gethostname(), os.getpid()), breakers=self.backend)
 
     def poller(self, invoker: Invoker | None = None) -> Poller:
         s = self.settings

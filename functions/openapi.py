@@ -128,7 +128,8 @@ _ATTEMPT: Schema = _obj({
     "outcome": {"type": "string", "enum": [o.value for o in AttemptOutcome], "description": (
         "retried: failed, retried after `delay`; dead: failed, dead-lettered; cancelled: cancelled while it ran; "
         "released: given back unfinished (worker shutdown); lost: its lease expired (worker died or hung) and "
-        "the poller recovered it; succeeded; running: under way.")},
+        "the poller recovered it; deferred: the handler raised Retry(after=...), so it runs again after `delay` "
+        "without using an attempt; succeeded; running: under way.")},
     "worker_id": _nullable("string"),
     "token": _nullable("integer", description="The lease's fencing token; null where not known (a lost "
                        "attempt's, the running or succeeded one)."),
