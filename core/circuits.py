@@ -22,7 +22,7 @@ import logging
 import math
 
 from hexq.core import breaker
-from hexq.core.breaker import Admission, Breaker, BreakerState
+from hexq.core.breaker import RUN, Admission, Breaker, BreakerState, Circuit
 from hexq.core.errors import BackendUnavailable
 from hexq.core.events import NO_EVENTS, Events
 from hexq.core.ports import BreakerStore, Clock
@@ -63,7 +63,10 @@ class Circuits:
             await self._write_quietly()
 
     def state(self, name: str) -> BreakerState:
-        return self._states.get(name) or BreakerState(name)
+        state = self._states.get(name)
+        if state is None:  # never stored: closed. Kept, as making a BreakerState costs more than the lookup
+            state = self._states[name] = BreakerState(name)
+        return state
 
     def now(self) -> float:
         """Now on the backend's clock, as well as this process can tell."""
@@ -73,16 +76,20 @@ class Circuits:
         """Whether to run a claimed task now (as the probe, maybe), or give it back for Admission.delay seconds."""
         if self._clock.monotonic() - self._read_at >= self._refresh_every and self._reading is None:
             self._reading = asyncio.create_task(self._read_quietly())
-        verdict = breaker.admit(self.state(name), policy, self.now())
-        if verdict.run:
-            return verdict
+        state = self.state(name)
+        if state.circuit is Circuit.CLOSED:  # the hot path: a dict lookup, no clock
+            return RUN
+        verdict = breaker.admit(state, policy, self.now())
         if verdict.probe:
             verdict = await self._probe(name, policy, probe_seconds)
         return verdict if verdict.run else Admission(False, delay=max(verdict.delay, MIN_HOLD))
 
     def record(self, name: str, policy: Breaker, failed: bool) -> None:
         """An attempt of the breaker's type ended: failed or succeeded. Written in the background if it matters."""
-        if not breaker.relevant(self.state(name), failed):
+        state = self.state(name)
+        if not failed and state.circuit is Circuit.CLOSED and not state.failures and not state.recent:
+            return  # the hot path: a success of a healthy type changes nothing (breaker.relevant, inlined)
+        if not breaker.relevant(state, failed):
             return
         pending = self._pending.get(name)
         if pending is None:

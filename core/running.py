@@ -155,7 +155,8 @@ class Runner:
                 error = f"result is not JSON ({exc}); the handler ran, and is not run again"
                 self._record(plan, True)
                 return self._failed(task, plan.spec, error, retryable=False)
-        self._record(plan, False)
+        if plan.breaker is not None:  # not even a call for the types without one
+            self._record(plan, False)
         return outcome.succeeded(task, result)
 
     async def _admit(self, task: Task, spec: TaskSpec, policy: Breaker) -> Task | None:
