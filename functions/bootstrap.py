@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hexq.core.auth import KeyRing
+from hexq.core.breakers import BreakerService
 from hexq.core.bulk import BulkService
 from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
@@ -63,6 +64,11 @@ class Container:
     def bulk(self) -> BulkService:
         """Cancel and replay every task that matches a filter (the API, the clients)."""
         return BulkService(self.tasks, self.backend, self.clock)
+
+    @functools.cached_property
+    def breakers(self) -> BreakerService:
+        """List circuit breakers, open and close them: what the API, the client and the CLI share."""
+        return BreakerService(self.backend, self.registry)
 
     @functools.cached_property
     def queues(self) -> QueueService:
