@@ -105,7 +105,9 @@ def admit(state: BreakerState, policy: Breaker, now: float) -> Admission:
     if state.circuit is Circuit.OPEN and now < state.opened_at + policy.reset:
         return Admission(False, delay=state.opened_at + policy.reset - now)
     if state.circuit is Circuit.HALF_OPEN and now < state.probe_until:
-        return Admission(False, delay=state.probe_until - now)
+        # Not until the probe's deadline (a task's timeout, maybe minutes): a probe that succeeds sooner
+        # closes it, and its held tasks should not wait on.
+        return Admission(False, delay=min(state.probe_until - now, policy.reset))
     return Admission(False, probe=True)
 
 

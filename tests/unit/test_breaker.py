@@ -41,6 +41,8 @@ def test_open_gives_tasks_back_until_reset_then_one_probe_at_a_time() -> None:
     assert breaker.admit(state, policy, clock.now()).probe
     probing = breaker.probing(state, policy, clock.now(), 5.0)
     assert probing is not None and probing.circuit is Circuit.HALF_OPEN
+    long_probe = breaker.probing(state, policy, clock.now(), 600.0)
+    assert long_probe is not None and breaker.admit(long_probe, policy, clock.now()).delay == 30.0  # reset, at most
     other = breaker.admit(probing, policy, clock.now())
     assert not other.run and not other.probe and other.delay == pytest.approx(5.0)
     assert breaker.probing(probing, policy, clock.now(), 5.0) is None
