@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from hexq.core import breaker
+from hexq.core import breaker, outcome
 from hexq.core.breaker import Breaker, BreakerState, Circuit
 from hexq.core.clock import FakeClock
+from hexq.core.model import AttemptOutcome, Settlement, Task, TaskStatus
 from hexq.core.ports import Backend
+from hexq.core.retry import Retry, RetryPolicy
 
 
 async def test_nothing_is_stored_at_first_and_the_clock_is_the_backends(backend: Backend, clock: FakeClock) -> None:
@@ -57,3 +60,24 @@ async def test_concurrent_writers_of_one_version_have_one_winner(backend: Backen
     assert len(winners) == 1
     _, states = await backend.breaker_states()
     assert states == winners
+
+
+async def test_a_task_given_back_unrun_keeps_its_attempt(backend: Backend, clock: FakeClock,
+                                                         make_task: Callable[..., Task]) -> None:
+    """What an open breaker (outcome.held) and Retry (outcome.deferred) write: the claim's attempt is taken back."""
+    [task] = await backend.enqueue([make_task()])
+    [lease] = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w")
+    assert lease.task.attempts == 1
+    assert await backend.settle([Settlement(lease, outcome.held(lease.task, 5.0))]) == [True]
+    held = await backend.get(task.id)
+    assert held is not None
+    assert (held.status, held.attempts, held.run_at) == (TaskStatus.SCHEDULED, 0, clock.now() + 5.0)
+    clock.advance(5.0)
+    await backend.promote_due(100)
+    [again] = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w", wait=2.0)
+    assert (again.task.id, again.task.attempts) == (task.id, 1)
+    deferred = outcome.deferred(again.task, Retry(after=2.0, reason="429"), RetryPolicy(), 3)
+    assert await backend.settle([Settlement(again, deferred)]) == [True]
+    stored = await backend.get(task.id)
+    assert stored is not None and (stored.status, stored.attempts) == (TaskStatus.SCHEDULED, 0)
+    assert [(a.outcome, a.delay) for a in stored.history] == [(AttemptOutcome.DEFERRED, 2.0)]

@@ -14,8 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import TASK_MODULES, Direct, Procs, RedisServer, assert_passes, check, final_of, read_ledger, report, \
-    wait_for
+from harness import (
+    TASK_MODULES,
+    Direct,
+    Procs,
+    RedisServer,
+    assert_passes,
+    check,
+    final_of,
+    read_ledger,
+    report,
+    wait_for,
+)
 
 from hexq.core.breaker import Circuit
 from hexq.core.model import AttemptOutcome, TaskStatus
