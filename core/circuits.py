@@ -1,10 +1,10 @@
 """One worker's view of its task types' circuit breakers, and the writer of the outcomes that move them.
 
-The hot path stays cheap: a claimed task of a type whose breaker is closed costs a dict lookup and a clock
-read. The stored states are read at most once every REFRESH seconds (in the background, so no task waits for
-it), and an outcome is written only when it would change the state (hexq.core.breaker.relevant): a failure, or
-a success after failures. Those are written by one background task, a batch per breaker per round trip, by
-compare-and-set: a writer that lost reads again and decides again, so every worker's outcomes count once.
+The hot path stays cheap: a claimed task of a type whose breaker is closed costs a dict lookup. The stored
+states are read once every REFRESH seconds by a background task (so no task waits for a read), and an outcome
+is written only when it would change the state (hexq.core.breaker.relevant): a failure, or a success after
+failures. Those are written by one background task, a batch per breaker per round trip, by compare-and-set: a
+writer that lost reads again and decides again, so every worker's outcomes count once.
 
 What it costs in agreement: a worker's copy may be up to REFRESH seconds old, so for that long it may run tasks
 of a breaker another worker opened (their outcomes are then ignored), and a success it saw as "nothing to
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 
 from hexq.core import breaker
 from hexq.core.breaker import RUN, Admission, Breaker, BreakerState, Circuit
@@ -43,8 +42,7 @@ class Circuits:
         self._refresh_every = refresh
         self._states: dict[str, BreakerState] = {}
         self._offset = 0.0  # the backend's clock less this process's, at the last read
-        self._read_at = -math.inf  # monotonic
-        self._reading: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, tuple[Breaker, list[bool]]] = {}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -53,10 +51,11 @@ class Circuits:
         """Read the states once (so the first tasks see an open breaker), then write outcomes in the background."""
         await self._read_quietly()
         self._writer = asyncio.create_task(self._write_loop())
+        self._reader = asyncio.create_task(self._read_loop())
 
     async def close(self) -> None:
         """Write what is pending, then stop."""
-        for task in (self._writer, self._reading):
+        for task in (self._writer, self._reader):
             if task is not None:
                 task.cancel()
         if self._pending:
@@ -72,12 +71,15 @@ class Circuits:
         """Now on the backend's clock, as well as this process can tell."""
         return self._clock.now() + self._offset
 
+    def closed(self, name: str) -> bool:
+        """The hot path: whether the breaker is closed as far as this worker knows (then the task just runs)."""
+        state = self._states.get(name)
+        return state is None or state.circuit is Circuit.CLOSED
+
     async def admit(self, name: str, policy: Breaker, probe_seconds: float) -> Admission:
         """Whether to run a claimed task now (as the probe, maybe), or give it back for Admission.delay seconds."""
-        if self._clock.monotonic() - self._read_at >= self._refresh_every and self._reading is None:
-            self._reading = asyncio.create_task(self._read_quietly())
         state = self.state(name)
-        if state.circuit is Circuit.CLOSED:  # the hot path: a dict lookup, no clock
+        if state.circuit is Circuit.CLOSED:
             return RUN
         verdict = breaker.admit(state, policy, self.now())
         if verdict.probe:
@@ -144,17 +146,18 @@ class Circuits:
                 self._events.circuit_changed(state.name, before.circuit.value, stored.circuit.value)
         return stored
 
+    async def _read_loop(self) -> None:
+        while True:
+            await self._clock.sleep(self._refresh_every)
+            await self._read_quietly()
+
     async def _read_quietly(self) -> None:
         try:
             await self._read()
         except BackendUnavailable as exc:
             log.warning("breaker states could not be read: %s", exc)
-            self._read_at = self._clock.monotonic()  # try again after REFRESH, not on every task
-        finally:
-            self._reading = None
 
     async def _read(self) -> None:
         now, states = await self._store.breaker_states()
         self._offset = now - self._clock.now()
-        self._read_at = self._clock.monotonic()
         self._states = {state.name: state for state in states}

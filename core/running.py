@@ -132,7 +132,8 @@ class Runner:
                 plan = self._plan(task.type)
             except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
                 return outcome.failed(task, f"unknown_task_type: {exc}", DEFAULT_RETRY, retryable=False)
-        if plan.breaker is not None:
+        circuits = self._circuits
+        if plan.breaker is not None and circuits is not None and not circuits.closed(plan.spec.breaker_name):
             held = await self._admit(task, plan.spec, plan.breaker)
             if held is not None:
                 return held
