@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from hexq.core import idempotency, quota, search
+from hexq.core.breaker import BreakerState
 from hexq.core.clock import SystemClock, stamped
 from hexq.core.model import (
     STATES,
@@ -58,6 +59,7 @@ class MemoryBackend:
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._roster = Roster(self._clock)
         self._paused: set[str] = set()
+        self._breakers: dict[str, BreakerState] = {}
 
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
@@ -204,6 +206,19 @@ class MemoryBackend:
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:
         return self._clock.now()
+
+    # -- BreakerStore -----------------------------------------------------------------------
+    async def breaker_states(self) -> tuple[float, list[BreakerState]]:
+        with self._lock:
+            return self._clock.now(), sorted(self._breakers.values(), key=lambda b: b.name)
+
+    async def put_breaker(self, state: BreakerState) -> BreakerState | None:
+        with self._lock:
+            stored = self._breakers.get(state.name)
+            if (stored.version if stored is not None else 0) != state.version:
+                return None
+            new = self._breakers[state.name] = replace(state, version=state.version + 1)
+            return new
 
     async def put_schedule(self, schedule: Schedule) -> None:
         with self._lock:

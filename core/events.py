@@ -52,6 +52,13 @@ class Events(Protocol):
     def rate_waited(self, task_type: str, seconds: float) -> None:
         """A task of a rate-limited type waited this long for a token (holding its lease)."""
 
+    def deferred(self, task: Task, after: Task, reason: str) -> None:
+        """A claimed task was given back with its attempt unused, to run again after `after.delay` seconds:
+        reason `retry` (its handler raised Retry(after=...)) or `breaker` (its circuit breaker is open)."""
+
+    def circuit_changed(self, name: str, before: str, after: str) -> None:
+        """This process moved circuit breaker `name` from one state to another (closed, open, half_open)."""
+
 
 class NoEvents:
     """Observes nothing."""
@@ -75,6 +82,10 @@ class NoEvents:
     def schedule_fired(self, name: str, lag: float) -> None: ...
 
     def rate_waited(self, task_type: str, seconds: float) -> None: ...
+
+    def deferred(self, task: Task, after: Task, reason: str) -> None: ...
+
+    def circuit_changed(self, name: str, before: str, after: str) -> None: ...
 
 
 NO_EVENTS: Events = NoEvents()

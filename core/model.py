@@ -73,6 +73,7 @@ class AttemptOutcome(StrEnum):
     CANCELLED = "cancelled"
     RELEASED = "released"
     LOST = "lost"
+    DEFERRED = "deferred"  # the handler raised Retry(after=...): rescheduled, the attempt given back
     RUNNING = "running"  # only in a view: the attempt under way (never stored)
 
 

@@ -17,7 +17,7 @@ import traceback as _traceback
 from collections.abc import Callable
 
 from hexq.core.model import HISTORY_LIMIT, JSON, Attempt, AttemptOutcome, Task, TaskStatus, replaced
-from hexq.core.retry import RetryPolicy
+from hexq.core.retry import Retry, RetryPolicy
 
 MAX_TRACEBACK = 8192  # characters of a failed attempt's traceback kept with the task
 MAX_ATTEMPT_TRACEBACK = 2048  # ... and kept with each attempt of its history (the last ones: where it was raised)
@@ -55,6 +55,34 @@ def _retry_or_dead(task: Task, error: str, delay: float, *, retryable: bool = Tr
     how = AttemptOutcome.LOST if lost else AttemptOutcome.RETRIED
     return attempt.moved_to(TaskStatus.SCHEDULED, delay=delay, worker_id=None,
                             history=_recorded(task, how, error, traceback, delay))
+
+
+def held(task: Task, delay: float) -> Task:
+    """The task's circuit breaker is open: give it back unrun for `delay` seconds (until a probe may go). The
+    claim's attempt is given back too, and nothing is added to its history: it never ran."""
+    return _given_back(task, delay, task.history)
+
+
+def deferred(task: Task, retry: Retry, policy: RetryPolicy, max_deferrals: int, *,
+             rand: Callable[[], float] = random.random) -> Task:
+    """The handler raised Retry(after=...): run it again then, the attempt given back, unless the task has been
+    deferred `max_deferrals` times already (its history counts them): then it is a failed attempt like any."""
+    count = sum(1 for attempt in task.history if attempt.outcome is AttemptOutcome.DEFERRED)
+    reason = f"Retry: {retry}"
+    if count >= max_deferrals:
+        return failed(task, f"{reason} (deferred {count} times already: counted as a failure)", policy, rand=rand)
+    return _given_back(task, retry.after, _recorded(task, AttemptOutcome.DEFERRED, reason, delay=retry.after))
+
+
+def given_back(before: Task, after: Task) -> bool:
+    """Whether `after`, the outcome of the claimed `before`, gave its attempt back (held or deferred)."""
+    return after.attempts < before.attempts
+
+
+def _given_back(task: Task, delay: float, history: tuple[Attempt, ...]) -> Task:
+    # RUNNING -> FAILED -> SCHEDULED, as a retry; the claim's attempt is taken back, so it is not used.
+    return task.moved_to(TaskStatus.FAILED).moved_to(TaskStatus.SCHEDULED, delay=delay, worker_id=None,
+                                                     attempts=max(task.attempts - 1, 0), history=history)
 
 
 def cancelled(task: Task) -> Task:

@@ -1,7 +1,7 @@
 """The hexagon's ports: small Protocols over domain types only.
 
 One adapter object usually implements all of Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter,
-WorkerRegistry and QueueControl (`Backend`), so that a backend can keep each operation atomic.
+WorkerRegistry, QueueControl and BreakerStore (`Backend`), so that a backend can keep each operation atomic.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from hexq.core.breaker import BreakerState
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.schedule import Schedule
 
@@ -214,7 +215,23 @@ class QueueControl(Protocol):
         ...
 
 
-class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, WorkerRegistry, QueueControl, Protocol):
+class BreakerStore(Protocol):
+    """Circuit breaker state shared by every worker, host and Lambda invocation (hexq.core.breaker decides it;
+    the store only keeps it). Each breaker is a versioned record written by compare-and-set."""
+
+    async def breaker_states(self) -> tuple[float, list[BreakerState]]:
+        """(the backend's clock now, every stored breaker with its version, ordered by name): one round trip, so
+        that a worker on another host measures open and probe times on the clock that wrote them."""
+        ...
+
+    async def put_breaker(self, state: BreakerState) -> BreakerState | None:
+        """Store `state` if the stored version is still state.version (0: none is stored). Returns it as stored,
+        with the next version, or None when another writer got there first (read again, decide again)."""
+        ...
+
+
+class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, WorkerRegistry, QueueControl, BreakerStore,
+              Protocol):
     """Everything a backend adapter provides, plus its lifecycle."""
 
     name: str

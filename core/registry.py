@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from hexq.core.breaker import Breaker
 from hexq.core.errors import ConfigurationError, UnknownTaskType, ValidationError
+from hexq.core.model import HISTORY_LIMIT
 from hexq.core.ratelimit import parse_rate
 from hexq.core.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -42,6 +44,13 @@ class TaskSpec:
     validate: Validator | None = None
     rate: float = 0.0  # starts a second across all workers (a shared token bucket); 0 = no limit
     concurrency: int = 0  # at once in one worker process; 0 = no limit
+    breaker: Breaker | None = None  # hexq.core.breaker: stop running the type while its downstream fails
+    max_deferrals: int = 10  # times a task may raise Retry(after=...) before one counts as a failed attempt
+
+    @property
+    def breaker_name(self) -> str:
+        """The breaker's name: its own, or the type's (only meaningful when `breaker` is set)."""
+        return self.breaker.name or self.name if self.breaker is not None else self.name
 
     @property
     def burst(self) -> int:
@@ -89,21 +98,42 @@ class Registry:
         check_name(spec.queue, "queue")
         if spec.rate < 0 or spec.concurrency < 0:
             raise ConfigurationError(f"task {spec.name!r}: rate and concurrency must not be negative")
+        if not 0 <= spec.max_deferrals < HISTORY_LIMIT:
+            # A task's deferrals are counted in its history (hexq.core.outcome.deferred), which keeps the last
+            # HISTORY_LIMIT entries: a larger bound could not be counted.
+            raise ConfigurationError(f"task {spec.name!r}: max_deferrals must be 0..{HISTORY_LIMIT - 1}")
+        if spec.breaker is not None:
+            self._check_breaker(spec)
         self._specs[spec.name] = spec
         return spec
+
+    def _check_breaker(self, spec: TaskSpec) -> None:
+        """Types that share a breaker must agree on its policy: each worker applies its own copy."""
+        check_name(spec.breaker_name, "breaker")
+        for other in self._specs.values():
+            if other.name != spec.name and other.breaker is not None and other.breaker_name == spec.breaker_name \
+                    and other.breaker != spec.breaker:
+                raise ConfigurationError(f"task {spec.name!r}: breaker {spec.breaker_name!r} is declared by "
+                                         f"{other.name!r} with other settings")
+
+    def breakers(self) -> dict[str, Breaker]:
+        """Every declared breaker by name."""
+        return {spec.breaker_name: spec.breaker for spec in self._specs.values() if spec.breaker is not None}
 
     def task(self, name: str, *, max_attempts: int = 3, timeout: float = 300.0,
              retry: RetryPolicy = DEFAULT_RETRY, queue: str = "default",
              validate: Validator | None = None, rate: str | None = None,
-             concurrency: int = 0) -> Callable[[F], F]:
-        """Decorator: `@task("send_email", max_attempts=5, timeout=30, rate="10/s", concurrency=4)`."""
+             concurrency: int = 0, breaker: Breaker | None = None, max_deferrals: int = 10) -> Callable[[F], F]:
+        """Decorator: `@task("send_email", max_attempts=5, timeout=30, rate="10/s", concurrency=4,
+        breaker=Breaker(failures=5, reset=30))`."""
         try:
             per_second = parse_rate(rate) if rate is not None else 0.0
         except ValueError as exc:
             raise ConfigurationError(f"task {name!r}: {exc}") from None
 
         def decorate(fn: F) -> F:
-            self.register(TaskSpec(name, fn, max_attempts, timeout, retry, queue, validate, per_second, concurrency))
+            self.register(TaskSpec(name, fn, max_attempts, timeout, retry, queue, validate, per_second, concurrency,
+                                   breaker, max_deferrals))
             return fn
 
         return decorate

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hexq.core import context, outcome
+from hexq.core.breaker import Breaker
+from hexq.core.circuits import Circuits
 from hexq.core.errors import BackendUnavailable, UnknownTaskType
 from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import JSON, Lease, Settlement, Task, TaskStatus
 from hexq.core.ports import Broker, Clock, RateLimiter
 from hexq.core.registry import Registry, TaskSpec
-from hexq.core.retry import DEFAULT_RETRY
+from hexq.core.retry import DEFAULT_RETRY, Retry
 from hexq.core.timeouts import Deadlines
 
 log = logging.getLogger("hexq.worker")
@@ -60,11 +62,13 @@ class _Plan:
     spec: TaskSpec
     is_async: bool
     limited: bool  # a concurrency cap or a rate to wait for
+    breaker: Breaker | None  # its circuit breaker, where this worker keeps breakers (Circuits)
 
 
 class Runner:
     def __init__(self, registry: Registry, clock: Clock, rand: Callable[[], float], limiter: RateLimiter | None,
-                 finished: Finished, counts: Counts, events: Events = NO_EVENTS) -> None:
+                 finished: Finished, counts: Counts, events: Events = NO_EVENTS,
+                 circuits: Circuits | None = None) -> None:
         self.entries: dict[str, Running] = {}
         self.deadlines = Deadlines(clock)
         self._registry = registry
@@ -74,6 +78,7 @@ class Runner:
         self._finished = finished
         self._counts = counts
         self._events = events
+        self._circuits = circuits
         self._plans: dict[str, _Plan] = {}
         self._type_slots: dict[str, asyncio.Semaphore] = {}
 
@@ -127,13 +132,21 @@ class Runner:
                 plan = self._plan(task.type)
             except UnknownTaskType as exc:  # version skew: this worker cannot run it, and retrying won't help
                 return outcome.failed(task, f"unknown_task_type: {exc}", DEFAULT_RETRY, retryable=False)
+        circuits = self._circuits
+        if plan.breaker is not None and circuits is not None and not circuits.closed(plan.spec.breaker_name):
+            held = await self._admit(task, plan.spec, plan.breaker)
+            if held is not None:
+                return held
         try:
             if plan.limited:
                 async with self._limits(plan.spec):
                     result = await self._call(entry, plan)
             else:
                 result = await self._call(entry, plan)
+        except Retry as retry:  # the downstream said "slow down": neither a failure nor an attempt used
+            return self._deferred(task, plan.spec, retry)
         except Exception as exc:  # a handler may raise anything; it becomes the task's error
+            self._record(plan, True)
             return self._failed(task, plan.spec, f"{type(exc).__name__}: {exc}", outcome.traceback_of(exc))
         if not _plainly_json(result):
             try:
@@ -141,8 +154,26 @@ class Runner:
             except (TypeError, ValueError, RecursionError) as exc:
                 # A retry cannot make the result JSON, and would run the handler's side effects again.
                 error = f"result is not JSON ({exc}); the handler ran, and is not run again"
+                self._record(plan, True)
                 return self._failed(task, plan.spec, error, retryable=False)
+        if plan.breaker is not None:  # not even a call for the types without one
+            self._record(plan, False)
         return outcome.succeeded(task, result)
+
+    async def _admit(self, task: Task, spec: TaskSpec, policy: Breaker) -> Task | None:
+        """None: run it. Else the task given back unrun, because its breaker is open (or another probes it)."""
+        assert self._circuits is not None  # a plan has a breaker only where there are Circuits
+        verdict = await self._circuits.admit(spec.breaker_name, policy, task.timeout)
+        return None if verdict.run else outcome.held(task, verdict.delay)
+
+    def _record(self, plan: _Plan, failed: bool) -> None:
+        if plan.breaker is not None and self._circuits is not None:
+            self._circuits.record(plan.spec.breaker_name, plan.breaker, failed)
+
+    def _deferred(self, task: Task, spec: TaskSpec, retry: Retry) -> Task:
+        after = outcome.deferred(task, retry, spec.retry, spec.max_deferrals, rand=self._rand)
+        log.info("task %s (%s) deferred: %s", task.id, task.type, retry, extra={"task_id": task.id, "type": task.type})
+        return after
 
     async def _call(self, entry: Running, plan: _Plan) -> JSON:
         task = entry.lease.task
@@ -156,7 +187,8 @@ class Runner:
 
     def _plan(self, name: str) -> _Plan:
         spec = self._registry.get(name)
-        plan = self._plans[name] = _Plan(spec, spec.is_async, bool(spec.concurrency or spec.rate))
+        breaker = spec.breaker if self._circuits is not None else None
+        plan = self._plans[name] = _Plan(spec, spec.is_async, bool(spec.concurrency or spec.rate), breaker)
         return plan
 
     @contextlib.asynccontextmanager
@@ -186,6 +218,7 @@ class Runner:
 
     def _timed_out(self, task: Task) -> Task:
         plan = self._plans[task.type]  # only a planned attempt has a deadline
+        self._record(plan, True)
         return self._failed(task, plan.spec, f"timeout: exceeded {task.timeout:g}s")
 
     def _failed(self, task: Task, spec: TaskSpec, error: str, traceback: str | None = None, *,

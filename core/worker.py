@@ -17,12 +17,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hexq.core import outcome
 from hexq.core.acks import AckBuffer
+from hexq.core.circuits import Circuits
 from hexq.core.clock import SystemClock
 from hexq.core.errors import BackendUnavailable
 from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import Lease, Settlement, Task, WorkerInfo
-from hexq.core.ports import Broker, Clock, RateLimiter, SettleAndClaim, WorkerRegistry
+from hexq.core.ports import BreakerStore, Broker, Clock, RateLimiter, SettleAndClaim, WorkerRegistry
 from hexq.core.registry import Registry
 from hexq.core.running import Runner, Running, log
 
@@ -53,6 +55,7 @@ class Report:
     retried: int = 0
     dead: int = 0
     released: int = 0
+    deferred: int = 0  # given back with the attempt unused: the handler raised Retry, or its breaker is open
     stale: int = 0
     seconds: float = 0.0
     reason: str = ""
@@ -77,11 +80,13 @@ class Invocation:
     events: Events = NO_EVENTS
     workers: WorkerRegistry | None = None  # where this worker says it is alive (for metrics and GET /v1/workers)
     host_pid: tuple[str, int] = ("", 0)  # what it says it runs on
+    breakers: BreakerStore | None = None  # where the registry's circuit breakers are kept (hexq.core.circuits)
     report: Report = field(init=False)
     _runner: Runner = field(init=False)
     _acks: AckBuffer = field(init=False)
     _stop: asyncio.Event = field(init=False)
     _both: SettleAndClaim | None = field(init=False)
+    _circuits: Circuits | None = None
     _reserved: int = 0  # slots a claim in flight may fill
     _closing: bool = False  # no more claims
     _poked: asyncio.Future[bool] | None = None
@@ -89,8 +94,11 @@ class Invocation:
     async def run(self, stop: asyncio.Event | None = None) -> Report:
         stop = self._stop = stop or asyncio.Event()
         report = self.report = Report(self.config.worker_id)
+        if self.breakers is not None and self.registry.breakers():  # no breaker declared: nothing read or written
+            self._circuits = Circuits(self.breakers, self.clock, self.events)
+            await self._circuits.start()
         self._runner = Runner(self.registry, self.clock, self.rand, self.limiter, self._finished, report,
-                              self.events)
+                              self.events, self._circuits)
         self._acks = AckBuffer(self._send, self._settled, self.clock)
         self._both = _settle_and_claim(self.broker)
         started = self.clock.monotonic()
@@ -109,6 +117,8 @@ class Invocation:
             for helper in helpers:
                 helper.cancel()
             await self._acks.close()
+            if self._circuits is not None:
+                await self._circuits.close()
             if stop.is_set():
                 # The process is stopping. An invocation that ended on its own (empty queue, budget) does not
                 # leave: the process's next one beats on under the same id (keeping started_at), and if none
@@ -206,7 +216,11 @@ class Invocation:
             self._acks.put(settle)
 
     def _settled(self, settlement: Settlement, applied: bool | None) -> None:
-        if applied:
+        if applied and outcome.given_back(settlement.lease.task, settlement.task):
+            self.report.deferred += 1
+            reason = "retry" if settlement.task.history is not settlement.lease.task.history else "breaker"
+            self.events.deferred(settlement.lease.task, settlement.task, reason)
+        elif applied:
             self.report.count(settlement.task)
             entry = self._runner.entries.get(settlement.task.id)
             self.events.finished(settlement.lease.task, settlement.task, entry.seconds if entry else 0.0)

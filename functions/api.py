@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hexq.core.auth import ApiKey, Scope
+from hexq.core.breakers import BreakerService
 from hexq.core.bulk import BulkService
 from hexq.core.errors import ValidationError
 from hexq.core.events import Events
@@ -34,6 +35,7 @@ from hexq.functions import bulk_wire, openapi, ui, wire
 from hexq.functions.auth import Guard, owner_of, tenant_of
 from hexq.functions.body import read_json
 from hexq.functions.bootstrap import Container
+from hexq.functions.breaker_wire import breaker_view, breakers_to_dict
 from hexq.functions.errors import EXCEPTION_HANDLERS, refusal
 from hexq.functions.wire import JSONOut, schedule_view, task_view
 
@@ -212,6 +214,26 @@ async def resume_queue(request: Request) -> Response:
     return JSONOut({"queue": queue, "paused": False, "changed": await _queues(request).resume(queue)})
 
 
+# -- circuit breakers ---------------------------------------------------------------------------
+def _breakers(request: Request) -> BreakerService:
+    return cast(BreakerService, request.app.state.breakers)
+
+
+@_needs(Scope.READ)
+async def list_breakers(request: Request) -> Response:
+    return JSONOut(breakers_to_dict(await _breakers(request).breakers()))
+
+
+@_needs(Scope.ADMIN)
+async def open_breaker(request: Request) -> Response:
+    return JSONOut(breaker_view(await _breakers(request).open(request.path_params["name"])))
+
+
+@_needs(Scope.ADMIN)
+async def close_breaker(request: Request) -> Response:
+    return JSONOut(breaker_view(await _breakers(request).close(request.path_params["name"])))
+
+
 # -- dead letters -------------------------------------------------------------------------------
 @_needs(Scope.READ)
 async def list_dead(request: Request) -> Response:
@@ -320,6 +342,9 @@ def routes() -> list[Route]:
         _route("/v1/queues", GET=list_queues),
         _route("/v1/queues/{queue}:pause", POST=pause_queue),  # {queue} may hold ':': the match backtracks
         _route("/v1/queues/{queue}:resume", POST=resume_queue),
+        _route("/v1/breakers", GET=list_breakers),
+        _route("/v1/breakers/{name}:open", POST=open_breaker),  # {name} may hold ':': the match backtracks
+        _route("/v1/breakers/{name}:close", POST=close_breaker),
         _route("/v1/dead", GET=list_dead),
         _route("/v1/dead:replay", POST=replay_dead),
         _route("/v1/schedules", GET=list_schedules),
@@ -337,6 +362,7 @@ def create_app(container: Container) -> Starlette:
     app.state.known_queues = (*container.settings.queues, *container.registry.queues())  # for /metrics
     app.state.schedules = container.schedules
     app.state.queues = container.queues
+    app.state.breakers = container.breakers
     app.state.backend = container.backend
     app.state.body_limit = container.settings.body_limit
     app.state.openapi = openapi.document()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hexq.core.auth import KeyRing
+from hexq.core.breakers import BreakerService
 from hexq.core.bulk import BulkService
 from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
@@ -65,6 +66,11 @@ class Container:
         return BulkService(self.tasks, self.backend, self.clock)
 
     @functools.cached_property
+    def breakers(self) -> BreakerService:
+        """List circuit breakers, open and close them: what the API, the client and the CLI share."""
+        return BreakerService(self.backend, self.registry)
+
+    @functools.cached_property
     def queues(self) -> QueueService:
         """List, pause and resume queues: what the API, the client and the CLI share."""
         return QueueService(self.backend, self.backend)
@@ -90,7 +96,7 @@ class Container:
                               lease_seconds=s.lease_seconds, idle_wait=s.idle_wait,
                               budget=s.budget if budget is None else budget, grace=s.grace if grace is None else grace)
         return Invocation(broker or self.backend, self.registry, config, limiter=self.backend, events=self.events,
-                          workers=self.backend, host_pid=(socket.gethostname(), os.getpid()))
+                          workers=self.backend, host_pid=(socket.gethostname(), os.getpid()), breakers=self.backend)
 
     def poller(self, invoker: Invoker | None = None) -> Poller:
         s = self.settings

@@ -16,7 +16,7 @@ from typing import Any
 from hexq import __version__
 from hexq.core.errors import QueueError, ScheduleNotFound, TaskNotFound
 from hexq.core.model import Priority, TaskStatus
-from hexq.functions import commands
+from hexq.functions import breaker_commands, commands
 from hexq.functions.auth import KEYGEN_HELP, add_keygen_arguments
 from hexq.functions.bench.options import add_arguments as add_bench_arguments
 from hexq.functions.logs import configure_logging
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "or pause or resume one")
     _queues(queues)
     queues.usage = "%(prog)s [-h] [--backend URL] [--tasks MODULES] [--log-level LEVEL] [--json] [ACTION ...]"
+
+    breakers = add("breakers", breaker_commands.breakers, breaker_commands.HELP)
+    breaker_commands.add_arguments(breakers, _adder)
+    breakers.usage = "%(prog)s [-h] [--backend URL] [--tasks MODULES] [--log-level LEVEL] [--json] [ACTION ...]"
 
     add_keygen_arguments(add("keygen", commands.keygen, KEYGEN_HELP, ()))
     # bench writes only where its own --backend says (not HEXQ_BACKEND), and runs only noop tasks.

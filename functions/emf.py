@@ -118,6 +118,12 @@ class EmfEvents:
         self._count("hexq_type_rate_limit_waits_total", {"type": task_type})
         self._observe("hexq_type_rate_limit_wait_seconds", {"type": task_type}, seconds)
 
+    def deferred(self, task: Task, after: Task, reason: str) -> None:
+        self._count("hexq_task_deferrals_total", {"type": task.type, "reason": reason})
+
+    def circuit_changed(self, name: str, before: str, after: str) -> None:
+        self._count("hexq_circuit_transitions_total", {"breaker": name, "state": after})
+
     def flush(self) -> None:
         """Print what was counted since the last flush as EMF lines, and start again from nothing. Never raises:
         it runs as an invocation ends, and metrics must not fail it."""

@@ -128,7 +128,8 @@ _ATTEMPT: Schema = _obj({
     "outcome": {"type": "string", "enum": [o.value for o in AttemptOutcome], "description": (
         "retried: failed, retried after `delay`; dead: failed, dead-lettered; cancelled: cancelled while it ran; "
         "released: given back unfinished (worker shutdown); lost: its lease expired (worker died or hung) and "
-        "the poller recovered it; succeeded; running: under way.")},
+        "the poller recovered it; deferred: the handler raised Retry(after=...), so it runs again after `delay` "
+        "without using an attempt; succeeded; running: under way.")},
     "worker_id": _nullable("string"),
     "token": _nullable("integer", description="The lease's fencing token; null where not known (a lost "
                        "attempt's, the running or succeeded one)."),
@@ -270,6 +271,28 @@ _SCHEMAS: dict[str, Schema] = {
             "message": {"type": "string"}}, ["kind", "message"], closed=False)},
     }, ["id", "status", "reasons"]),
     "QueueList": _obj({"queues": {"type": "array", "items": _ref("Queue")}}, ["queues"]),
+    "Breaker": _obj({
+        "name": {"type": "string", "description": "Its own name, or the task type's it guards."},
+        "state": {"type": "string", "enum": ["closed", "open", "half_open"], "description": (
+            "closed: tasks run; open: workers give its tasks back unrun, with the attempt unused; half_open: one "
+            "probe task runs at a time, and its success closes it.")},
+        "forced": {"type": "boolean", "description": "Opened by an admin: stays open until closed by one."},
+        "opened_at": _nullable("number", description="When it opened, on the backend's clock; null when closed."),
+        "reopens_at": _nullable("number", description="When an open breaker lets a probe through; null when "
+                                "forced, closed or half-open, or when this server does not know its policy."),
+        "failures": {"type": "integer", "minimum": 0, "description": "Consecutive failures counted while closed."},
+        "recent_failures": {"type": "integer", "minimum": 0, "description": "Failures in its ratio window."},
+        "recent": {"type": "integer", "minimum": 0, "description": "Outcomes in its ratio window."},
+        "types": {"type": "array", "items": {"type": "string"}, "description": "Task types this server knows that "
+                  "use it."},
+        "policy": {"description": "Its settings as the task types declare them; null when this server does not "
+                   "know them.", "oneOf": [{"type": "null"}, _obj({
+                       "failures": {"type": "integer"}, "ratio": {"type": "number"}, "window": {"type": "integer"},
+                       "reset": {"type": "number"}, "successes": {"type": "integer"}},
+                       ["failures", "ratio", "window", "reset", "successes"])]},
+    }, ["name", "state", "forced", "opened_at", "reopens_at", "failures", "recent_failures", "recent", "types",
+        "policy"]),
+    "BreakerList": _obj({"breakers": {"type": "array", "items": _ref("Breaker")}}, ["breakers"]),
     "QueuePaused": _obj({
         "queue": {"type": "string"},
         "paused": {"type": "boolean", "description": "Whether the queue is paused now."},
@@ -336,6 +359,8 @@ _RESPONSES: dict[str, Any] = {
 
 _ID = _param("id", "path", {"type": "string"}, "Task id.")
 _QUEUE_NAME = _param("queue", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, "Queue name.")
+_BREAKER_NAME = _param("name", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                       "Breaker name (a task type's, unless the type names a shared one).")
 _NAME = _param("name", "path", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}, "Schedule name.")
 _LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": _LIMITS.max_page, "default": 50},
                 "Page size.")
@@ -440,6 +465,19 @@ def _paths() -> dict[str, Any]:
             "the aws backend, within a second).",
             {"200": _json(_ref("QueuePaused"), "Resumed."), **_errors(422, 503)}, params=[_QUEUE_NAME],
             tag="queues", scope="admin")},
+        "/v1/breakers": {"get": _op(
+            "listBreakers", "Circuit breakers: every stored one and every one the task types declare, by name.",
+            {"200": _json(_ref("BreakerList"), "Breakers."), **_errors(503)}, tag="breakers", scope="read")},
+        "/v1/breakers/{name}:open": {"post": _op(
+            "openBreaker", "Force a breaker open: workers give its tasks back unrun (attempts unused) until it is "
+            "closed; no probe goes by itself. Any valid name may be opened.",
+            {"200": _json(_ref("Breaker"), "Open."), **_errors(422, 503)}, params=[_BREAKER_NAME],
+            tag="breakers", scope="admin")},
+        "/v1/breakers/{name}:close": {"post": _op(
+            "closeBreaker", "Close a breaker and forget what it counted: its tasks run again (those held run when "
+            "their delay ends).",
+            {"200": _json(_ref("Breaker"), "Closed."), **_errors(422, 503)}, params=[_BREAKER_NAME],
+            tag="breakers", scope="admin")},
         "/v1/events": {"get": _op(
             "events", "Live figures as server-sent events: a `snapshot` event a second ({at, stats, workers, "
             "histograms}: GET /v1/stats, GET /v1/workers and GET /v1/histograms read together, once a second per "
@@ -501,9 +539,9 @@ def document() -> dict[str, Any]:
             "`Authorization: Bearer <key>` or `X-API-Key: <key>` (never in the URL); /, /healthz, /readyz and "
             "/openapi.json stay open. A missing, unknown or revoked key is 401 unauthorized; a key without the "
             "operation's scope is 403 forbidden. Scopes: submit (submit, bulk submit, cancel), read (tasks, stats, "
-            "workers, queues, "
+            "workers, queues, breakers, "
             "dead letters, schedules, types, events; /v1/whoami takes any valid key), admin (replay dead letters, put "
-            "and delete schedules, pause and resume queues; implies the others). "
+            "and delete schedules, pause and resume queues, open and close circuit breakers; implies the others). "
             "A key belongs to a tenant and sees only that tenant's tasks and schedules: another tenant's is 404 "
             "not_found. Exception: /v1/stats and /v1/queues count every tenant's tasks, /v1/workers lists every "
             "worker, and a queue is paused for every tenant (none of them is per tenant). Each key has a "

@@ -90,6 +90,14 @@ class LogEvents:
         if self._log.isEnabledFor(logging.INFO):
             self._line("rate_waited", {"type": task_type, "wait": round(seconds, 6)}, "task waited for its rate")
 
+    def deferred(self, task: Task, after: Task, reason: str) -> None:
+        if self._log.isEnabledFor(logging.INFO):
+            self._line("deferred", task_fields(task) | {"reason": reason, "retry_in": round(after.delay, 6)})
+
+    def circuit_changed(self, name: str, before: str, after: str) -> None:
+        if self._log.isEnabledFor(logging.INFO):
+            self._line("circuit_changed", {"breaker": name, "from": before, "to": after}, f"breaker {name} {after}")
+
     def _line(self, event: str, fields: dict[str, Any], message: str | None = None) -> None:
         fields["event"] = event
         self._log.info(message or f"task {event}", extra=fields)
@@ -161,6 +169,12 @@ class FanOut:
 
     def rate_waited(self, task_type: str, seconds: float) -> None:
         self._each("rate_waited", task_type, seconds)
+
+    def deferred(self, task: Task, after: Task, reason: str) -> None:
+        self._each("deferred", task, after, reason)
+
+    def circuit_changed(self, name: str, before: str, after: str) -> None:
+        self._each("circuit_changed", name, before, after)
 
     def _each(self, method: str, *args: Any) -> None:
         for index, observer in enumerate(self.observers):

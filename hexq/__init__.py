@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from hexq.core.breaker import Breaker
 from hexq.core.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -34,7 +35,7 @@ from hexq.core.errors import (
     ValidationError,
 )
 from hexq.core.model import Page, Priority, Stats, Task, TaskStatus
-from hexq.core.retry import RetryPolicy
+from hexq.core.retry import Retry, RetryPolicy
 from hexq.core.schedule import Schedule
 from hexq.functions.client import (
     ApiError,
@@ -62,6 +63,7 @@ __all__ = [
     "AsyncClient",
     "AsyncTaskHandle",
     "BackendUnavailable",
+    "Breaker",
     "Client",
     "ConfigurationError",
     "IdempotencyMismatch",
@@ -70,6 +72,7 @@ __all__ = [
     "Priority",
     "QueueError",
     "QueueFull",
+    "Retry",
     "RetryPolicy",
     "Schedule",
     "ScheduleNameTaken",

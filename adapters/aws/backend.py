@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from hexq.adapters.aws import control, listing, schedules, sweeps
+from hexq.adapters.aws import breakers, control, listing, schedules, sweeps
 from hexq.adapters.aws import workers as registry
 from hexq.adapters.aws.config import AwsConfig, ClientFactory, Clients, boto3_factory, parse
 from hexq.adapters.aws.errors import translated
@@ -16,6 +16,7 @@ from hexq.adapters.aws.queues import LEVELS, Message, Queues
 from hexq.adapters.aws.resources import create_resources
 from hexq.adapters.aws.table import Table, check_size
 from hexq.core import idempotency, quota
+from hexq.core.breaker import BreakerState
 from hexq.core.clock import SystemClock, stamped
 from hexq.core.errors import ValidationError
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
@@ -287,6 +288,13 @@ class AwsBackend:
         """This process's clock: DynamoDB has no server time a condition or an update can read (see the
         hexq.adapters.aws docstring), so on AWS every hexq process must keep its clock synchronised."""
         return self._clock.now()
+
+    # -- BreakerStore -----------------------------------------------------------------------
+    async def breaker_states(self) -> tuple[float, list[BreakerState]]:
+        return await self._run(breakers.states, self._table, self._clock)
+
+    async def put_breaker(self, state: BreakerState) -> BreakerState | None:
+        return await self._run(breakers.put, self._table, state)
 
     async def put_schedule(self, schedule: Schedule) -> None:
         await self._run(schedules.put, self._table, schedule)

@@ -14,6 +14,7 @@ from hexq.adapters.redis.connection import Client, Target, connect, parse, trans
 from hexq.adapters.redis.keys import Keys, check_part, is_part, schedule_fields
 from hexq.adapters.redis.submits import Submits
 from hexq.core import search
+from hexq.core.breaker import BreakerState
 from hexq.core.clock import stamped
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ratelimit import check
@@ -248,6 +249,17 @@ class RedisBackend:
         with translated():
             return frozenset(cast(set[str], await self._client.smembers(self.keys.paused)))
 
+    # -- BreakerStore -----------------------------------------------------------------------
+    async def breaker_states(self) -> tuple[float, list[BreakerState]]:
+        now, *flat = await self._run("breakers")
+        states = [_breaker(name, value) for name, value in zip(flat[::2], flat[1::2], strict=True)]
+        return float(now), sorted(states, key=lambda b: b.name)
+
+    async def put_breaker(self, state: BreakerState) -> BreakerState | None:
+        version = int(await self._run("breaker_put", check_part(state.name, "breaker"), state.version,
+                                      state.to_json()))
+        return replace(state, version=version) if version else None
+
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:
         """The server's TIME (or the test clock): the clock every due time is decided on."""
@@ -309,6 +321,11 @@ class RedisBackend:
         with translated():
             for client in clients:
                 await client.aclose()
+
+
+def _breaker(name: str, value: str) -> BreakerState:
+    version, text = value.split(" ", 1)
+    return BreakerState.from_json(name, text, int(version))
 
 
 def _raise_if_cancelled() -> None:

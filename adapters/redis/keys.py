@@ -101,6 +101,11 @@ class Keys:
     def schedules(self) -> str:
         return self._key("schedules")
 
+    @property
+    def breakers(self) -> str:
+        """HASH breaker name -> '<version> <state JSON>' (the BreakerStore; scripts/breaker_put.lua)."""
+        return self._key("breakers")
+
     def rate_bucket(self, name: str) -> str:
         """A RateLimiter bucket. Bucket names are caller data, so the key holds a hash of the name, never
         the name: any string is safe, and every bucket key has the same short shape."""

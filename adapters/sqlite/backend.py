@@ -13,10 +13,11 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 
-from hexq.adapters.sqlite import broker
+from hexq.adapters.sqlite import breakers, broker
 from hexq.adapters.sqlite import operations as ops
 from hexq.adapters.sqlite.batching import EnqueueBatcher
 from hexq.adapters.sqlite.connection import INLINE, THREAD, Database
+from hexq.core.breaker import BreakerState
 from hexq.core.clock import SystemClock
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ports import Clock
@@ -186,6 +187,13 @@ class SQLiteBackend:
 
     async def paused(self) -> frozenset[str]:
         return await self._db.run(INLINE, ops.paused)
+
+    # -- BreakerStore -----------------------------------------------------------------------
+    async def breaker_states(self) -> tuple[float, list[BreakerState]]:
+        return await self._db.run(INLINE, breakers.states, self._clock)
+
+    async def put_breaker(self, state: BreakerState) -> BreakerState | None:
+        return await self._db.run(INLINE, breakers.put, state)
 
     # -- ScheduleStore ----------------------------------------------------------------------
     async def now(self) -> float:

@@ -87,6 +87,8 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS paused_queues (queue TEXT PRIMARY KEY)",
     # Token buckets of the RateLimiter port: one row per bucket (per API key), so no purge is needed.
     "CREATE TABLE IF NOT EXISTS rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
+    # BreakerStore: one row per circuit breaker, its state as JSON (hexq.core.breaker), CAS on version.
+    "CREATE TABLE IF NOT EXISTS breakers (name TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL)",
 )
 
 

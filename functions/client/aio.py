@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from hexq.core.breakers import BreakerInfo
 from hexq.core.bulk import BulkResult, Filter
 from hexq.core.errors import ConfigurationError, ValidationError
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
@@ -204,6 +205,19 @@ class AsyncClient:
     async def resume(self, queue: str) -> bool:
         """Make `queue`'s tasks claimable again at once. True if it was paused."""
         return await self.transport.resume(queue)
+
+    # -- circuit breakers ---------------------------------------------------------------------------
+    async def breakers(self) -> list[BreakerInfo]:
+        """Every stored circuit breaker and every one the known task types declare, by name."""
+        return await self.transport.breakers()
+
+    async def open_breaker(self, name: str) -> BreakerInfo:
+        """Force breaker `name` open: workers give its tasks back unrun until it is closed."""
+        return await self.transport.open_breaker(name)
+
+    async def close_breaker(self, name: str) -> BreakerInfo:
+        """Close breaker `name` and forget what it counted."""
+        return await self.transport.close_breaker(name)
 
     # -- dead letters -------------------------------------------------------------------------------
     async def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from hexq.core.breakers import BreakerInfo
 from hexq.core.bulk import BulkResult, Filter
 from hexq.core.errors import UnknownTaskType
 from hexq.core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
@@ -81,6 +82,15 @@ class DirectTransport:
 
     async def resume(self, queue: str) -> bool:
         return await self.container.queues.resume(queue)
+
+    async def breakers(self) -> list[BreakerInfo]:
+        return await self.container.breakers.breakers()
+
+    async def open_breaker(self, name: str) -> BreakerInfo:
+        return await self.container.breakers.open(name)
+
+    async def close_breaker(self, name: str) -> BreakerInfo:
+        return await self.container.breakers.close(name)
 
     async def schedules(self) -> list[Schedule]:
         return await self.container.schedules.all()

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from hexq.core.breakers import BreakerInfo
 from hexq.core.bulk import BulkResult, Filter
 from hexq.core.codec import history_from_list
 from hexq.core.errors import (
@@ -34,6 +35,7 @@ from hexq.core.model import Page, Priority, Stats, Task, TaskStatus
 from hexq.core.queues import QueueInfo
 from hexq.core.registry import check_name
 from hexq.core.schedule import Schedule
+from hexq.functions.breaker_wire import breaker_from_dict
 from hexq.functions.client.errors import ApiError
 from hexq.functions.client.transport import ScheduleRequest, TaskRequest
 
@@ -124,6 +126,15 @@ class HttpTransport:
     async def resume(self, queue: str) -> bool:
         return bool((await self._call("POST", _queue_path(queue) + ":resume"))["changed"])
 
+    async def breakers(self) -> list[BreakerInfo]:
+        return [breaker_from_dict(item) for item in (await self._call("GET", "/v1/breakers"))["breakers"]]
+
+    async def open_breaker(self, name: str) -> BreakerInfo:
+        return breaker_from_dict(await self._call("POST", _breaker_path(name) + ":open"))
+
+    async def close_breaker(self, name: str) -> BreakerInfo:
+        return breaker_from_dict(await self._call("POST", _breaker_path(name) + ":close"))
+
     async def replay(self, task_ids: Sequence[str]) -> list[Task]:
         answer = await self._call("POST", "/v1/dead:replay", json={"ids": list(task_ids)})
         return [_task(item) for item in answer["replayed"]]
@@ -157,6 +168,10 @@ class HttpTransport:
 
 def _task_path(task_id: str) -> str:
     return f"/v1/tasks/{quote(task_id, safe='')}"
+
+
+def _breaker_path(name: str) -> str:
+    return "/v1/breakers/" + quote(name, safe=":")
 
 
 def _queue_path(queue: str) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hexq.core.breakers import BreakerInfo
 from hexq.core.bulk import BulkResult
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.queues import QueueInfo
@@ -172,6 +173,19 @@ class Client:
     def resume(self, queue: str) -> bool:
         """Make `queue`'s tasks claimable again at once. True if it was paused."""
         return self._run(self.aio.resume(queue))
+
+    # -- circuit breakers ---------------------------------------------------------------------------
+    def breakers(self) -> list[BreakerInfo]:
+        """Every stored circuit breaker and every one the known task types declare, by name."""
+        return self._run(self.aio.breakers())
+
+    def open_breaker(self, name: str) -> BreakerInfo:
+        """Force breaker `name` open: workers give its tasks back unrun until it is closed."""
+        return self._run(self.aio.open_breaker(name))
+
+    def close_breaker(self, name: str) -> BreakerInfo:
+        """Close breaker `name` and forget what it counted."""
+        return self._run(self.aio.close_breaker(name))
 
     # -- dead letters -------------------------------------------------------------------------------
     def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
+from hexq.core.breaker import Breaker
 from hexq.core.model import JSON, Priority
 from hexq.core.registry import Validator, registry
 from hexq.core.retry import RetryPolicy
@@ -43,14 +44,17 @@ class TaskFunction(Protocol[P, R]):
 
 def task(name: str, *, max_attempts: int | None = None, timeout: float | None = None,
          retry: RetryPolicy | None = None, queue: str | None = None, validate: Validator | None = None,
-         rate: str | None = None, concurrency: int | None = None) -> Callable[[Callable[P, R]], TaskFunction[P, R]]:
+         rate: str | None = None, concurrency: int | None = None, breaker: Breaker | None = None,
+         max_deferrals: int | None = None) -> Callable[[Callable[P, R]], TaskFunction[P, R]]:
     """Register the decorated sync or async function as the handler of task type `name`.
 
     Options left out take hexq.core.registry's defaults: max_attempts 3, timeout 300 s, the default
-    retry policy, queue "default", no validate function, no rate or concurrency limit.
+    retry policy, queue "default", no validate function, no rate or concurrency limit, no circuit breaker
+    (hexq.Breaker), and 10 deferrals (the handler raising hexq.Retry) before one counts as a failed attempt.
     """
     given: dict[str, Any] = {"max_attempts": max_attempts, "timeout": timeout, "retry": retry, "queue": queue,
-                             "validate": validate, "rate": rate, "concurrency": concurrency}
+                             "validate": validate, "rate": rate, "concurrency": concurrency, "breaker": breaker,
+                             "max_deferrals": max_deferrals}
     register = registry.task(name, **{option: value for option, value in given.items() if value is not None})
 
     def decorate(fn: Callable[P, R]) -> TaskFunction[P, R]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from hexq.core.breakers import BreakerInfo
 from hexq.core.bulk import BulkResult, Filter
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.queues import QueueInfo
@@ -101,6 +102,12 @@ class Transport(Protocol):
     async def resume(self, queue: str) -> bool:
         """True if the queue was paused."""
         ...
+
+    async def breakers(self) -> list[BreakerInfo]: ...
+
+    async def open_breaker(self, name: str) -> BreakerInfo: ...
+
+    async def close_breaker(self, name: str) -> BreakerInfo: ...
 
     async def schedules(self) -> list[Schedule]: ...
 

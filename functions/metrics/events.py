@@ -217,6 +217,18 @@ class PrometheusEvents:
         except Exception as exc:
             self._failed(exc)
 
+    def deferred(self, task: Task, after: Task, reason: str) -> None:
+        try:
+            self._i.deferrals.labels(self._labels.type(task.type), reason).inc(1.0)
+        except Exception as exc:
+            self._failed(exc)
+
+    def circuit_changed(self, name: str, before: str, after: str) -> None:
+        try:
+            self._i.circuit_transitions.labels(name, after).inc(1.0)
+        except Exception as exc:
+            self._failed(exc)
+
     def _failed(self, exc: Exception) -> None:
         if not self._warned:  # once: a broken observer must not flood the log either
             self._warned = True

@@ -44,6 +44,8 @@ class TaskInstruments:
     attempts: Histogram
     schedule_lag: Histogram
     rate_wait: Histogram
+    deferrals: Counter
+    circuit_transitions: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> TaskInstruments:
@@ -85,6 +87,11 @@ class TaskInstruments:
                                    LAG_SECONDS),
             rate_wait=histogram("hexq_type_rate_limit_wait_seconds", "Seconds a task waited for its type's rate "
                                 "limit", WAIT_SECONDS),
+            deferrals=counter("hexq_task_deferrals", "Claimed tasks given back with their attempt unused: reason "
+                              "retry (the handler raised Retry) or breaker (its circuit breaker is open)",
+                              "type", "reason"),
+            circuit_transitions=counter("hexq_circuit_transitions", "Circuit breaker state changes this process "
+                                        "wrote, by the state entered", "breaker", "state"),
         )
 
 

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hexq.core.breaker import BreakerState, Circuit
 from hexq.core.model import STATES, Priority, Stats
 from hexq.core.ports import Backend
 from hexq.functions.metrics.events import PRIORITIES
 
 log = logging.getLogger("hexq.metrics")
+CIRCUIT_VALUES = {Circuit.CLOSED: 0.0, Circuit.HALF_OPEN: 1.0, Circuit.OPEN: 2.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class State:
     stats: Stats | None = None
     workers: int | None = None
     queues: tuple[str, ...] = field(default=())
+    breakers: tuple[BreakerState, ...] = ()
 
 
 async def read_state(backend: Backend, queues: Iterable[str]) -> State:
@@ -41,7 +44,15 @@ async def read_state(backend: Backend, queues: Iterable[str]) -> State:
     except Exception as exc:  # BackendUnavailable, or anything a broken backend raises: the scrape still answers
         log.warning("metrics: the backend did not answer the scrape (%s: %s)", type(exc).__name__, exc)
         return State(False, queues=known)
-    return State(True, stats, await _live_workers(backend), known)
+    return State(True, stats, await _live_workers(backend), known, await _breakers(backend))
+
+
+async def _breakers(backend: Backend) -> tuple[BreakerState, ...]:
+    try:
+        return tuple((await backend.breaker_states())[1])
+    except Exception as exc:
+        log.warning("metrics: the breaker states did not answer (%s: %s)", type(exc).__name__, exc)
+        return ()
 
 
 async def _live_workers(backend: Backend) -> int | None:
@@ -69,6 +80,9 @@ class StateCollector(Collector):
         if state.workers is not None:
             yield GaugeMetricFamily("hexq_workers_live", "Workers whose last heartbeat is within its time to live",
                                     value=float(state.workers))
+        if state.breakers:
+            yield _family("hexq_circuit_state", "Circuit breakers as stored: 0 closed, 1 half_open, 2 open",
+                          ["breaker"], {(b.name,): CIRCUIT_VALUES[b.circuit] for b in state.breakers})
         if state.stats is None:
             return
         depth = _depth(state.stats, state.queues)

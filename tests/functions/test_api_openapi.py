@@ -46,7 +46,7 @@ def test_every_operation_documents_its_parameters_and_errors(doc: dict[str, Any]
         for method, operation in item.items():
             in_path = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             assert in_path == set(re.findall(r"{(\w+)}", path)), (path, method)
-            bodiless = path.endswith(("}:cancel", ":pause", ":resume"))  # the path says it all (one task or queue)
+            bodiless = path.endswith(("}:cancel", ":pause", ":resume", ":open", ":close"))  # the path says it all
             assert ("requestBody" in operation) == (method in {"post", "put"} and not bodiless)
             if path.startswith("/v1/"):
                 assert "503" in operation["responses"], (path, method)

@@ -118,6 +118,9 @@ def test_without_keys_the_api_stays_open_across_tenants(client: TestClient) -> N
     ("acme-writer", "GET", "/v1/queues", "read"),
     ("acme-app", "POST", "/v1/queues/q:pause", "admin"),
     ("acme-app", "POST", "/v1/queues/q:resume", "admin"),
+    ("acme-writer", "GET", "/v1/breakers", "read"),
+    ("acme-app", "POST", "/v1/breakers/b:open", "admin"),
+    ("acme-app", "POST", "/v1/breakers/b:close", "admin"),
 ])
 def test_a_key_without_the_scope_gets_403(keyed: TestClient, key: str, method: str, path: str, scope: str) -> None:
     response = keyed.request(method, path, json={"type": "echo"}, headers=as_(key))

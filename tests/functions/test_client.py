@@ -29,6 +29,7 @@ from hexq import (
     ValidationError,
     WaitTimeout,
 )
+from hexq.core.breaker import Circuit
 from hexq.core.errors import ConfirmMismatch
 from hexq.core.queues import QueueInfo
 from hexq.functions.api import create_app
@@ -280,6 +281,18 @@ async def test_a_paused_queue_holds_its_tasks_until_it_is_resumed(client: AsyncC
     with pytest.raises(ValidationError) as caught:
         await client.pause("no spaces")
     assert caught.value.field == "queue"
+
+
+# -- circuit breakers ------------------------------------------------------------------------------
+async def test_a_breaker_is_opened_listed_and_closed(client: AsyncClient) -> None:
+    opened = await client.open_breaker("client.payments")
+    assert (opened.name, opened.state, opened.forced) == ("client.payments", Circuit.OPEN, True)
+    assert [(b.name, b.state) for b in await client.breakers()] == [("client.payments", Circuit.OPEN)]
+    closed = await client.close_breaker("client.payments")
+    assert (closed.state, closed.forced, closed.opened_at) == (Circuit.CLOSED, False, None)
+    with pytest.raises(ValidationError) as caught:
+        await client.open_breaker("no spaces")
+    assert caught.value.field == "breaker"
 
 
 # -- dead letters ----------------------------------------------------------------------------------

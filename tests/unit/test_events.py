@@ -59,6 +59,12 @@ class Recorder:
     def rate_waited(self, task_type: str, seconds: float) -> None:
         self.seen.append(("rate_waited", (task_type, seconds)))
 
+    def deferred(self, task: Task, after: Task, reason: str) -> None:
+        self.seen.append(("deferred", (task.id, reason, after.delay)))
+
+    def circuit_changed(self, name: str, before: str, after: str) -> None:
+        self.seen.append(("circuit_changed", (name, before, after)))
+
 
 def _cron(spec: str, after: float) -> float:
     raise ValueError("tests use @every")

@@ -32,6 +32,7 @@
 --                      of those two states, which the hot path (enqueue now, claim, succeed) never makes
 --   workers     HASH   worker id -> '<started_at>|<last_seen>|<running>|<json: host, pid, queues>'
 --   workers:alive ZSET worker id -> when its next beat is due (µs): the WorkerRegistry (beat.lua)
+--   breakers    HASH   breaker name -> '<version> <state JSON>' (BreakerStore: breakers.lua, breaker_put.lua)
 --   task:<id>:watch, task:<id>:done   FinishWaiter: set while a client waits / pushed when it finishes
 -- How many tasks have each status is read off these sets (stats.lua): no counter to keep per task.
 --
