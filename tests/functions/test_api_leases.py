@@ -70,7 +70,8 @@ def test_bad_parameters_are_422(client: TestClient) -> None:
         assert response.json()["details"]["field"] in {"within", "limit"}
 
 
-def test_a_tenant_sees_only_its_own_leases(make_client: ClientFactory, make_container: Callable[..., Container]) -> None:
+def test_a_tenant_sees_only_its_own_leases(make_client: ClientFactory,
+                                           make_container: Callable[..., Container]) -> None:
     secrets = {"acme": new_secret(), "globex": new_secret()}
     keys = ",".join(entry(name, name, [Scope.SUBMIT, Scope.READ], secret) for name, secret in secrets.items())
     container = make_container(api_keys=keys)
