@@ -28,6 +28,7 @@ from hexq.core.ports import Clock, LeaseReader, TaskStore
 from hexq.core.services import TaskService
 
 MAX_LIMIT: Final = 10_000  # tasks one request acts on
+CHUNK: Final = 500  # tasks one request of a chunked run acts on (in_chunks)
 MAX_SCANNED: Final = 100_000  # records one request examines, over all its listing pages
 REPLAY_CHUNK: Final = 500
 REPLAY_PAUSE: Final = 0.25  # seconds between replay chunks: at most about 2,000 replays a second
@@ -130,3 +131,21 @@ class BulkService:
             raise ConfirmMismatch(len(found), confirm)
         return found, scanned, complete and len(found) < wanted
 
+
+async def in_chunks(step: Callable[[int], Awaitable[BulkResult]], total: int,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Run a bulk action whose dry run counted `total`, one chunk at a time: step(left) acts on one chunk with
+    confirm=left (what is left of the total), so the run acts on at most `total` tasks. Stops when nothing is
+    left, a chunk acts on nothing, or the filter is walked to its end; ConfirmMismatch from a chunk (more match
+    than is left) propagates, and what was done before it stays done. Returns the tasks acted on; `progress`
+    hears the running count after each chunk."""
+    acted = 0
+    while acted < total:
+        result = await step(total - acted)
+        chunk = result.done + result.pending + result.skipped
+        acted += chunk
+        if progress is not None:
+            progress(acted)
+        if chunk == 0 or result.complete:
+            break
+    return acted
