@@ -577,3 +577,124 @@ def test_a_chunked_replay_shows_progress_and_replays_every_match(server: Callabl
         assert {api.get(f"/v1/tasks/{i}").json()["status"] for i in others} == {"dead"}  # not matched: untouched
     page.screenshot(path=str(HERE / "screenshots" / "dead-letters-replayed.png"))  # the top: the progress
     assert seen.errors == []
+
+
+# -- through the Lambda API handler -----------------------------------------------------------------------
+@pytest.fixture
+def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """lambda_env(backend URL): the HEXQ_* environment template.yaml gives both functions, open API included."""
+
+    def set_env(backend: str) -> None:
+        for name in [name for name in os.environ if name.startswith("HEXQ_")]:
+            monkeypatch.delenv(name)
+        for name, value in {"HEXQ_BACKEND": backend, "HEXQ_ALLOW_OPEN_API": "true", "HEXQ_IDLE_WAIT": "0.05",
+                            "HEXQ_TASKS": "hexq.functions.examples,browser_tasks"}.items():
+            monkeypatch.setenv(name, value)
+
+    return set_env
+
+
+class LambdaWorker:
+    """The Lambda worker function, on a thread of its own (this one's event loop is Playwright's)."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._thread = ThreadPoolExecutor(1)
+        self._module: Any = None
+
+    def invoke(self) -> dict[str, Any]:
+        return self._thread.submit(self._invoke).result()  # type: ignore[no-any-return]
+
+    def _invoke(self) -> dict[str, Any]:
+        from lambda_bridge import FakeContext
+
+        if self._module is None:
+            import importlib
+
+            sys.modules.pop("hexq.functions.lambda_worker", None)
+            self._module = importlib.import_module("hexq.functions.lambda_worker")
+        return self._module.handler({}, FakeContext(remaining_ms=60_000))  # type: ignore[no-any-return]
+
+    def claim(self, backend: str, queue: str, lease: float) -> None:
+        """A worker that claims one task of `queue` and then never renews its lease."""
+        import asyncio
+
+        from hexq.functions.bootstrap import bootstrap
+        from hexq.functions.settings import Settings
+
+        async def hang() -> None:
+            container = bootstrap(Settings(backend_url=backend, task_modules=()))
+            await container.backend.claim([queue], 1, lease_seconds=lease, worker_id="hung-worker")
+            await container.backend.close()
+
+        self._thread.submit(lambda: asyncio.run(hang())).result()
+
+    def close(self) -> None:
+        if self._module is not None:
+            self._thread.submit(self._module.handler.close).result()
+            sys.modules.pop("hexq.functions.lambda_worker", None)
+        self._thread.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_every_page_works_through_the_lambda_api_handler(backend: str, request: pytest.FixtureRequest,
+                                                         tmp_path: Path, lambda_env: Callable[[str], None],
+                                                         watched: Callable[..., Watched]) -> None:
+    from lambda_bridge import LambdaBridge
+
+    url = f"sqlite:///{tmp_path / 'hexq.db'}"
+    if backend == "redis":
+        import redis
+
+        url = request.getfixturevalue("redis_url")
+        redis.Redis.from_url(url).flushdb()
+    lambda_env(url)
+    bridge, worker = LambdaBridge(), LambdaWorker()
+    base = bridge.start()
+    try:
+        flag = tmp_path / "flag"
+        with httpx.Client(base_url=base, trust_env=False, timeout=30) as api:
+            echo = api.post("/v1/tasks", json={"type": "echo", "payload": {"hello": "lambda"}}).json()["id"]
+            dead = [api.post("/v1/tasks", json={"type": "until_fixed", "max_attempts": 1,
+                                                "payload": {"flag": str(flag), "i": i}}).json()["id"] for i in range(3)]
+            worker.invoke()
+            waiting = api.post("/v1/tasks", json={"type": "echo", "delay": 3600}).json()["id"]
+            held = api.post("/v1/tasks", json={"type": "echo", "queue": "held"}).json()["id"]
+            api.put("/v1/schedules/nightly", json={"spec": "0 3 * * *", "type": "echo"})
+            assert api.get(f"/v1/tasks/{echo}").json()["status"] == "succeeded"
+        worker.claim(url, "held", lease=12)
+        seen = watched()
+        page = seen.page
+
+        ready(page, f"{base}/")
+        expect(page.locator("#live-mode")).to_contain_text("polling")  # API Gateway buffers: one snapshot, then polls
+        for path in ["/ui/tasks", f"/ui/tasks/{echo}", f"/ui/tasks/{waiting}", "/ui/schedules", "/ui/submit"]:
+            ready(page, base + path)
+        ready(page, f"{base}/ui/tasks/{held}")
+        expect(page.locator("#lease-worker")).to_have_text("hung-worker")
+        assert 0 < countdown(page, "#lease-left") <= 12
+        ready(page, f"{base}/ui/workers")
+        expect(page.locator(f"#leases tr[data-id='{held}']")).to_contain_text("hung-worker")
+        page.wait_for_timeout(1600)  # one more poll of the live figures
+
+        flag.write_text("deployed")
+        ready(page, f"{base}/ui/dead")
+        page.click("#replay-matching")
+        page.fill("#confirm-input", "replay 3")
+        page.click("#confirm-ok")
+        expect(page.locator("#bulk-run-text")).to_have_text("replayed 3 of 3", timeout=20_000)
+        worker.invoke()
+        with httpx.Client(base_url=base, trust_env=False, timeout=30) as api:
+            assert {api.get(f"/v1/tasks/{i}").json()["status"] for i in dead} == {"succeeded"}
+        assert seen.errors == [] and seen.dialogs == []
+    finally:
+        bridge.stop()
+        worker.close()
+    called = {(method, re.sub(r"[0-9a-f]{32}", "{id}", path.partition("?")[0])) for method, path, _ in bridge.seen}
+    assert {("GET", "/v1/whoami"), ("GET", "/v1/workers"), ("GET", "/v1/stats"), ("GET", "/v1/tasks"),
+            ("GET", "/v1/tasks/{id}"), ("GET", "/v1/tasks/{id}/why"), ("GET", "/v1/leases"), ("GET", "/v1/dead"),
+            ("GET", "/v1/schedules"), ("GET", "/v1/types"), ("GET", "/v1/histograms"), ("POST", "/v1/dead:replay"),
+            ("GET", "/ui/static/app.js")} <= called
+    refused = [(method, path, status) for method, path, status in bridge.seen if status >= 400]
+    assert refused == []
