@@ -507,6 +507,7 @@ def test_the_task_page_counts_down_a_running_task_s_lease(server: Callable[..., 
     page.wait_for_timeout(1200)
     later = countdown(page, "#lease-left")
     assert 0 < later < first <= 20  # it ticks down between reads (a heartbeat every ~6.7 s pushes it back up)
+    shoot(page, "task-lease")
     assert seen.errors == []
 
 
@@ -536,6 +537,7 @@ def test_the_workers_page_lists_a_lease_near_expiry(server: Callable[..., Server
     expect(row).to_contain_text("hung-worker")
     assert 0 < countdown(page, f"#leases tr[data-id='{task_id}'] td.countdown") <= 12
     expect(page.locator("#leases-empty")).to_be_hidden()
+    shoot(page, "workers-leases")
     assert seen.errors == []
 
 

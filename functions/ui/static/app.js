@@ -604,7 +604,7 @@ async function taskPage() {
     fill($("#result"), t.result === undefined || t.result === null ? "–" : JSON.stringify(t.result, null, 2));
     fill($("#error"), t.error || "–");
     fill($("#traceback"), t.traceback || "–");
-    attempts(t.attempts_history);
+    attempts(t.attempts_history, t.lease);
     leasePanel(t);
     whyWaiting(t);
     $("#act-cancel").hidden = !(can("submit") && CANCELLABLE.has(t.status));
@@ -667,7 +667,7 @@ async function whyWaiting(t) {
 }
 
 // The attempt history as a timeline, when the server gives one (attempts_history).
-function attempts(history) {
+function attempts(history, lease) {
   const box = $("#attempts");
   if (!Array.isArray(history) || !history.length) { box.hidden = true; return; }
   const item = (a) => el("li", { class: `attempt ${a.outcome || "running"}`, "data-number": a.number },
@@ -675,7 +675,8 @@ function attempts(history) {
       el("span", { class: `status ${a.outcome || "running"}` }, a.outcome || "running"), " ",
       el("span", { class: "hint" }, `${when(a.started_at)} → ${a.finished_at ? when(a.finished_at) : "…"}`
         + (a.finished_at && a.started_at ? ` (${age(a.finished_at - a.started_at)})` : ""))),
-    el("div", { class: "hint" }, "worker ", el("code", {}, a.worker_id ?? "–"), " · token ", el("code", {}, a.token ?? "–"),
+    el("div", { class: "hint" }, "worker ", el("code", {}, a.worker_id ?? "–"), " · token ",
+      el("code", {}, a.token ?? (!a.outcome || a.outcome === "running" ? lease?.token : null) ?? "–"),
       a.delay !== null && a.delay !== undefined ? ` · backoff ${age(a.delay)}` : ""),
     a.error ? el("pre", { class: "text" }, a.error) : null,
     a.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "text" }, a.traceback)) : null);
