@@ -268,6 +268,22 @@ class MemoryBackend:
         with self._lock:
             return self._roster.workers()
 
+    # -- LeaseReader ------------------------------------------------------------------------
+    async def lease(self, task_id: str) -> Lease | None:
+        with self._lock:
+            held = self._leases.get(task_id)
+            return None if held is None else self._current(held)
+
+    async def leases(self, limit: int, *, tenant: str | None = None) -> list[Lease]:
+        with self._lock:
+            held = sorted(self._leases.values(), key=lambda lease: (lease.expires_at, self._order[lease.task.id]))
+            mine = [self._current(lease) for lease in held if tenant is None or lease.task.tenant == tenant]
+            return mine[:max(limit, 0)]
+
+    def _current(self, lease: Lease) -> Lease:
+        """The lease with the task as stored now and the cancel mark (the held copy keeps the task as claimed)."""
+        return replace(lease, task=self._tasks[lease.task.id], cancel_requested=lease.task.id in self._cancels)
+
     # -- QueueControl -----------------------------------------------------------------------
     async def pause(self, queue: str) -> bool:
         with self._lock:

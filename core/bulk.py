@@ -6,21 +6,29 @@ now, ConfirmMismatch (HTTP 409) says how many, and nothing is changed; if fewer 
 meanwhile), those are acted on. Matching tasks are collected first (up to `limit`, each listing page
 bounded by max_scan, the whole walk by MAX_SCANNED), then acted on; replays go in chunks of
 REPLAY_CHUNK with REPLAY_PAUSE seconds between chunks, so a large replay does not arrive as one burst.
+
+Large runs go in chunks of requests (the dashboard, `hexq dead --replay-matching`: limit 500 each), so that each
+request fits API Gateway's 29 s. The caller confirms the total once and sends, as each chunk's `confirm`, what is
+left of it: a request acts on at most `confirm` tasks, so the run acts on at most the total, and a last chunk
+that finds more than what is left gets ConfirmMismatch. A chunk finds what the earlier ones left: replayed tasks
+are no longer dead, cancelled ones no longer waiting, and running tasks whose cancellation was already asked for
+are passed over (else every chunk would find the same running tasks again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 from hexq.core import search
 from hexq.core.errors import ConfirmMismatch, InvalidTransition, TaskNotFound, ValidationError
 from hexq.core.model import Page, Task, TaskQuery, TaskStatus
-from hexq.core.ports import Clock, TaskStore
+from hexq.core.ports import Clock, LeaseReader, TaskStore
 from hexq.core.services import TaskService
 
 MAX_LIMIT: Final = 10_000  # tasks one request acts on
+CHUNK: Final = 500  # tasks one request of a chunked run acts on (in_chunks)
 MAX_SCANNED: Final = 100_000  # records one request examines, over all its listing pages
 REPLAY_CHUNK: Final = 500
 REPLAY_PAUSE: Final = 0.25  # seconds between replay chunks: at most about 2,000 replays a second
@@ -51,8 +59,8 @@ class BulkResult:
 
 
 class BulkService:
-    def __init__(self, tasks: TaskService, store: TaskStore, clock: Clock) -> None:
-        self._tasks, self._store, self._clock = tasks, store, clock
+    def __init__(self, tasks: TaskService, store: TaskStore, leases: LeaseReader, clock: Clock) -> None:
+        self._tasks, self._store, self._leases, self._clock = tasks, store, leases, clock
 
     async def cancel_matching(self, where: Filter, tenant: str | None, *, limit: int,
                               confirm: int | None) -> BulkResult:
@@ -61,7 +69,7 @@ class BulkService:
         if where.status is not None and where.status not in CANCELLABLE:
             raise ValidationError("only queued, scheduled or running tasks can be cancelled", field="filter.status")
         statuses = [where.status] if where.status else list(CANCELLABLE)
-        found, scanned, complete = await self._collect(where, statuses, tenant, limit, confirm)
+        found, scanned, complete = await self._collect(where, statuses, tenant, limit, confirm, self._not_asked)
         if confirm is None:
             return BulkResult(len(found), scanned, complete)
         done = pending = skipped = 0
@@ -89,8 +97,16 @@ class BulkService:
             done += len(await self._tasks.replay([t.id for t in found[start:start + REPLAY_CHUNK]], tenant))
         return BulkResult(len(found), scanned, complete, done, 0, len(found) - done)
 
+    async def _not_asked(self, task: Task) -> bool:
+        """False for a running task whose worker was already asked to stop it (one more read, running tasks only)."""
+        if task.status is not TaskStatus.RUNNING:
+            return True
+        lease = await self._leases.lease(task.id)
+        return lease is not None and not lease.cancel_requested
+
     async def _collect(self, where: Filter, statuses: Sequence[TaskStatus], tenant: str | None, limit: int,
-                       confirm: int | None) -> tuple[list[Task], int, bool]:
+                       confirm: int | None, keep: Callable[[Task], Awaitable[bool]] | None = None,
+                       ) -> tuple[list[Task], int, bool]:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValidationError(f"limit must be 1 to {MAX_LIMIT}", field="limit")
         if confirm is not None and confirm < 0:
@@ -105,7 +121,8 @@ class BulkService:
             page: Page | None = None
             while len(found) < wanted and scanned < MAX_SCANNED:
                 page = await self._store.query(replace(query, cursor=page.next_cursor if page else None))
-                found += page.items[:wanted - len(found)]
+                items = page.items if keep is None else [task for task in page.items if await keep(task)]
+                found += items[:wanted - len(found)]
                 scanned += page.scanned
                 if page.complete:
                     break
@@ -114,3 +131,21 @@ class BulkService:
             raise ConfirmMismatch(len(found), confirm)
         return found, scanned, complete and len(found) < wanted
 
+
+async def in_chunks(step: Callable[[int], Awaitable[BulkResult]], total: int,
+                    progress: Callable[[int], None] | None = None) -> int:
+    """Run a bulk action whose dry run counted `total`, one chunk at a time: step(left) acts on one chunk with
+    confirm=left (what is left of the total), so the run acts on at most `total` tasks. Stops when nothing is
+    left, a chunk acts on nothing, or the filter is walked to its end; ConfirmMismatch from a chunk (more match
+    than is left) propagates, and what was done before it stays done. Returns the tasks acted on; `progress`
+    hears the running count after each chunk."""
+    acted = 0
+    while acted < total:
+        result = await step(total - acted)
+        chunk = result.done + result.pending + result.skipped
+        acted += chunk
+        if progress is not None:
+            progress(acted)
+        if chunk == 0 or result.complete:
+            break
+    return acted

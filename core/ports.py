@@ -1,7 +1,8 @@
 """The hexagon's ports: small Protocols over domain types only.
 
 One adapter object usually implements all of Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter,
-WorkerRegistry, QueueControl and BreakerStore (`Backend`), so that a backend can keep each operation atomic.
+WorkerRegistry, QueueControl, BreakerStore and LeaseReader (`Backend`), so that a backend can keep each
+operation atomic.
 """
 
 from __future__ import annotations
@@ -230,8 +231,27 @@ class BreakerStore(Protocol):
         ...
 
 
+class LeaseReader(Protocol):
+    """Read-only view of the leases of running tasks, for the dashboard and GET /v1/leases. Nothing on the
+    claim, heartbeat or settle path calls it, and it stores nothing: it reads what those already keep."""
+
+    async def lease(self, task_id: str) -> Lease | None:
+        """The current lease of a running task (token, expiry on the backend's clock, whether its cancellation
+        was requested), or None when the task is missing or not running."""
+        ...
+
+    async def leases(self, limit: int, *, tenant: str | None = None) -> list[Lease]:
+        """Up to `limit` leases of running tasks (of `tenant` only, unless None), soonest expiry first: expired
+        ones the poller has not reclaimed yet come first. Backends may examine a bounded number of leases
+        (LEASE_SCAN) when filtering by tenant, so a tenant's list can be short."""
+        ...
+
+
+LEASE_SCAN = 2000  # running tasks' leases one leases() call examines at most when it filters by tenant
+
+
 class Backend(Broker, Sweeper, TaskStore, ScheduleStore, RateLimiter, WorkerRegistry, QueueControl, BreakerStore,
-              Protocol):
+              LeaseReader, Protocol):
     """Everything a backend adapter provides, plus its lifecycle."""
 
     name: str

@@ -37,6 +37,7 @@ from hexq.functions.body import read_json
 from hexq.functions.bootstrap import Container
 from hexq.functions.breaker_wire import breaker_view, breakers_to_dict
 from hexq.functions.errors import EXCEPTION_HANDLERS, refusal
+from hexq.functions.ui.leases import lease_view
 from hexq.functions.wire import JSONOut, schedule_view, task_view
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -145,7 +146,9 @@ async def get_task(request: Request) -> Response:
     tasks, task_id, tenant = _tasks(request), request.path_params["id"], _tenant(request)
     seconds = _wait_seconds(request.query_params.get("wait") or None, tasks.limits.max_wait)
     task = await (tasks.get(task_id, tenant) if seconds is None else tasks.wait(task_id, seconds, tenant))
-    return JSONOut(task_view(task))
+    view = task_view(task)
+    lease = await lease_view(request, task)  # a running task's only: one more read
+    return JSONOut(view if lease is None else view | {"lease": lease})
 
 
 def _wait_seconds(raw: str | None, bound: float) -> float | None:

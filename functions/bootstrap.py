@@ -63,7 +63,7 @@ class Container:
     @functools.cached_property
     def bulk(self) -> BulkService:
         """Cancel and replay every task that matches a filter (the API, the clients)."""
-        return BulkService(self.tasks, self.backend, self.clock)
+        return BulkService(self.tasks, self.backend, self.backend, self.clock)
 
     @functools.cached_property
     def breakers(self) -> BreakerService:

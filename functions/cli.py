@@ -3,7 +3,8 @@
 Settings come from HEXQ_* environment variables (Settings.from_env); a flag overrides its variable,
 and each command takes only the flags it uses.
 Exit codes: 0 ok; 1 a task or schedule not found, `submit --wait` ended other than succeeded, or
-`cancel` / `dead --replay` left some ids as they were; 2 usage or configuration error; 130 interrupted.
+`cancel` / `dead --replay` left some ids as they were, or `dead --replay-matching` was not confirmed or found more
+than confirmed; 2 usage or configuration error; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def _dead(p: argparse.ArgumentParser) -> None:
     replay = p.add_mutually_exclusive_group()
     replay.add_argument("--replay", nargs="*", metavar="ID", help="send these dead tasks back to the queue")
     replay.add_argument("--replay-all", action="store_true", help="send every dead task back to the queue")
+    replay.add_argument("--replay-matching", action="store_true",
+                        help="replay every dead task that matches --type, --queue and --search (at most 10,000 a "
+                        "run): counts them, asks you to type the count (or --yes), then replays 500 at a time")
+    p.add_argument("--yes", action="store_true", help="with --replay-matching: no typed confirmation")
+    p.add_argument("--dry-run", action="store_true", help="with --replay-matching: only count the matches")
     _page(p)
 
 

@@ -152,6 +152,12 @@ def stats(settings: Settings, args: argparse.Namespace) -> int:
 
 def dead(settings: Settings, args: argparse.Namespace) -> int:
     async def run(container: Container) -> int:
+        if args.replay_matching:
+            from hexq.functions.replay_matching import replay_matching
+
+            return await replay_matching(container, args)
+        if args.yes or args.dry_run:
+            raise ValidationError("--yes and --dry-run go with --replay-matching")
         if args.replay_all or args.replay is not None:
             return await _replay(container, args.replay, replay_all=args.replay_all)
         query = TaskQuery(status=TaskStatus.DEAD, type=args.type, queue=args.queue, limit=args.limit,

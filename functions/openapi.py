@@ -141,6 +141,20 @@ _ATTEMPT: Schema = _obj({
     "delay": _nullable("number", description="The backoff chosen, in seconds, when retried."),
 }, ["number", "outcome", "worker_id", "token", "started_at", "finished_at", "error", "traceback", "delay"])
 
+_LEASE: Schema = _obj({
+    "task_id": {"type": "string"}, "type": {"type": "string"}, "queue": {"type": "string"},
+    "worker_id": _nullable("string"), "token": {"type": "integer", "description": "The fencing token."},
+    "expires_at": {"type": "number", "description": "Epoch seconds, on the backend's clock."},
+    "seconds_left": {"type": "number", "description": "expires_at minus the backend's now; negative once "
+                     "expired (the poller takes the task back on its next sweep)."},
+    "last_heartbeat": {"type": "number", "description": "An estimate: expires_at minus lease_seconds (a heartbeat "
+                       "sets the expiry to now + the lease), no earlier than the start and no later than now. "
+                       "No backend stores the heartbeat's own time."},
+    "lease_seconds": {"type": "number", "description": "This API's HEXQ_LEASE, assumed to be the workers' too."},
+    "cancel_requested": {"type": "boolean"},
+}, ["task_id", "type", "queue", "worker_id", "token", "expires_at", "seconds_left", "last_heartbeat",
+    "lease_seconds", "cancel_requested"])
+
 _TASK: Schema = _obj({
     "id": {"type": "string"}, "type": {"type": "string"}, "payload": {"type": "object"},
     "queue": {"type": "string"}, "priority": {"type": "string", "enum": _PRIORITY_NAMES},
@@ -159,6 +173,7 @@ _TASK: Schema = _obj({
         f"The task's attempts, oldest first: the last {HISTORY_LIMIT} that did not succeed (retried, dead, "
         "cancelled, released, lost), then the one running or that succeeded, shown from the task's own fields. "
         "A task replayed from the dead letters keeps its earlier attempts, numbered as they were.")},
+    "lease": {**_LEASE, "description": "Only on GET /v1/tasks/{id} of a running task: its worker's lease."},
 }, ["id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout", "run_at",
     "delay", "created_at", "started_at", "finished_at", "worker_id", "result", "error", "traceback",
     "idempotency_key", "tenant", "attempts_history"],
@@ -196,7 +211,11 @@ _ERROR: Schema = _obj({
 _COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
 
 _SCHEMAS: dict[str, Schema] = {
-    "Error": _ERROR, "Task": _TASK, "SubmitTask": _SUBMIT, "Schedule": _SCHEDULE, "SchedulePut": _SCHEDULE_PUT,
+    "Error": _ERROR, "Task": _TASK, "Lease": _LEASE,
+    "LeaseList": _obj({"now": {"type": "number", "description": "The backend's clock."},
+                       "lease_seconds": {"type": "number"}, "leases": {"type": "array", "items": _ref("Lease")}},
+                      ["now", "lease_seconds", "leases"]),
+    "SubmitTask": _SUBMIT, "Schedule": _SCHEDULE, "SchedulePut": _SCHEDULE_PUT,
     "TaskPage": _obj({"tasks": {"type": "array", "items": _ref("Task")},
                       "next_cursor": _nullable("string", description="Pass as ?cursor= for the next page."),
                       "scanned": {"type": "integer", "minimum": 0, "description": "Records the backend "
@@ -452,6 +471,15 @@ def _paths() -> dict[str, Any]:
                                  {"200": _json(_ref("Stats"), "Counts."), **_errors(503)}, scope="read")},
         "/v1/workers": {"get": _op("listWorkers", "Live workers (a beat within their ttl), by id.",
                                    {"200": _json(_ref("WorkerList"), "Workers."), **_errors(503)}, scope="read")},
+        "/v1/leases": {"get": _op(
+            "listLeases", "Leases of running tasks, soonest expiry first (expired ones not yet taken back first); "
+            "with ?within=S only those that expire within S seconds. Read-only: what claims and heartbeats store.",
+            {"200": _json(_ref("LeaseList"), "Leases."), **_errors(422, 503)},
+            params=[_param("within", "query", {"type": "number", "minimum": 0, "maximum": 86400},
+                           "Only leases that expire within this many seconds."),
+                    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                           "At most this many leases (a tenant's key sees its own, among at most 2,000 examined).")],
+            tag="dashboard", scope="read")},
         "/v1/queues": {"get": _op(
             "listQueues", "Every queue that holds a queued, running, scheduled or dead task, or is paused, by name.",
             {"200": _json(_ref("QueueList"), "Queues."), **_errors(503)}, tag="queues", scope="read")},

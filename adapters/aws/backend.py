@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from hexq.adapters.aws import breakers, control, listing, schedules, sweeps
+from hexq.adapters.aws import leases as lease_reads
 from hexq.adapters.aws import workers as registry
 from hexq.adapters.aws.config import AwsConfig, ClientFactory, Clients, boto3_factory, parse
 from hexq.adapters.aws.errors import translated
@@ -20,7 +21,7 @@ from hexq.core.breaker import BreakerState
 from hexq.core.clock import SystemClock, stamped
 from hexq.core.errors import ValidationError
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
-from hexq.core.ports import Clock
+from hexq.core.ports import LEASE_SCAN, Clock
 from hexq.core.schedule import Schedule
 
 T = TypeVar("T")
@@ -257,6 +258,13 @@ class AwsBackend:
     async def stats(self) -> Stats:
         return await self._run(lambda: replace(listing.stats(self._table, self._clock.now()),
                                                 paused=control.paused(self._table)))
+
+    # -- LeaseReader ------------------------------------------------------------------------
+    async def lease(self, task_id: str) -> Lease | None:
+        return await self._run(lease_reads.lease, self._table, task_id)
+
+    async def leases(self, limit: int, *, tenant: str | None = None) -> list[Lease]:
+        return await self._run(lease_reads.leases, self._table, limit, tenant, LEASE_SCAN)
 
     # -- QueueControl -----------------------------------------------------------------------
     async def pause(self, queue: str) -> bool:

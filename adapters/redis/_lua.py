@@ -30,14 +30,14 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 TASK_SCRIPTS = ("enqueue", "claim", "settle", "settle_and_claim", "extend", "transition", "promote", "reclaim",
                 "purge", "query", "stats", "backlog", "ratelimit", "now", "request_cancel", "worker_beat",
-                "worker_leave", "workers", "queue_pause", "queue_resume", "breakers", "breaker_put")
+                "worker_leave", "workers", "queue_pause", "queue_resume", "breakers", "breaker_put", "leases")
 STANDALONE_SCRIPTS = ("schedule_advance",)
 LIBRARY = "_lib"
 FRAGMENTS = {"enqueue": ("_decide",), "settle": ("_settle",), "claim": ("_claim",),
              "settle_and_claim": ("_settle", "_claim")}
 # Functions that only read. Redis refuses any other function while it is out of memory (a script run by
 # EVALSHA only at its first write), and reads must go on answering then (RELIABILITY T9).
-READ_ONLY = frozenset({"query", "stats", "backlog", "now", "workers", "breakers"})
+READ_ONLY = frozenset({"query", "stats", "backlog", "now", "workers", "breakers", "leases"})
 _BEGIN = "begin(KEYS, ARGV)"
 
 

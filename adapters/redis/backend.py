@@ -17,6 +17,7 @@ from hexq.core import search
 from hexq.core.breaker import BreakerState
 from hexq.core.clock import stamped
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
+from hexq.core.ports import LEASE_SCAN
 from hexq.core.ratelimit import check
 from hexq.core.schedule import Schedule
 
@@ -237,6 +238,19 @@ class RedisBackend:
         return sorted((records.decode_worker(worker_id, value) for worker_id, value in zip(flat[::2], flat[1::2],
                                                                                            strict=True)),
                       key=lambda w: w.id)
+
+    # -- LeaseReader ------------------------------------------------------------------------
+    async def lease(self, task_id: str) -> Lease | None:
+        if not is_part(task_id):
+            return None
+        found = await self._run("leases", task_id, 1, "", 1)
+        return records.decode_lease(found[0]) if found else None
+
+    async def leases(self, limit: int, *, tenant: str | None = None) -> list[Lease]:
+        if limit <= 0:
+            return []
+        scan = max(limit, LEASE_SCAN) if tenant is not None else limit
+        return [records.decode_lease(entry) for entry in await self._run("leases", "", limit, tenant or "", scan)]
 
     # -- QueueControl -----------------------------------------------------------------------
     async def pause(self, queue: str) -> bool:

@@ -126,6 +126,11 @@ def decode_reclaimed(entry: Record, expires_at: float) -> Lease:
     return Lease(decode_task(entry), int(entry[8]), expires_at, entry[9] == "1")
 
 
+def decode_lease(entry: Record) -> Lease:
+    """A lease as leases.lua answers it: the task's record, then its token, expiry (µs) and cancel mark."""
+    return Lease(decode_task(entry), int(entry[8]), float(entry[9]) / 1_000_000, entry[10] == "1")
+
+
 def parse_cursor(cursor: str | None) -> str:
     """The seq a page continues below, or '' (from the newest) for anything that is not one.
     Cursors come from clients: str.isdigit alone accepts "²"."""

@@ -175,6 +175,13 @@ class SQLiteBackend:
     async def workers(self) -> list[WorkerInfo]:
         return await self._db.run(THREAD, ops.workers, self._clock)
 
+    # -- LeaseReader ------------------------------------------------------------------------
+    async def lease(self, task_id: str) -> Lease | None:
+        return await self._db.run(INLINE, ops.lease, task_id)
+
+    async def leases(self, limit: int, *, tenant: str | None = None) -> list[Lease]:
+        return await self._db.run(THREAD, ops.leases, limit, tenant)
+
     # -- QueueControl -----------------------------------------------------------------------
     async def pause(self, queue: str) -> bool:
         return await self._db.run(INLINE, ops.pause, queue)

@@ -15,9 +15,11 @@ from hexq.adapters.sqlite.rows import (
     CANCEL_REQUESTED,
     PUT_SCHEDULE,
     SELECT_LEASED,
+    SELECT_LEASES,
     SELECT_SCHEDULES,
     SELECT_TASKS,
     UPDATE_TASK,
+    lease_from_row,
     schedule_from_row,
     schedule_values,
     task_from_row,
@@ -54,6 +56,21 @@ def reclaim_expired(conn: sqlite3.Connection, clock: Clock, limit: int, lease_se
         conn.executemany("UPDATE tasks SET lease_token = ?, lease_expires = ? WHERE seq = ?",
                          [(first + i, expires, row[0]) for i, row in enumerate(rows)])
     return [Lease(task_from_row(row), first + i, expires, bool(row[CANCEL_REQUESTED])) for i, row in enumerate(rows)]
+
+
+# -- LeaseReader ----------------------------------------------------------------------------
+def lease(conn: sqlite3.Connection, task_id: str) -> Lease | None:
+    row = conn.execute(f"{SELECT_LEASES} WHERE id = ? AND status = 'running'", (task_id,)).fetchone()
+    return None if row is None else lease_from_row(row)
+
+
+def leases(conn: sqlite3.Connection, limit: int, tenant: str | None) -> list[Lease]:
+    """Soonest expiry first, along the partial index of running tasks (no scan bound needed: the tenant filter
+    is a column test on rows the index already orders)."""
+    where, args = ("AND tenant = ? ", (tenant,)) if tenant is not None else ("", ())
+    rows = conn.execute(f"{SELECT_LEASES} INDEXED BY tasks_running WHERE status = 'running' {where}"
+                        "ORDER BY lease_expires, seq LIMIT ?", (*args, max(limit, 0))).fetchall()
+    return [lease_from_row(row) for row in rows]
 
 
 def purge_finished(conn: sqlite3.Connection, clock: Clock, older_than: float, limit: int) -> int:

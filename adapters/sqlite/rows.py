@@ -9,7 +9,7 @@ from typing import Any
 
 from hexq.adapters.sqlite.codec import dumps, loads
 from hexq.core.codec import history_from_list, history_to_list
-from hexq.core.model import Attempt, Priority, Task, TaskStatus
+from hexq.core.model import Attempt, Lease, Priority, Task, TaskStatus
 from hexq.core.schedule import Schedule
 
 TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempts", "max_attempts", "timeout",
@@ -18,6 +18,8 @@ TASK_COLUMNS = ("id", "type", "payload", "queue", "priority", "status", "attempt
 SELECT_TASKS = f"SELECT seq, {', '.join(TASK_COLUMNS)} FROM tasks"
 SELECT_LEASED = f"SELECT seq, {', '.join(TASK_COLUMNS)}, cancel_requested FROM tasks"  # running tasks
 CANCEL_REQUESTED = len(TASK_COLUMNS) + 1  # SELECT_LEASED's last column
+# LeaseReader: SELECT_LEASED's columns, then the lease's token and expiry
+SELECT_LEASES = f"SELECT seq, {', '.join(TASK_COLUMNS)}, cancel_requested, lease_token, lease_expires FROM tasks"
 INSERT_TASK = f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}) VALUES ({', '.join('?' * len(TASK_COLUMNS))})"
 # Writes a task's whole state (all but its id) and drops its lease; the caller adds the WHERE clause.
 UPDATE_TASK = ("UPDATE tasks SET " + ", ".join(f"{c} = ?" for c in TASK_COLUMNS[1:])
@@ -48,6 +50,11 @@ def task_from_row(row: tuple[Any, ...]) -> Task:
                 delay=row[11], created_at=row[12], started_at=row[13], finished_at=row[14], worker_id=row[15],
                 result=None if row[16] is None else loads(row[16]), error=row[17], traceback=row[18],
                 idempotency_key=row[19], tenant=row[20], history=_history(row[21]))
+
+
+def lease_from_row(row: tuple[Any, ...]) -> Lease:
+    """A row of SELECT_LEASES as the lease it holds."""
+    return Lease(task_from_row(row), row[CANCEL_REQUESTED + 1], row[CANCEL_REQUESTED + 2], bool(row[CANCEL_REQUESTED]))
 
 
 def started_from_row(row: tuple[Any, ...], now: float, worker_id: str) -> Task:

@@ -19,6 +19,7 @@ __all__ = ["api_routes", "install", "overview", "wants_html"]
 def install(app: Starlette, container: Container) -> None:
     for name, value in state(container.tasks, container.backend, container.registry, now=container.clock.now,
                              monotonic=container.clock.monotonic, metrics=container.metrics,
-                             tenant_cap=container.settings.max_queued_per_tenant).items():
+                             tenant_cap=container.settings.max_queued_per_tenant,
+                             lease_seconds=container.settings.lease_seconds).items():
         setattr(app.state, name, value)
     app.router.routes.extend(page_routes())

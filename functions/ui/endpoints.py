@@ -21,6 +21,7 @@ from hexq.core.services import TaskService
 from hexq.functions import wire
 from hexq.functions.auth import Guard, presented_secret
 from hexq.functions.errors import Unauthorized
+from hexq.functions.ui.leases import leases_endpoint
 from hexq.functions.ui.live import Broadcaster, Snapshot
 from hexq.functions.ui.why import reasons
 from hexq.functions.wire import JSONOut
@@ -117,6 +118,7 @@ def api_routes(needs: Needs, tenant: Tenant) -> list[Route]:
     return [
         Route("/v1/tasks/{id:task_id}/why", needs(Scope.READ)(why(tenant)), methods=["GET"]),
         Route("/v1/events", needs(Scope.READ)(events), methods=["GET"]),
+        Route("/v1/leases", needs(Scope.READ)(leases_endpoint(tenant)), methods=["GET"]),
         Route("/v1/types", needs(Scope.READ)(types), methods=["GET"]),
         Route("/v1/histograms", needs(Scope.READ)(histograms), methods=["GET"]),
         Route("/v1/whoami", whoami, methods=["GET"]),
@@ -124,7 +126,8 @@ def api_routes(needs: Needs, tenant: Tenant) -> list[Route]:
 
 
 def state(tasks: TaskService, workers: WorkerRegistry, registry: Registry, *, now: Callable[[], float],
-          monotonic: Callable[[], float], metrics: Metrics | None = None, tenant_cap: int = 0) -> dict[str, Any]:
+          monotonic: Callable[[], float], metrics: Metrics | None = None, tenant_cap: int = 0,
+          lease_seconds: float = 30.0) -> dict[str, Any]:
     """What these endpoints find on app.state (and tasks, backend and metrics, which functions/api.py sets)."""
     return {"broadcaster": Broadcaster(snapshot_reader(tasks, workers, now, metrics), monotonic=monotonic),
-            "registry": registry, "now": now, "tenant_cap": tenant_cap}
+            "registry": registry, "now": now, "tenant_cap": tenant_cap, "lease_seconds": lease_seconds}

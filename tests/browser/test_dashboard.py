@@ -326,7 +326,7 @@ def test_a_read_key_sees_no_action_and_a_forged_post_is_refused(server: Callable
     page.wait_for_selector("body[data-ready]", state="attached")
     expect(page.locator("#who")).to_contain_text("reader")
     expect(page.locator(".group")).to_have_count(1)
-    for path in ["/ui/dead", f"/ui/tasks/{dead}", "/ui/tasks", "/ui/schedules", "/ui/submit", "/"]:
+    for path in ["/ui/dead", f"/ui/tasks/{dead}", "/ui/tasks", "/ui/schedules", "/ui/submit", "/ui/workers", "/"]:
         ready(page, served.url + path)
         assert page.locator("main button:visible").filter(has_not_text="Filter").count() == 0, path  # reads only
         assert page.locator("main form#submit-form:visible, main #schedule-editor:visible").count() == 0, path
@@ -480,3 +480,223 @@ def test_the_task_page_draws_the_attempt_history_when_the_server_sends_it(server
     expect(items.first).to_contain_text(XSS)
     expect(items.nth(1)).to_contain_text("dead")
     assert page.locator("main img").count() == 0 and seen.dialogs == [] and seen.errors == []
+
+
+# -- leases and chunked bulk actions --------------------------------------------------------------------
+def countdown(page: Page, selector: str) -> float:
+    """Seconds a countdown shows ("12.3 s"), negative once it says expired."""
+    text = page.locator(selector).inner_text()
+    seconds = float(re.findall(r"[\d.]+", text)[0])
+    return -seconds if text.startswith("expired") else seconds
+
+
+def test_the_task_page_counts_down_a_running_task_s_lease(server: Callable[..., Server],
+                                                          watched: Callable[..., Watched]) -> None:
+    served = server(HEXQ_LEASE="20")
+    with served.client() as api:
+        task_id = api.post("/v1/tasks", json={"type": "sleep", "payload": {"seconds": 30}}).json()["id"]
+        running = wait_for(api, task_id, "running")
+    seen = watched()
+    page = seen.page
+    ready(page, f"{served.url}/ui/tasks/{task_id}")
+
+    expect(page.locator("#lease")).to_be_visible()
+    expect(page.locator("#lease-worker")).to_have_text(running["worker_id"])
+    expect(page.locator("#lease-beat")).to_contain_text("ago")
+    first = countdown(page, "#lease-left")
+    page.wait_for_timeout(1200)
+    later = countdown(page, "#lease-left")
+    assert 0 < later < first <= 20  # it ticks down between reads (a heartbeat every ~6.7 s pushes it back up)
+    shoot(page, "task-lease")
+    assert seen.errors == []
+
+
+def test_the_workers_page_lists_a_lease_near_expiry(server: Callable[..., Server],
+                                                    watched: Callable[..., Watched]) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hexq.adapters.sqlite import SQLiteBackend
+
+    served = server()  # workers serve only the default queue, and renew their leases
+    with served.client() as api:
+        task_id = api.post("/v1/tasks", json={"type": "echo", "queue": "stuck"}).json()["id"]
+
+    async def hang() -> None:  # a worker that claims and then never renews: its lease runs out
+        backend = SQLiteBackend(str(served.db))
+        await backend.claim(["stuck"], 1, lease_seconds=12, worker_id="hung-worker")
+        await backend.close()
+
+    with ThreadPoolExecutor(1) as thread:  # this thread's event loop is Playwright's
+        thread.submit(asyncio.run, hang()).result()
+    seen = watched()
+    page = seen.page
+    ready(page, f"{served.url}/ui/workers")
+
+    row = page.locator(f"#leases tr[data-id='{task_id}']")
+    expect(row).to_contain_text("hung-worker")
+    assert 0 < countdown(page, f"#leases tr[data-id='{task_id}'] td.countdown") <= 12
+    expect(page.locator("#leases-empty")).to_be_hidden()
+    shoot(page, "workers-leases")
+    assert seen.errors == []
+
+
+def test_a_chunked_replay_shows_progress_and_replays_every_match(server: Callable[..., Server],
+                                                                 watched: Callable[..., Watched]) -> None:
+    served = server()
+    flag = served.tmp / "flag"
+    with served.client() as api:
+        for start in range(0, 1100, 550):
+            api.post("/v1/tasks:bulk", json={"tasks": [
+                {"type": "until_fixed", "max_attempts": 1, "payload": {"flag": str(flag), "batch": "b1", "i": i}}
+                for i in range(start, start + 550)]})
+        others = [dead_task(api, type="until_fixed", payload={"flag": str(flag), "batch": "b2"}) for _ in range(2)]
+        deadline = time.monotonic() + 180
+        while (dead := api.get("/v1/stats").json()["by_status"]["dead"]) < 1102:
+            assert time.monotonic() < deadline, f"only {dead} of the 1,102 tasks died"
+            time.sleep(1)
+    flag.write_text("deployed")
+    seen = watched()
+    page = seen.page
+    ready(page, f"{served.url}/ui/dead?search=%22batch%22%3A%22b1%22")
+    page.evaluate("""() => {  // every text the progress line shows, however briefly
+        window.progressSeen = [];
+        new MutationObserver(() => window.progressSeen.push(document.querySelector("#bulk-run-text").textContent))
+            .observe(document.querySelector("#bulk-run-text"), {childList: true, characterData: true, subtree: true});
+    }""")
+
+    page.click("#replay-matching")
+    expect(page.locator("#confirm-text")).to_contain_text("1,100 matching")
+    page.fill("#confirm-input", "replay 1100")
+    page.click("#confirm-ok")
+
+    expect(page.locator("#bulk-run-text")).to_have_text("replayed 1,100 of 1,100", timeout=60_000)
+    shown = page.evaluate("window.progressSeen")
+    assert "replayed 500 of 1,100…" in shown and "replayed 1,000 of 1,100…" in shown, shown
+    with served.client() as api:
+        dry = api.post("/v1/dead:replay?dry_run=1", json={"filter": {"search": '"batch":"b1"'}}).json()
+        assert dry["matched"] == 0
+        assert {api.get(f"/v1/tasks/{i}").json()["status"] for i in others} == {"dead"}  # not matched: untouched
+    page.screenshot(path=str(HERE / "screenshots" / "dead-letters-replayed.png"))  # the top: the progress
+    assert seen.errors == []
+
+
+# -- through the Lambda API handler -----------------------------------------------------------------------
+@pytest.fixture
+def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """lambda_env(backend URL): the HEXQ_* environment template.yaml gives both functions, open API included."""
+
+    def set_env(backend: str) -> None:
+        for name in [name for name in os.environ if name.startswith("HEXQ_")]:
+            monkeypatch.delenv(name)
+        for name, value in {"HEXQ_BACKEND": backend, "HEXQ_ALLOW_OPEN_API": "true", "HEXQ_IDLE_WAIT": "0.05",
+                            "HEXQ_TASKS": "hexq.functions.examples,browser_tasks"}.items():
+            monkeypatch.setenv(name, value)
+
+    return set_env
+
+
+class LambdaWorker:
+    """The Lambda worker function, on a thread of its own (this one's event loop is Playwright's)."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._thread = ThreadPoolExecutor(1)
+        self._module: Any = None
+
+    def invoke(self) -> dict[str, Any]:
+        return self._thread.submit(self._invoke).result()  # type: ignore[no-any-return]
+
+    def _invoke(self) -> dict[str, Any]:
+        from lambda_bridge import FakeContext
+
+        if self._module is None:
+            import importlib
+
+            sys.modules.pop("hexq.functions.lambda_worker", None)
+            self._module = importlib.import_module("hexq.functions.lambda_worker")
+        return self._module.handler({}, FakeContext(remaining_ms=60_000))  # type: ignore[no-any-return]
+
+    def claim(self, backend: str, queue: str, lease: float) -> None:
+        """A worker that claims one task of `queue` and then never renews its lease."""
+        import asyncio
+
+        from hexq.functions.bootstrap import bootstrap
+        from hexq.functions.settings import Settings
+
+        async def hang() -> None:
+            container = bootstrap(Settings(backend_url=backend, task_modules=()))
+            await container.backend.claim([queue], 1, lease_seconds=lease, worker_id="hung-worker")
+            await container.backend.close()
+
+        self._thread.submit(lambda: asyncio.run(hang())).result()
+
+    def close(self) -> None:
+        if self._module is not None:
+            self._thread.submit(self._module.handler.close).result()
+            sys.modules.pop("hexq.functions.lambda_worker", None)
+        self._thread.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_every_page_works_through_the_lambda_api_handler(backend: str, request: pytest.FixtureRequest,
+                                                         tmp_path: Path, lambda_env: Callable[[str], None],
+                                                         watched: Callable[..., Watched]) -> None:
+    from lambda_bridge import LambdaBridge
+
+    url = f"sqlite:///{tmp_path / 'hexq.db'}"
+    if backend == "redis":
+        import redis
+
+        url = request.getfixturevalue("redis_url")
+        redis.Redis.from_url(url).flushdb()
+    lambda_env(url)
+    bridge, worker = LambdaBridge(), LambdaWorker()
+    base = bridge.start()
+    try:
+        flag = tmp_path / "flag"
+        with httpx.Client(base_url=base, trust_env=False, timeout=30) as api:
+            echo = api.post("/v1/tasks", json={"type": "echo", "payload": {"hello": "lambda"}}).json()["id"]
+            dead = [api.post("/v1/tasks", json={"type": "until_fixed", "max_attempts": 1,
+                                                "payload": {"flag": str(flag), "i": i}}).json()["id"] for i in range(3)]
+            worker.invoke()
+            waiting = api.post("/v1/tasks", json={"type": "echo", "delay": 3600}).json()["id"]
+            held = api.post("/v1/tasks", json={"type": "echo", "queue": "held"}).json()["id"]
+            api.put("/v1/schedules/nightly", json={"spec": "0 3 * * *", "type": "echo"})
+            assert api.get(f"/v1/tasks/{echo}").json()["status"] == "succeeded"
+        worker.claim(url, "held", lease=12)
+        seen = watched()
+        page = seen.page
+
+        ready(page, f"{base}/")
+        expect(page.locator("#live-mode")).to_contain_text("polling")  # API Gateway buffers: one snapshot, then polls
+        for path in ["/ui/tasks", f"/ui/tasks/{echo}", f"/ui/tasks/{waiting}", "/ui/schedules", "/ui/submit"]:
+            ready(page, base + path)
+        ready(page, f"{base}/ui/tasks/{held}")
+        expect(page.locator("#lease-worker")).to_have_text("hung-worker")
+        assert 0 < countdown(page, "#lease-left") <= 12
+        ready(page, f"{base}/ui/workers")
+        expect(page.locator(f"#leases tr[data-id='{held}']")).to_contain_text("hung-worker")
+        page.wait_for_timeout(1600)  # one more poll of the live figures
+
+        flag.write_text("deployed")
+        ready(page, f"{base}/ui/dead")
+        page.click("#replay-matching")
+        page.fill("#confirm-input", "replay 3")
+        page.click("#confirm-ok")
+        expect(page.locator("#bulk-run-text")).to_have_text("replayed 3 of 3", timeout=20_000)
+        worker.invoke()
+        with httpx.Client(base_url=base, trust_env=False, timeout=30) as api:
+            assert {api.get(f"/v1/tasks/{i}").json()["status"] for i in dead} == {"succeeded"}
+        assert seen.errors == [] and seen.dialogs == []
+    finally:
+        bridge.stop()
+        worker.close()
+    called = {(method, re.sub(r"[0-9a-f]{32}", "{id}", path.partition("?")[0])) for method, path, _ in bridge.seen}
+    assert {("GET", "/v1/whoami"), ("GET", "/v1/workers"), ("GET", "/v1/stats"), ("GET", "/v1/tasks"),
+            ("GET", "/v1/tasks/{id}"), ("GET", "/v1/tasks/{id}/why"), ("GET", "/v1/leases"), ("GET", "/v1/dead"),
+            ("GET", "/v1/schedules"), ("GET", "/v1/types"), ("GET", "/v1/histograms"), ("POST", "/v1/dead:replay"),
+            ("GET", "/ui/static/app.js")} <= called
+    refused = [(method, path, status) for method, path, status in bridge.seen if status >= 400]
+    assert refused == []

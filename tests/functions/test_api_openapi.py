@@ -79,7 +79,12 @@ def test_real_responses_match_the_document(doc: dict[str, Any], client: TestClie
     task_id = submitted.json()["id"]
     dead = client.post("/v1/tasks", json={"type": "boom", "max_attempts": 1}).json()["id"]
     asyncio.run(container.invocation("w").run())
+    running = client.post("/v1/tasks", json={"type": "echo"}).json()["id"]
+    asyncio.run(container.backend.claim(["default"], 1, lease_seconds=30, worker_id="w"))
     cases = [
+        ("/v1/tasks/{id}", client.get(f"/v1/tasks/{running}")),
+        ("/v1/leases", client.get("/v1/leases?within=60")),
+        ("/v1/leases", client.get("/v1/leases?within=-1")),
         ("/v1/tasks", submitted),
         ("/v1/tasks", client.post("/v1/tasks", json={"type": "echo", "payload": {"a": 1}, "idempotency_key": "k"})),
         ("/v1/tasks", client.post("/v1/tasks", json={"type": "echo", "priority": "urgent"})),
@@ -112,4 +117,5 @@ def test_real_responses_match_the_document(doc: dict[str, Any], client: TestClie
     ]
     for template, response in cases:
         check(doc, template, response)
+    assert cases[0][1].json()["lease"]["worker_id"] == "w" and cases[1][1].json()["leases"]
     assert {r.status_code for _, r in cases} == {200, 202, 204, 400, 404, 409, 413, 422, 503}

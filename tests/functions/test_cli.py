@@ -307,7 +307,8 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
     "list": COMMON | {"--status", "--type", "--queue", "--limit", "--cursor", "--search", "--json"},
     "cancel": COMMON,
     "stats": COMMON | {"--json"},
-    "dead": COMMON | {"--replay", "--replay-all", "--type", "--queue", "--limit", "--cursor", "--search", "--json"},
+    "dead": COMMON | {"--replay", "--replay-all", "--replay-matching", "--yes", "--dry-run", "--type", "--queue",
+                      "--limit", "--cursor", "--search", "--json"},
     "schedules": COMMON | {"--json"},
     "schedules put": COMMON | {"--queue", "--priority", "--disabled"},
     "schedules delete": COMMON,
@@ -494,6 +495,7 @@ def test_a_bad_queue_name_is_a_usage_error(backend: str, capsys: pytest.CaptureF
 # -- read-only commands never create a database --------------------------------------------------------
 @pytest.mark.parametrize("argv", [
     ["status", "x"], ["stats"], ["stats", "--json"], ["dead"], ["dead", "--replay", "x"], ["dead", "--replay-all"],
+    ["dead", "--replay-matching", "--yes"],
     ["list"], ["list", "--json"], ["cancel", "x"], ["schedules"], ["schedules", "delete", "x"], ["queues"],
 ])
 def test_read_only_commands_in_an_empty_folder_create_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -625,3 +627,30 @@ def test_list_search_says_how_much_it_scanned(capsys: pytest.CaptureFixture[str]
     code, out, _ = run(capsys, "list", "--search", f'"to":"ann-{mark}"')
 
     assert code == 0 and re.search(r"\n1 match\(es\) in \d+ scanned\n", out)
+
+
+def test_dead_replay_matching_counts_asks_and_replays_only_the_matches(
+        backend: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    ids = [submit(capsys, "fail", json.dumps({"probability": 1, "batch": "b7", "n": n}), "--max-attempts", "1")["id"]
+           for n in range(3)]
+    other = submit(capsys, "fail", '{"probability": 1, "batch": "b8"}', "--max-attempts", "1")["id"]
+    asyncio.run(drain(backend))
+    match = ("dead", "--replay-matching", "--search", '"batch":"b7"')
+
+    code, out, _ = run(capsys, *match, "--dry-run")
+    assert code == 0 and out.startswith("3 dead task(s) match")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("replay 2\n"))
+    code, out, err = run(capsys, *match)
+    assert code == 1 and "not confirmed" in err
+    assert all(json.loads(run(capsys, "status", i)[1])["status"] == "dead" for i in ids)
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("replay 3\n"))
+    code, out, _ = run(capsys, *match)
+    assert code == 0 and "replayed 3 of 3" in out
+    assert {json.loads(run(capsys, "status", i)[1])["status"] for i in ids} == {"queued"}
+    assert json.loads(run(capsys, "status", other)[1])["status"] == "dead"
+    code, out, _ = run(capsys, "dead", "--replay-matching", "--yes", "--type", "fail")
+    assert code == 0 and "replayed 1 of 1" in out
+    assert run(capsys, "dead", "--yes")[0] == 2  # --yes alone means nothing

@@ -42,6 +42,30 @@ function age(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+const count = (n) => Number(n).toLocaleString("en-US");
+
+// Live countdowns: an element with data-deadline (a performance.now() time, in ms) shows the time left and one
+// with data-since the time since, both ticking here. The server sends seconds left on its own clock; counting
+// from when the answer came keeps a browser whose clock is off out of it.
+function deadlineIn(seconds) { return String(performance.now() + seconds * 1000); }
+
+function tick() {
+  const at = performance.now();
+  for (const node of document.querySelectorAll("[data-deadline]")) {
+    const left = (Number(node.dataset.deadline) - at) / 1000;
+    node.dataset.state = left <= 0 ? "expired" : left <= Number(node.dataset.near || 0) ? "near" : "ok";
+    fill(node, left > 0 ? `${left.toFixed(1)} s` : `expired ${(-left).toFixed(1)} s ago`);
+  }
+  for (const node of document.querySelectorAll("[data-since]")) {
+    fill(node, `${age((at - Number(node.dataset.since)) / 1000)} ago`);
+  }
+}
+
+function startTicking() {
+  if (!startTicking.timer) startTicking.timer = setInterval(tick, 200);
+  tick();
+}
+
 function notice(text, kind = "info") {
   const box = $("#notice");
   box.className = `notice ${kind}`;
@@ -136,6 +160,60 @@ async function replay(ids) {
     replayed += (await api("POST", "/v1/dead:replay", { ids: ids.slice(i, i + 1000) })).replayed.length;
   }
   return replayed;
+}
+
+// A bulk action on everything that matches a filter (POST /v1/tasks:cancel, /v1/dead:replay), in chunks of
+// BULK_CHUNK so that each request stays short (API Gateway ends a Lambda request at 29 s). The dry run's count
+// is confirmed once; each chunk sends what is left of it as `confirm`, so the whole run acts on at most that
+// many, and the server refuses (409) a last chunk that finds more. Stoppable between chunks.
+const BULK_CHUNK = 500;
+const BULK_PAUSE_MS = 250; // between chunks: at most about 2,000 a second, as the server paces one request
+
+async function chunkedBulk(path, filter, verb, past) {
+  const dry = await api("POST", `${path}?dry_run=1`, { filter, limit: 10000 });
+  const total = dry.matched;
+  if (!total) { notice(`nothing matches: nothing to ${verb}`); return; }
+  const more = dry.complete ? "" : " More may match past what one count examines; run it again afterwards for the rest.";
+  if (!(await confirmTyped(`${verb} ${count(total)} matching task(s), ${BULK_CHUNK} at a time?${more}`, `${verb} ${total}`))) return;
+  const box = $("#bulk-run");
+  const bar = $("#bulk-run-bar");
+  const text = $("#bulk-run-text");
+  let stopped = false;
+  let left = total;
+  let acted = 0;
+  let note = "";
+  bar.max = total;
+  bar.value = 0;
+  box.hidden = false;
+  box.dataset.state = "running";
+  $("#bulk-run-stop").hidden = false;
+  $("#bulk-run-close").hidden = true;
+  $("#bulk-run-stop").onclick = () => { stopped = true; };
+  $("#bulk-run-close").onclick = () => location.reload();
+  const show = (tail = "") => fill(text, `${past} ${count(acted)} of ${count(total)}${tail}`);
+  show("…");
+  while (left > 0 && !stopped) {
+    let r;
+    try {
+      r = await api("POST", path, { filter, limit: BULK_CHUNK, confirm: left });
+    } catch (error) {
+      note = error instanceof ApiError && error.status === 409
+        ? ` — stopped: more tasks match now than the ${count(left)} left of the ${count(total)} confirmed; nothing more was changed`
+        : ` — stopped: ${error.message}`;
+      break;
+    }
+    const step = r.done + r.pending + r.skipped;
+    acted += step;
+    left -= step;
+    bar.value = acted;
+    show(left > 0 && !stopped ? "…" : "");
+    if (step === 0 || r.complete) break;
+    await sleep(BULK_PAUSE_MS);
+  }
+  box.dataset.state = "done";
+  show(stopped ? " — stopped" : note);
+  $("#bulk-run-stop").hidden = true;
+  $("#bulk-run-close").hidden = false;
 }
 
 // -- who is asking ------------------------------------------------------------------------------------
@@ -416,7 +494,27 @@ function depthRows(stats, workers, controls) {
   $("#depth-empty").hidden = rows.length > 0;
 }
 
+// Leases near expiry: the soonest 50, those within half their length shown (a worker renews every third of it,
+// so a healthy lease never gets there). Polled: the lease is not in the live snapshot.
+async function leasesNearExpiry() {
+  for (;;) {
+    try {
+      const answer = await api("GET", "/v1/leases?limit=50");
+      const near = answer.leases.filter((l) => l.seconds_left <= l.lease_seconds / 2);
+      fill($("#leases tbody"), ...near.map((l) => el("tr", { "data-id": l.task_id },
+        el("td", {}, taskLink(l.task_id)), el("td", {}, l.type), el("td", {}, l.queue),
+        el("td", {}, el("code", {}, l.worker_id ?? "–")), el("td", {}, el("code", {}, l.token)),
+        el("td", { class: "countdown", "data-deadline": deadlineIn(l.seconds_left), "data-near": l.lease_seconds / 3 }),
+        el("td", { "data-since": deadlineIn(l.last_heartbeat - answer.now) }))));
+      $("#leases-empty").hidden = near.length > 0;
+      startTicking();
+    } catch (e) { showError(e); }
+    await sleep(2000);
+  }
+}
+
 function workersPage() {
+  leasesNearExpiry();
   live((snapshot) => {
     workerRows(snapshot.workers, snapshot.at);
     fill($("#fig-workers"), snapshot.workers.length);
@@ -432,11 +530,18 @@ function workersPage() {
 async function tasksPage() {
   const params = new URLSearchParams(location.search);
   const form = $("#filters");
-  for (const name of ["status", "type", "queue", "priority"]) form.elements[name].value = params.get(name) || "";
+  for (const name of ["status", "type", "queue", "priority", "search"]) form.elements[name].value = params.get(name) || "";
   typeNames().catch(() => {});
   const priority = params.get("priority");
+  const filter = { status: params.get("status") || null, type: params.get("type") || null,
+    queue: params.get("queue") || null, search: params.get("search") || null };
+  $("#cancel-matching").addEventListener("click", () => {
+    if (priority) { notice("the bulk cancel filters by status, type, queue and search, not priority: clear priority first"); return; }
+    if (filter.status && !CANCELLABLE.has(filter.status)) { notice(`${filter.status} tasks cannot be cancelled`); return; }
+    chunkedBulk("/v1/tasks:cancel", filter, "cancel", "cancelled or asked to stop").catch(showError);
+  });
   const page = await api("GET", `/v1/tasks${query({ status: params.get("status"), type: params.get("type"),
-    queue: params.get("queue"), cursor: params.get("cursor"), limit: "100" })}`);
+    queue: params.get("queue"), search: params.get("search"), cursor: params.get("cursor"), limit: "100" })}`);
   const tasks = page.tasks.filter((t) => !priority || t.priority === priority);
   const selectable = can("submit");
   fill($("#tasks tbody"), ...tasks.map((t) => el("tr", { "data-id": t.id, "data-status": t.status },
@@ -499,7 +604,8 @@ async function taskPage() {
     fill($("#result"), t.result === undefined || t.result === null ? "–" : JSON.stringify(t.result, null, 2));
     fill($("#error"), t.error || "–");
     fill($("#traceback"), t.traceback || "–");
-    attempts(t.attempts_history);
+    attempts(t.attempts_history, t.lease);
+    leasePanel(t);
     whyWaiting(t);
     $("#act-cancel").hidden = !(can("submit") && CANCELLABLE.has(t.status));
     $("#act-replay").hidden = !(can("admin") && t.status === "dead");
@@ -531,6 +637,25 @@ async function taskPage() {
   follow(id, show, () => task);
 }
 
+// The live lease of a running task (GET /v1/tasks/{id} has `lease` then): a countdown to its expiry and the
+// time since the last heartbeat, ticking between the page's reads of the task.
+function leasePanel(t) {
+  const box = $("#lease");
+  const lease = t.lease;
+  box.hidden = !lease;
+  if (!lease) return;
+  const left = $("#lease-left");
+  left.dataset.deadline = deadlineIn(lease.seconds_left);
+  left.dataset.near = String(lease.lease_seconds / 3);
+  $("#lease-beat").dataset.since = deadlineIn(lease.last_heartbeat - (lease.expires_at - lease.seconds_left));
+  fill($("#lease-worker"), lease.worker_id ?? "–");
+  fill($("#lease-token"), String(lease.token));
+  fill($("#lease-expires"), when(lease.expires_at));
+  fill($("#lease-note"), (lease.cancel_requested ? "Cancellation asked: the worker stops the task at its next heartbeat. " : "")
+    + `Heartbeats renew the lease every third of its ${age(lease.lease_seconds)}; the last one's time is estimated from the expiry.`);
+  startTicking();
+}
+
 // "Why is it waiting": GET /v1/tasks/{id}/why for a queued or scheduled task (an older server has none: hidden).
 async function whyWaiting(t) {
   const box = $("#why");
@@ -542,7 +667,7 @@ async function whyWaiting(t) {
 }
 
 // The attempt history as a timeline, when the server gives one (attempts_history).
-function attempts(history) {
+function attempts(history, lease) {
   const box = $("#attempts");
   if (!Array.isArray(history) || !history.length) { box.hidden = true; return; }
   const item = (a) => el("li", { class: `attempt ${a.outcome || "running"}`, "data-number": a.number },
@@ -550,7 +675,8 @@ function attempts(history) {
       el("span", { class: `status ${a.outcome || "running"}` }, a.outcome || "running"), " ",
       el("span", { class: "hint" }, `${when(a.started_at)} → ${a.finished_at ? when(a.finished_at) : "…"}`
         + (a.finished_at && a.started_at ? ` (${age(a.finished_at - a.started_at)})` : ""))),
-    el("div", { class: "hint" }, "worker ", el("code", {}, a.worker_id ?? "–"), " · token ", el("code", {}, a.token ?? "–"),
+    el("div", { class: "hint" }, "worker ", el("code", {}, a.worker_id ?? "–"), " · token ",
+      el("code", {}, a.token ?? (!a.outcome || a.outcome === "running" ? lease?.token : null) ?? "–"),
       a.delay !== null && a.delay !== undefined ? ` · backoff ${age(a.delay)}` : ""),
     a.error ? el("pre", { class: "text" }, a.error) : null,
     a.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "text" }, a.traceback)) : null);
@@ -577,11 +703,15 @@ function parsePayload(text) {
 async function deadPage() {
   const params = new URLSearchParams(location.search);
   const form = $("#filters");
-  for (const name of ["type", "queue"]) form.elements[name].value = params.get(name) || "";
+  for (const name of ["type", "queue", "search"]) form.elements[name].value = params.get(name) || "";
   const tasks = [];
   let cursor = null;
+  const filter = { type: params.get("type") || null, queue: params.get("queue") || null, search: params.get("search") || null };
+  $("#replay-matching").addEventListener("click", () =>
+    chunkedBulk("/v1/dead:replay", filter, "replay", "replayed").catch(showError));
   const load = async () => {
-    const page = await api("GET", `/v1/dead${query({ type: params.get("type"), queue: params.get("queue"), cursor, limit: "200" })}`);
+    const page = await api("GET", `/v1/dead${query({ type: params.get("type"), queue: params.get("queue"),
+      search: params.get("search"), cursor, limit: "200" })}`);
     tasks.push(...page.tasks);
     cursor = page.next_cursor;
     $("#more").hidden = !cursor;
