@@ -81,7 +81,8 @@ def parse_caps(text: str, name: str, *, integer: bool) -> Caps:
 
 
 def _cap_value(raw: str, name: str, entry: str, integer: bool) -> float:
-    what, example = ("a whole number of tasks", "10000,emails=500") if integer else ("a number of seconds", "60,emails=5")
+    what = "a whole number of tasks" if integer else "a number of seconds"
+    example = "10000,emails=500" if integer else "60,emails=5"
     try:
         value = float(int(raw)) if integer else float(raw)
     except ValueError:
