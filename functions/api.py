@@ -182,7 +182,8 @@ def _bulk(request: Request) -> BulkService:
 
 @_needs(Scope.READ)
 async def stats(request: Request) -> Response:
-    return JSONOut(wire.stats_to_dict(await _tasks(request).stats()))
+    tasks = _tasks(request)
+    return JSONOut(wire.stats_to_dict(await tasks.stats(), await tasks.pressures()))
 
 
 @_needs(Scope.READ)
