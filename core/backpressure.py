@@ -111,6 +111,9 @@ class Policy:
         return {*self.max_backlog.by_queue, *self.max_oldest_age.by_queue}
 
 
+NO_CAPS = Policy()
+
+
 @dataclass(frozen=True, slots=True)
 class Load:
     """One queue as last sampled: queued tasks, seconds its oldest has waited, tasks leaving per second."""
@@ -261,9 +264,10 @@ class BackPressure:
                 self._arrived[task.queue] = self._arrived.get(task.queue, 0) + 1
 
     async def pressures(self, queues: Iterable[str] = ()) -> list[Pressure]:
-        """Every capped queue that the view or `queues` names, judged now (reading the view if it is stale)."""
+        """Every capped queue that holds tasks, is named by a cap or in `queues`, judged now (reading the view
+        if it is stale)."""
         await self._fresh()
-        names = {*queues, *self._loads, *self.policy.named()}
+        names = {*queues, *self._loads, *self._arrived, *self.policy.named()}
         return [judge(queue, self._estimate(queue), self.policy) for queue in sorted(names)
                 if self.policy.capped(queue)]
 

@@ -289,7 +289,8 @@ async def metrics(request: Request) -> Response:
     from hexq.functions.metrics.exposition import scrape
 
     state = request.app.state
-    body, content_type = await scrape(state.metrics, state.backend, state.known_queues, request.headers.get("accept"))
+    body, content_type = await scrape(state.metrics, state.backend, state.known_queues, request.headers.get("accept"),
+                                      state.backpressure)
     return Response(body, media_type=content_type)
 
 
@@ -336,6 +337,7 @@ def create_app(container: Container) -> Starlette:
     app.state.events = container.events
     app.state.metrics = container.metrics
     app.state.known_queues = (*container.settings.queues, *container.registry.queues())  # for /metrics
+    app.state.backpressure = container.settings.backpressure  # the caps, for /metrics
     app.state.schedules = container.schedules
     app.state.queues = container.queues
     app.state.backend = container.backend
