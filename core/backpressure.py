@@ -229,14 +229,16 @@ class BackPressure:
     """Admission of submits against the caps, on this process's view of the queues.
 
     Parameters: policy; read, the backend's stats (TaskStore.stats); monotonic, the clock's; interval, the
-    most often the view is read (seconds); window, the seconds of samples the drain rate is measured over.
+    most often the view is read (seconds); window, the seconds of samples the drain rate is measured over;
+    queues, the queues this process knows of (listed by `pressures` even while empty).
     A failed read leaves the last view in place (or none: every submit is admitted), and is tried again after
     `interval`: back pressure must not turn a slow stats query into refused submits.
     """
 
     def __init__(self, policy: Policy, read: Read, monotonic: Callable[[], float], *, interval: float = 1.0,
-                 window: float = 10.0) -> None:
+                 window: float = 10.0, queues: Iterable[str] = ()) -> None:
         self.policy = policy
+        self._known = frozenset(queues)
         self.interval = interval
         self._read = read
         self._monotonic = monotonic
@@ -267,7 +269,7 @@ class BackPressure:
         """Every capped queue that holds tasks, is named by a cap or in `queues`, judged now (reading the view
         if it is stale)."""
         await self._fresh()
-        names = {*queues, *self._loads, *self._arrived, *self.policy.named()}
+        names = {*queues, *self._known, *self._loads, *self._arrived, *self.policy.named()}
         return [judge(queue, self._estimate(queue), self.policy) for queue in sorted(names)
                 if self.policy.capped(queue)]
 

@@ -117,7 +117,8 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
     if events is None:
         events = serving_events(settings, metrics) if serving else NO_EVENTS
     policy = settings.backpressure
-    pressure = BackPressure(policy, backend.stats, clock.monotonic) if policy.active else None
+    known = (*settings.queues, *registry.queues())
+    pressure = BackPressure(policy, backend.stats, clock.monotonic, queues=known) if policy.active else None
     tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant),
                         events, pressure)
     schedules = ScheduleService(backend, tasks, registry, cron_next, events)
