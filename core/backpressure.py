@@ -233,6 +233,9 @@ class BackPressure:
     queues, the queues this process knows of (listed by `pressures` even while empty).
     A failed read leaves the last view in place (or none: every submit is admitted), and is tried again after
     `interval`: back pressure must not turn a slow stats query into refused submits.
+
+    Each read judges every queue once; between reads a submit only looks its queue up among the overloaded
+    ones, and an accepted task takes one from its queue's room under the backlog cap (about a microsecond).
     """
 
     def __init__(self, policy: Policy, read: Read, monotonic: Callable[[], float], *, interval: float = 1.0,
@@ -245,25 +248,34 @@ class BackPressure:
         self._meter = DrainMeter(window)
         self._loads: dict[str, Load] = {}
         self._arrived: dict[str, int] = {}  # tasks this process queued since the last read
+        self._room: dict[str, float] = {}  # tasks each queue may still take before its backlog cap
+        self._overloaded: dict[str, Pressure] = {}
         self._read_at = -math.inf
         self._lock: asyncio.Lock | None = None
 
     async def admit(self, tasks: Sequence[Task]) -> None:
         """Raise Overloaded, for the first queue of `tasks` past a cap, and admit none of them."""
-        queues = {task.queue for task in tasks if self.policy.capped(task.queue)}
-        if not queues:
-            return
-        await self._fresh()
-        for queue in sorted(queues):
-            pressure = judge(queue, self._estimate(queue), self.policy)
-            if pressure.overloaded:
-                raise pressure.error()
+        if self._monotonic() - self._read_at >= self.interval:
+            await self._fresh()
+        if self._overloaded:
+            for task in tasks:
+                pressure = self._overloaded.get(task.queue)
+                if pressure is not None:
+                    raise pressure.error()
 
     def accepted(self, tasks: Iterable[Task]) -> None:
         """Count tasks this process queued into its view until the next read (other processes' show up then)."""
         for task in tasks:
-            if task.status is TaskStatus.QUEUED:
-                self._arrived[task.queue] = self._arrived.get(task.queue, 0) + 1
+            if task.status is not TaskStatus.QUEUED:
+                continue  # a delayed task is not in the backlog yet
+            queue = task.queue
+            self._arrived[queue] = self._arrived.get(queue, 0) + 1
+            room = self._room.get(queue)
+            if room is None:
+                room = self._room_of(queue, self._loads.get(queue, Load()))
+            self._room[queue] = room - 1
+            if room <= 1:
+                self._overloaded[queue] = judge(queue, self._estimate(queue), self.policy)
 
     async def pressures(self, queues: Iterable[str] = ()) -> list[Pressure]:
         """Every capped queue that holds tasks, is named by a cap or in `queues`, judged now (reading the view
@@ -272,6 +284,10 @@ class BackPressure:
         names = {*queues, *self._known, *self._loads, *self._arrived, *self.policy.named()}
         return [judge(queue, self._estimate(queue), self.policy) for queue in sorted(names)
                 if self.policy.capped(queue)]
+
+    def _room_of(self, queue: str, load: Load) -> float:
+        cap = self.policy.max_backlog.of(queue)
+        return cap - load.backlog if cap else math.inf
 
     def _estimate(self, queue: str) -> Load:
         load = self._loads.get(queue, Load(drain_rate=self._meter.rate(queue)))
@@ -301,7 +317,10 @@ class BackPressure:
         sample, arrived = Sample.of(stats), self._arrived
         self._arrived = {}
         self._meter.observe(started, sample, arrived)
+        names = {*sample.backlog, *sample.running, *self._known, *self.policy.named()}
         self._loads = {queue: Load(sample.backlog.get(queue, 0), sample.oldest_age.get(queue, 0.0),
-                                   self._meter.rate(queue))
-                       for queue in {*sample.backlog, *sample.running, *self.policy.named()}}
+                                   self._meter.rate(queue)) for queue in names}
+        self._room = {queue: self._room_of(queue, load) for queue, load in self._loads.items()}
+        judged = (judge(queue, load, self.policy) for queue, load in self._loads.items())
+        self._overloaded = {pressure.queue: pressure for pressure in judged if pressure.overloaded}
         self._read_at = started

@@ -255,11 +255,14 @@ async def test_this_process_counts_what_it_accepted_between_reads(backend_stats:
     assert backend_stats.reads == 1
 
 
-async def test_an_uncapped_queue_needs_no_read(backend_stats: ScriptedStats, clock: FakeClock) -> None:
+async def test_an_uncapped_queue_is_never_refused(backend_stats: ScriptedStats, clock: FakeClock) -> None:
     pressure = _pressure(backend_stats, clock, Policy(max_backlog=Caps(0, {"emails": 5})))
-    backend_stats.queued(default=10**6)
+    backend_stats.queued(default=10**6, emails=5)
     await pressure.admit([_task("default")])
-    assert backend_stats.reads == 0
+    pressure.accepted([_task("default")] * 1000)
+    await pressure.admit([_task("default")])
+    with pytest.raises(Overloaded):
+        await pressure.admit([_task("emails")])
 
 
 async def test_a_batch_is_refused_whole_when_one_queue_is_over(backend_stats: ScriptedStats,
