@@ -5,10 +5,11 @@ worked out from the queue's measured drain rate; that is the whole system saying
 which is one caller's key or tenant at its own limit.
 
 The check must cost a submit no backend round trip, so each process keeps a view of every queue (backlog,
-oldest age, drain rate) read from the backend's stats at most once per `interval` (BackPressure below): the
-first submit to find the view stale reads it while the others carry on with the old one, and the check
-itself is a dict lookup. The caps are therefore soft: the backlog can pass one by what is submitted between
-two reads in other processes (this process counts its own accepted tasks into its view).
+oldest age, drain rate) read from the backend's stats at most once per `interval` (BackPressure below): a
+submit that finds the view stale starts a read in the background and is judged on the view as it is (only
+the very first submit waits for a view), and the check itself is a dict lookup. The caps are therefore
+soft: the backlog can pass one by what other processes accept between two reads (this process counts its
+own accepted tasks into its view).
 
 The drain rate of a queue is a lower bound, kept over a window of samples: the larger of (a) how much the
 queue shrank, plus what this process put into it, and (b) the backend's count of finished tasks grown since
@@ -236,6 +237,7 @@ class BackPressure:
 
     Each read judges every queue once; between reads a submit only looks its queue up among the overloaded
     ones, and an accepted task takes one from its queue's room under the backlog cap (about a microsecond).
+    Reads run in the background (one at a time), so no submit but the first waits for the backend's stats.
     """
 
     def __init__(self, policy: Policy, read: Read, monotonic: Callable[[], float], *, interval: float = 1.0,
@@ -251,12 +253,14 @@ class BackPressure:
         self._room: dict[str, float] = {}  # tasks each queue may still take before its backlog cap
         self._overloaded: dict[str, Pressure] = {}
         self._read_at = -math.inf
-        self._lock: asyncio.Lock | None = None
+        self._reading: asyncio.Future[None] | None = None
 
     async def admit(self, tasks: Sequence[Task]) -> None:
         """Raise Overloaded, for the first queue of `tasks` past a cap, and admit none of them."""
         if self._monotonic() - self._read_at >= self.interval:
-            await self._fresh()
+            reading = self._read_soon()
+            if self._read_at == -math.inf:
+                await asyncio.shield(reading)  # no view yet: the first submits wait for one
         if self._overloaded:
             for task in tasks:
                 pressure = self._overloaded.get(task.queue)
@@ -280,7 +284,8 @@ class BackPressure:
     async def pressures(self, queues: Iterable[str] = ()) -> list[Pressure]:
         """Every capped queue that holds tasks, is named by a cap or in `queues`, judged now (reading the view
         if it is stale)."""
-        await self._fresh()
+        if self._monotonic() - self._read_at >= self.interval:
+            await asyncio.shield(self._read_soon())
         names = {*queues, *self._known, *self._loads, *self._arrived, *self.policy.named()}
         return [judge(queue, self._estimate(queue), self.policy) for queue in sorted(names)
                 if self.policy.capped(queue)]
@@ -294,33 +299,35 @@ class BackPressure:
         arrived = self._arrived.get(queue, 0)
         return Load(load.backlog + arrived, load.oldest_age, load.drain_rate) if arrived else load
 
-    async def _fresh(self) -> None:
-        if self._monotonic() - self._read_at < self.interval:
-            return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        if self._lock.locked() and self._read_at > -math.inf:
-            return  # another submit is reading: carry on with the view as it is
-        async with self._lock:
-            started = self._monotonic()
-            if started - self._read_at >= self.interval:
-                await self._refresh(started)
+    def _read_soon(self) -> asyncio.Future[None]:
+        """The read under way, or a new one started in the background (the view is stale)."""
+        reading = self._reading
+        # A read left on another loop (one that asyncio.run closed, say) would never finish here: start anew.
+        if reading is None or reading.done() or reading.get_loop() is not asyncio.get_running_loop():
+            reading = self._reading = asyncio.ensure_future(self._refresh(self._monotonic()))
+        return reading
 
     async def _refresh(self, started: float) -> None:
+        # What this process accepts while the read is in flight may or may not be in it: it is counted on top
+        # (refusing a little early, never late).
+        arrived, self._arrived = self._arrived, {}
         try:
             stats = await self._read()
-        except Exception as exc:  # BackendUnavailable and the like: the enqueue will say so if it matters
+        except BaseException as exc:  # BackendUnavailable and the like: the enqueue will say so if it matters
+            for queue, n in arrived.items():  # still this process's, until a read counts them
+                self._arrived[queue] = self._arrived.get(queue, 0) + n
+            if not isinstance(exc, Exception):
+                raise  # cancelled (its loop is closing)
             log.warning("back pressure: the stats read failed (%s: %s); keeping the last view",
                         type(exc).__name__, exc)
             self._read_at = started
             return
-        sample, arrived = Sample.of(stats), self._arrived
-        self._arrived = {}
+        sample = Sample.of(stats)
         self._meter.observe(started, sample, arrived)
         names = {*sample.backlog, *sample.running, *self._known, *self.policy.named()}
         self._loads = {queue: Load(sample.backlog.get(queue, 0), sample.oldest_age.get(queue, 0.0),
                                    self._meter.rate(queue)) for queue in names}
-        self._room = {queue: self._room_of(queue, load) for queue, load in self._loads.items()}
-        judged = (judge(queue, load, self.policy) for queue, load in self._loads.items())
+        self._room = {queue: self._room_of(queue, self._estimate(queue)) for queue in self._loads}
+        judged = (judge(queue, self._estimate(queue), self.policy) for queue in self._loads)
         self._overloaded = {pressure.queue: pressure for pressure in judged if pressure.overloaded}
         self._read_at = started

@@ -200,6 +200,12 @@ def _pressure(backend_stats: ScriptedStats, clock: FakeClock, policy: Policy = B
     return BackPressure(policy, backend_stats.read, clock.monotonic, interval=1.0)
 
 
+async def _read_done() -> None:
+    """Let a read that a submit started in the background finish (the scripted read does not block)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 async def test_the_view_is_read_at_most_once_per_interval(backend_stats: ScriptedStats, clock: FakeClock) -> None:
     pressure = _pressure(backend_stats, clock)
     for _ in range(50):
@@ -207,23 +213,29 @@ async def test_the_view_is_read_at_most_once_per_interval(backend_stats: Scripte
     assert backend_stats.reads == 1
     clock.advance(0.5)
     await pressure.admit([_task()])
+    await _read_done()
     assert backend_stats.reads == 1
     clock.advance(0.5)
-    await pressure.admit([_task()])
+    for _ in range(50):
+        await pressure.admit([_task()])
+    await _read_done()
     assert backend_stats.reads == 2
 
 
-async def test_a_queue_over_its_cap_is_refused_until_the_next_read_shows_it_below(
+async def test_a_queue_over_its_cap_is_refused_until_a_read_shows_it_below(
         backend_stats: ScriptedStats, clock: FakeClock) -> None:
     pressure = _pressure(backend_stats, clock)
     backend_stats.queued(default=100)
-    with pytest.raises(Overloaded) as info:
+    with pytest.raises(Overloaded) as info:  # the first submit waits for the first view
         await pressure.admit([_task()])
     assert (info.value.queue, info.value.backlog, info.value.max_backlog) == ("default", 100, 100)
     backend_stats.queued(default=60)
     with pytest.raises(Overloaded):  # the view is not read again within the interval
         await pressure.admit([_task()])
     clock.advance(1.0)
+    with pytest.raises(Overloaded):  # judged on the view as it is, while it is read again in the background
+        await pressure.admit([_task()])
+    await _read_done()
     await pressure.admit([_task()])
     assert backend_stats.reads == 2
 
@@ -236,6 +248,8 @@ async def test_the_retry_after_follows_the_measured_drain(backend_stats: Scripte
     assert first.value.retry_after == MAX_RETRY  # one sample: no rate measured yet
     clock.advance(1.0)
     backend_stats.queued(default=250)  # 50 a second leave
+    [default] = await pressure.pressures()  # a stats answer waits for the fresh read
+    assert default.load.drain_rate == 50.0
     with pytest.raises(Overloaded) as second:
         await pressure.admit([_task()])
     assert second.value.retry_after == (250 - 100 + 1) / 50
@@ -283,26 +297,38 @@ async def test_a_failed_read_admits_and_is_retried_after_the_interval(backend_st
     assert backend_stats.reads == 1
     backend_stats.fail = False
     clock.advance(1.0)
+    await pressure.admit([_task()])
+    await _read_done()
     with pytest.raises(Overloaded):
         await pressure.admit([_task()])
     clock.advance(1.0)
     backend_stats.fail = True
+    with pytest.raises(Overloaded):
+        await pressure.admit([_task()])
+    await _read_done()
+    assert backend_stats.reads == 3
     with pytest.raises(Overloaded):  # the last view stands while reads fail
         await pressure.admit([_task()])
 
 
-async def test_concurrent_submits_share_one_read_and_later_ones_do_not_wait(backend_stats: ScriptedStats,
-                                                                           clock: FakeClock) -> None:
+async def test_the_first_submits_share_one_read_and_later_ones_never_wait(backend_stats: ScriptedStats,
+                                                                         clock: FakeClock) -> None:
     pressure = _pressure(backend_stats, clock)
     backend_stats.queued(default=5)
-    await pressure.admit([_task()])
-    clock.advance(1.0)
     backend_stats.gate = asyncio.Event()
-    reading = asyncio.create_task(pressure.admit([_task()]))
-    await asyncio.sleep(0)  # it is now inside the read
-    await asyncio.wait_for(pressure.admit([_task()]), 1.0)  # takes the last view, without waiting
+    first = [asyncio.create_task(pressure.admit([_task()])) for _ in range(10)]
+    await _read_done()
+    assert not any(task.done() for task in first)  # no view yet: they wait for the one read
     backend_stats.gate.set()
-    await reading
+    await asyncio.gather(*first)
+    assert backend_stats.reads == 1
+
+    backend_stats.gate = asyncio.Event()
+    clock.advance(1.0)
+    for _ in range(10):  # the view is stale and its read is held: each submit is judged on the view it has
+        await asyncio.wait_for(pressure.admit([_task()]), 1.0)
+    backend_stats.gate.set()
+    await _read_done()
     assert backend_stats.reads == 2
 
 
@@ -360,3 +386,23 @@ async def test_a_bad_request_hears_its_fault_before_the_overload(capped: tuple[T
 async def test_without_caps_the_service_has_no_pressures(registry: Registry, clock: FakeClock) -> None:
     backend = MemoryBackend(clock)
     assert await TaskService(backend, backend, registry, clock).pressures() == []
+
+
+def test_a_read_left_on_a_closed_loop_does_not_stop_the_next(backend_stats: ScriptedStats, clock: FakeClock) -> None:
+    pressure = _pressure(backend_stats, clock)
+    asyncio.run(pressure.admit([_task()]))
+    clock.advance(1.0)
+    backend_stats.gate = asyncio.Event()  # the background read blocks: its loop closes under it
+    asyncio.run(pressure.admit([_task()]))
+    backend_stats.queued(default=100)
+    backend_stats.gate = None
+    clock.advance(1.0)
+
+    async def later() -> None:
+        await pressure.admit([_task()])
+        await _read_done()
+        with pytest.raises(Overloaded):
+            await pressure.admit([_task()])
+
+    asyncio.run(later())
+    assert backend_stats.reads == 3
