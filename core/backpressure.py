@@ -24,7 +24,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hexq.core.errors import ConfigurationError, Overloaded, ValidationError
 from hexq.core.model import TERMINAL, Stats, Task, TaskStatus
@@ -34,6 +34,9 @@ log = logging.getLogger("hexq.backpressure")
 
 MIN_RETRY = 1.0
 MAX_RETRY = 60.0
+# Retry-After while tasks of the queue run but none has been seen to finish yet (workers just started, or
+# tasks longer than the window): the drain is unknown, not zero.
+UNMEASURED_RETRY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +120,13 @@ NO_CAPS = Policy()
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """One queue as last sampled: queued tasks, seconds its oldest has waited, tasks leaving per second."""
+    """One queue as last sampled: queued tasks, seconds its oldest has waited, tasks leaving per second, and
+    tasks running."""
 
     backlog: int = 0
     oldest_age: float = 0.0
     drain_rate: float = 0.0
+    running: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,21 +154,24 @@ class Pressure:
 def judge(queue: str, load: Load, policy: Policy) -> Pressure:
     """The queue's pressure: overloaded when its backlog is at or over its cap, or its oldest task has waited
     at least its cap. Retry-After is the time to drain below the cap at the measured rate: for the backlog,
-    (backlog - cap + 1) / rate; for the age, the expected wait (backlog / rate) less the cap."""
+    (backlog - cap + 1) / rate; for the age, the expected wait (backlog / rate) less the cap. With no drain
+    measured, MAX_RETRY if nothing of the queue runs, else UNMEASURED_RETRY. Clamped to MIN_RETRY..MAX_RETRY."""
     cap, age_cap = int(policy.max_backlog.of(queue)), policy.max_oldest_age.of(queue)
     waits: dict[str, float] = {}
     if cap and load.backlog >= cap:
-        waits["backlog"] = _seconds(load.backlog - cap + 1, load.drain_rate)
+        waits["backlog"] = _seconds(load.backlog - cap + 1, load)
     if age_cap and load.oldest_age >= age_cap:
-        waits["oldest_age"] = _seconds(load.backlog, load.drain_rate) - age_cap
+        waits["oldest_age"] = _seconds(load.backlog, load) - age_cap
     if not waits:
         return Pressure(queue, load, cap, age_cap)
     reason = max(waits, key=lambda k: waits[k])
     return Pressure(queue, load, cap, age_cap, reason, min(MAX_RETRY, max(MIN_RETRY, waits[reason])))
 
 
-def _seconds(tasks: float, rate: float) -> float:
-    return tasks / rate if rate > 0 else MAX_RETRY
+def _seconds(tasks: float, load: Load) -> float:
+    if load.drain_rate > 0:
+        return tasks / load.drain_rate
+    return UNMEASURED_RETRY if load.running else MAX_RETRY  # nothing running: nothing drains
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +305,7 @@ class BackPressure:
     def _estimate(self, queue: str) -> Load:
         load = self._loads.get(queue, Load(drain_rate=self._meter.rate(queue)))
         arrived = self._arrived.get(queue, 0)
-        return Load(load.backlog + arrived, load.oldest_age, load.drain_rate) if arrived else load
+        return replace(load, backlog=load.backlog + arrived) if arrived else load
 
     def _read_soon(self) -> asyncio.Future[None]:
         """The read under way, or a new one started in the background (the view is stale)."""
@@ -326,7 +334,7 @@ class BackPressure:
         self._meter.observe(started, sample, arrived)
         names = {*sample.backlog, *sample.running, *self._known, *self.policy.named()}
         self._loads = {queue: Load(sample.backlog.get(queue, 0), sample.oldest_age.get(queue, 0.0),
-                                   self._meter.rate(queue)) for queue in names}
+                                   self._meter.rate(queue), sample.running.get(queue, 0)) for queue in names}
         self._room = {queue: self._room_of(queue, self._estimate(queue)) for queue in self._loads}
         judged = (judge(queue, self._estimate(queue), self.policy) for queue in self._loads)
         self._overloaded = {pressure.queue: pressure for pressure in judged if pressure.overloaded}

@@ -10,6 +10,7 @@ import pytest
 from hexq.adapters.memory import MemoryBackend
 from hexq.core.backpressure import (
     MAX_RETRY,
+    UNMEASURED_RETRY,
     BackPressure,
     Caps,
     DrainMeter,
@@ -87,6 +88,7 @@ def test_at_the_cap_retry_after_is_the_time_to_drain_below_it() -> None:
     (Load(backlog=101, drain_rate=1000), 1.0),  # clamped up: never a busy retry loop
     (Load(backlog=100_000, drain_rate=10), MAX_RETRY),  # clamped down
     (Load(backlog=101, drain_rate=0), MAX_RETRY),  # nothing drains (no workers): the longest
+    (Load(backlog=101, drain_rate=0, running=2), UNMEASURED_RETRY),  # tasks run, none seen to finish yet
 ])
 def test_retry_after_is_clamped(load: Load, seconds: float) -> None:
     assert judge("default", load, BACKLOG_100).retry_after == seconds
