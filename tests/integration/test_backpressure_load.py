@@ -31,6 +31,8 @@ class Tally:
         self.statuses: collections.Counter[int] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
         self.retry_after: list[int] = []
+        self.longest_until = 0.0  # seconds into the flood of the last 60 s Retry-After
+        self.started = time.monotonic()
         self.backlogs: list[int] = []
         self.drain_rates: list[float] = []
 
@@ -45,6 +47,8 @@ async def _submitter(client: httpx.AsyncClient, tally: Tally, until: float) -> N
         tally.errors[response.json().get("error", "?")] += 1
         if "retry-after" in response.headers:
             tally.retry_after.append(int(response.headers["retry-after"]))
+            if tally.retry_after[-1] == 60:
+                tally.longest_until = time.monotonic() - tally.started
         await asyncio.sleep(0.005)  # a flood, not a busy loop: the server must keep a core for its workers
 
 
@@ -61,7 +65,7 @@ async def _flood(url: str) -> tuple[Tally, float]:
     tally = Tally()
     limits = httpx.Limits(max_connections=SUBMITTERS + 1)
     async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=10.0, limits=limits) as client:
-        started = time.monotonic()
+        started = tally.started = time.monotonic()
         until = started + FLOOD_SECONDS
         await asyncio.gather(_sampler(client, tally, until), *(_submitter(client, tally, until)
                                                                for _ in range(SUBMITTERS)))
@@ -124,5 +128,6 @@ def _report(backend: str, tally: Tally, seconds: float, finished: collections.Co
     print(f"  backlog sampled every 0.2s: max {max(tally.backlogs)}, median {statistics.median(tally.backlogs)}; "
           f"drain rate seen (tasks/s): median {statistics.median(tally.drain_rates):.1f}, "
           f"max {max(tally.drain_rates):.1f}")
-    print(f"  Retry-After (s): {retry}")
+    print(f"  Retry-After (s): {retry}; the last 60 s answer {tally.longest_until:.1f}s into the flood "
+          "(60: nothing of the queue running yet, i.e. before the worker pool started)")
     print(f"  accepted tasks afterwards: {dict(finished)}, drained in {drained_in:.1f}s")
