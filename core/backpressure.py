@@ -210,7 +210,8 @@ class DrainMeter:
             since, last = self._last
             self._drained.append((since, at, _drained(last, sample, arrived)))
         self._last = (at, sample)
-        while self._drained and self._drained[0][0] < at - self.window:
+        # The latest interval stays, however long: reads are as sparse as submits (none for a minute, then one).
+        while len(self._drained) > 1 and self._drained[0][0] < at - self.window:
             self._drained.popleft()
 
     def rate(self, queue: str) -> float:

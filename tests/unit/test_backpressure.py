@@ -158,6 +158,13 @@ def test_the_drain_rate_forgets_samples_older_than_its_window() -> None:
     assert meter.rate("q") == 10.0
 
 
+def test_a_long_gap_between_reads_still_measures_the_drain() -> None:
+    meter = DrainMeter(window=10)
+    meter.observe(0, _sample({"q": 600}), {})
+    meter.observe(30, _sample({"q": 300}), {})  # no submit, so no read, for 30 s
+    assert meter.rate("q") == 10.0
+
+
 def test_sample_of_stats_sums_priorities_and_takes_the_oldest() -> None:
     stats = Stats(by_status={TaskStatus.SUCCEEDED: 7, TaskStatus.DEAD: 2, TaskStatus.QUEUED: 9},
                   queued={"q": {Priority.LOW: 4, Priority.HIGH: 5}},
