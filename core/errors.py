@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class QueueError(Exception):
     """Base of every error hexq raises on purpose."""
@@ -69,6 +71,26 @@ class QueueFull(QueueError):
         super().__init__(f"tenant {tenant!r} already has {limit} or more queued tasks, the most it may have")
         self.tenant = tenant
         self.limit = limit
+        self.retry_after = retry_after
+
+
+class Overloaded(QueueError):
+    """The queue is past a back-pressure cap (core/backpressure.py): its backlog, or its oldest task's age.
+    Nothing was enqueued; retry after `retry_after` seconds. Unlike QueueFull, it is the same for every caller."""
+
+    def __init__(self, queue: str, reason: str, *, backlog: int, max_backlog: int, oldest_age: float,
+                 max_oldest_age: float, retry_after: float) -> None:
+        if reason == "oldest_age":
+            why = f"its oldest task has waited {oldest_age:.0f}s, the cap is {max_oldest_age:g}s"
+        else:
+            why = f"{backlog} tasks are queued, the cap is {max_backlog}"
+        super().__init__(f"queue {queue!r} is overloaded: {why}; retry in {math.ceil(retry_after)}s")
+        self.queue = queue
+        self.reason = reason
+        self.backlog = backlog
+        self.max_backlog = max_backlog
+        self.oldest_age = oldest_age
+        self.max_oldest_age = max_oldest_age
         self.retry_after = retry_after
 
 

@@ -23,7 +23,7 @@ class Events(Protocol):
         """New tasks were stored (not those an idempotency key answered with an earlier task)."""
 
     def rejected(self, reason: str) -> None:
-        """A submit was refused: validation, unknown_type, body_too_large, rate_limited, queue_full,
+        """A submit was refused: validation, unknown_type, body_too_large, rate_limited, queue_full, overloaded,
         backend_unavailable, idempotency_mismatch."""
 
     def started(self, task: Task) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from hexq.core.errors import BackendUnavailable, QueueFull, ScheduleNameTaken, ScheduleNotFound, ValidationError
+from hexq.core.errors import (
+    BackendUnavailable,
+    Overloaded,
+    QueueFull,
+    ScheduleNameTaken,
+    ScheduleNotFound,
+    ValidationError,
+)
 from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import JSON, Priority
 from hexq.core.ports import ScheduleStore
@@ -101,7 +108,7 @@ class ScheduleService:
                                 idempotency_key=f"schedule:{schedule.name}:{schedule.next_run:.3f}")
         try:
             await self._tasks.submit(request)
-        except (ValidationError, QueueFull) as exc:  # e.g. the type was unregistered since: fire the others
+        except (ValidationError, QueueFull, Overloaded) as exc:  # e.g. the type was unregistered since: fire the others
             log.warning("schedule %s could not submit: %s", schedule.name, exc)
             return False
         self._events.schedule_fired(schedule.name, max(0.0, now - schedule.next_run))

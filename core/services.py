@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hexq.core import idempotency, search, waiting
+from hexq.core.backpressure import BackPressure, Pressure
 from hexq.core.errors import (
     BackendUnavailable,
     IdempotencyMismatch,
+    Overloaded,
     QueueError,
     QueueFull,
     TaskNotFound,
@@ -62,12 +64,14 @@ class TaskService:
     It takes the two ports it uses: the broker to enqueue, the store for everything else (one backend
     object is both). Raises: ValidationError / UnknownTaskType for bad requests, TaskNotFound,
     IdempotencyMismatch, InvalidTransition, QueueFull when a tenant is at limits.max_queued_per_tenant,
-    and BackendUnavailable from the backend.
+    Overloaded when a queue is past a back-pressure cap (`pressure`, core/backpressure.py), and
+    BackendUnavailable from the backend.
     """
 
     def __init__(self, broker: Broker, store: TaskStore, registry: Registry, clock: Clock,
-                 limits: Limits = Limits(), events: Events = NO_EVENTS) -> None:
+                 limits: Limits = Limits(), events: Events = NO_EVENTS, pressure: BackPressure | None = None) -> None:
         self._broker = broker
+        self.pressure = pressure
         self.events = events
         self._store = store
         self._registry = registry
@@ -93,11 +97,15 @@ class TaskService:
             raise
 
     async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
+        if self.pressure is not None:  # after validation: a bad request hears 422, not "retry later"
+            await self.pressure.admit(tasks)  # all or nothing, as for validation
         stored = await self._broker.enqueue(tasks, cap=self.limits.max_queued_per_tenant)
         submitted = [self._submitted(new, old) for new, old in zip(tasks, stored, strict=True)]
         created = [s.task for s in submitted if s.created]
         if created:
             self.events.submitted(created)
+            if self.pressure is not None:
+                self.pressure.accepted(created)
         return submitted
 
     async def get(self, task_id: str, tenant: str | None = None) -> Task:
@@ -141,6 +149,10 @@ class TaskService:
 
     async def stats(self) -> Stats:
         return await self._store.stats()
+
+    async def pressures(self) -> list[Pressure]:
+        """Every queue with a back-pressure cap, judged on this process's view (read at most a second ago)."""
+        return [] if self.pressure is None else await self.pressure.pressures()
 
     async def replay(self, task_ids: Sequence[str], tenant: str | None = None) -> list[Task]:
         """Send dead tasks back to the queue with a fresh set of attempts.
@@ -232,7 +244,8 @@ class TaskService:
 
 
 _REJECTIONS: tuple[tuple[type[QueueError], str], ...] = (
-    (UnknownTaskType, "unknown_type"), (QueueFull, "queue_full"), (IdempotencyMismatch, "idempotency_mismatch"),
+    (UnknownTaskType, "unknown_type"), (QueueFull, "queue_full"), (Overloaded, "overloaded"),
+    (IdempotencyMismatch, "idempotency_mismatch"),
     (BackendUnavailable, "backend_unavailable"), (ValidationError, "validation"))
 
 

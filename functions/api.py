@@ -187,7 +187,8 @@ def _bulk(request: Request) -> BulkService:
 
 @_needs(Scope.READ)
 async def stats(request: Request) -> Response:
-    return JSONOut(wire.stats_to_dict(await _tasks(request).stats()))
+    tasks = _tasks(request)
+    return JSONOut(wire.stats_to_dict(await tasks.stats(), await tasks.pressures()))
 
 
 @_needs(Scope.READ)
@@ -313,7 +314,8 @@ async def metrics(request: Request) -> Response:
     from hexq.functions.metrics.exposition import scrape
 
     state = request.app.state
-    body, content_type = await scrape(state.metrics, state.backend, state.known_queues, request.headers.get("accept"))
+    body, content_type = await scrape(state.metrics, state.backend, state.known_queues, request.headers.get("accept"),
+                                      state.backpressure)
     return Response(body, media_type=content_type)
 
 
@@ -363,6 +365,7 @@ def create_app(container: Container) -> Starlette:
     app.state.events = container.events
     app.state.metrics = container.metrics
     app.state.known_queues = (*container.settings.queues, *container.registry.queues())  # for /metrics
+    app.state.backpressure = container.settings.backpressure  # the caps, for /metrics
     app.state.schedules = container.schedules
     app.state.queues = container.queues
     app.state.breakers = container.breakers

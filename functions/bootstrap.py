@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hexq.core.auth import KeyRing
+from hexq.core.backpressure import BackPressure
 from hexq.core.breakers import BreakerService
 from hexq.core.bulk import BulkService
 from hexq.core.clock import SystemClock
@@ -121,8 +122,11 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
         backend = metrics.timed(backend)
     if events is None:
         events = serving_events(settings, metrics) if serving else NO_EVENTS
+    policy = settings.backpressure
+    known = (*settings.queues, *registry.queues())
+    pressure = BackPressure(policy, backend.stats, clock.monotonic, queues=known) if policy.active else None
     tasks = TaskService(backend, backend, registry, clock, Limits(max_queued_per_tenant=settings.max_queued_per_tenant),
-                        events)
+                        events, pressure)
     schedules = ScheduleService(backend, tasks, registry, cron_next, events)
     return Container(settings, backend, registry, clock, tasks, schedules, events, metrics)
 

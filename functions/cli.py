@@ -208,6 +208,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "--rate": ("rate", str, "RATE", "requests per API key, e.g. 100/s; 0 = no limit (100/s)"),
     "--burst": ("burst", int, "N", "requests an API key may send at once (200)"),
     "--max-queued-per-tenant": ("max_queued_per_tenant", int, "N", "waiting tasks per tenant; 0 = unlimited (0)"),
+    "--max-backlog": ("max_backlog", str, "CAPS", "queued tasks per queue past which a submit gets 503 overloaded: "
+                      "N for every queue and/or queue=N, e.g. 10000,emails=500; 0 or empty: no cap"),
+    "--max-oldest-age": ("max_oldest_age", str, "CAPS", "seconds the oldest queued task may wait before a submit "
+                         "gets 503 overloaded, per queue like --max-backlog"),
     "--retention": ("retention", float, "S", "finished tasks are purged after this (604800 = 7 days)"),
     "--access-log": ("access_log", bool, "", "log one line per HTTP request (off by default: it is costly)"),
     "--no-task-events": ("task_events", bool, "", "no JSON log line per task event (submitted, started, "
@@ -221,11 +225,12 @@ _COMMON = ("--backend", "--tasks", "--log-level")
 _METRICS = ("--metrics-port", "--metrics-host")
 _WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--no-task-events")
 _POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--no-task-events",
-           *_METRICS)
+           *_METRICS, "--max-backlog", "--max-oldest-age")
 _API = (*_COMMON, "--host", "--port", "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--access-log",
-        "--no-task-events")
+        "--no-task-events", "--max-backlog", "--max-oldest-age")
 _SERVE = (*_WORKER, "--host", "--port", "--workers", "--poll-interval", "--batch", "--max-invocations", "--retention",
-          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm", "--access-log")
+          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm", "--access-log", "--max-backlog",
+          "--max-oldest-age")
 
 
 def _setting(parser: argparse.ArgumentParser, flag: str, *, nested: bool = False) -> None:

@@ -140,7 +140,7 @@ def stats(settings: Settings, args: argparse.Namespace) -> int:
         from hexq.functions.tables import print_stats
         from hexq.functions.wire import stats_to_dict
 
-        figures = stats_to_dict(await container.tasks.stats())
+        figures = stats_to_dict(await container.tasks.stats(), await container.tasks.pressures())
         if args.json:
             _print_json(figures)
         else:

@@ -21,6 +21,7 @@ from hexq.core.errors import (
     ConfirmMismatch,
     IdempotencyMismatch,
     InvalidTransition,
+    Overloaded,
     QueueError,
     QueueFull,
     ScheduleNameTaken,
@@ -150,6 +151,19 @@ async def _queue_full(request: Request, exc: Exception) -> Response:
                           headers={"Retry-After": str(seconds)})
 
 
+async def _overloaded(request: Request, exc: Exception) -> Response:
+    """503, not 429: the queue is past a cap every caller shares (core/backpressure.py), so it is the service
+    that is over its capacity, not this caller over its own limit."""
+    assert isinstance(exc, Overloaded)
+    seconds = retry_after(exc.retry_after)
+    details = {"queue": exc.queue, "reason": exc.reason, "backlog": exc.backlog, "max_backlog": exc.max_backlog,
+               "oldest_age": round(exc.oldest_age, 3), "max_oldest_age": exc.max_oldest_age, "retry_after": seconds}
+    headers = {"Retry-After": str(seconds), "X-Hexq-Backlog": str(exc.backlog)}
+    if exc.max_backlog:
+        headers["X-Hexq-Backlog-Cap"] = str(exc.max_backlog)
+    return error_response(503, "overloaded", str(exc), details, headers)
+
+
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
@@ -188,6 +202,7 @@ EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
     ApiError: _api,
     BackendUnavailable: _unavailable,
     QueueFull: _queue_full,
+    Overloaded: _overloaded,
     HTTPException: _http,
     ClientDisconnect: _disconnected,
     Exception: _internal,

@@ -201,11 +201,13 @@ _ERROR: Schema = _obj({
     "error": {"type": "string", "description": "A stable machine-readable code.", "enum": [
         "bad_json", "body_too_large", "validation_error", "unknown_task_type", "idempotency_mismatch", "not_found",
         "method_not_allowed", "invalid_transition", "name_taken", "backend_unavailable", "client_disconnected",
-        "http_error", "internal_error", "unauthorized", "forbidden", "rate_limited", "queue_full"]},
+        "http_error", "internal_error", "unauthorized", "forbidden", "rate_limited", "queue_full",
+        "overloaded"]},
     "message": {"type": "string", "description": "For humans; may change."},
     "details": {"type": ["object", "null"], "description": "validation errors: {field: 'tasks[3].priority'}; "
                 "invalid_transition: {current, target}; backend_unavailable, rate_limited: {retry_after}; "
-                "queue_full: {limit, retry_after}; forbidden: {scope}."},
+                "queue_full: {limit, retry_after}; forbidden: {scope}; overloaded: {queue, reason, backlog, "
+                "max_backlog, oldest_age, max_oldest_age, retry_after}."},
 }, ["error", "message", "details"])
 
 _COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
@@ -267,7 +269,24 @@ _SCHEMAS: dict[str, Schema] = {
                            "seconds": {"type": "number", "minimum": 0}}, ["queue", "priority", "seconds"])},
         "paused": {"type": "array", "items": {"type": "string"}, "description": "Paused queues, by name: workers "
                    "claim none of their tasks (which the counts above still include)."},
+        "backpressure": {"type": "array", "description": "Every queue with a back-pressure cap (HEXQ_MAX_BACKLOG, "
+                         "HEXQ_MAX_OLDEST_AGE) as the answering process sees it (read at most a second ago); empty "
+                         "when no cap is set.", "items": _ref("Pressure")},
     }, ["by_status", "queued", "backlog", "depth", "oldest_age", "paused"]),
+    "Pressure": _obj({
+        "queue": {"type": "string"},
+        "overloaded": {"type": "boolean", "description": "Submits to the queue get 503 overloaded now."},
+        "reason": {"type": ["string", "null"], "enum": ["backlog", "oldest_age", None]},
+        "backlog": {"type": "integer", "minimum": 0, "description": "Queued tasks."},
+        "max_backlog": {"type": "integer", "minimum": 0, "description": "Its cap; 0: none."},
+        "oldest_age": {"type": "number", "minimum": 0, "description": "Seconds the oldest queued task has waited."},
+        "max_oldest_age": {"type": "number", "minimum": 0, "description": "Its cap; 0: none."},
+        "drain_rate": {"type": "number", "minimum": 0, "description": "Tasks leaving the queue per second, "
+                       "measured over the last 10 s (a lower bound)."},
+        "retry_after": {"type": "integer", "minimum": 0, "description": "Seconds a refused submit is told to wait "
+                        "(1 to 60); 0 when not overloaded."},
+    }, ["queue", "overloaded", "reason", "backlog", "max_backlog", "oldest_age", "max_oldest_age", "drain_rate",
+        "retry_after"]),
     "Queue": _obj({
         "name": {"type": "string"},
         "paused": {"type": "boolean", "description": "Workers claim none of its tasks; submits are still accepted."},
@@ -374,6 +393,12 @@ _RESPONSES: dict[str, Any] = {
     "TooMany": _json(_ERR, "rate_limited: the key's request rate is used up; queue_full (submits): the tenant "
                      "has HEXQ_MAX_QUEUED_PER_TENANT tasks waiting. Retry after Retry-After seconds.", _RETRY_AFTER),
     "Unavailable": _json(_ERR, "backend_unavailable: retry after Retry-After seconds.", _RETRY_AFTER),
+    "Overloaded": _json(_ERR, "backend_unavailable: retry after Retry-After seconds; overloaded (submits): the "
+                        "queue is past a back-pressure cap (HEXQ_MAX_BACKLOG, HEXQ_MAX_OLDEST_AGE), the same for "
+                        "every caller, and nothing was enqueued (a bulk submit is refused whole). Retry after "
+                        "Retry-After seconds (1 to 60, from the queue's measured drain rate); details has the "
+                        "figures, and the headers X-Hexq-Backlog (queued tasks) and X-Hexq-Backlog-Cap (its cap, "
+                        "when it has one) repeat them.", _RETRY_AFTER),
 }
 
 _ID = _param("id", "path", {"type": "string"}, "Task id.")
@@ -415,6 +440,10 @@ def _whoami() -> dict[str, Any]:
     return operation
 
 
+# A submit's 503: the backend's outage, or back pressure (a queue past its cap; a bulk is refused whole).
+_OVERLOADED = {"503": {"$ref": "#/components/responses/Overloaded"}}
+
+
 def _paths() -> dict[str, Any]:
     task = _json(_ref("Task"), "The task.")
     location = {"Location": {"description": "/v1/tasks/{id}", "schema": {"type": "string"}}}
@@ -422,7 +451,7 @@ def _paths() -> dict[str, Any]:
         "202": _json(_ref("Task"), "Accepted: the new task.", location),
         "200": _json(_ref("Task"), "The idempotency key was seen before: the original task.", {
             **location, "Idempotent-Replayed": {"description": "Always 'true'.", "schema": {"type": "string"}}}),
-        **_errors(400, 413, 422, 503),
+        **_errors(400, 413, 422), **_OVERLOADED,
     }
     return {
         "/": {"get": _op("index", "Links to the API; the web dashboard for a browser (Accept naming text/html above "
@@ -450,8 +479,8 @@ def _paths() -> dict[str, Any]:
             params=[_DRY_RUN], body=_ref("BulkRequest"), scope="submit")},
         "/v1/tasks:bulk": {"post": _op(
             "submitTasks", "Submit many tasks in one round trip: all or nothing.",
-            {"202": _json(_ref("TaskList"), "The tasks, in request order."), **_errors(400, 413, 422, 503)},
-            body=_ref("BulkSubmit"), scope="submit")},
+            {"202": _json(_ref("TaskList"), "The tasks, in request order."), **_errors(400, 413, 422),
+             **_OVERLOADED}, body=_ref("BulkSubmit"), scope="submit")},
         "/v1/tasks/{id}": {"get": _op(
             "getTask", "One task; with ?wait=S, a long poll that answers as soon as the task has finished.",
             {"200": task, **_errors(404, 422, 503)}, params=[_ID, _WAIT], scope="read")},

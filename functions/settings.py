@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from hexq.core.backpressure import Policy, parse_caps
 from hexq.core.errors import ConfigurationError
 from hexq.core.ratelimit import MAX_BURST, parse_rate
 from hexq.core.registry import Registry, check_name
@@ -54,6 +55,9 @@ class Settings:
     rate: str = "100/s"  # each API key's bucket refills this fast ("0": no limit) ...
     burst: int = 200  # ... and holds this many requests
     max_queued_per_tenant: int = 0  # 0: unlimited
+    # Back pressure (core/backpressure.py): caps per queue, "N" for every queue and/or "queue=N"; "" = none.
+    max_backlog: str = ""  # queued tasks
+    max_oldest_age: str = ""  # seconds the oldest queued task has waited
     api_key: str = field(default="", repr=False)  # the secret a Python client sends to an http(s) hexq API
     # AWS Lambda (template.yaml sets them): an API function may serve without keys only when told so;
     # the poller function starts this worker function, unless the SQS event sources run the workers.
@@ -88,6 +92,7 @@ class Settings:
             raise ConfigurationError(f"HEXQ_RATE: {exc}") from None
         if self.burst > MAX_BURST:
             raise ConfigurationError(f"HEXQ_BURST must be at most {MAX_BURST}, not {self.burst}")
+        _policy(self.max_backlog, self.max_oldest_age)  # parsed now: a bad cap stops the process before it serves
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +135,16 @@ class Settings:
     @property
     def rate_per_second(self) -> float:
         return parse_rate(self.rate)
+
+    @property
+    def backpressure(self) -> Policy:
+        """The back-pressure caps of HEXQ_MAX_BACKLOG and HEXQ_MAX_OLDEST_AGE."""
+        return _policy(self.max_backlog, self.max_oldest_age)
+
+
+def _policy(max_backlog: str, max_oldest_age: str) -> Policy:
+    return Policy(parse_caps(max_backlog, "HEXQ_MAX_BACKLOG", integer=True),
+                  parse_caps(max_oldest_age, "HEXQ_MAX_OLDEST_AGE", integer=False))
 
 
 def env_name(field: str) -> str:

@@ -76,6 +76,20 @@ def print_stats(stats: Mapping[str, Any]) -> None:
         for queue, levels in sorted(stats["queued"].items()):
             queued.add_row(Text(queue), *(Text(str(levels.get(level, 0))) for level in _LEVELS))
         console.print(queued)
+    if stats.get("backpressure"):
+        console.print(_pressures(stats["backpressure"]))
+
+
+def _pressures(pressures: Sequence[Mapping[str, Any]]) -> Table:
+    """Back pressure per capped queue: its backlog and oldest age against their caps (0: none)."""
+    table = _table(("queue", "state", "backlog", "max backlog", "oldest age s", "max age s", "drain/s", "retry after"))
+    for p in pressures:
+        state = f"overloaded ({p['reason']})" if p["overloaded"] else "accepting"
+        retry = f"{p['retry_after']}s" if p["overloaded"] else ""
+        table.add_row(*map(Text, (_cell(p["queue"]), state, str(p["backlog"]), str(p["max_backlog"] or "-"),
+                                  f"{p['oldest_age']:.1f}", f"{p['max_oldest_age'] or '-'}", f"{p['drain_rate']:.1f}",
+                                  retry)))
+    return table
 
 
 def _console() -> Console:

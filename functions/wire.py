@@ -19,6 +19,7 @@ import orjson
 from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
+from hexq.core.backpressure import Pressure
 from hexq.core.codec import attempt_to_dict, schedule_to_dict, task_to_dict
 from hexq.core.errors import ValidationError
 from hexq.core.model import (
@@ -196,7 +197,8 @@ def page_to_dict(page: Page) -> dict[str, Any]:
             "scanned": page.scanned, "complete": page.complete}
 
 
-def stats_to_dict(stats: Stats) -> dict[str, Any]:
+def stats_to_dict(stats: Stats, pressures: Sequence[Pressure] = ()) -> dict[str, Any]:
+    """`pressures`: the queues with back-pressure caps (TaskService.pressures), as this process sees them."""
     return {
         "by_status": {str(status): n for status, n in stats.by_status.items()},
         "queued": {queue: {level.name.lower(): n for level, n in levels.items()}
@@ -207,7 +209,14 @@ def stats_to_dict(stats: Stats) -> dict[str, Any]:
         "oldest_age": [{"queue": queue, "priority": level.name.lower(), "seconds": max(seconds, 0.0)}
                        for (queue, level), seconds in sorted(stats.oldest_age.items())],
         "paused": sorted(stats.paused),
+        "backpressure": [pressure_view(p) for p in pressures],
     }
+
+
+def pressure_view(p: Pressure) -> dict[str, Any]:
+    return {"queue": p.queue, "overloaded": p.overloaded, "reason": p.reason, "backlog": p.load.backlog,
+            "max_backlog": p.max_backlog, "oldest_age": round(p.load.oldest_age, 3), "max_oldest_age": p.max_oldest_age,
+            "drain_rate": round(p.load.drain_rate, 3), "retry_after": math.ceil(p.retry_after)}
 
 
 def queues_to_dict(queues: Sequence[QueueInfo]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from hexq.core.errors import (
     ConfirmMismatch,
     IdempotencyMismatch,
     InvalidTransition,
+    Overloaded,
     QueueError,
     QueueFull,
     ScheduleNameTaken,
@@ -250,6 +251,22 @@ def _queue_full(response: httpx.Response, path: str, message: str, details: dict
     return error
 
 
+def _overloaded(response: httpx.Response, path: str, message: str, details: dict[str, Any]) -> QueueError:
+    """503 overloaded: the same Overloaded a direct client raises, with the server's figures."""
+    error = Overloaded(str(details.get("queue", "")), str(details.get("reason", "backlog")),
+                       backlog=int(_number(details, "backlog")), max_backlog=int(_number(details, "max_backlog")),
+                       oldest_age=_number(details, "oldest_age"), max_oldest_age=_number(details, "max_oldest_age"),
+                       retry_after=_retry(response) or 1.0)
+    error.args = (message,)
+    return error
+
+
+def _number(details: dict[str, Any], name: str) -> float:
+    value = details.get(name)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else 0.0  # type: ignore[arg-type]
+
+
 def _unavailable(response: httpx.Response, path: str, message: str, details: dict[str, Any]) -> QueueError:
     return BackendUnavailable(str(response.url), message, retry_after=_retry(response) or 1.0)
 
@@ -264,5 +281,6 @@ _DOMAIN: Mapping[str, _Make] = {
     "confirm_mismatch": lambda r, p, m, d: ConfirmMismatch(int(d.get("matched", 0)), int(d.get("confirm", 0))),
     "not_found": _not_found,
     "queue_full": _queue_full,
+    "overloaded": _overloaded,
     "backend_unavailable": _unavailable,
 }

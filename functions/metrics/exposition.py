@@ -17,6 +17,7 @@ from prometheus_client import exposition, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from hexq.core.backpressure import NO_CAPS, Policy
 from hexq.core.errors import ConfigurationError
 from hexq.core.ports import Backend
 from hexq.functions.metrics.process import MULTIPROC_ENV, BuildInfo, Metrics
@@ -35,9 +36,9 @@ class _Scrape:
 
 
 async def scrape(metrics: Metrics | None, backend: Backend, queues: Iterable[str],
-                 accept: str | None) -> tuple[bytes, str]:
-    """The body and content type of one scrape of the API's /metrics."""
-    state = StateCollector(await read_state(backend, queues))
+                 accept: str | None, policy: Policy = NO_CAPS) -> tuple[bytes, str]:
+    """The body and content type of one scrape of the API's /metrics; `policy`: the back-pressure caps."""
+    state = StateCollector(await read_state(backend, queues), policy)
     collectors = [*counted(metrics), state]
     encoder, content_type = exposition.choose_encoder(accept or "")
     return encoder(_Scrape(collectors)), content_type

@@ -28,8 +28,8 @@ from hexq.functions.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # hexq_submit_rejections_total's reasons (core.services.rejection and the API's edge refusals), exported at 0.
-REASONS = ("validation", "unknown_type", "queue_full", "idempotency_mismatch", "backend_unavailable", "rate_limited",
-           "body_too_large", "bad_json", "unauthorized", "forbidden")
+REASONS = ("validation", "unknown_type", "queue_full", "overloaded", "idempotency_mismatch", "backend_unavailable",
+           "rate_limited", "body_too_large", "bad_json", "unauthorized", "forbidden")
 
 
 class BuildInfo(Collector):

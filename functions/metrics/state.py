@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hexq.core.backpressure import NO_CAPS, Load, Policy, Sample, judge
 from hexq.core.breaker import BreakerState, Circuit
 from hexq.core.model import STATES, Priority, Stats
 from hexq.core.ports import Backend
@@ -70,8 +71,9 @@ class StateCollector(Collector):
     """The gauges of one State. Every known queue appears with every priority and state (0 when empty), so
     a queue that empties reads 0 rather than vanishing (which would hide it from rate() and alerts)."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, policy: Policy = NO_CAPS) -> None:
         self._state = state
+        self._policy = policy  # the back-pressure caps (HEXQ_MAX_BACKLOG, HEXQ_MAX_OLDEST_AGE)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         state = self._state
@@ -95,6 +97,23 @@ class StateCollector(Collector):
             if s == "dead":
                 dead[(queue,)] = dead.get((queue,), 0.0) + n
         yield _family("hexq_dead_letter_tasks", "Tasks in the dead-letter queue", ["queue"], dead)
+        yield from _pressure(state.stats, state.queues, self._policy)
+
+
+def _pressure(stats: Stats, queues: Iterable[str], policy: Policy) -> Iterator[GaugeMetricFamily]:
+    """Back pressure judged on this scrape's stats (core/backpressure.py): 1 while a submit to the queue would
+    be refused 503 overloaded; and the caps, for the capped queues, to draw beside the depth and the age."""
+    sample = Sample.of(stats)
+    names = sorted({*queues, *sample.backlog, *policy.named()})
+    loads = {q: Load(sample.backlog.get(q, 0), sample.oldest_age.get(q, 0.0)) for q in names}
+    yield _family("hexq_queue_overloaded", "1 while the queue is past a back-pressure cap: submits get 503 overloaded",
+                  ["queue"], {(q,): float(judge(q, loads[q], policy).overloaded) for q in names})
+    yield _family("hexq_queue_backlog_cap", "Queued tasks past which submits to the queue are refused "
+                  "(HEXQ_MAX_BACKLOG)",
+                  ["queue"], {(q,): policy.max_backlog.of(q) for q in names if policy.max_backlog.of(q)})
+    yield _family("hexq_queue_oldest_age_cap_seconds", "Seconds the oldest queued task may wait before submits "
+                  "to the queue are refused (HEXQ_MAX_OLDEST_AGE)", ["queue"],
+                  {(q,): policy.max_oldest_age.of(q) for q in names if policy.max_oldest_age.of(q)})
 
 
 def _depth(stats: Stats, queues: Iterable[str]) -> dict[tuple[str, Priority, str], float]:

@@ -119,3 +119,18 @@ def test_real_responses_match_the_document(doc: dict[str, Any], client: TestClie
         check(doc, template, response)
     assert cases[0][1].json()["lease"]["worker_id"] == "w" and cases[1][1].json()["leases"]
     assert {r.status_code for _, r in cases} == {200, 202, 204, 400, 404, 409, 413, 422, 503}
+
+
+def test_back_pressure_answers_match_the_document(doc: dict[str, Any], make_client: Any,
+                                                  make_container: Any) -> None:
+    client = make_client(make_container(max_backlog="1", max_oldest_age="emails=30"))
+    client.post("/v1/tasks", json={"type": "echo"})
+    cases = [
+        ("/v1/tasks", client.post("/v1/tasks", json={"type": "echo"})),
+        ("/v1/tasks:bulk", client.post("/v1/tasks:bulk", json={"tasks": [{"type": "echo"}]})),
+        ("/v1/stats", client.get("/v1/stats")),
+    ]
+    for template, response in cases:
+        check(doc, template, response)
+    assert [r.status_code for _, r in cases] == [503, 503, 200]
+    assert [p["queue"] for p in cases[2][1].json()["backpressure"]] == ["default", "emails"]
