@@ -40,7 +40,7 @@ def snapshot_reader(tasks: TaskService, workers: WorkerRegistry, now: Callable[[
     """What one snapshot holds: GET /v1/stats, GET /v1/workers and GET /v1/histograms, read together."""
 
     async def read() -> Snapshot:
-        stats = wire.stats_to_dict(await tasks.stats())
+        stats = wire.stats_to_dict(await tasks.stats(), await tasks.pressures())
         return {"at": now(), "stats": stats, "workers": wire.workers_to_dict(await workers.workers())["workers"],
                 "histograms": histograms_of(metrics)}
 
