@@ -4,13 +4,19 @@ naming the field (HTTP 422), never anything a handler would turn into a 500."""
 
 from __future__ import annotations
 
+import argparse
 import math
+import re
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 from hexq.core.errors import ValidationError
 from hexq.core.model import Priority
 
 WINDOW = ("created_after", "created_before")
+_AGO = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def priority(value: object, field: str = "priority") -> Priority | None:
@@ -37,6 +43,21 @@ def moment(value: object, field: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{field} must be epoch seconds or an ISO-8601 time", field=field)
     return _finite(value, field)
+
+
+def ago(text: str | None, field: str, now: float) -> float | None:
+    """The CLI's --since/--until: a duration back from `now` (`90s`, `15m`, `2h`, `7d`), or what moment() takes."""
+    if text is not None and (found := _AGO.fullmatch(text)):
+        return now - float(found[1]) * _UNIT[found[2]]
+    return moment(text, field)
+
+
+def from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """`hexq list` and `hexq dead`'s --priority, --since and --until as TaskQuery's (and core.bulk.Filter's)
+    priority, created_after and created_before. A duration (`2h`) counts back from this machine's clock."""
+    now = time.time()
+    return {"priority": priority(args.priority, "--priority"), "created_after": ago(args.since, "--since", now),
+            "created_before": ago(args.until, "--until", now)}
 
 
 def _text_moment(text: str, field: str) -> float:
