@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from datetime import UTC, datetime
 
@@ -22,10 +23,10 @@ def ids(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
 
 def test_list_by_priority_and_created_time(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
     low = submit(capsys, "echo", "--priority", "low")
-    time.sleep(0.01)  # created_at comes from the real clock here: two tasks a little apart
+    time.sleep(1.1)  # created_at comes from the real clock here: a whole second falls between the two tasks
     high = submit(capsys, "echo", "--priority", "high")
     start = high["created_at"]
-    iso = datetime.fromtimestamp(start, UTC).isoformat()
+    iso = datetime.fromtimestamp(math.floor(start), UTC).isoformat()  # a second boundary after `low`
 
     assert ids(capsys, "list", "--priority", "high") == [high["id"]]
     assert ids(capsys, "list", "--since", repr(start)) == ids(capsys, "list", "--since", iso) == [high["id"]]
