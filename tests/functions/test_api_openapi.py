@@ -119,12 +119,3 @@ def test_real_responses_match_the_document(doc: dict[str, Any], client: TestClie
         check(doc, template, response)
     assert cases[0][1].json()["lease"]["worker_id"] == "w" and cases[1][1].json()["leases"]
     assert {r.status_code for _, r in cases} == {200, 202, 204, 400, 404, 409, 413, 422, 503}
-
-
-def test_the_listing_filters_are_documented_where_they_are_read(doc: dict[str, Any]) -> None:
-    from hexq.functions.bulk_wire import _FILTER_FIELDS
-
-    for path in ("/v1/tasks", "/v1/dead"):
-        names = {p["name"] for p in doc["paths"][path]["get"]["parameters"]}
-        assert {"priority", "created_after", "created_before", "search"} <= names, path
-    assert set(doc["components"]["schemas"]["BulkFilter"]["properties"]) == set(_FILTER_FIELDS)

@@ -105,3 +105,13 @@ def test_a_bad_bulk_filter_is_422_naming_the_field(client: TestClient, field: st
 
     assert response.status_code == 422, response.json()
     assert response.json()["details"]["field"] == f"filter.{field}"
+
+
+def test_the_filters_are_documented_where_they_are_read(client: TestClient) -> None:
+    from hexq.functions.bulk_wire import _FILTER_FIELDS
+
+    doc = client.get("/openapi.json").json()
+    for path in ("/v1/tasks", "/v1/dead"):
+        names = {p["name"] for p in doc["paths"][path]["get"]["parameters"]}
+        assert {"priority", "created_after", "created_before", "search"} <= names, path
+    assert set(doc["components"]["schemas"]["BulkFilter"]["properties"]) == set(_FILTER_FIELDS)
