@@ -436,4 +436,4 @@ def _matches(task: Task, query: TaskQuery) -> bool:
     return ((query.status is None or task.status is query.status)
             and (query.type is None or task.type == query.type)
             and (query.queue is None or task.queue == query.queue)
-            and (query.tenant is None or task.tenant == query.tenant))
+            and (query.tenant is None or task.tenant == query.tenant) and search.in_window(task, query))

@@ -23,7 +23,7 @@ from typing import Final
 
 from hexq.core import search
 from hexq.core.errors import ConfirmMismatch, InvalidTransition, TaskNotFound, ValidationError
-from hexq.core.model import Page, Task, TaskQuery, TaskStatus
+from hexq.core.model import Page, Priority, Task, TaskQuery, TaskStatus
 from hexq.core.ports import Clock, LeaseReader, TaskStore
 from hexq.core.services import TaskService
 
@@ -42,6 +42,9 @@ class Filter:
     type: str | None = None
     queue: str | None = None
     search: str | None = None
+    priority: Priority | None = None
+    created_after: float | None = None  # the window as TaskQuery has it: created_after <= created_at < created_before
+    created_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,8 @@ class BulkService:
         scanned, complete = 0, True
         for status in statuses:
             query = TaskQuery(status=status, type=where.type, queue=where.queue, tenant=tenant, search=where.search,
-                              limit=_PAGE)
+                              limit=_PAGE, priority=where.priority, created_after=where.created_after,
+                              created_before=where.created_before)
             search.check(query)
             page: Page | None = None
             while len(found) < wanted and scanned < MAX_SCANNED:

@@ -206,7 +206,11 @@ class TaskQuery:
 
     `search`: keep only tasks whose payload, as compact JSON, or whose error message holds this text
     (case-sensitive; hexq.core.search). A backend examines at most `max_scan` records for one page: a page
-    may then come back short, even empty, with a cursor that continues the scan."""
+    may then come back short, even empty, with a cursor that continues the scan.
+
+    `priority`: that level only. `created_after` / `created_before`: the half-open window
+    created_after <= created_at < created_before, epoch seconds on the backend's clock (half-open, so that
+    consecutive windows never count a task twice; equal bounds make an empty window)."""
 
     status: TaskStatus | None = None
     type: str | None = None
@@ -216,6 +220,9 @@ class TaskQuery:
     cursor: str | None = None
     search: str | None = None
     max_scan: int = 10_000
+    priority: Priority | None = None
+    created_after: float | None = None
+    created_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

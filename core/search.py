@@ -10,6 +10,7 @@ backend happens to have written the JSON.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -38,8 +39,19 @@ def forms(search: str) -> tuple[str, ...]:
     return search, "".join(c if c.isascii() else json.dumps(c)[1:-1] for c in search)
 
 
+def in_window(task: Task, query: TaskQuery) -> bool:
+    """The query's priority and created-time window (TaskQuery) accept the task."""
+    return ((query.priority is None or task.priority == query.priority)
+            and (query.created_after is None or task.created_at >= query.created_after)
+            and (query.created_before is None or task.created_at < query.created_before))
+
+
 def check(query: TaskQuery) -> None:
-    """A query's search and scan bound, validated (ValidationError names the field)."""
+    """A query's search, scan bound and time window, validated (ValidationError names the field)."""
+    for name in ("created_after", "created_before"):
+        value = getattr(query, name)
+        if value is not None and not math.isfinite(value):
+            raise ValidationError(f"{name} must be a finite number of epoch seconds", field=name)
     if query.search is not None and not 1 <= len(query.search) <= MAX_SEARCH:
         raise ValidationError(f"search must be 1 to {MAX_SEARCH} characters", field="search")
     if not 1 <= query.max_scan <= MAX_SCAN:

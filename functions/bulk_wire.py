@@ -1,6 +1,8 @@
 """Wire shapes of the bulk actions by filter (core.bulk): POST /v1/tasks:cancel and POST /v1/dead:replay with a filter.
 
-Request: {"filter": {"status", "type", "queue", "search"}, "limit": 1..10000 (default 1000), "confirm": <count>};
+Request: {"filter": {"status", "type", "queue", "search", "priority", "created_after", "created_before"},
+"limit": 1..10000 (default 1000), "confirm": <count>}; the filter's fields are those of GET /v1/tasks (priority a
+level name or 0-3, the window epoch seconds or ISO-8601);
 `?dry_run=1` counts and changes nothing (no confirm needed). Response: BulkResult as JSON (bulk_result_to_dict).
 """
 
@@ -14,9 +16,11 @@ from starlette.datastructures import QueryParams
 from hexq.core.bulk import MAX_LIMIT, BulkResult, Filter
 from hexq.core.errors import ValidationError
 from hexq.core.model import TaskStatus
+from hexq.functions import filters
 
 DEFAULT_LIMIT = 1000
-_FILTER_FIELDS = ("status", "type", "queue", "search")
+_TEXT_FIELDS = ("status", "type", "queue", "search")
+_FILTER_FIELDS = (*_TEXT_FIELDS, "priority", *filters.WINDOW)
 
 
 def is_filtered(body: Mapping[str, Any]) -> bool:
@@ -54,7 +58,7 @@ def _filter(value: object) -> Filter:
     unknown = sorted(set(value) - set(_FILTER_FIELDS))
     if unknown:
         raise ValidationError(f"unknown filter field {unknown[0][:64]!r}", field=f"filter.{unknown[0][:64]}")
-    for name in _FILTER_FIELDS:
+    for name in _TEXT_FIELDS:
         if value.get(name) is not None and not isinstance(value[name], str):
             raise ValidationError(f"filter.{name} must be a string", field=f"filter.{name}")
     status: str | None = value.get("status") or None
@@ -63,7 +67,10 @@ def _filter(value: object) -> Filter:
     except ValueError:
         raise ValidationError(f"filter.status is not a status: {str(status)[:64]!r}", field="filter.status") from None
     return Filter(status=parsed, type=value.get("type") or None, queue=value.get("queue") or None,
-                  search=value.get("search") or None)
+                  search=value.get("search") or None,
+                  priority=filters.priority(value.get("priority"), "filter.priority"),
+                  created_after=filters.moment(value.get("created_after"), "filter.created_after"),
+                  created_before=filters.moment(value.get("created_before"), "filter.created_before"))
 
 
 def bulk_result_to_dict(result: BulkResult, *, dry: bool) -> dict[str, Any]:

@@ -138,7 +138,8 @@ def _dead(p: argparse.ArgumentParser) -> None:
     replay.add_argument("--replay", nargs="*", metavar="ID", help="send these dead tasks back to the queue")
     replay.add_argument("--replay-all", action="store_true", help="send every dead task back to the queue")
     replay.add_argument("--replay-matching", action="store_true",
-                        help="replay every dead task that matches --type, --queue and --search (at most 10,000 a "
+                        help="replay every dead task that matches --type, --queue, --search, --priority, --since and "
+                        "--until (at most 10,000 a "
                         "run): counts them, asks you to type the count (or --yes), then replays 500 at a time")
     p.add_argument("--yes", action="store_true", help="with --replay-matching: no typed confirmation")
     p.add_argument("--dry-run", action="store_true", help="with --replay-matching: only count the matches")
@@ -152,6 +153,10 @@ def _page(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cursor", metavar="C", help="the page after the one that printed this cursor")
     p.add_argument("--search", metavar="TEXT", help="only tasks whose payload (compact JSON) or error holds TEXT; "
                    "a page examines at most 10,000 tasks")
+    p.add_argument("--priority", choices=_PRIORITIES, help="only tasks of this priority")
+    p.add_argument("--since", metavar="TIME", help="only tasks created at or after TIME: epoch seconds, ISO-8601 "
+                   "(UTC without an offset) or a duration ago (90s, 15m, 2h, 7d)")
+    p.add_argument("--until", metavar="TIME", help="only tasks created before TIME (as --since)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from hexq.core.errors import ConfigurationError, InvalidTransition, TaskNotFound, ValidationError
 from hexq.core.model import Priority, Task, TaskQuery, TaskStatus
 from hexq.core.services import SubmitRequest
+from hexq.functions import filters
 from hexq.functions.bootstrap import Container, bootstrap, require_database
 from hexq.functions.settings import Settings
 
@@ -107,7 +108,8 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
 
 def list_tasks(settings: Settings, args: argparse.Namespace) -> int:
     query = TaskQuery(status=None if args.status is None else TaskStatus(args.status), type=args.type,
-                      queue=args.queue, limit=args.limit, cursor=args.cursor, search=args.search)
+                      queue=args.queue, limit=args.limit, cursor=args.cursor, search=args.search,
+                      **filters.from_args(args))
     return _with_container(settings, lambda c: _show_page(c, query, args.json, empty="no tasks"), stored=True)
 
 
@@ -161,7 +163,7 @@ def dead(settings: Settings, args: argparse.Namespace) -> int:
         if args.replay_all or args.replay is not None:
             return await _replay(container, args.replay, replay_all=args.replay_all)
         query = TaskQuery(status=TaskStatus.DEAD, type=args.type, queue=args.queue, limit=args.limit,
-                          cursor=args.cursor, search=args.search)
+                          cursor=args.cursor, search=args.search, **filters.from_args(args))
         return await _show_page(container, query, args.json, empty="no dead tasks")
 
     return _with_container(settings, run, stored=True)

@@ -29,6 +29,14 @@ _AS_STORED = ("A field whose stored value is not of its documented type (NaN or 
 _STATUSES = [s.value for s in TaskStatus]
 _SEARCH_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH}
 _PRIORITY_NAMES = [p.name.lower() for p in Priority]
+# The listing filters (GET /v1/tasks, GET /v1/dead, the bulk filter): hexq.functions.filters.
+_LEVEL: Schema = {"description": "Only tasks of this priority: a level name or 0 (low) to 3 (critical).",
+                  "oneOf": [{"type": "string", "enum": _PRIORITY_NAMES},
+                            {"type": "integer", "minimum": 0, "maximum": 3}]}
+_MOMENT: Schema = {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
+_AFTER = ("Only tasks created at or after this time: epoch seconds or an ISO-8601 time (UTC when it has no offset), "
+          "on the backend's clock.")
+_BEFORE = "Only tasks created before this time (the window is half-open): epoch seconds or an ISO-8601 time."
 
 
 def _ref(name: str) -> Schema:
@@ -228,7 +236,9 @@ _SCHEMAS: dict[str, Schema] = {
                                    "follow the cursor."}},
                      ["tasks", "next_cursor", "scanned", "complete"]),
     "BulkFilter": _obj({"status": {"type": "string", "enum": _STATUSES}, "type": {"type": "string"},
-                        "queue": {"type": "string"}, "search": _SEARCH_SCHEMA}, []),
+                        "queue": {"type": "string"}, "search": _SEARCH_SCHEMA, "priority": _LEVEL,
+                        "created_after": _MOMENT | {"description": _AFTER},
+                        "created_before": _MOMENT | {"description": _BEFORE}}, []),
     "BulkRequest": _obj({"filter": _ref("BulkFilter"),
                          "limit": {"type": "integer", "minimum": 1, "maximum": BULK_MAX, "default": 1000},
                          "confirm": {"type": "integer", "minimum": 0, "description": "The `matched` count of a dry "
@@ -416,6 +426,10 @@ _SEARCH = _param("search", "query", _SEARCH_SCHEMA, "Only tasks whose payload, a
 _DRY_RUN = _param("dry_run", "query", {"type": "string", "enum": ["1", "0", "true", "false"]},
                   "1: count what matches (`matched`, to pass back as `confirm`) and change nothing.")
 _TYPE = _param("type", "query", {"type": "string"}, "Only tasks of this type.")
+_LEVEL_PARAM = _param("priority", "query", {"type": "string", "enum": [*_PRIORITY_NAMES, "0", "1", "2", "3"]},
+                      str(_LEVEL["description"]))
+_AFTER_PARAM = _param("created_after", "query", {"type": "string"}, _AFTER)
+_BEFORE_PARAM = _param("created_before", "query", {"type": "string"}, _BEFORE)
 _QUEUE = _param("queue", "query", {"type": "string"}, "Only tasks in this queue.")
 _STATUS = _param("status", "query", {"type": "string", "enum": _STATUSES}, "Only tasks in this status.")
 _WAIT = _param("wait", "query", {"type": "number", "exclusiveMinimum": 0, "maximum": _LIMITS.max_wait},
@@ -470,7 +484,8 @@ def _paths() -> dict[str, Any]:
             "post": _op("submitTask", "Submit a task.", submit, params=[_KEY], body=_ref("SubmitTask"), scope="submit"),
             "get": _op("listTasks", "List tasks, newest first.",
                        {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
-                       params=[_STATUS, _TYPE, _QUEUE, _SEARCH, _LIMIT, _CURSOR], scope="read"),
+                       params=[_STATUS, _TYPE, _QUEUE, _LEVEL_PARAM, _AFTER_PARAM, _BEFORE_PARAM, _SEARCH, _LIMIT,
+                               _CURSOR], scope="read"),
         },
         "/v1/tasks:cancel": {"post": _op(
             "cancelMatching", "Cancel every queued, scheduled or running task that matches a filter (running ones are "
@@ -557,7 +572,8 @@ def _paths() -> dict[str, Any]:
         "/v1/whoami": {"get": _whoami()},
         "/v1/dead": {"get": _op("listDead", "Dead-lettered tasks, newest first.",
                                 {"200": _json(_ref("TaskPage"), "One page."), **_errors(422, 503)},
-                                params=[_TYPE, _QUEUE, _SEARCH, _LIMIT, _CURSOR], tag="dead letters",
+                                params=[_TYPE, _QUEUE, _LEVEL_PARAM, _AFTER_PARAM, _BEFORE_PARAM, _SEARCH, _LIMIT,
+                                        _CURSOR], tag="dead letters",
                                 scope="read")},
         "/v1/dead:replay": {"post": _op(
             "replayDead", "Queue dead tasks again with fresh attempts: those of `ids` (unknown or not-dead ids are "

@@ -1,6 +1,7 @@
-"""`hexq dead --replay-matching`: replay every dead task that matches --type, --queue and --search, as the
-dashboard does: count first (a dry run, --dry-run stops there), confirm that count (typed, or --yes), then
-replay in chunks of 500 (core.bulk.in_chunks) with a progress line, never more than the confirmed count."""
+"""`hexq dead --replay-matching`: replay every dead task that matches --type, --queue, --search, --priority,
+--since and --until, as the dashboard does: count first (a dry run, --dry-run stops there), confirm that count
+(typed, or --yes), then replay in chunks of 500 (core.bulk.in_chunks) with a progress line, never more than
+the confirmed count."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import sys
 
 from hexq.core.bulk import CHUNK, MAX_LIMIT, Filter, in_chunks
 from hexq.core.errors import ConfirmMismatch
+from hexq.functions import filters
 from hexq.functions.bootstrap import Container
 
 
 async def replay_matching(container: Container, args: argparse.Namespace) -> int:
-    where = Filter(type=args.type, queue=args.queue, search=args.search)
+    where = Filter(type=args.type, queue=args.queue, search=args.search, **filters.from_args(args))
     bulk = container.bulk
     dry = await bulk.replay_matching(where, None, limit=MAX_LIMIT, confirm=None)
     more = "" if dry.complete else f" (the count stopped after {dry.scanned:,} examined: run again for the rest)"

@@ -37,6 +37,7 @@ from hexq.core.model import (
 from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.core.services import SubmitRequest, Submitted
+from hexq.functions import filters
 
 SUBMIT_FIELDS = ("type", "payload", "priority", "queue", "delay", "run_at", "max_attempts", "timeout",
                  "idempotency_key")
@@ -150,7 +151,10 @@ def task_query(params: QueryParams, *, tenant: str | None, status: TaskStatus | 
     """GET filters. Empty values count as absent; `status` fixes the status (the dead-letter view)."""
     return TaskQuery(status=status or _status(params.get("status") or None), type=params.get("type") or None,
                      queue=params.get("queue") or None, tenant=tenant, limit=_limit(params.get("limit") or None),
-                     cursor=_cursor(params.get("cursor") or None), search=params.get("search") or None)
+                     cursor=_cursor(params.get("cursor") or None), search=params.get("search") or None,
+                     priority=filters.priority(params.get("priority")),
+                     created_after=filters.moment(params.get("created_after"), "created_after"),
+                     created_before=filters.moment(params.get("created_before"), "created_before"))
 
 
 # -- responses ----------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ KEY_AND_INDEX_BYTES = 400  # pk, sk, seq, due, token, lease_expires, expires_at:
 MAX_ID_BYTES = 1_000  # a partition key may have 2,048 bytes; an id longer than this names no task
 BY_STATUS = "by-status"
 BY_DUE = "by-due"
-INDEX_ATTRIBUTES = ("type", "queue", "tenant", "priority")  # projected into by-status for filters and stats
+# Projected into by-status for filters and stats (created_at: the listing's time window).
+INDEX_ATTRIBUTES = ("type", "queue", "tenant", "priority", "created_at")
 
 _TERMINAL_TTL = (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED)
 # What a transition may change (hexq.core.outcome, hexq.core.services). The rest (id, type, payload, queue, priority,

@@ -1,8 +1,8 @@
 """Listings and counts over the `by-status` index (status, seq), each read bounded.
 
 A listing without a status filter merges the seven status partitions newest first. The other
-filters (type, queue, tenant) are projected into the index and applied as a FilterExpression; the
-page's tasks are then read from the table itself (BatchGetItem, consistent). Every partition read
+filters (type, queue, tenant, priority, the created_at window) are projected into the index and applied as a
+FilterExpression; the page's tasks are then read from the table itself (BatchGetItem, consistent). Every partition read
 examines at most QUERY_SCAN index entries per call: when that bound cuts a page short, the page
 comes back short with a cursor below the last entry examined, so following cursors still sees every
 match exactly once (as the Redis backend does).
@@ -57,7 +57,8 @@ def query(table: Table, q: TaskQuery) -> Page:
     missing = [key for _, key in page if key["pk"]["S"] not in read]
     read |= {_pk(task): task for task in _hydrate(table, missing)} if missing else {}
     tasks = [read[key["pk"]["S"]] for _, key in page if key["pk"]["S"] in read]
-    return Page([t for t in tasks if q.status is None or t.status is q.status], cursor, sum(p.scanned for p in parts))
+    return Page([t for t in tasks if (q.status is None or t.status is q.status) and search.in_window(t, q)], cursor,
+                sum(p.scanned for p in parts))
 
 
 def _scan(table: Table, status: TaskStatus, q: TaskQuery, before: int | None, wanted: int, bound: int) -> _Partition:
@@ -66,11 +67,7 @@ def _scan(table: Table, status: TaskStatus, q: TaskQuery, before: int | None, wa
     if before is not None:
         condition += " AND #seq < :before"
         names["#seq"], values[":before"] = "seq", num(before)
-    filters = []
-    for name in ("type", "queue", "tenant"):
-        if (value := getattr(q, name)) is not None:
-            filters.append(f"#{name} = :{name}")
-            names[f"#{name}"], values[f":{name}"] = name, {"S": value}
+    filters = _filters(q, names, values)
     extra: dict[str, Any] = {"FilterExpression": " AND ".join(filters)} if filters else {}
     part, start = _Partition(), None
     while len(part.matches) < wanted and part.scanned < bound:
@@ -88,6 +85,25 @@ def _scan(table: Table, status: TaskStatus, q: TaskQuery, before: int | None, wa
     if len(part.matches) < wanted and start:
         part.floor = int(start["seq"]["N"])
     return part
+
+
+def _filters(q: TaskQuery, names: dict[str, str], values: dict[str, Any]) -> list[str]:
+    """The FilterExpression terms of the query's filters, their names and values added to `names` and `values`.
+    created_at is projected into by-status from this version on; an index entry without it (a table made
+    before) passes the window here, and query() checks the task read from the table."""
+    filters = []
+    for name in ("type", "queue", "tenant"):
+        if (value := getattr(q, name)) is not None:
+            filters.append(f"#{name} = :{name}")
+            names[f"#{name}"], values[f":{name}"] = name, {"S": value}
+    if q.priority is not None:
+        filters.append("#priority = :priority")
+        names["#priority"], values[":priority"] = "priority", num(int(q.priority))
+    for bound, test in (("created_after", ">="), ("created_before", "<")):
+        if (at := getattr(q, bound)) is not None:
+            filters.append(f"(attribute_not_exists(#created) OR #created {test} :{bound})")
+            names["#created"], values[f":{bound}"] = "created_at", num(at)
+    return filters
 
 
 def _searched(table: Table, found: list[tuple[int, Item]], text: str, read: dict[str, Task]) -> list[tuple[int, Item]]:

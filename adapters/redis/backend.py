@@ -189,8 +189,10 @@ class RedisBackend:
 
     async def _query(self, query: TaskQuery, limit: int, cursor: str, bound: int, *forms: str) -> Any:
         status = query.status.value if query.status else ""
+        window = ("" if at is None else records.number(at) for at in (query.created_after, query.created_before))
         return await self._run("query", status, query.type or "", query.queue or "", query.tenant or "",
-                               limit, cursor, bound, *forms)
+                               limit, cursor, bound, "" if query.priority is None else int(query.priority), *window,
+                               *forms)
 
     async def _search(self, query: TaskQuery, text: str) -> Page:
         """A search in calls of at most QUERY_SCAN entries each (each call is one script that holds the server),

@@ -20,6 +20,7 @@ from hexq.adapters.sqlite.rows import (
     SELECT_TASKS,
     UPDATE_TASK,
     lease_from_row,
+    query_filters,
     schedule_from_row,
     schedule_values,
     task_from_row,
@@ -89,9 +90,7 @@ def get(conn: sqlite3.Connection, task_id: str) -> Task | None:
 def query(conn: sqlite3.Connection, q: TaskQuery) -> Page:
     if q.search:
         return search.query(conn, q, parse_cursor(q.cursor))
-    filters = {"status": q.status.value if q.status else None, "type": q.type, "queue": q.queue, "tenant": q.tenant}
-    where = [f"{column} = ?" for column, value in filters.items() if value is not None]
-    params: list[object] = [value for value in filters.values() if value is not None]
+    where, params = query_filters(q)
     before = parse_cursor(q.cursor)
     if before is not None:
         where.append("seq < ?")

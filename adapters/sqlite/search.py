@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from hexq.adapters.sqlite.rows import SELECT_TASKS, task_from_row
+from hexq.adapters.sqlite.rows import SELECT_TASKS, query_filters, task_from_row
 from hexq.core import search
 from hexq.core.model import Page, TaskQuery
 
@@ -23,9 +23,7 @@ def query(conn: sqlite3.Connection, q: TaskQuery, before: int | None) -> Page:
                                 (*window_params, q.max_scan)).fetchone()
     if limit == 0 or not count:
         return Page([], None, count)
-    filters = {"status": q.status.value if q.status else None, "type": q.type, "queue": q.queue, "tenant": q.tenant}
-    where = [f"{column} = ?" for column, value in filters.items() if value is not None]
-    params: list[object] = [value for value in filters.values() if value is not None]
+    where, params = query_filters(q)
     forms = search.forms(q.search)
     where += ["seq >= ?", "(" + " OR ".join(["instr(payload, ?) > 0"] * len(forms) + ["instr(error, ?) > 0"]) + ")"]
     params += [floor, *forms, q.search]

@@ -19,7 +19,7 @@ from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
 from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.functions.client.errors import TaskCancelled, TaskFailed, WaitTimeout
-from hexq.functions.client.transport import PriorityLike, ScheduleRequest, TaskRequest, Transport
+from hexq.functions.client.transport import PriorityLike, ScheduleRequest, TaskRequest, Transport, epoch
 from hexq.functions.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,6 +50,15 @@ def _status(value: TaskStatus | str | None) -> TaskStatus | None:
     except ValueError:
         allowed = ", ".join(status.value for status in TaskStatus)
         raise ValidationError(f"status must be one of {allowed}, not {value!r}", field="status") from None
+
+
+def _where(status: TaskStatus | None, type: str | None, queue: str | None, search: str | None,
+           priority: Priority | str | int | None, after: float | datetime | None,
+           before: float | datetime | None) -> Filter:
+    if isinstance(priority, bool):  # Priority.parse reads True as high, for submits; a filter names a level
+        raise ValidationError("priority must be one of low, normal, high, critical or 0-3", field="priority")
+    level = None if priority is None else Priority.parse(priority)
+    return Filter(status, type, queue, search, level, epoch(after), epoch(before))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,25 +179,36 @@ class AsyncClient:
 
     async def list_tasks(self, *, status: TaskStatus | str | None = None, type: str | None = None,
                          queue: str | None = None, limit: int = 50, cursor: str | None = None,
-                         search: str | None = None) -> Page:
+                         search: str | None = None, priority: Priority | str | int | None = None,
+                         created_after: float | datetime | None = None,
+                         created_before: float | datetime | None = None) -> Page:
         """One page of tasks, newest first; pass the page's next_cursor as `cursor` for the next one.
         `search`: only tasks whose payload (compact JSON) or error holds this text; such a page examines at
-        most 10,000 tasks and may come back short with a cursor (page.scanned, page.complete say how far it got)."""
-        return await self.transport.query(_status(status), type, queue, limit, cursor, search)
+        most 10,000 tasks and may come back short with a cursor (page.scanned, page.complete say how far it got).
+        `priority`: that level only; `created_after` <= created_at < `created_before` (epoch seconds on the
+        backend's clock, or datetimes: naive means UTC)."""
+        where = _where(_status(status), type, queue, search, priority, created_after, created_before)
+        return await self.transport.query(where, limit, cursor)
 
     async def cancel_matching(self, *, status: TaskStatus | str | None = None, type: str | None = None,
                               queue: str | None = None, search: str | None = None, limit: int = 1000,
-                              confirm: int | None = None) -> BulkResult:
+                              confirm: int | None = None, priority: Priority | str | int | None = None,
+                              created_after: float | datetime | None = None,
+                              created_before: float | datetime | None = None) -> BulkResult:
         """Cancel the queued, scheduled and running tasks that match, up to `limit`. Without `confirm`, a dry run:
         only counts (result.matched). With it: acts on at most `confirm` tasks, and raises ConfirmMismatch
         (changing nothing) if more match now."""
-        where = Filter(_status(status), type, queue, search)
+        where = _where(_status(status), type, queue, search, priority, created_after, created_before)
         return await self.transport.cancel_matching(where, limit, confirm)
 
     async def replay_matching(self, *, type: str | None = None, queue: str | None = None,
-                              search: str | None = None, limit: int = 1000, confirm: int | None = None) -> BulkResult:
+                              search: str | None = None, limit: int = 1000, confirm: int | None = None,
+                              priority: Priority | str | int | None = None,
+                              created_after: float | datetime | None = None,
+                              created_before: float | datetime | None = None) -> BulkResult:
         """Replay the dead tasks that match (500 at a time, a pause between); `confirm` as in cancel_matching."""
-        return await self.transport.replay_matching(Filter(None, type, queue, search), limit, confirm)
+        where = _where(None, type, queue, search, priority, created_after, created_before)
+        return await self.transport.replay_matching(where, limit, confirm)
 
     async def stats(self) -> Stats:
         return await self.transport.stats()
@@ -221,9 +241,12 @@ class AsyncClient:
 
     # -- dead letters -------------------------------------------------------------------------------
     async def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,
-                   cursor: str | None = None, search: str | None = None) -> Page:
-        """One page of dead tasks, newest first."""
-        return await self.transport.query(TaskStatus.DEAD, type, queue, limit, cursor, search)
+                   cursor: str | None = None, search: str | None = None, priority: Priority | str | int | None = None,
+                   created_after: float | datetime | None = None,
+                   created_before: float | datetime | None = None) -> Page:
+        """One page of dead tasks, newest first; the filters as in list_tasks."""
+        where = _where(TaskStatus.DEAD, type, queue, search, priority, created_after, created_before)
+        return await self.transport.query(where, limit, cursor)
 
     async def replay(self, task_ids: Iterable[str]) -> list[Task]:
         """Queue dead tasks again with fresh attempts; returns those that moved (others are skipped)."""

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from hexq.core.breakers import BreakerInfo
 from hexq.core.bulk import BulkResult, Filter
 from hexq.core.errors import UnknownTaskType
-from hexq.core.model import Page, Priority, Stats, Task, TaskQuery, TaskStatus
+from hexq.core.model import Page, Priority, Stats, Task, TaskQuery
 from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 from hexq.core.services import SubmitRequest
@@ -57,9 +57,10 @@ class DirectTransport:
     async def cancel(self, task_id: str) -> Task:
         return await self.container.tasks.cancel(task_id)
 
-    async def query(self, status: TaskStatus | None, type: str | None, queue: str | None, limit: int,
-                    cursor: str | None, search: str | None = None) -> Page:
-        query = TaskQuery(status=status, type=type, queue=queue, limit=limit, cursor=cursor, search=search)
+    async def query(self, where: Filter, limit: int, cursor: str | None) -> Page:
+        query = TaskQuery(status=where.status, type=where.type, queue=where.queue, limit=limit, cursor=cursor,
+                          search=where.search, priority=where.priority, created_after=where.created_after,
+                          created_before=where.created_before)
         return await self.container.tasks.query(query)
 
     async def cancel_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:

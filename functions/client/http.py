@@ -83,13 +83,13 @@ class HttpTransport:
     async def cancel(self, task_id: str) -> Task:
         return _task(await self._call("POST", _task_path(task_id) + ":cancel"))
 
-    async def query(self, status: TaskStatus | None, type: str | None, queue: str | None, limit: int,
-                    cursor: str | None, search: str | None = None) -> Page:
-        params = {"type": type, "queue": queue, "limit": str(limit), "cursor": cursor, "search": search}
-        if status is TaskStatus.DEAD:  # the dead letters have their own endpoint (and a key with read sees it)
+    async def query(self, where: Filter, limit: int, cursor: str | None) -> Page:
+        params = _filter_fields(where) | {"limit": str(limit), "cursor": cursor}
+        params.pop("status", None)
+        if where.status is TaskStatus.DEAD:  # the dead letters have their own endpoint (and a key with read sees it)
             path = "/v1/dead"
         else:
-            path, params["status"] = "/v1/tasks", None if status is None else status.value
+            path, params["status"] = "/v1/tasks", None if where.status is None else where.status.value
         answer = await self._call("GET", path, params={k: v for k, v in params.items() if v is not None})
         return Page([_task(item) for item in answer["tasks"]], answer.get("next_cursor"), answer.get("scanned", 0))
 
@@ -100,10 +100,7 @@ class HttpTransport:
         return await self._bulk("/v1/dead:replay", where, limit, confirm)
 
     async def _bulk(self, path: str, where: Filter, limit: int, confirm: int | None) -> BulkResult:
-        body: dict[str, Any] = {"filter": {name: getattr(where, name) for name in ("type", "queue", "search")
-                                           if getattr(where, name) is not None}, "limit": limit}
-        if where.status is not None:
-            body["filter"]["status"] = where.status.value
+        body: dict[str, Any] = {"filter": _filter_fields(where), "limit": limit}
         if confirm is not None:
             body["confirm"] = confirm
         a = await self._call("POST", path, json=body, params={"dry_run": "1"} if confirm is None else None)
@@ -284,3 +281,13 @@ _DOMAIN: Mapping[str, _Make] = {
     "overloaded": _overloaded,
     "backend_unavailable": _unavailable,
 }
+
+
+def _filter_fields(where: Filter) -> dict[str, Any]:
+    """The filter as GET parameters and the bulk body's `filter` both spell it (text only, none left empty)."""
+    fields = {"status": None if where.status is None else where.status.value, "type": where.type,
+              "queue": where.queue, "search": where.search,
+              "priority": None if where.priority is None else where.priority.name.lower(),
+              "created_after": None if where.created_after is None else repr(where.created_after),
+              "created_before": None if where.created_before is None else repr(where.created_before)}
+    return {name: value for name, value in fields.items() if value is not None}

@@ -143,21 +143,31 @@ class Client:
         return self._run(self.aio.cancel(task_id))
 
     def list_tasks(self, *, status: TaskStatus | str | None = None, type: str | None = None, queue: str | None = None,
-                   limit: int = 50, cursor: str | None = None, search: str | None = None) -> Page:
+                   limit: int = 50, cursor: str | None = None, search: str | None = None,
+                   priority: Priority | str | int | None = None, created_after: float | datetime | None = None,
+                   created_before: float | datetime | None = None) -> Page:
+        """AsyncClient.list_tasks: `priority` that level only; created_after <= created_at < created_before."""
         return self._run(self.aio.list_tasks(status=status, type=type, queue=queue, limit=limit, cursor=cursor,
-                                             search=search))
+                                             search=search, priority=priority, created_after=created_after,
+                                             created_before=created_before))
 
     def cancel_matching(self, *, status: TaskStatus | str | None = None, type: str | None = None,
                         queue: str | None = None, search: str | None = None, limit: int = 1000,
-                        confirm: int | None = None) -> BulkResult:
+                        confirm: int | None = None, priority: Priority | str | int | None = None,
+                        created_after: float | datetime | None = None,
+                        created_before: float | datetime | None = None) -> BulkResult:
         """AsyncClient.cancel_matching: without `confirm` a dry run; with it, ConfirmMismatch if more match."""
         return self._run(self.aio.cancel_matching(status=status, type=type, queue=queue, search=search, limit=limit,
-                                                  confirm=confirm))
+                                                  confirm=confirm, priority=priority, created_after=created_after,
+                                                  created_before=created_before))
 
     def replay_matching(self, *, type: str | None = None, queue: str | None = None, search: str | None = None,
-                        limit: int = 1000, confirm: int | None = None) -> BulkResult:
+                        limit: int = 1000, confirm: int | None = None, priority: Priority | str | int | None = None,
+                        created_after: float | datetime | None = None,
+                        created_before: float | datetime | None = None) -> BulkResult:
         return self._run(self.aio.replay_matching(type=type, queue=queue, search=search, limit=limit,
-                                                  confirm=confirm))
+                                                  confirm=confirm, priority=priority, created_after=created_after,
+                                                  created_before=created_before))
 
     def stats(self) -> Stats:
         return self._run(self.aio.stats())
@@ -189,8 +199,10 @@ class Client:
 
     # -- dead letters -------------------------------------------------------------------------------
     def dead(self, *, type: str | None = None, queue: str | None = None, limit: int = 50,
-             cursor: str | None = None, search: str | None = None) -> Page:
-        return self._run(self.aio.dead(type=type, queue=queue, limit=limit, cursor=cursor, search=search))
+             cursor: str | None = None, search: str | None = None, priority: Priority | str | int | None = None,
+             created_after: float | datetime | None = None, created_before: float | datetime | None = None) -> Page:
+        return self._run(self.aio.dead(type=type, queue=queue, limit=limit, cursor=cursor, search=search,
+                                       priority=priority, created_after=created_after, created_before=created_before))
 
     def replay(self, task_ids: Iterable[str]) -> list[Task]:
         return self._run(self.aio.replay(list(task_ids)))

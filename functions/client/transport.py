@@ -13,12 +13,19 @@ from typing import Protocol
 
 from hexq.core.breakers import BreakerInfo
 from hexq.core.bulk import BulkResult, Filter
-from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskStatus
+from hexq.core.model import JSON, Page, Priority, Stats, Task
 from hexq.core.queues import QueueInfo
 from hexq.core.schedule import Schedule
 
 PriorityLike = Priority | str | int | bool
 """Priority.HIGH, "high", 2, or True (high); see Priority.parse."""
+
+
+def epoch(value: float | datetime | None) -> float | None:
+    """Epoch seconds, from a number or a datetime (naive means UTC, as the API reads an ISO time)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +85,8 @@ class Transport(Protocol):
 
     async def cancel(self, task_id: str) -> Task: ...
 
-    async def query(self, status: TaskStatus | None, type: str | None, queue: str | None, limit: int,
-                    cursor: str | None, search: str | None = None) -> Page: ...
+    async def query(self, where: Filter, limit: int, cursor: str | None) -> Page:
+        """One page of the tasks that match `where` (its status DEAD: the dead letters), newest first."""
 
     async def cancel_matching(self, where: Filter, limit: int, confirm: int | None) -> BulkResult:
         """core.bulk's cancel by filter; confirm=None is a dry run."""

@@ -243,6 +243,70 @@ def test_bulk_cancel_from_the_task_list(server: Callable[..., Server], watched: 
     assert seen.errors == []
 
 
+_LOCAL_TIME = """(seconds) => {  // what a datetime-local input holds for this moment, in the browser's zone
+  const d = new Date(seconds * 1000), p = (n) => String(n).padStart(2, "0");
+  const day = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+  return `${day}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}"""
+
+
+def test_the_priority_and_time_filters_narrow_the_list_on_the_server(server: Callable[..., Server],
+                                                                    watched: Callable[..., Watched]) -> None:
+    served = server()
+    with served.client() as api:
+        def later(priority: str) -> dict[str, Any]:
+            return api.post("/v1/tasks", json={"type": "echo", "delay": 3600, "priority": priority}).json()
+
+        old_high, old_low = later("high"), later("low")
+        time.sleep(1.2)  # the time inputs hold whole seconds: the old tasks fall before the next second
+        new_high, new_low = later("high"), later("low")
+    seen = watched()
+    page = seen.page
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/v1/tasks" in r.url else None)
+    ready(page, f"{served.url}/ui/tasks")
+    rows = page.locator("#tasks tbody tr")
+    expect(rows).to_have_count(4)
+
+    page.select_option("#filters select[name=priority]", "high")
+    page.click("#filters button[type=submit]")
+    page.wait_for_selector("body[data-ready]", state="attached")
+    expect(rows).to_have_count(2)
+    assert sorted(rows.evaluate_all("trs => trs.map(t => t.dataset.id)")) == sorted([old_high["id"], new_high["id"]])
+    assert any("priority=high" in url for url in asked)  # filtered by the API, not on the page
+
+    start = page.evaluate(_LOCAL_TIME, int(new_high["created_at"]))
+    page.fill("#filters input[name=created_from]", start)
+    page.click("#filters button[type=submit]")
+    page.wait_for_selector("body[data-ready]", state="attached")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", new_high["id"])
+    assert any("created_after=" in url for url in asked)
+
+    page.fill("#filters input[name=created_to]", start)  # from = to: an empty window
+    page.click("#filters button[type=submit]")
+    page.wait_for_selector("body[data-ready]", state="attached")
+    expect(page.locator("#tasks-empty")).to_be_visible()
+    expect(rows).to_have_count(0)
+
+    # "Cancel all matching" takes the same filter: only the new high task goes.
+    page.fill("#filters input[name=created_to]", "")
+    page.click("#filters button[type=submit]")
+    page.wait_for_selector("body[data-ready]", state="attached")
+    expect(rows).to_have_count(1)
+    page.click("#cancel-matching")
+    page.fill("#confirm-input", "cancel 1")
+    page.click("#confirm-ok")
+    expect(page.locator("#bulk-run-text")).to_contain_text("1 of 1")
+    shoot(page, "tasks-priority-and-time")
+    with served.client() as api:
+        statuses = {t["id"]: api.get(f"/v1/tasks/{t['id']}").json()["status"]
+                    for t in (old_high, old_low, new_high, new_low)}
+    assert statuses == {old_high["id"]: "scheduled", old_low["id"]: "scheduled", new_high["id"]: "cancelled",
+                        new_low["id"]: "scheduled"}
+    assert seen.errors == []
+
+
 def test_submit_shows_the_type_s_validation_error_inline_then_submits(server: Callable[..., Server],
                                                                        watched: Callable[..., Watched]) -> None:
     served = server()

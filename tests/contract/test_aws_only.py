@@ -437,3 +437,33 @@ def test_bootstrap_builds_the_backend_without_connecting(clock: FakeClock) -> No
     assert isinstance(backend, AwsBackend) and backend.name == "aws"
     assert backend.config.table == "hexq-tasks"
 
+
+
+async def test_a_by_status_index_made_before_created_at_was_projected_still_filters_by_time(
+        make_task: MakeTask, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    moto = pytest.importorskip("moto")
+    from tests.contract.conftest import aws_client_factory, fake_aws_credentials
+
+    projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["type", "queue", "tenant", "priority"]}
+    old_index = {**TABLE_SCHEMA["GlobalSecondaryIndexes"][0], "Projection": projection}  # type: ignore[index]
+    monkeypatch.setitem(TABLE_SCHEMA, "GlobalSecondaryIndexes",
+                        [old_index, *TABLE_SCHEMA["GlobalSecondaryIndexes"][1:]])  # type: ignore[index]
+    fake_aws_credentials(monkeypatch)
+    with moto.mock_aws():
+        backend = AwsBackend(AwsConfig("us-east-1", prefix="hexq-old"), clock, client_factory=aws_client_factory())
+        await backend.create_resources()
+        old, new = make_task(), make_task()
+        await backend.enqueue([old])
+        clock.advance(10)
+        await backend.enqueue([new])
+        entry = backend._table.call("query", IndexName=aws_items.BY_STATUS, KeyConditionExpression="#s = :s",
+                                    ExpressionAttributeNames={"#s": "status"},
+                                    ExpressionAttributeValues={":s": {"S": "queued"}})["Items"][0]
+        assert "created_at" not in entry and "priority" in entry  # the index of a table made by an older hexq
+
+        since = (await backend.get(new.id)).created_at  # type: ignore[union-attr]
+        after = await backend.query(TaskQuery(created_after=since))
+        before = await backend.query(TaskQuery(created_before=since))
+        await backend.close()
+    assert [t.id for t in after.items] == [new.id] and after.complete
+    assert [t.id for t in before.items] == [old.id] and before.complete

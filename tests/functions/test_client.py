@@ -340,3 +340,27 @@ async def test_schedules_are_put_read_listed_and_deleted(client: AsyncClient) ->
         await client.delete_schedule("tick")
     with pytest.raises(UnknownTaskType):
         await client.put_schedule("tock", "@every 1h", "client.nope")
+
+
+async def test_list_and_cancel_by_priority_and_created_time(client: AsyncClient) -> None:
+    low, high = (await client.submit_many([TaskRequest("client.echo", queue=client_tasks.NOBODY, priority=level)
+                                           for level in ("low", "high")]))
+    created = (await client.get(high.id)).created_at
+    before = datetime.fromtimestamp(created, UTC) - timedelta(seconds=1)  # the client turns datetimes into seconds
+
+    assert [t.id for t in (await client.list_tasks(priority="high")).items] == [high.id]
+    assert [t.id for t in (await client.list_tasks(priority=Priority.LOW)).items] == [low.id]
+    assert (await client.list_tasks(created_after=created, created_before=created)).items == []
+    assert (await client.list_tasks(created_before=before)).items == []
+    naive = await client.list_tasks(created_after=before.replace(tzinfo=None), priority=2)  # naive means UTC
+    assert [t.id for t in naive.items] == [high.id]
+    with pytest.raises(ValidationError) as caught:
+        await client.list_tasks(priority=True)
+    assert caught.value.field == "priority"
+
+    assert (await client.cancel_matching(status="queued", priority="high", created_after=before)).matched == 1
+    assert (await client.cancel_matching(status="queued", priority="high", created_before=before)).matched == 0
+    assert (await client.cancel_matching(status="queued", priority="high", confirm=1)).done == 1
+    assert (await client.get(high.id)).status is TaskStatus.CANCELLED
+    assert (await client.get(low.id)).status is TaskStatus.QUEUED
+    await client.cancel(low.id)

@@ -3,7 +3,9 @@
 -- ARGV[2] status   ARGV[3] type   ARGV[4] queue   ARGV[5] tenant   ('' = any)
 -- ARGV[6] limit   ARGV[7] cursor: continue below this seq ('' = from the newest)
 -- ARGV[8] scan bound: at most this many index entries are examined per call
--- ARGV[9..] search forms (optional): keep only entries whose `data` holds one of them (a plain find; a
+-- ARGV[9] priority ('' = any)   ARGV[10] created_after, ARGV[11] created_before: the window
+--          created_after <= created_at < created_before, in seconds ('' = unbounded)
+-- ARGV[12..] search forms (optional): keep only entries whose `data` holds one of them (a plain find; a
 --          prefilter: data holds more than the payload and error, and the caller confirms each match)
 -- Returns: {items, next_cursor, scanned} where items are records (records.RECORD_FIELDS), next_cursor
 --          is a seq as text, or '' when the listing is complete, and scanned the index entries examined.
@@ -16,13 +18,15 @@ local status = ARGV[2]
 local filters = {type = ARGV[3], queue = ARGV[4], tenant = ARGV[5]}
 local limit = tonumber(ARGV[6])
 local bound = tonumber(ARGV[8])
+local priority = ARGV[9]
+local after, before = tonumber(ARGV[10]), tonumber(ARGV[11])
 local source = ALL
 if status ~= '' then
     check_status(status)
     if status == 'scheduled' or status == 'dead' or status == 'cancelled' then source = status_key(status) end
 end
 local needles = {}
-for i = 9, #ARGV do needles[#needles + 1] = ARGV[i] end
+for i = 12, #ARGV do needles[#needles + 1] = ARGV[i] end
 local function wanted(key)
     if #needles == 0 then return true end
     local text = redis.call('HGET', key, 'data') or ''
@@ -30,6 +34,14 @@ local function wanted(key)
         if string.find(text, needle, 1, true) then return true end
     end
     return false
+end
+-- The priority and the window are read only for entries that passed the other filters.
+local function placed(key)
+    if priority == '' and not after and not before then return true end
+    local level, created = unpack(redis.call('HMGET', key, 'priority', 'created_at'))
+    created = tonumber(created)
+    return (priority == '' or priority == level) and (not after or (created and created >= after))
+        and (not before or (created and created < before))
 end
 local below = '+inf'
 if ARGV[7] ~= '' then below = '(' .. ARGV[7] end
@@ -48,7 +60,7 @@ while #found <= limit and scanned < bound and not done do
         local kind, queue, tenant, current = unpack(redis.call('HMGET', key, 'type', 'queue', 'tenant', 'status'))
         if kind and (status == '' or status == current) and (filters.type == '' or filters.type == kind)
                 and (filters.queue == '' or filters.queue == queue)
-                and (filters.tenant == '' or filters.tenant == tenant) and wanted(key) then
+                and (filters.tenant == '' or filters.tenant == tenant) and placed(key) and wanted(key) then
             found[#found + 1] = {key, seq}
             if #found > limit then break end
         end

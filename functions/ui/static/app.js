@@ -29,6 +29,14 @@ const link = (href, text) => el("a", { href: ROOT + href }, text);
 const taskLink = (id) => link(`/ui/tasks/${encodeURIComponent(id)}`, id);
 const fill = (node, ...children) => node.replaceChildren(...children);
 
+// A datetime-local value (the browser's local time, no offset) as epoch seconds for the API; what is not one
+// goes as it is, so that the API's 422 says what is wrong with it.
+function epochOf(local) {
+  if (!local) return null;
+  const ms = new Date(local).getTime();
+  return Number.isFinite(ms) ? String(ms / 1000) : local;
+}
+
 function when(epoch) {
   if (epoch === null || epoch === undefined) return "–";
   return new Date(epoch * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
@@ -530,19 +538,19 @@ function workersPage() {
 async function tasksPage() {
   const params = new URLSearchParams(location.search);
   const form = $("#filters");
-  for (const name of ["status", "type", "queue", "priority", "search"]) form.elements[name].value = params.get(name) || "";
+  const names = ["status", "type", "queue", "priority", "search", "created_from", "created_to"];
+  for (const name of names) form.elements[name].value = params.get(name) || "";
   typeNames().catch(() => {});
-  const priority = params.get("priority");
+  // The same filter lists the page (server-side, every filter) and drives "cancel all matching".
   const filter = { status: params.get("status") || null, type: params.get("type") || null,
-    queue: params.get("queue") || null, search: params.get("search") || null };
+    queue: params.get("queue") || null, search: params.get("search") || null, priority: params.get("priority") || null,
+    created_after: epochOf(params.get("created_from")), created_before: epochOf(params.get("created_to")) };
   $("#cancel-matching").addEventListener("click", () => {
-    if (priority) { notice("the bulk cancel filters by status, type, queue and search, not priority: clear priority first"); return; }
     if (filter.status && !CANCELLABLE.has(filter.status)) { notice(`${filter.status} tasks cannot be cancelled`); return; }
     chunkedBulk("/v1/tasks:cancel", filter, "cancel", "cancelled or asked to stop").catch(showError);
   });
-  const page = await api("GET", `/v1/tasks${query({ status: params.get("status"), type: params.get("type"),
-    queue: params.get("queue"), search: params.get("search"), cursor: params.get("cursor"), limit: "100" })}`);
-  const tasks = page.tasks.filter((t) => !priority || t.priority === priority);
+  const page = await api("GET", `/v1/tasks${query({ ...filter, cursor: params.get("cursor"), limit: "100" })}`);
+  const tasks = page.tasks;
   const selectable = can("submit");
   fill($("#tasks tbody"), ...tasks.map((t) => el("tr", { "data-id": t.id, "data-status": t.status },
     el("td", {}, selectable ? el("input", { type: "checkbox", class: "pick", value: t.id, "aria-label": `select ${t.id}` }) : ""),
@@ -550,7 +558,8 @@ async function tasksPage() {
     el("td", {}, t.queue), el("td", {}, t.priority), el("td", { class: "num" }, `${t.attempts ?? "–"}/${t.max_attempts ?? "–"}`),
     el("td", {}, when(t.created_at)), el("td", { class: "clip" }, (t.error || "").split("\n")[0]))));
   $("#tasks-empty").hidden = tasks.length > 0;
-  fill($("#tasks-note"), priority ? `priority ${priority}: ${tasks.length} of this page's ${page.tasks.length}` : "");
+  fill($("#tasks-note"), !page.complete && tasks.length < 100
+    ? `${count(tasks.length)} match(es) in the ${count(page.scanned)} task(s) this page examined; the next page goes on` : "");
   if (page.next_cursor) {
     const more = $("#more");
     more.hidden = false;
