@@ -1,4 +1,4 @@
-"""Task types for the circuit breaker and Retry fault tests (tests/reliability/test_breakers.py). Every execution
+"""Task types for the circuit breaker and Retry fault tests (tests/reliability/test_breaker_outage.py). Every execution
 appends `n task_id attempt pid t_start t_end` to HEXQ_TEST_LEDGER, as the other reliability tasks do.
 
     rel_downstream  {"n"}: fails with ConnectionError while the file HEXQ_TEST_DOWN names exists, else succeeds.
