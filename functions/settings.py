@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from hexq.core.errors import ConfigurationError
+from hexq.core.fairness import parse_weights
 from hexq.core.ratelimit import MAX_BURST, parse_rate
 from hexq.core.registry import Registry, check_name
 
@@ -54,6 +55,8 @@ class Settings:
     rate: str = "100/s"  # each API key's bucket refills this fast ("0": no limit) ...
     burst: int = 200  # ... and holds this many requests
     max_queued_per_tenant: int = 0  # 0: unlimited
+    # Fair queues (hexq.core.fairness): "tenant=weight,..."; a tenant not named has weight 1.
+    tenant_weights: str = ""
     api_key: str = field(default="", repr=False)  # the secret a Python client sends to an http(s) hexq API
     # AWS Lambda (template.yaml sets them): an API function may serve without keys only when told so;
     # the poller function starts this worker function, unless the SQS event sources run the workers.
@@ -86,6 +89,7 @@ class Settings:
             parse_rate(self.rate)
         except ValueError as exc:
             raise ConfigurationError(f"HEXQ_RATE: {exc}") from None
+        parse_weights(self.tenant_weights)  # ConfigurationError naming the bad entry
         if self.burst > MAX_BURST:
             raise ConfigurationError(f"HEXQ_BURST must be at most {MAX_BURST}, not {self.burst}")
 
@@ -126,6 +130,10 @@ class Settings:
     @property
     def metrics_on(self) -> bool:
         return self.metrics == "on"
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return parse_weights(self.tenant_weights)
 
     @property
     def rate_per_second(self) -> float:
