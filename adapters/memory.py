@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from hexq.core import idempotency, quota, search
-from hexq.core.fairness import next_turn, step_of
 from hexq.core.clock import SystemClock, stamped
+from hexq.core.fairness import next_turn, step_of
 from hexq.core.model import (
     STATES,
     WAITING,

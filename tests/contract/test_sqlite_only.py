@@ -11,7 +11,7 @@ import math
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -267,9 +267,10 @@ def transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     real = broker.enqueue
 
-    def counting(conn: sqlite3.Connection, clock: Clock, requests: Sequence[broker.Request]) -> list[broker.Outcome]:
+    def counting(conn: sqlite3.Connection, clock: Clock, requests: Sequence[broker.Request],
+                 weights: Mapping[str, int]) -> list[broker.Outcome]:
         sizes.append(len(requests))
-        return real(conn, clock, requests)
+        return real(conn, clock, requests, weights)
 
     monkeypatch.setattr(broker, "enqueue", counting)
     return sizes
