@@ -198,6 +198,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "--rate": ("rate", str, "RATE", "requests per API key, e.g. 100/s; 0 = no limit (100/s)"),
     "--burst": ("burst", int, "N", "requests an API key may send at once (200)"),
     "--max-queued-per-tenant": ("max_queued_per_tenant", int, "N", "waiting tasks per tenant; 0 = unlimited (0)"),
+    "--tenant-weights": ("tenant_weights", str, "T=W,..", "fair-queue weights of tenants, e.g. acme=3 (others: 1)"),
     "--retention": ("retention", float, "S", "finished tasks are purged after this (604800 = 7 days)"),
     "--access-log": ("access_log", bool, "", "log one line per HTTP request (off by default: it is costly)"),
     "--no-task-events": ("task_events", bool, "", "no JSON log line per task event (submitted, started, "
@@ -210,12 +211,12 @@ _COMMON = ("--backend", "--tasks", "--log-level")
 # recovers leases (--lease), fires schedules (a submit, so the tenant cap applies) and purges.
 _METRICS = ("--metrics-port", "--metrics-host")
 _WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--no-task-events")
-_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--no-task-events",
-           *_METRICS)
-_API = (*_COMMON, "--host", "--port", "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--access-log",
-        "--no-task-events")
+_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--tenant-weights",
+           "--no-task-events", *_METRICS)
+_API = (*_COMMON, "--host", "--port", "--max-queued-per-tenant", "--tenant-weights", "--body-limit", "--rate",
+        "--burst", "--access-log", "--no-task-events")
 _SERVE = (*_WORKER, "--host", "--port", "--workers", "--poll-interval", "--batch", "--max-invocations", "--retention",
-          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm", "--access-log")
+          "--max-queued-per-tenant", "--tenant-weights", "--body-limit", "--rate", "--burst", "--warm", "--access-log")
 
 
 def _setting(parser: argparse.ArgumentParser, flag: str, *, nested: bool = False) -> None:

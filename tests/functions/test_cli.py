@@ -295,13 +295,13 @@ METRICS = {"--metrics-port", "--metrics-host"}
 WORKER = {"--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--strict", "--no-task-events"}
 FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only those it uses
     "serve": COMMON | WORKER | {"--host", "--port", "--workers", "--insecure-bind", "--poll-interval", "--batch",
-                                "--max-invocations", "--retention", "--max-queued-per-tenant", "--body-limit",
-                                "--rate", "--burst", "--warm", "--access-log"},
+                                "--max-invocations", "--retention", "--max-queued-per-tenant", "--tenant-weights",
+                                "--body-limit", "--rate", "--burst", "--warm", "--access-log"},
     "worker": COMMON | WORKER | METRICS,
     "poller": COMMON | METRICS | {"--lease", "--poll-interval", "--retention", "--max-queued-per-tenant",
-                                  "--no-task-events"},
-    "api": COMMON | {"--host", "--port", "--insecure-bind", "--max-queued-per-tenant", "--body-limit", "--rate",
-                     "--burst", "--access-log", "--no-task-events"},
+                                  "--tenant-weights", "--no-task-events"},
+    "api": COMMON | {"--host", "--port", "--insecure-bind", "--max-queued-per-tenant", "--tenant-weights",
+                     "--body-limit", "--rate", "--burst", "--access-log", "--no-task-events"},
     "submit": COMMON | {"--priority", "--delay", "--key", "--queue", "--max-attempts", "--timeout", "--wait"},
     "status": COMMON,
     "list": COMMON | {"--status", "--type", "--queue", "--limit", "--cursor", "--search", "--json"},
