@@ -466,6 +466,22 @@ async def test_a_file_from_the_first_release_gains_columns_and_indexes_and_keeps
     assert set(ADDED_COLUMNS) <= columns
 
 
+async def test_tasks_queued_before_fair_queues_are_served_before_those_queued_since(db: str,
+                                                                                    make_task: MakeTask) -> None:
+    with sqlite3.connect(db) as old:
+        old.executescript(OLD_SCHEMA)
+    old.close()
+    backend = SQLiteBackend(db)
+    new = [make_task(tenant=tenant) for tenant in ("default", "other", "default")]
+    await backend.enqueue(new)
+
+    claimed = [lease.task.id for lease in await backend.claim(["default"], 10, lease_seconds=30, worker_id="w")]
+    await backend.close()
+
+    assert claimed[0] == "old"  # no turn (NULL) sorts first: the order it had before the upgrade
+    assert sorted(claimed[1:]) == sorted(task.id for task in new)
+
+
 # -- the codec and the clock rule, mirrored -------------------------------------------------------------
 @pytest.mark.parametrize("value", [
     {}, {"n": 1, "s": "é", "l": [1.5, None, True]}, {"big": 10**30, "neg": -(2**63) - 1, "edge": 2**63},
