@@ -187,7 +187,7 @@ async def aws_backend(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Asyn
 # gets a non-strict xfail. The table is printed after a run.
 CAPABILITIES: dict[str, str] = {
     "priority": "strict priority across the four levels",
-    "fifo": "FIFO within a priority level (a released or retried task keeps its place)",
+    "fifo": "FIFO within a priority level for one tenant (a released or retried task keeps its place)",
     "exactly_once_receive": "the transport hands a queued task out once (no duplicate deliveries)",
     "atomic_tenant_cap": "the per-tenant cap is checked in the enqueue's own atomic step (no overshoot)",
     "fair": "fair queues: tenants take turns within a priority level, FIFO within a tenant, optional weights",
