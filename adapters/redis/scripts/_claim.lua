@@ -47,13 +47,9 @@ local function claim(now_at, n, lease_seconds, worker, promote_limit, requested)
         -- every queue asked for is paused: nothing to take
     elseif #queues == 1 then
         local range = redis.call('ZPOPMIN', ready_key(queues[1]), n)
-        local scores = {}
-        for j = 1, #range, 2 do
-            picked[#picked + 1] = range[j]
-            scores[#scores + 1] = tonumber(range[j + 1])
-        end
+        for j = 1, #range, 2 do picked[#picked + 1] = range[j] end
         taken[1], looked[1] = #picked, #picked
-        move_clocks(queues[1], scores)
+        if #picked > 0 then move_clocks(queues[1], range, #picked) end
     else
         local heads, pos, order = {}, {}, {}
         for i, queue in ipairs(queues) do
@@ -75,9 +71,7 @@ local function claim(now_at, n, lease_seconds, worker, promote_limit, requested)
         for i, queue in ipairs(queues) do  -- the prefixes chosen: the same as the look saw, in one script
             if taken[i] > 0 then
                 redis.call('ZPOPMIN', ready_key(queue), taken[i])
-                local scores = {}
-                for j = 1, taken[i] do scores[j] = heads[i][2 * j] end
-                move_clocks(queue, scores)
+                move_clocks(queue, heads[i], taken[i])
             end
             pos[i] = -1
         end

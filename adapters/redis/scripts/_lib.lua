@@ -58,7 +58,7 @@
 local P, TEST_CLOCK                  -- the call's partition prefix and clock mode: set by begin()
 local DELAYED, LEASES, FINISHED, ALL -- P .. their names, once per call
 local adds, rems, waiting, wakes, depths -- what the call changes besides task hashes, sent by flush()
-local turns, turn_writes             -- fair queues: turns:<q> as read by this call / to write (next_turn)
+local turns                          -- fair queues: turns:<q> as read and changed by this call (next_turn)
 local paused                         -- the paused queues as a table, read on the call's first is_paused()
 
 local function begin(keys, args)
@@ -68,7 +68,7 @@ local function begin(keys, args)
     end
     TEST_CLOCK = args[1] == '1'
     adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
-    turns, turn_writes = {}, {}
+    turns = {}
     paused = nil
 end
 
@@ -154,40 +154,48 @@ end
 
 -- Fair queues (hexq.core.fairness.next_turn, the reference): the turn of a tenant's next task in a queue and
 -- level, max(its last turn there + step, the level's clock); a level with no clock yet starts it at `seq`.
--- One ZMSCORE per (queue, level, tenant) and call; flush() writes what changed, one ZADD per queue.
+-- `priority` is the level as text ('0'..'3'). One ZMSCORE per (queue, level, tenant) and call, kept in
+-- nested tables (no string built per task); flush() writes what changed, one ZADD per queue.
 local function next_turn(queue, priority, tenant, step, seq)
-    local known = turns[queue]
-    if not known then known = {}; turns[queue] = known end
-    local level, mine = tostring(priority), priority .. '|' .. tenant
-    if known[mine] == nil then
-        local got = redis.call('ZMSCORE', turns_key(queue), level, mine)
-        if known[level] == nil then known[level] = tonumber(got[1]) or false end
-        known[mine] = tonumber(got[2]) or false
+    local levels = turns[queue]
+    if not levels then levels = {}; turns[queue] = levels end
+    local level = levels[priority]
+    if not level then level = {lasts = {}, changed = false}; levels[priority] = level end
+    local last = level.lasts[tenant]
+    if last == nil then
+        local got = redis.call('ZMSCORE', turns_key(queue), priority, priority .. '|' .. tenant)
+        if level.clock == nil then level.clock = tonumber(got[1]) or false end
+        last = tonumber(got[2]) or false
     end
-    local clock, last = known[level], known[mine]
+    local clock = level.clock
     local turn = clock or tonumber(seq)
-    if last then turn = math.max(last + tonumber(step or 1), turn) end
-    local writes = turn_writes[queue]
-    if not writes then writes = {}; turn_writes[queue] = writes end
-    if not clock then known[level], writes[level] = turn, turn end
-    known[mine], writes[mine] = turn, turn
+    if last then turn = math.max(last + (step and tonumber(step) or 1), turn) end
+    if not clock then level.clock, level.started = turn, true end
+    level.lasts[tenant], level.changed = turn, true
     return turn
 end
 
 -- A claim moves each level's clock to the highest turn it took there (ZADD GT: a clock never goes back, even
--- when a retry with an old turn is taken). `scores`: the ready scores taken from `queue`.
-local function move_clocks(queue, scores)
+-- when a retry with an old turn is taken). `range`: what ZPOPMIN/ZRANGE WITHSCORES gave, of which the claim
+-- took the first k (member, score) pairs, lowest score first.
+local function move_clocks(queue, range, k)
+    local first, last = tonumber(range[2]), tonumber(range[2 * k])
+    local band = math.floor(last / BAND)
+    if math.floor(first / BAND) == band then  -- one level (the usual case): its highest turn is the last taken
+        redis.call('ZADD', turns_key(queue), 'GT', last - band * BAND, tostring(3 - band))
+        return
+    end
     local high, args = {}, {}
-    for _, score in ipairs(scores) do
-        local band = math.floor(score / BAND)
-        local turn = score - band * BAND
-        if not high[band] or turn > high[band] then high[band] = turn end
+    for j = 2, 2 * k, 2 do
+        local score = tonumber(range[j])
+        band = math.floor(score / BAND)
+        high[band] = score - band * BAND  -- ascending: the last one of each band is its highest
     end
-    for band, turn in pairs(high) do
+    for b, turn in pairs(high) do
         args[#args + 1] = turn
-        args[#args + 1] = tostring(3 - band)
+        args[#args + 1] = tostring(3 - b)
     end
-    if #args > 0 then redis.call('ZADD', turns_key(queue), 'GT', unpack(args)) end
+    redis.call('ZADD', turns_key(queue), 'GT', unpack(args))
 end
 
 local function zadd(key, score, member)
@@ -240,13 +248,17 @@ local function flush()
             redis.call('HDEL', P .. 'waiting', tenant)
         end
     end
-    for queue, writes in pairs(turn_writes) do
+    for queue, levels in pairs(turns) do  -- one pair per (level, tenant) the call gave turns to, one ZADD a queue
         local args = {}
-        for member, turn in pairs(writes) do
-            args[#args + 1] = turn
-            args[#args + 1] = member
+        for priority, level in pairs(levels) do
+            if level.changed then
+                if level.started then args[#args + 1], args[#args + 2] = level.clock, priority end
+                for tenant, turn in pairs(level.lasts) do
+                    if turn then args[#args + 1], args[#args + 2] = turn, priority .. '|' .. tenant end
+                end
+            end
         end
-        redis.call('ZADD', turns_key(queue), unpack(args))  -- one pair per (level, tenant) the call touched
+        if #args > 0 then redis.call('ZADD', turns_key(queue), unpack(args)) end
     end
     for field, n in pairs(depths) do  -- as the waiting counts (tasks stored before the depth existed read low)
         if n ~= 0 and redis.call('HINCRBY', P .. 'depth', field, n) <= 0 then redis.call('HDEL', P .. 'depth', field) end
@@ -266,7 +278,7 @@ local function flush()
         end
     end
     adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
-    turns, turn_writes = {}, {}
+    turns = {}
 end
 
 -- The task as records.decode_task reads it (records.RECORD_FIELDS, in this order).
@@ -418,7 +430,7 @@ local function promote(now_at, limit)
     end
     if #moving > 1 then table.sort(moving, by_due_then_seq) end
     for _, t in ipairs(moving) do
-        if t.turn then  -- a retry keeps its place
+        if t.turn and t.turn ~= '' then  -- a retry keeps its place
             redis.call('HSET', t.key, 'status', 'queued')
         else  -- queued for the first time: its turn comes now
             t.turn = next_turn(t.queue, t.priority, t.tenant, t.step, t.seq)

@@ -36,7 +36,7 @@ for r = 1, tonumber(ARGV[2]) do
         if not id or #id > 64 or #queue > 64 or #kind > 64 or not tonumber(step) then fail('invalid key part or value in ' .. string.format('%q', ARGV[at])) end
         if not is_waiting(status) then fail('enqueue takes queued or scheduled tasks, not ' .. status) end
         local t = {id = id, queue = queue, priority = priority, attempts = attempts, run_at = run_at, delay = delay,
-                   type = kind, tenant = tenant, step = step, data = ARGV[at + 1]}
+                   type = kind, tenant = tenant, step = step ~= '1' and step or nil, data = ARGV[at + 1]}
         at = at + 2
         if has_key == '1' then
             t.idem, t.fp = ARGV[at], ARGV[at + 1]
@@ -75,21 +75,21 @@ for r, request in ipairs(requests) do
                 -- Due or not by the server's clock, whatever the client thought.
                 local due = math.max(tonumber(t.run_at), now_at + tonumber(t.delay))
                 local status = (due > now_at) and 'scheduled' or 'queued'
-                local fields = {'data', t.data, 'status', status, 'attempts', t.attempts, 'queue', t.queue,
-                                'priority', t.priority, 'type', t.type, 'tenant', t.tenant, 'seq', seq,
-                                'created_at', now_at, 'run_at', due}
-                if status == 'queued' then  -- its turn now; a scheduled task gets one when it is promoted
-                    t.turn = next_turn(t.queue, t.priority, t.tenant, t.step, seq)
-                    fields[#fields + 1], fields[#fields + 2] = 'turn', t.turn
-                end
-                if t.step ~= '1' then fields[#fields + 1], fields[#fields + 2] = 'step', t.step end
+                -- Its turn now (fair queues); a scheduled task gets one when it is promoted ('' until then).
+                if status == 'queued' then t.turn = next_turn(t.queue, t.priority, t.tenant, t.step, seq) end
                 if t.idem then
-                    fields[#fields + 1], fields[#fields + 2] = 'idem', t.idem
-                    fields[#fields + 1], fields[#fields + 2] = 'fp', t.fp
+                    redis.call('HSET', task_key(t.id), 'data', t.data, 'status', status, 'attempts', t.attempts,
+                               'queue', t.queue, 'priority', t.priority, 'type', t.type, 'tenant', t.tenant,
+                               'seq', seq, 'created_at', now_at, 'run_at', due, 'turn', t.turn or '',
+                               'idem', t.idem, 'fp', t.fp)
                     idem_fields[#idem_fields + 1] = t.idem
                     idem_fields[#idem_fields + 1] = t.id
+                else
+                    redis.call('HSET', task_key(t.id), 'data', t.data, 'status', status, 'attempts', t.attempts,
+                               'queue', t.queue, 'priority', t.priority, 'type', t.type, 'tenant', t.tenant,
+                               'seq', seq, 'created_at', now_at, 'run_at', due, 'turn', t.turn or '')
                 end
-                redis.call('HSET', task_key(t.id), unpack(fields))
+                if t.step then redis.call('HSET', task_key(t.id), 'step', t.step) end  -- a weighted tenant's
                 zadd(ALL, seq, t.id)
                 enter(t.id, status, t, due)
                 entries[i] = 0
