@@ -51,7 +51,11 @@ class Turns:
         return turn
 
     def save(self) -> None:
-        self._conn.executemany(_WRITE_LAST, [(*key, turn) for key, turn in self._lasts.items() if turn is not None])
+        lasts = [(*key, turn) for key, turn in self._lasts.items() if turn is not None]
+        if len(lasts) == 1:  # one tenant in one level, the usual submit: execute costs less than executemany
+            self._conn.execute(_WRITE_LAST, lasts[0])
+        elif lasts:
+            self._conn.executemany(_WRITE_LAST, lasts)
         if self._new:
             self._conn.executemany(_START_CLOCK, [(*level, self._started[level]) for level in self._new])
 
