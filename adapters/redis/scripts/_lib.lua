@@ -41,7 +41,8 @@
 -- Task hash fields. Written when the task is stored, never changed: queue, priority, type, tenant,
 -- seq, created_at (server time), and for a task with an idempotency key idem and fp (the request's
 -- fingerprint), and for a weighted tenant's task step (1 / weight; absent: 1). Written the first time the
--- task is queued, then kept: turn (its place in the ready order, next_turn()). Rewritten by every full write (enqueue, settle, transition): data (the task as JSON,
+-- task is queued, then kept: turn (its place in the ready order, next_turn(); '' while it has none).
+-- Rewritten by every full write (enqueue, settle, transition): data (the task as JSON,
 -- from the client, without the fields below; scripts never decode or re-encode it: Lua's cjson would
 -- change user JSON), status, attempts, run_at (server time, for waiting tasks) and finished_at
 -- (server time, for finished ones, '' for waiting ones). Written by a claim: status, attempts, token,
