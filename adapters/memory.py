@@ -356,7 +356,7 @@ class MemoryBackend:
         return leases
 
     def _pop_ready(self, queues: Sequence[str]) -> Task | None:
-        """The highest priority, oldest queued task across `queues`."""
+        """The highest priority queued task across `queues` with the lowest turn (then seq: ties between tenants)."""
         best: tuple[int, float, int, str] | None = None
         best_queue = ""
         for queue in queues:
