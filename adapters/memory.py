@@ -11,12 +11,13 @@ import asyncio
 import heapq
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from hexq.core import idempotency, quota, search
 from hexq.core.breaker import BreakerState
 from hexq.core.clock import SystemClock, stamped
+from hexq.core.fairness import next_turn, step_of
 from hexq.core.model import (
     STATES,
     WAITING,
@@ -42,14 +43,21 @@ _COUNTED = frozenset(TaskStatus(state) for state in STATES)  # what Stats.depth 
 class MemoryBackend:
     name = "memory"
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, *, weights: Mapping[str, int] | None = None) -> None:
         self._clock = clock or SystemClock()
+        self._weights = dict(weights or {})
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._tokens = itertools.count(1)
         self._tasks: dict[str, Task] = {}
         self._order: dict[str, int] = {}
-        self._ready: dict[str, list[tuple[int, int, str]]] = {}
+        self._ready: dict[str, list[tuple[int, float, int, str]]] = {}  # (-priority, turn, seq, id)
+        # Fair queues (hexq.core.fairness): each task's turn once it has been queued, the step of a weighted
+        # tenant's task, and per (queue, priority) the level's clock and each tenant's last turn.
+        self._turns: dict[str, float] = {}
+        self._steps: dict[str, float] = {}
+        self._clocks: dict[tuple[str, int], float] = {}
+        self._lasts: dict[tuple[str, int, str], float] = {}
         self._delayed: list[tuple[float, int, str]] = []
         self._leases: dict[str, Lease] = {}
         self._cancels: set[str] = set()  # running tasks whose cancellation was requested
@@ -328,6 +336,9 @@ class MemoryBackend:
         if key:
             self._keys[key] = task.id
         self._order[task.id] = next(self._seq)
+        step = step_of(self._weights, task.tenant)
+        if step != 1.0:
+            self._steps[task.id] = step
         task = stamped(task, now, new=True)
         self._store(task)
         return task
@@ -337,15 +348,28 @@ class MemoryBackend:
         self._tasks[task.id] = task
         seq = self._order[task.id]
         if task.status is TaskStatus.QUEUED:
-            heapq.heappush(self._ready.setdefault(task.queue, []), (-task.priority, seq, task.id))
+            heapq.heappush(self._ready.setdefault(task.queue, []), (-task.priority, self._turn(task), seq, task.id))
         elif task.status is TaskStatus.SCHEDULED:
             heapq.heappush(self._delayed, (task.run_at, seq, task.id))
 
     def _forget(self, task: Task) -> None:
         del self._tasks[task.id]
         del self._order[task.id]
+        self._turns.pop(task.id, None)
+        self._steps.pop(task.id, None)
         if task.idempotency_key:
             self._keys.pop((task.tenant, task.idempotency_key), None)
+
+    def _turn(self, task: Task) -> float:
+        """The task's turn: the one it had, or a new one (hexq.core.fairness) the first time it is queued."""
+        turn = self._turns.get(task.id)
+        if turn is None:
+            level, tenant = (task.queue, int(task.priority)), (task.queue, int(task.priority), task.tenant)
+            turn = next_turn(self._clocks.get(level), self._lasts.get(tenant), self._steps.get(task.id, 1.0),
+                             self._order[task.id])
+            self._clocks.setdefault(level, turn)
+            self._turns[task.id] = self._lasts[tenant] = turn
+        return turn
 
     def _claim(self, queues: Sequence[str], n: int, lease_seconds: float, worker_id: str) -> list[Lease]:
         now = self._clock.now()
@@ -363,21 +387,23 @@ class MemoryBackend:
         return leases
 
     def _pop_ready(self, queues: Sequence[str]) -> Task | None:
-        """The highest priority, oldest queued task across `queues`."""
-        best: tuple[int, int, str] | None = None
+        """The highest priority queued task across `queues` with the lowest turn (then seq: ties between tenants)."""
+        best: tuple[int, float, int, str] | None = None
         best_queue = ""
         for queue in queues:
             if queue in self._paused:
                 continue
             heap = self._ready.get(queue, [])
-            while heap and not self._is_ready(heap[0][2], heap[0][1]):
+            while heap and not self._is_ready(heap[0][3], heap[0][2]):
                 heapq.heappop(heap)
             if heap and (best is None or heap[0] < best):
                 best, best_queue = heap[0], queue
         if best is None:
             return None
         heapq.heappop(self._ready[best_queue])
-        return self._tasks[best[2]]
+        level = (best_queue, -best[0])
+        self._clocks[level] = max(self._clocks.get(level, best[1]), best[1])  # the level's clock: highest claimed
+        return self._tasks[best[3]]
 
     def _is_ready(self, task_id: str, seq: int) -> bool:
         task = self._tasks.get(task_id)

@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,7 +118,7 @@ def bootstrap(settings: Settings, *, clock: Clock | None = None, registry: Regis
     load_task_modules(settings.task_modules)
     settings = settings.serving(registry)  # the queues workers take from, now that the task types are known
     metrics = _metrics(settings, registry) if serving else None
-    backend = backend or make_backend(settings.backend_url, clock)
+    backend = backend or make_backend(settings.backend_url, clock, settings.weights)
     if metrics is not None:
         backend = metrics.timed(backend)
     if events is None:
@@ -141,22 +142,24 @@ def _metrics(settings: Settings, registry: Registry) -> Metrics | None:
     return process_metrics(settings, registry)
 
 
-def make_backend(url: str, clock: Clock) -> Backend:
+def make_backend(url: str, clock: Clock, weights: Mapping[str, int] | None = None) -> Backend:
+    """The backend `url` names; `weights` are the fair-queue weights of tenants (HEXQ_TENANT_WEIGHTS), which every
+    backend but aws applies to the tasks this process submits (aws has no fair queues: see the README)."""
     parts = urlsplit(url)
     match parts.scheme:
         case "memory":
             from hexq.adapters.memory import MemoryBackend
 
-            return MemoryBackend(clock)
+            return MemoryBackend(clock, weights=weights)
         case "sqlite":
             from hexq.adapters.sqlite import SQLiteBackend
 
-            return SQLiteBackend(sqlite_path(url), clock)
+            return SQLiteBackend(sqlite_path(url), clock, weights=weights)
         case "redis" | "rediss" | "redis+cluster":
             # No clock: Redis compares due times and leases with the server's TIME, not ours.
             from hexq.adapters.redis import RedisBackend
 
-            return RedisBackend.from_url(url)
+            return RedisBackend.from_url(url, weights=weights)
         case "aws":
             from hexq.adapters.aws import AwsBackend
 

@@ -217,6 +217,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                       "N for every queue and/or queue=N, e.g. 10000,emails=500; 0 or empty: no cap"),
     "--max-oldest-age": ("max_oldest_age", str, "CAPS", "seconds the oldest queued task may wait before a submit "
                          "gets 503 overloaded, per queue like --max-backlog"),
+    "--tenant-weights": ("tenant_weights", str, "T=W,..", "fair-queue weights of tenants, e.g. acme=3 (others: 1)"),
     "--retention": ("retention", float, "S", "finished tasks are purged after this (604800 = 7 days)"),
     "--access-log": ("access_log", bool, "", "log one line per HTTP request (off by default: it is costly)"),
     "--no-task-events": ("task_events", bool, "", "no JSON log line per task event (submitted, started, "
@@ -229,13 +230,13 @@ _COMMON = ("--backend", "--tasks", "--log-level")
 # recovers leases (--lease), fires schedules (a submit, so the tenant cap applies) and purges.
 _METRICS = ("--metrics-port", "--metrics-host")
 _WORKER = (*_COMMON, "--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--grace", "--no-task-events")
-_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--no-task-events",
-           *_METRICS, "--max-backlog", "--max-oldest-age")
-_API = (*_COMMON, "--host", "--port", "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--access-log",
-        "--no-task-events", "--max-backlog", "--max-oldest-age")
+_POLLER = (*_COMMON, "--lease", "--poll-interval", "--retention", "--max-queued-per-tenant", "--tenant-weights",
+           "--no-task-events", *_METRICS, "--max-backlog", "--max-oldest-age")
+_API = (*_COMMON, "--host", "--port", "--max-queued-per-tenant", "--tenant-weights", "--body-limit", "--rate",
+        "--burst", "--access-log", "--no-task-events", "--max-backlog", "--max-oldest-age")
 _SERVE = (*_WORKER, "--host", "--port", "--workers", "--poll-interval", "--batch", "--max-invocations", "--retention",
-          "--max-queued-per-tenant", "--body-limit", "--rate", "--burst", "--warm", "--access-log", "--max-backlog",
-          "--max-oldest-age")
+          "--max-queued-per-tenant", "--tenant-weights", "--body-limit", "--rate", "--burst", "--warm", "--access-log",
+          "--max-backlog", "--max-oldest-age")
 
 
 def _setting(parser: argparse.ArgumentParser, flag: str, *, nested: bool = False) -> None:

@@ -115,7 +115,7 @@ async def serve_api(settings: Settings, *, insecure_bind: bool = False) -> int:
 
 
 def _container(settings: Settings, doorbell: _Doorbell) -> Container:
-    backend = NotifyingBackend(make_backend(settings.backend_url, SystemClock()), doorbell.on_write)
+    backend = NotifyingBackend(make_backend(settings.backend_url, SystemClock(), settings.weights), doorbell.on_write)
     return bootstrap(settings, backend=backend, serving=True)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from hexq.core.backpressure import Policy, parse_caps
 from hexq.core.errors import ConfigurationError
+from hexq.core.fairness import parse_weights
 from hexq.core.ratelimit import MAX_BURST, parse_rate
 from hexq.core.registry import Registry, check_name
 
@@ -58,6 +59,8 @@ class Settings:
     # Back pressure (core/backpressure.py): caps per queue, "N" for every queue and/or "queue=N"; "" = none.
     max_backlog: str = ""  # queued tasks
     max_oldest_age: str = ""  # seconds the oldest queued task has waited
+    # Fair queues (hexq.core.fairness): "tenant=weight,..."; a tenant not named has weight 1.
+    tenant_weights: str = ""
     api_key: str = field(default="", repr=False)  # the secret a Python client sends to an http(s) hexq API
     # AWS Lambda (template.yaml sets them): an API function may serve without keys only when told so;
     # the poller function starts this worker function, unless the SQS event sources run the workers.
@@ -90,6 +93,7 @@ class Settings:
             parse_rate(self.rate)
         except ValueError as exc:
             raise ConfigurationError(f"HEXQ_RATE: {exc}") from None
+        parse_weights(self.tenant_weights)  # ConfigurationError naming the bad entry
         if self.burst > MAX_BURST:
             raise ConfigurationError(f"HEXQ_BURST must be at most {MAX_BURST}, not {self.burst}")
         _policy(self.max_backlog, self.max_oldest_age)  # parsed now: a bad cap stops the process before it serves
@@ -131,6 +135,10 @@ class Settings:
     @property
     def metrics_on(self) -> bool:
         return self.metrics == "on"
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return parse_weights(self.tenant_weights)
 
     @property
     def rate_per_second(self) -> float:

@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
@@ -235,7 +235,8 @@ class LinkedClock(FakeClock):
 
 
 @asynccontextmanager
-async def fresh_backend(url: str, clock: LinkedClock | None = None) -> AsyncIterator[RedisBackend]:
+async def fresh_backend(url: str, clock: LinkedClock | None = None,
+                        weights: Mapping[str, int] | None = None) -> AsyncIterator[RedisBackend]:
     """A RedisBackend on an emptied database; in test-clock mode when a clock is given."""
     client = sync_client(url)
     try:
@@ -248,7 +249,7 @@ async def fresh_backend(url: str, clock: LinkedClock | None = None) -> AsyncIter
 
             move(clock.now())
             clock.links.append(move)
-        backend = RedisBackend.from_url(url, test_clock=clock is not None)
+        backend = RedisBackend.from_url(url, test_clock=clock is not None, weights=weights)
         try:
             yield backend
         finally:

@@ -8,8 +8,8 @@ script is single-slot and atomic on Redis Cluster too. A `{queue}` tag per queue
 across shards, but strict priority across a queue set, tenant-wide idempotency keys, global fencing
 tokens, stats and listings all span queues and would lose their atomicity. Documented limitation:
 one partition is served by one shard; deployments that outgrow it run several partitions (one
-URL each). Per-tenant fair queues would add ready sets named by (queue, tenant) under the same tag:
-the scripts derive every ready key in one place (_lib.lua ready_key) and each task keeps its tenant.
+URL each). Fair queues keep one ready set per queue: a task's score holds its turn (hexq.core.fairness),
+given when it is first queued (_lib.lua next_turn), so the claim is the ZPOPMIN it was.
 
 Keys (keys.py spells them; scripts/_lib.lua documents them with the task hash's fields):
     task:<id>        HASH  `data` (the task as JSON, written by the client, never re-encoded by Lua)
@@ -17,7 +17,9 @@ Keys (keys.py spells them; scripts/_lib.lua documents them with the task hash's 
                            the scripts stamp (created_at, run_at, finished_at) and the lease (token,
                            started_at, worker_id, cancel)
     all              ZSET  id -> seq        every task: newest-first listings and cursors
-    ready:<queue>    ZSET  id -> (3 - priority) * 2^40 + seq: strict priority, FIFO within a level
+    ready:<queue>    ZSET  id -> (3 - priority) * 2^40 + turn: strict priority, then fair turns within a
+                           level (hexq.core.fairness; a tenant alone is FIFO)
+    turns:<queue>    ZSET  '<priority>' -> the level's clock, '<priority>|<tenant>' -> the tenant's last turn
     delayed          ZSET  id -> run_at (whole µs)   scheduled tasks, promoted by scripts that read TIME
     leases           ZSET  id -> expiry (whole µs)   running tasks; reclaim takes expiry <= now
     finished         ZSET  id -> finished_at (µs)   succeeded and cancelled tasks, for purge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -43,7 +43,7 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, target: Target, *, test_clock: bool = False) -> None:
+    def __init__(self, target: Target, *, test_clock: bool = False, weights: Mapping[str, int] | None = None) -> None:
         self._target = target
         self.keys = Keys(target.partition)
         self._client: Client = connect(target)
@@ -51,12 +51,13 @@ class RedisBackend:
         self._scripts = Scripts(self._client, functions=not target.nodes)  # a cluster client uses EVALSHA (_lua.py)
         self._prefix = [self.keys.prefix]
         self._mode = "1" if test_clock else "0"
-        self._submits = Submits(self._send_enqueue)
+        self._submits = Submits(self._send_enqueue, dict(weights or {}))
 
     @classmethod
-    def from_url(cls, url: str, *, test_clock: bool = False) -> RedisBackend:
-        """redis://, rediss:// or redis+cluster:// (connection.py lists the options). Connects lazily."""
-        return cls(parse(url), test_clock=test_clock)
+    def from_url(cls, url: str, *, test_clock: bool = False, weights: Mapping[str, int] | None = None) -> RedisBackend:
+        """redis://, rediss:// or redis+cluster:// (connection.py lists the options). Connects lazily.
+        `weights`: fair-queue weights of the tenants this process submits for (hexq.core.fairness)."""
+        return cls(parse(url), test_clock=test_clock, weights=weights)
 
     async def _run(self, script: str, *args: records.Arg) -> Any:
         with translated():

@@ -94,6 +94,10 @@ class Keys:
     def ready(self, queue: str) -> str:
         return self._key("ready:" + check_part(queue, "queue"))
 
+    def turns(self, queue: str) -> str:
+        """ZSET of fair queues: '<priority>' -> the level's clock, '<priority>|<tenant>' -> the tenant's last turn."""
+        return self._key("turns:" + check_part(queue, "queue"))
+
     def wake(self, queue: str) -> str:
         return self._key("wake:" + check_part(queue, "queue"))
 

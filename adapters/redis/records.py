@@ -62,15 +62,16 @@ def data(task: Task) -> bytes:
     return dumps({name: value for name, value in fields.items() if value is not None and name not in _HELD})
 
 
-def enqueue_args(task: Task) -> list[Arg]:
+def enqueue_args(task: Task, step: float = 1.0) -> list[Arg]:
     """The values enqueue.lua reads per task. No time from this process's clock: the script stamps
-    created_at and run_at (max(run_at, now + delay)) with the server's."""
+    created_at and run_at (max(run_at, now + delay)) with the server's. `step`: 1 / the tenant's fair-queue
+    weight (hexq.core.fairness)."""
     if task.status not in WAITING:
         raise ValidationError(f"a new task is queued or scheduled, not {task.status.value}", field="status")
     keyed = task.idempotency_key is not None
     head = (f"{check_part(task.id, 'task id')} {check_part(task.queue, 'queue')} {int(task.priority)} "
             f"{task.status.value} {int(task.attempts)} {number(task.run_at)} {number(task.delay)} "
-            f"{check_part(task.type, 'type')} {int(keyed)} {task.tenant}")
+            f"{check_part(task.type, 'type')} {int(keyed)} {'1' if step == 1.0 else number(step)} {task.tenant}")
     if not keyed:
         return [head, data(task)]
     return [head, data(task), idempotency_field(task.tenant, task.idempotency_key), idempotency.fingerprint(task)]

@@ -10,7 +10,7 @@ call leaves at the end of the turn it was made in.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from hexq.adapters.redis.connection import translated
 from hexq.core import idempotency
 from hexq.core.clock import stamped
 from hexq.core.errors import QueueFull
+from hexq.core.fairness import step_of
 from hexq.core.model import Task
 
 MAX_TASKS = 1000  # tasks one call carries (a bulk submit larger than this still goes as one request)
@@ -37,9 +38,10 @@ class _Request:
 @dataclass(slots=True)
 class Submits:
     """Parameters: send, which runs enqueue.lua with the given ARGV (after the clock mode) and returns
-    its answer."""
+    its answer; weights, the fair-queue weights of the tenants this process submits for."""
 
     send: Send
+    weights: Mapping[str, int] = field(default_factory=dict)  # fair-queue weights (hexq.core.fairness)
     _pending: list[_Request] = field(default_factory=list)
     _size: int = 0
     _scheduled: asyncio.AbstractEventLoop | None = None  # the loop whose turn ends with a flush
@@ -47,7 +49,8 @@ class Submits:
 
     async def enqueue(self, tasks: Sequence[Task], cap: int) -> list[Task]:
         # Built here, so a task that cannot be stored fails its own caller before it joins a call.
-        args = [arg for task in tasks for arg in records.enqueue_args(task)]
+        weights = self.weights
+        args = [arg for task in tasks for arg in records.enqueue_args(task, step_of(weights, task.tenant))]
         loop = asyncio.get_running_loop()
         request = _Request(tasks, cap, args, loop.create_future())
         if self._pending and self._size + len(tasks) > MAX_TASKS:

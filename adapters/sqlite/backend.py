@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from hexq.adapters.sqlite import breakers, broker
 from hexq.adapters.sqlite import operations as ops
@@ -41,14 +41,17 @@ class SQLiteBackend:
         path: the database file; created with its schema on first use.
         clock: the time source for leases and due times (tests pass a FakeClock).
         busy_timeout: seconds a write waits for another connection's lock before failing.
+        weights: fair-queue weights of the tenants this process submits for (hexq.core.fairness); others 1.
 
     Raises BackendUnavailable when SQLite reports an operational error (locked, I/O, cannot open).
     """
 
     name = "sqlite"
 
-    def __init__(self, path: str, clock: Clock | None = None, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str, clock: Clock | None = None, *, busy_timeout: float = 5.0,
+                 weights: Mapping[str, int] | None = None) -> None:
         self._clock = clock or SystemClock()
+        self._weights = dict(weights or {})
         self._db = Database(path, busy_timeout, self.name)
         self._batcher = EnqueueBatcher(self._store)
         self._wakeups = _Wakeups()
@@ -60,7 +63,7 @@ class SQLiteBackend:
         return stored
 
     def _store(self, requests: list[broker.Request]) -> asyncio.Future[list[broker.Outcome]]:
-        return self._db.start(INLINE, broker.enqueue, self._clock, requests)
+        return self._db.start(INLINE, broker.enqueue, self._clock, requests, self._weights)
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
                     wait: float = 0.0) -> list[Lease]:

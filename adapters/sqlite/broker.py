@@ -11,15 +11,16 @@ beyond binding parameters.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hexq.adapters.sqlite import fairness
 from hexq.adapters.sqlite.codec import dumps
 from hexq.adapters.sqlite.operations import count_waiting
 from hexq.adapters.sqlite.rows import (
-    INSERT_TASK,
     SELECT_TASKS,
+    TASK_COLUMNS,
     UPDATE_TASK,
     started_from_row,
     task_from_row,
@@ -28,15 +29,20 @@ from hexq.adapters.sqlite.rows import (
 from hexq.adapters.sqlite.schema import transaction
 from hexq.core import idempotency, quota
 from hexq.core.clock import stamped
-from hexq.core.model import TERMINAL, WAITING, Lease, Settlement, Task
+from hexq.core.fairness import step_of
+from hexq.core.model import TERMINAL, WAITING, Lease, Settlement, Task, TaskStatus
 from hexq.core.ports import Clock
 
 Outcome = list[Task] | Exception  # what one enqueue call gets: its tasks as stored, or its own error
 
-_PROMOTE = ("UPDATE tasks SET status = 'queued' WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_scheduled"
-            " WHERE status = 'scheduled' AND run_at <= ? ORDER BY run_at, seq LIMIT ?)")
-_NEXT_QUEUED = (f"{SELECT_TASKS} INDEXED BY tasks_queued WHERE status = 'queued' AND queue = ?"
-                " ORDER BY priority DESC, seq LIMIT ?")
+# A new task with its fair-queue turn and step (fairness.py) after TASK_COLUMNS.
+_INSERT_FAIR = (f"INSERT INTO tasks ({', '.join(TASK_COLUMNS)}, turn, step)"
+                f" VALUES ({', '.join('?' * (len(TASK_COLUMNS) + 2))})")
+# Ready tasks in claim order, with the turn after SELECT_TASKS's columns (_TURN).
+_NEXT_QUEUED = (f"SELECT seq, {', '.join(TASK_COLUMNS)}, turn FROM tasks INDEXED BY tasks_ready"
+                " WHERE status = 'queued' AND queue = ? ORDER BY priority DESC, turn, seq LIMIT ?")
+_TURN = len(TASK_COLUMNS) + 1
+_NO_TURN = float("-inf")  # how a task queued before fair queues (turn NULL) sorts: first, as in the index
 _PAUSED = "SELECT queue FROM paused_queues"
 _TOKENS = "UPDATE counters SET value = value + ? WHERE name = 'lease_token' RETURNING value"
 _START = ("UPDATE tasks SET status = 'running', attempts = ?, started_at = ?, worker_id = ?, lease_token = ?,"
@@ -66,21 +72,22 @@ class Request:
         return cls(tasks, cap, [dumps(dict(task.payload)) for task in tasks])
 
 
-def enqueue(conn: sqlite3.Connection, clock: Clock, requests: Sequence[Request]) -> list[Outcome]:
+def enqueue(conn: sqlite3.Connection, clock: Clock, requests: Sequence[Request],
+            weights: Mapping[str, int] | None = None) -> list[Outcome]:
     """Store the tasks of several enqueue calls in one transaction, each call's on its own terms: one call's
     error (QueueFull for its tenant, IdempotencyMismatch, ...) is returned for it alone, and a savepoint
     undoes whatever it wrote. Later calls see what earlier ones stored, as if they had come one by one."""
     with transaction(conn):  # the count and the inserts in one write transaction: the cap cannot be overshot
-        now = clock.now()
+        now, weights = clock.now(), weights or {}
         if len(requests) == 1:
-            return [_enqueue(conn, now, requests[0])]  # its error undoes the transaction
-        return [_isolated(conn, now, request) for request in requests]
+            return [_enqueue(conn, now, requests[0], weights)]  # its error undoes the transaction
+        return [_isolated(conn, now, request, weights) for request in requests]
 
 
-def _isolated(conn: sqlite3.Connection, now: float, request: Request) -> Outcome:
+def _isolated(conn: sqlite3.Connection, now: float, request: Request, weights: Mapping[str, int]) -> Outcome:
     conn.execute("SAVEPOINT request")
     try:
-        stored = _enqueue(conn, now, request)
+        stored = _enqueue(conn, now, request, weights)
     except sqlite3.OperationalError:
         raise  # the file's error, not the request's: every call of the batch gets it (or it is retried)
     except Exception as exc:
@@ -91,25 +98,37 @@ def _isolated(conn: sqlite3.Connection, now: float, request: Request) -> Outcome
     return stored
 
 
-def _enqueue(conn: sqlite3.Connection, now: float, request: Request) -> list[Task]:
+def _enqueue(conn: sqlite3.Connection, now: float, request: Request, weights: Mapping[str, int]) -> list[Task]:
     tasks, cap, payloads = request.tasks, request.cap, request.payloads
     idempotency.check(tasks, lambda task: _earlier(conn, task))
     if cap:
         quota.check(tasks, cap, lambda task: _known(conn, task), lambda tenant: count_waiting(conn, tenant))
+    turns = fairness.Turns(conn)
     if all(task.idempotency_key is None for task in tasks):  # nothing to look up: one statement for all
         stored = [stamped(task, now, new=True) for task in tasks]
-        conn.executemany(INSERT_TASK, [task_values(task, json) for task, json in zip(stored, payloads, strict=True)])
-        return stored
-    return [_add(conn, task, now, json) for task, json in zip(tasks, payloads, strict=True)]
+        conn.executemany(_INSERT_FAIR, [_fair_values(task, json, turns, weights)
+                                        for task, json in zip(stored, payloads, strict=True)])
+    else:
+        stored = [_add(conn, task, now, json, turns, weights) for task, json in zip(tasks, payloads, strict=True)]
+    turns.save()
+    return stored
 
 
-def _add(conn: sqlite3.Connection, task: Task, now: float, payload: str) -> Task:
+def _add(conn: sqlite3.Connection, task: Task, now: float, payload: str, turns: fairness.Turns,
+         weights: Mapping[str, int]) -> Task:
     stored = _earlier(conn, task)
     if stored is not None:
         return stored
     task = stamped(task, now, new=True)
-    conn.execute(INSERT_TASK, task_values(task, payload))
+    conn.execute(_INSERT_FAIR, _fair_values(task, payload, turns, weights))
     return task
+
+
+def _fair_values(task: Task, payload: str, turns: fairness.Turns, weights: Mapping[str, int]) -> tuple[Any, ...]:
+    """INSERT_FAIR's parameters: a queued task gets its turn now, a scheduled one when it is promoted."""
+    step = step_of(weights, task.tenant)
+    turn = turns.next(task.queue, int(task.priority), task.tenant, step) if task.status is TaskStatus.QUEUED else None
+    return (*task_values(task, payload), turn, step)
 
 
 def _earlier(conn: sqlite3.Connection, task: Task) -> Task | None:
@@ -132,7 +151,7 @@ def claimable(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str]) -> 
     """Whether a claim on `queues` would find anything: a task queued there, or one scheduled anywhere that is
     due (the claim promotes it). Reads only, so a claimer with nothing to do takes no write lock."""
     marks = ", ".join("?" * len(queues))
-    sql = (f"SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_queued WHERE status = 'queued' AND queue IN ({marks})"
+    sql = (f"SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_ready WHERE status = 'queued' AND queue IN ({marks})"
            " AND queue NOT IN (SELECT queue FROM paused_queues))"
            " OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_scheduled WHERE status = 'scheduled' AND run_at <= ?)")
     (found,) = conn.execute(sql, (*queues, clock.now())).fetchone()
@@ -156,10 +175,11 @@ def claim(conn: sqlite3.Connection, clock: Clock, queues: Sequence[str], n: int,
 def _take(conn: sqlite3.Connection, now: float, queues: Sequence[str], n: int, lease_seconds: float,
           worker_id: str) -> tuple[list[tuple[Any, ...]], int]:
     """Lease the next `n` queued tasks (rows as they were, queued) under tokens first, first + 1, ..."""
-    conn.execute(_PROMOTE, (now, -1))  # LIMIT -1: every due task, as the memory backend promotes them
+    fairness.promote(conn, now, -1)  # LIMIT -1: every due task, as the memory backend promotes them
     rows = _next_queued(conn, queues, max(n, 0))
     if not rows:
         return rows, 0
+    fairness.claimed(conn, [(row[4], row[5], row[_TURN]) for row in rows])  # queue, priority, turn
     (last,) = conn.execute(_TOKENS, (len(rows),)).fetchone()  # never reused: one counter for every queue
     first, expires = last - len(rows) + 1, now + lease_seconds
     conn.executemany(_START, [(row[7] + 1, now, worker_id, first + i, expires, row[0]) for i, row in enumerate(rows)])
@@ -185,7 +205,13 @@ def _next_queued(conn: sqlite3.Connection, queues: Sequence[str], n: int) -> lis
     rows: list[tuple[Any, ...]] = []
     for queue in names:
         rows += conn.execute(_NEXT_QUEUED, (queue, n)).fetchall()
-    return sorted(rows, key=lambda row: (-row[5], row[0]))[:n]  # priority, then seq
+    return sorted(rows, key=_claim_order)[:n]
+
+
+def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, int]:
+    """tasks_ready's order: priority (highest first), turn, seq."""
+    turn = row[_TURN]
+    return -row[5], _NO_TURN if turn is None else turn, row[0]
 
 
 # -- settle and extend ----------------------------------------------------------------------------

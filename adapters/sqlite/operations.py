@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from hexq.adapters.sqlite import search
+from hexq.adapters.sqlite import fairness, search
 from hexq.adapters.sqlite.rows import (
     CANCEL_REQUESTED,
     PUT_SCHEDULE,
@@ -38,10 +38,8 @@ _MAX_CURSOR_DIGITS = 18  # fits a signed 64-bit integer
 
 # -- Sweeper --------------------------------------------------------------------------------
 def promote_due(conn: sqlite3.Connection, clock: Clock, limit: int) -> int:
-    cursor = conn.execute("UPDATE tasks SET status = 'queued' WHERE seq IN (SELECT seq FROM tasks INDEXED BY"
-                          " tasks_scheduled WHERE status = 'scheduled' AND run_at <= ? ORDER BY run_at, seq LIMIT ?)",
-                          (clock.now(), max(limit, 0)))
-    return cursor.rowcount
+    with transaction(conn):  # read, then write: the fair-queue turns of the tasks it moves (fairness.promote)
+        return fairness.promote(conn, clock.now(), max(limit, 0))
 
 
 def reclaim_expired(conn: sqlite3.Connection, clock: Clock, limit: int, lease_seconds: float) -> list[Lease]:
@@ -128,7 +126,7 @@ def transition(conn: sqlite3.Connection, clock: Clock, task: Task, expected: Tas
 
 
 def backlog(conn: sqlite3.Connection) -> int:
-    (count,) = conn.execute("SELECT COUNT(*) FROM tasks INDEXED BY tasks_queued WHERE status = 'queued'"
+    (count,) = conn.execute("SELECT COUNT(*) FROM tasks INDEXED BY tasks_ready WHERE status = 'queued'"
                             " AND queue NOT IN (SELECT queue FROM paused_queues)").fetchone()
     return int(count)
 

@@ -37,7 +37,8 @@ _STATUSES = {status.value: status for status in TaskStatus}
 def query_filters(q: TaskQuery) -> tuple[list[str], list[object]]:
     """A listing's filters as WHERE terms and their parameters (all but the cursor and the search). They are
     checked on the rows the listing walks newest first (tasks_listing by status and seq, or the primary key;
-    tasks_queued serves status=queued with a queue and a priority): an index on created_at would cost every
+    the planner may use the claim's tasks_ready for status=queued with a queue and a priority, then sort by
+    seq): an index on created_at would cost every
     submit one more B-tree write, and the rows of a window would still have to be sorted by seq."""
     filters = {"status": q.status.value if q.status else None, "type": q.type, "queue": q.queue, "tenant": q.tenant,
                "priority": None if q.priority is None else int(q.priority)}

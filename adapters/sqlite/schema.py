@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_token INTEGER,                    -- set only while running
     lease_expires REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,  -- 1: cancel this running task (added after the first release)
-    history TEXT                            -- JSON list of the attempts that did not succeed; NULL: none
+    history TEXT,                           -- JSON list of the attempts that did not succeed; NULL: none
+    turn REAL,                              -- fair queues: its turn once queued (fairness.py); NULL: none yet
+    step REAL NOT NULL DEFAULT 1            -- fair queues: 1 / its tenant's weight when it was submitted
 )"""
 
 SCHEDULES = """
@@ -58,7 +60,8 @@ CREATE TABLE IF NOT EXISTS schedules (
 # it touched to the WAL, so fewer indexes is fewer pages per task). The queries name them with INDEXED BY:
 # the planner would otherwise prefer tasks_listing's equality on status to their range.
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS tasks_queued ON tasks (queue, priority DESC, seq) WHERE status = 'queued'",
+    # The claim order: strict priority, then turns (fair queues), then seq (ties between tenants).
+    "CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (queue, priority DESC, turn, seq) WHERE status = 'queued'",
     "CREATE INDEX IF NOT EXISTS tasks_scheduled ON tasks (run_at) WHERE status = 'scheduled'",
     "CREATE INDEX IF NOT EXISTS tasks_running ON tasks (lease_expires) WHERE status = 'running'",
     "CREATE INDEX IF NOT EXISTS tasks_purgeable ON tasks (finished_at) WHERE status IN ('succeeded', 'cancelled')",
@@ -68,7 +71,7 @@ INDEXES = (
     " WHERE idempotency_key IS NOT NULL",
 )
 # The full indexes these replaced: a file made by an older hexq loses them when it is opened.
-DROPPED_INDEXES = ("tasks_claim", "tasks_due", "tasks_leases", "tasks_finished", "tasks_tenant")
+DROPPED_INDEXES = ("tasks_claim", "tasks_due", "tasks_leases", "tasks_finished", "tasks_tenant", "tasks_queued")
 
 DDL = (
     TASKS,
@@ -85,6 +88,11 @@ DDL = (
     " expires REAL NOT NULL)",
     # QueueControl: the paused queues, which claims skip (a queue is paused while its row exists).
     "CREATE TABLE IF NOT EXISTS paused_queues (queue TEXT PRIMARY KEY)",
+    # Fair queues (fairness.py): per queue and level, the highest turn claimed, and each tenant's last turn.
+    "CREATE TABLE IF NOT EXISTS fair_clocks (queue TEXT NOT NULL, priority INTEGER NOT NULL, turn REAL NOT NULL,"
+    " PRIMARY KEY (queue, priority)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS fair_turns (queue TEXT NOT NULL, priority INTEGER NOT NULL, tenant TEXT NOT NULL,"
+    " turn REAL NOT NULL, PRIMARY KEY (queue, priority, tenant)) WITHOUT ROWID",
     # Token buckets of the RateLimiter port: one row per bucket (per API key), so no purge is needed.
     "CREATE TABLE IF NOT EXISTS rate_buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)",
     # BreakerStore: one row per circuit breaker, its state as JSON (hexq.core.breaker), CAS on version.
@@ -103,9 +111,10 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         _enable_wal(conn, busy_timeout)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, not power loss
         with transaction(conn):
-            for statement in DDL:
+            conn.execute(TASKS)
+            _add_missing_columns(conn)  # before the indexes: one of them may be over an added column
+            for statement in DDL[1:]:
                 conn.execute(statement)
-            _add_missing_columns(conn)
     except BaseException:
         conn.close()
         raise
@@ -115,7 +124,8 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
 # Columns added since the first release, with their definitions: a file made by an older hexq gains
 # them when it is opened (inside the schema's transaction, so two processes cannot both add one).
 ADDED_COLUMNS = {"delay": "REAL NOT NULL DEFAULT 0", "traceback": "TEXT",
-                 "cancel_requested": "INTEGER NOT NULL DEFAULT 0", "history": "TEXT"}
+                 "cancel_requested": "INTEGER NOT NULL DEFAULT 0", "history": "TEXT", "turn": "REAL",
+                 "step": "REAL NOT NULL DEFAULT 1"}
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

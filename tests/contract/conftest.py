@@ -187,22 +187,26 @@ async def aws_backend(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Asyn
 # gets a non-strict xfail. The table is printed after a run.
 CAPABILITIES: dict[str, str] = {
     "priority": "strict priority across the four levels",
-    "fifo": "FIFO within a priority level (a released or retried task keeps its place)",
+    "fifo": "FIFO within a priority level for one tenant (a released or retried task keeps its place)",
     "exactly_once_receive": "the transport hands a queued task out once (no duplicate deliveries)",
     "atomic_tenant_cap": "the per-tenant cap is checked in the enqueue's own atomic step (no overshoot)",
+    "fair": "fair queues: tenants take turns within a priority level, FIFO within a tenant, optional weights",
 }
 HAS: dict[str, frozenset[str]] = {
     "memory": frozenset(CAPABILITIES),
     "sqlite": frozenset(CAPABILITIES),
     "redis": frozenset(CAPABILITIES),
     "redis_cluster": frozenset(CAPABILITIES),
-    "aws": frozenset({"priority"}),
+    "aws": frozenset({"priority"}),  # and no "fair"
 }
 GAPS: dict[tuple[str, str], str] = {
     ("aws", "fifo"): "SQS standard queues are best-effort ordered, and a released or retried task is sent "
                      "to the back of its level",
     ("aws", "exactly_once_receive"): "SQS delivers at least once; the conditional claim drops duplicates, so "
                                      "each queued task is still claimed once (test_aws_only)",
+    ("aws", "fair"): "a claim receives from one SQS queue per priority level, in the order SQS hands messages "
+                     "out; it cannot choose a tenant's message, so a tenant's backlog is served before a later "
+                     "tenant's tasks (a queue per tenant would be needed)",
     ("aws", "atomic_tenant_cap"): "DynamoDB has no cheap atomic count: the cap is counted, then the tasks "
                                   "stored, so concurrent submits can overshoot it by their number",
 }
@@ -214,6 +218,17 @@ RELIES_ON: dict[str, tuple[str, ...]] = {
     "test_priority_is_strict_across_a_queue_set": ("priority",),
     "test_pages_of_a_filtered_query": ("fifo",),  # the claim must take the oldest five
     "test_concurrent_submits_cannot_overshoot_the_cap": ("atomic_tenant_cap",),
+    # test_fairness.py: every test on the `backend` fixture relies on fair queues (and FIFO within a tenant)
+    "test_tenants_take_turns_within_a_priority_level": ("fair", "fifo"),
+    "test_a_tenant_arriving_behind_a_backlog_is_served_next": ("fair", "fifo"),
+    "test_one_tenant_alone_is_served_in_submit_order": ("fifo",),
+    "test_a_batch_claim_takes_turns_too": ("fair",),
+    "test_priority_stays_strict_across_levels_with_several_tenants": ("priority", "fair", "fifo"),
+    "test_cancelling_a_queued_task_keeps_the_others_turns": ("fair", "fifo"),
+    "test_paused_queue_resumes_with_turns": ("fair",),
+    "test_promoted_tasks_take_turns_from_when_they_are_due": ("fair", "fifo"),
+    "test_a_released_task_keeps_its_place": ("fair", "fifo"),
+    "test_a_reclaimed_lease_does_not_disturb_the_turns": ("fair", "fifo"),
 }
 # Gaps that show as a race: a run may or may not meet it, so their xfail is not strict.
 RACES: frozenset[tuple[str, str]] = frozenset({("aws", "atomic_tenant_cap")})

@@ -675,3 +675,36 @@ async def test_a_partition_stored_by_hexq_0_1_is_read_and_worked_as_it_is(redis_
         with redis.Redis.from_url(redis_url, decode_responses=True) as client:
             assert client.exists(*(keys.status(s) for s in ("queued", "running", "succeeded"))) == 0  # dropped
         assert (await backend.stats()).by_status[TaskStatus.SUCCEEDED] == 3
+
+
+# -- fair queues ------------------------------------------------------------------------------------
+async def test_a_task_queued_before_fair_queues_is_served_first_and_gets_a_turn_when_requeued(
+        url: str, backend: RedisBackend, make_task: MakeTask) -> None:
+    keys = Keys()
+    old, new = make_task(tenant="a"), make_task(tenant="b")
+    await backend.enqueue([old])
+    with sync_client(url) as client:  # as hexq without fair queues left it: scored by seq, no turn
+        seq = int(client.hget(keys.task(old.id), "seq"))
+        client.hdel(keys.task(old.id), "turn")
+        client.zadd(keys.ready("default"), {old.id: 2 * 2**40 + seq})
+        client.delete(keys.turns("default"))
+        await backend.enqueue([new])
+
+        [lease] = await backend.claim(["default"], 1, lease_seconds=30, worker_id="w")
+        assert lease.task.id == old.id
+        assert await backend.settle([Settlement(lease, outcome.released(lease.task))]) == [True]
+
+        assert client.hget(keys.task(old.id), "turn") is not None  # a new turn, kept from now on
+        assert set(client.zrange(keys.turns("default"), 0, -1)) == {"1", "1|a", "1|b"}
+
+
+async def test_a_tenant_alone_keeps_one_member_per_level_in_the_turns_set(url: str, backend: RedisBackend,
+                                                                          make_task: MakeTask) -> None:
+    await backend.enqueue([make_task(tenant="solo") for _ in range(50)])
+    while await backend.claim(["default"], 7, lease_seconds=30, worker_id="w"):
+        pass
+
+    with sync_client(url) as client:
+        turns = dict(client.zrange(Keys().turns("default"), 0, -1, withscores=True))
+    assert set(turns) == {"1", "1|solo"}
+    assert turns["1"] == turns["1|solo"]  # the clock is at the last turn claimed: the tenant's last one

@@ -11,7 +11,7 @@ import math
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -267,9 +267,10 @@ def transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     real = broker.enqueue
 
-    def counting(conn: sqlite3.Connection, clock: Clock, requests: Sequence[broker.Request]) -> list[broker.Outcome]:
+    def counting(conn: sqlite3.Connection, clock: Clock, requests: Sequence[broker.Request],
+                 weights: Mapping[str, int]) -> list[broker.Outcome]:
         sizes.append(len(requests))
-        return real(conn, clock, requests)
+        return real(conn, clock, requests, weights)
 
     monkeypatch.setattr(broker, "enqueue", counting)
     return sizes
@@ -463,6 +464,22 @@ async def test_a_file_from_the_first_release_gains_columns_and_indexes_and_keeps
     raw.close()
     assert indexes == {statement.split(" ON ")[0].split()[-1] for statement in INDEXES}
     assert set(ADDED_COLUMNS) <= columns
+
+
+async def test_tasks_queued_before_fair_queues_are_served_before_those_queued_since(db: str,
+                                                                                    make_task: MakeTask) -> None:
+    with sqlite3.connect(db) as old:
+        old.executescript(OLD_SCHEMA)
+    old.close()
+    backend = SQLiteBackend(db)
+    new = [make_task(tenant=tenant) for tenant in ("default", "other", "default")]
+    await backend.enqueue(new)
+
+    claimed = [lease.task.id for lease in await backend.claim(["default"], 10, lease_seconds=30, worker_id="w")]
+    await backend.close()
+
+    assert claimed[0] == "old"  # no turn (NULL) sorts first: the order it had before the upgrade
+    assert sorted(claimed[1:]) == sorted(task.id for task in new)
 
 
 # -- the codec and the clock rule, mirrored -------------------------------------------------------------

@@ -296,13 +296,13 @@ WORKER = {"--queues", "--concurrency", "--lease", "--idle-wait", "--budget", "--
 BACKPRESSURE = {"--max-backlog", "--max-oldest-age"}  # what takes submits: the API, and the poller's schedules
 FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only those it uses
     "serve": COMMON | WORKER | {"--host", "--port", "--workers", "--insecure-bind", "--poll-interval", "--batch",
-                                "--max-invocations", "--retention", "--max-queued-per-tenant", "--body-limit",
-                                "--rate", "--burst", "--warm", "--access-log"} | BACKPRESSURE,
+                                "--max-invocations", "--retention", "--max-queued-per-tenant", "--tenant-weights",
+                                "--body-limit", "--rate", "--burst", "--warm", "--access-log"} | BACKPRESSURE,
     "worker": COMMON | WORKER | METRICS,
     "poller": COMMON | METRICS | {"--lease", "--poll-interval", "--retention", "--max-queued-per-tenant",
-                                  "--no-task-events"} | BACKPRESSURE,
-    "api": COMMON | {"--host", "--port", "--insecure-bind", "--max-queued-per-tenant", "--body-limit", "--rate",
-                     "--burst", "--access-log", "--no-task-events"} | BACKPRESSURE,
+                                  "--tenant-weights", "--no-task-events"} | BACKPRESSURE,
+    "api": COMMON | {"--host", "--port", "--insecure-bind", "--max-queued-per-tenant", "--tenant-weights",
+                     "--body-limit", "--rate", "--burst", "--access-log", "--no-task-events"} | BACKPRESSURE,
     "submit": COMMON | {"--priority", "--delay", "--key", "--queue", "--max-attempts", "--timeout", "--wait"},
     "status": COMMON,
     "list": COMMON | {"--status", "--type", "--queue", "--limit", "--cursor", "--search", "--json", "--priority",

@@ -1,6 +1,8 @@
 -- _claim: lease up to n ready tasks across a set of queues (claim.lua, settle_and_claim.lua).
 -- ARGV: none read here; the callers pass claim() what they parsed (claim.lua lists the values).
--- Order: strict priority across all the given queues, FIFO (seq) within a priority level. Each
+-- Order: strict priority across all the given queues, then turns within a priority level (fair queues:
+-- tenants take turns, FIFO within a tenant; the ready score holds the turn, _lib.lua next_turn). The claim
+-- moves each level's clock to the highest turn it took (move_clocks). Each
 -- claimed task becomes running with attempts + 1, started_at = now, the worker id, a fresh fencing
 -- token and a lease until now + lease seconds. Due scheduled tasks are promoted first (up to
 -- `promote_limit`).
@@ -47,6 +49,7 @@ local function claim(now_at, n, lease_seconds, worker, promote_limit, requested)
         local range = redis.call('ZPOPMIN', ready_key(queues[1]), n)
         for j = 1, #range, 2 do picked[#picked + 1] = range[j] end
         taken[1], looked[1] = #picked, #picked
+        if #picked > 0 then move_clocks(queues[1], range, #picked) end
     else
         local heads, pos, order = {}, {}, {}
         for i, queue in ipairs(queues) do
@@ -66,7 +69,10 @@ local function claim(now_at, n, lease_seconds, worker, promote_limit, requested)
             order[k] = best
         end
         for i, queue in ipairs(queues) do  -- the prefixes chosen: the same as the look saw, in one script
-            if taken[i] > 0 then redis.call('ZPOPMIN', ready_key(queue), taken[i]) end
+            if taken[i] > 0 then
+                redis.call('ZPOPMIN', ready_key(queue), taken[i])
+                move_clocks(queue, heads[i], taken[i])
+            end
             pos[i] = -1
         end
         for k, i in ipairs(order) do

@@ -15,7 +15,10 @@
 --   token       STRING INCRBY: fencing tokens
 --   task:<id>   HASH   one task (fields below)
 --   all         ZSET   id -> seq, every task (listings, newest first)
---   ready:<q>   ZSET   id -> (3 - priority) * 2^40 + seq: ZRANGE 0 n-1 is strict priority, FIFO
+--   ready:<q>   ZSET   id -> (3 - priority) * 2^40 + turn: ZRANGE 0 n-1 is strict priority, then turns (fair
+--                      queues, hexq.core.fairness: tenants take turns, FIFO within a tenant)
+--   turns:<q>   ZSET   fair queues: '<priority>' -> the level's clock (the highest turn claimed there; it starts
+--                      at the level's first task's seq), '<priority>|<tenant>' -> that tenant's last turn there
 --   delayed     ZSET   id -> run_at (µs, see micros()): the scheduled tasks, promoted by scripts that
 --                      read the clock
 --   leases      ZSET   id -> lease expiry (µs): the running tasks; reclaim takes expiry <= now
@@ -38,7 +41,9 @@
 --
 -- Task hash fields. Written when the task is stored, never changed: queue, priority, type, tenant,
 -- seq, created_at (server time), and for a task with an idempotency key idem and fp (the request's
--- fingerprint). Rewritten by every full write (enqueue, settle, transition): data (the task as JSON,
+-- fingerprint), and for a weighted tenant's task step (1 / weight; absent: 1). Written the first time the
+-- task is queued, then kept: turn (its place in the ready order, next_turn(); '' while it has none).
+-- Rewritten by every full write (enqueue, settle, transition): data (the task as JSON,
 -- from the client, without the fields below; scripts never decode or re-encode it: Lua's cjson would
 -- change user JSON), status, attempts, run_at (server time, for waiting tasks) and finished_at
 -- (server time, for finished ones, '' for waiting ones). Written by a claim: status, attempts, token,
@@ -55,6 +60,7 @@
 local P, TEST_CLOCK                  -- the call's partition prefix and clock mode: set by begin()
 local DELAYED, LEASES, FINISHED, ALL -- P .. their names, once per call
 local adds, rems, waiting, wakes, depths -- what the call changes besides task hashes, sent by flush()
+local turns                          -- fair queues: turns:<q> as read and changed by this call (next_turn)
 local paused                         -- the paused queues as a table, read on the call's first is_paused()
 
 local function begin(keys, args)
@@ -64,6 +70,7 @@ local function begin(keys, args)
     end
     TEST_CLOCK = args[1] == '1'
     adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
+    turns = {}
     paused = nil
 end
 
@@ -141,8 +148,56 @@ local function check_status(status)
     return status
 end
 
-local function ready_score(priority, seq)
-    return (3 - tonumber(priority)) * BAND + tonumber(seq)
+local function turns_key(queue) return P .. 'turns:' .. queue end
+
+local function ready_score(priority, turn)
+    return (3 - tonumber(priority)) * BAND + tonumber(turn)
+end
+
+-- Fair queues (hexq.core.fairness.next_turn, the reference): the turn of a tenant's next task in a queue and
+-- level, max(its last turn there + step, the level's clock); a level with no clock yet starts it at `seq`.
+-- `priority` is the level as text ('0'..'3'). One ZMSCORE per (queue, level, tenant) and call, kept in
+-- nested tables (no string built per task); flush() writes what changed, one ZADD per queue.
+local function next_turn(queue, priority, tenant, step, seq)
+    local levels = turns[queue]
+    if not levels then levels = {}; turns[queue] = levels end
+    local level = levels[priority]
+    if not level then level = {lasts = {}, changed = false}; levels[priority] = level end
+    local last = level.lasts[tenant]
+    if last == nil then
+        local got = redis.call('ZMSCORE', turns_key(queue), priority, priority .. '|' .. tenant)
+        if level.clock == nil then level.clock = tonumber(got[1]) or false end
+        last = tonumber(got[2]) or false
+    end
+    local clock = level.clock
+    local turn = clock or tonumber(seq)
+    if last then turn = math.max(last + (step and tonumber(step) or 1), turn) end
+    if not clock then level.clock, level.started = turn, true end
+    level.lasts[tenant], level.changed = turn, true
+    return turn
+end
+
+-- A claim moves each level's clock to the highest turn it took there (ZADD GT: a clock never goes back, even
+-- when a retry with an old turn is taken). `range`: what ZPOPMIN/ZRANGE WITHSCORES gave, of which the claim
+-- took the first k (member, score) pairs, lowest score first.
+local function move_clocks(queue, range, k)
+    local first, last = tonumber(range[2]), tonumber(range[2 * k])
+    local band = math.floor(last / BAND)
+    if math.floor(first / BAND) == band then  -- one level (the usual case): its highest turn is the last taken
+        redis.call('ZADD', turns_key(queue), 'GT', last - band * BAND, tostring(3 - band))
+        return
+    end
+    local high, args = {}, {}
+    for j = 2, 2 * k, 2 do
+        local score = tonumber(range[j])
+        band = math.floor(score / BAND)
+        high[band] = score - band * BAND  -- ascending: the last one of each band is its highest
+    end
+    for b, turn in pairs(high) do
+        args[#args + 1] = turn
+        args[#args + 1] = tostring(3 - b)
+    end
+    redis.call('ZADD', turns_key(queue), 'GT', unpack(args))
 end
 
 local function zadd(key, score, member)
@@ -195,6 +250,18 @@ local function flush()
             redis.call('HDEL', P .. 'waiting', tenant)
         end
     end
+    for queue, levels in pairs(turns) do  -- one pair per (level, tenant) the call gave turns to, one ZADD a queue
+        local args = {}
+        for priority, level in pairs(levels) do
+            if level.changed then
+                if level.started then args[#args + 1], args[#args + 2] = level.clock, priority end
+                for tenant, turn in pairs(level.lasts) do
+                    if turn then args[#args + 1], args[#args + 2] = turn, priority .. '|' .. tenant end
+                end
+            end
+        end
+        if #args > 0 then redis.call('ZADD', turns_key(queue), unpack(args)) end
+    end
     for field, n in pairs(depths) do  -- as the waiting counts (tasks stored before the depth existed read low)
         if n ~= 0 and redis.call('HINCRBY', P .. 'depth', field, n) <= 0 then redis.call('HDEL', P .. 'depth', field) end
     end
@@ -213,6 +280,7 @@ local function flush()
         end
     end
     adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
+    turns = {}
 end
 
 -- The task as records.decode_task reads it (records.RECORD_FIELDS, in this order).
@@ -221,10 +289,21 @@ local function record(key)
                       'run_at', 'finished_at')
 end
 
--- The fields that place a task in the indexes of its status.
+-- The fields that place a task in the indexes of its status (`key` too, for a first turn: see ready()).
 local function placement(key)
-    local queue, priority, seq, tenant = unpack(redis.call('HMGET', key, 'queue', 'priority', 'seq', 'tenant'))
-    return {queue = queue, priority = priority, seq = seq, tenant = tenant}
+    local queue, priority, seq, tenant, turn, step = unpack(redis.call('HMGET', key, 'queue', 'priority', 'seq',
+                                                                      'tenant', 'turn', 'step'))
+    return {key = key, queue = queue, priority = priority, seq = seq, tenant = tenant, turn = turn, step = step}
+end
+
+-- The ready score of a task being queued (`at` = its placement()): by the turn it kept, or, the first time it
+-- is queued (or for a task stored before fair queues), a new turn, written to its hash.
+local function ready(at)
+    if at.turn and at.turn ~= '' then return ready_score(at.priority, at.turn) end
+    local turn = next_turn(at.queue, at.priority, at.tenant, at.step, at.seq)
+    redis.call('HSET', at.key, 'turn', turn)
+    at.turn = turn
+    return ready_score(at.priority, turn)
 end
 
 -- Take task `id` out of the indexes of `status` (`at` = the placement(), needed for waiting and dead ones).
@@ -254,7 +333,7 @@ end
 -- succeeded or cancelled. A running task's lease is its claimer's to add.
 local function enter(id, status, at, due, finished_at)
     if status == 'queued' then
-        zadd(ready_key(at.queue), ready_score(at.priority, at.seq), id)
+        zadd(ready_key(at.queue), ready(at), id)
         count_waiting(at.tenant, status, 1)
         wake(at.queue)
     elseif status == 'scheduled' then
@@ -314,37 +393,54 @@ end
 local function due(key, bound, limit, before)
     local range = redis.call('ZRANGE', key, '-inf', before and '(' .. fmt(bound) or bound, 'BYSCORE', 'LIMIT', 0,
                              limit, 'WITHSCORES')
-    local ids = {}
+    local ids, scores = {}, {}
     for i = 1, #range, 2 do
         local score = tonumber(range[i + 1])
         if score >= OLD then
-            ids[#ids + 1] = range[i]
+            ids[#ids + 1], scores[#ids + 1] = range[i], score
         else
             score = micros(score)
-            if score < bound or (score == bound and not before) then ids[#ids + 1] = range[i]
+            if score < bound or (score == bound and not before) then ids[#ids + 1], scores[#ids + 1] = range[i], score
             else zadd(key, score, range[i]) end
         end
     end
-    return ids
+    return ids, scores
 end
 
--- Move due scheduled tasks to their ready sets (at most `limit`, earliest first). Flushes.
+-- Move due scheduled tasks to their ready sets (at most `limit`, earliest first). Flushes. Tasks queued for
+-- the first time get their turns in due order, then submit order (seq), as hexq.core.fairness says: the
+-- delayed set orders tasks due at one moment by id.
+local function by_due_then_seq(a, b)
+    if a.due ~= b.due then return a.due < b.due end
+    return a.seq < b.seq
+end
+
 local function promote(now_at, limit)
-    local ids = due(DELAYED, micros(now_at), limit)
-    local moved = 0
-    for _, id in ipairs(ids) do
+    local ids, dues = due(DELAYED, micros(now_at), limit)
+    local moving = {}
+    for i, id in ipairs(ids) do
         local key = task_key(id)
-        local status, queue, priority, seq = unpack(redis.call('HMGET', key, 'status', 'queue', 'priority', 'seq'))
+        local status, queue, priority, seq, tenant, turn, step = unpack(redis.call(
+            'HMGET', key, 'status', 'queue', 'priority', 'seq', 'tenant', 'turn', 'step'))
         zrem(DELAYED, id)
         if status == 'scheduled' then
             zrem(status_key('scheduled'), id)
             count_depth('scheduled', {queue = queue, priority = priority}, -1)
-            redis.call('HSET', key, 'status', 'queued')
-            zadd(ready_key(queue), ready_score(priority, seq), id)
-            wake(queue)
-            moved = moved + 1
+            moving[#moving + 1] = {id = id, key = key, due = dues[i], queue = queue, priority = priority,
+                                   seq = tonumber(seq), tenant = tenant, turn = turn, step = step}
         end
     end
+    if #moving > 1 then table.sort(moving, by_due_then_seq) end
+    for _, t in ipairs(moving) do
+        if t.turn and t.turn ~= '' then  -- a retry keeps its place
+            redis.call('HSET', t.key, 'status', 'queued')
+        else  -- queued for the first time: its turn comes now
+            t.turn = next_turn(t.queue, t.priority, t.tenant, t.step, t.seq)
+            redis.call('HSET', t.key, 'status', 'queued', 'turn', t.turn)
+        end
+        zadd(ready_key(t.queue), ready_score(t.priority, t.turn), t.id)
+        wake(t.queue)
+    end
     flush()
-    return moved
+    return #moving
 end

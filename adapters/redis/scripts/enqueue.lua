@@ -6,7 +6,8 @@
 -- KEYS[1] the partition prefix   ARGV[1] the clock mode (see _lib.lua)
 -- ARGV[2] the number of requests; then per request: '<cap> <n>', its cap on each tenant's waiting
 --         (queued + scheduled) tasks (0 = none) and its number of tasks, then per task (records.enqueue_args):
---         '<id> <queue> <priority> <status> <attempts> <run_at> <delay> <type> <keyed> <tenant>', the
+--         '<id> <queue> <priority> <status> <attempts> <run_at> <delay> <type> <keyed> <step> <tenant>' (step:
+--         1 / the tenant's fair-queue weight, hexq.core.fairness), the
 --         data (JSON), and when keyed = '1' the idem field (keys.idempotency_field) and the request's
 --         fingerprint (hexq.core.idempotency.fingerprint)
 -- Returns: {now, answers}: the server time the new tasks were stored at (created then; due at
@@ -18,7 +19,7 @@
 --          {'full', tenant} when that tenant would go over the cap; or {'mismatch', idem field} when
 --          a key names a different request (stored before, or earlier in this call).
 
-local HEAD = '^([%w_.:%-]+) ([%w_.:%-]+) ([0-3]) (%l+) (%d+) (%S+) (%S+) ([%w_.:%-]+) ([01]) (.*)$'
+local HEAD = '^([%w_.:%-]+) ([%w_.:%-]+) ([0-3]) (%l+) (%d+) (%S+) (%S+) ([%w_.:%-]+) ([01]) (%S+) (.*)$'
 
 -- Parse every task before anything is decided: a malformed one fails the call with nothing written.
 local requests, task_keys, keyed, capped = {}, {}, {}, false
@@ -31,11 +32,11 @@ for r = 1, tonumber(ARGV[2]) do
     n = tonumber(n)
     at = at + 1
     for i = 1, n do
-        local id, queue, priority, status, attempts, run_at, delay, kind, has_key, tenant = string.match(ARGV[at], HEAD)
-        if not id or #id > 64 or #queue > 64 or #kind > 64 then fail('invalid key part or value in ' .. string.format('%q', ARGV[at])) end
+        local id, queue, priority, status, attempts, run_at, delay, kind, has_key, step, tenant = string.match(ARGV[at], HEAD)
+        if not id or #id > 64 or #queue > 64 or #kind > 64 or not tonumber(step) then fail('invalid key part or value in ' .. string.format('%q', ARGV[at])) end
         if not is_waiting(status) then fail('enqueue takes queued or scheduled tasks, not ' .. status) end
         local t = {id = id, queue = queue, priority = priority, attempts = attempts, run_at = run_at, delay = delay,
-                   type = kind, tenant = tenant, data = ARGV[at + 1]}
+                   type = kind, tenant = tenant, step = step ~= '1' and step or nil, data = ARGV[at + 1]}
         at = at + 2
         if has_key == '1' then
             t.idem, t.fp = ARGV[at], ARGV[at + 1]
@@ -74,17 +75,21 @@ for r, request in ipairs(requests) do
                 -- Due or not by the server's clock, whatever the client thought.
                 local due = math.max(tonumber(t.run_at), now_at + tonumber(t.delay))
                 local status = (due > now_at) and 'scheduled' or 'queued'
+                -- Its turn now (fair queues); a scheduled task gets one when it is promoted ('' until then).
+                if status == 'queued' then t.turn = next_turn(t.queue, t.priority, t.tenant, t.step, seq) end
                 if t.idem then
                     redis.call('HSET', task_key(t.id), 'data', t.data, 'status', status, 'attempts', t.attempts,
                                'queue', t.queue, 'priority', t.priority, 'type', t.type, 'tenant', t.tenant,
-                               'seq', seq, 'created_at', now_at, 'run_at', due, 'idem', t.idem, 'fp', t.fp)
+                               'seq', seq, 'created_at', now_at, 'run_at', due, 'turn', t.turn or '',
+                               'idem', t.idem, 'fp', t.fp)
                     idem_fields[#idem_fields + 1] = t.idem
                     idem_fields[#idem_fields + 1] = t.id
                 else
                     redis.call('HSET', task_key(t.id), 'data', t.data, 'status', status, 'attempts', t.attempts,
                                'queue', t.queue, 'priority', t.priority, 'type', t.type, 'tenant', t.tenant,
-                               'seq', seq, 'created_at', now_at, 'run_at', due)
+                               'seq', seq, 'created_at', now_at, 'run_at', due, 'turn', t.turn or '')
                 end
+                if t.step then redis.call('HSET', task_key(t.id), 'step', t.step) end  -- a weighted tenant's
                 zadd(ALL, seq, t.id)
                 enter(t.id, status, t, due)
                 entries[i] = 0

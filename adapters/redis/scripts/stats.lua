@@ -10,7 +10,8 @@
 -- delayed, running = leases, succeeded = finished minus the cancelled, dead and cancelled their own.
 -- Cost: O(1) per status; O(log n + ARGV[2]) per queue and level (ZCOUNT of a score band, and the HMGET of the
 -- level's first tasks: the oldest of them is the oldest of the level unless a task that waited longer sits
--- behind ARGV[2] younger ones, which only delays and retries can do); one HMGET per running task (as many as
+-- behind ARGV[2] younger ones, which delays and retries can do, and fair turns when more than ARGV[2] tenants
+-- wait in one level: each tenant's oldest is at its next turn); one HMGET per running task (as many as
 -- the workers' slots); one HGETALL of the scheduled and dead depth (a field per queue and priority).
 
 local head = tonumber(ARGV[2])
