@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 import uuid
@@ -182,10 +183,19 @@ class Lab:
                 return tasks
             cursor = page.next_cursor
 
-    def fenced_in_logs(self) -> int:
-        """Settles the backend refused because the lease had moved on (core/worker.py logs each one)."""
-        return sum(child.log.read_text(errors="replace").count("lease was lost before settling")
-                   for child in self.started if child.log.exists())
+    def fenced_in_logs(self) -> dict[str, int]:
+        """Leases the backend refused because they had moved on, by operation (settle, heartbeat), from the
+        `task fenced` event lines of workers that log at INFO (functions/task_events.py)."""
+        counts = {"settle": 0, "heartbeat": 0}
+        for child in self.started:
+            if not child.log.exists():
+                continue
+            for line in child.log.read_text(errors="replace").splitlines():
+                if '"task fenced"' in line:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        op = json.loads(line).get("op", "")
+                        counts[op] = counts.get(op, 0) + 1
+        return counts
 
 
 async def timed(what: Awaitable[Any]) -> float:
