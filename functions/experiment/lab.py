@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import time
 import uuid
@@ -196,6 +197,24 @@ class Lab:
                         op = json.loads(line).get("op", "")
                         counts[op] = counts.get(op, 0) + 1
         return counts
+
+
+def poisson(rng: random.Random, rate: float, duration: float) -> list[float]:
+    """Arrival offsets of a Poisson process at `rate` per second over `duration` seconds."""
+    offsets, t = [], rng.expovariate(rate)
+    while t < duration:
+        offsets.append(t)
+        t += rng.expovariate(rate)
+    return offsets
+
+
+def rss_bytes(pid: int) -> int:
+    """The process's resident set size now (VmRSS), 0 when it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 async def timed(what: Awaitable[Any]) -> float:

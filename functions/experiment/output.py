@@ -66,7 +66,7 @@ def write_report(directory: Path, name: str, title: str, about: str, config: dic
                  findings: Sequence[str]) -> None:
     host = config["machine"]
     lines = [f"# Experiment `{name}`: {title}", "",
-             f"Run {config['started_at']} on {config['backend_kind']} (`{config['backend']}`), hexq "
+             f"Run {config['started_at']} on {_backend(config)}, hexq "
              f"{config['version']}{' at ' + config['commit'] if config.get('commit') else ''}, "
              f"{'--quick' if config['quick'] else 'full size'}, seed {config['seed']}, "
              f"{len(results)} repeat(s). Machine: {host['cpu_model']}, {host['cores']} cores, Python {host['python']}; "
@@ -89,6 +89,12 @@ def write_report(directory: Path, name: str, title: str, about: str, config: dic
               "- [tasks.csv](tasks.csv): one row per task, with the backend's timestamps (epoch seconds)",
               "- [summary.json](summary.json): every derived figure, per repeat", ""]
     (directory / "report.md").write_text("\n".join(lines))
+
+
+def _backend(config: dict[str, Any]) -> str:
+    if config.get("temporary_backend"):
+        return "a temporary SQLite file"
+    return f"{config['backend_kind']} (`{config['backend']}`)"
 
 
 def _table(results: Sequence[Result]) -> str:

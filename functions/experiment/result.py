@@ -17,6 +17,7 @@ class Result:
     headline: dict[str, float | None]  # the few figures of the end table, spread over repeats
     complete: bool = True  # False when a phase stopped at --timeout
     notes: list[str] = field(default_factory=list)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # more CSV files: <name>.csv
 
 
 class Experiment(Protocol):

@@ -98,6 +98,9 @@ async def run_experiment(options: Options, name: str, settings: Settings | None 
     output.write_json(directory / "config.json", config)
     output.write_csv(directory / "tasks.csv", [{"repeat": i + 1, **row} for i, r in enumerate(results)
                                                for row in r.rows])
+    for table in dict.fromkeys(t for r in results for t in r.tables):
+        output.write_csv(directory / f"{table}.csv", [{"repeat": i + 1, **row} for i, r in enumerate(results)
+                                                      for row in r.tables.get(table, [])])
     output.write_json(directory / "summary.json", output.summary_document(name, results))
     output.write_report(directory, name, module.TITLE, module.ABOUT, config, results, drawn, wanted,
                         module.findings(results))
