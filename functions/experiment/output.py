@@ -135,5 +135,22 @@ def list_finished(out: Path) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: (r["started_at"] or "", r["timestamp"]), reverse=True)
 
 
+def write_index(out: Path) -> Path:
+    """DIR/index.md: every finished run under DIR, newest first, with its headline figures and a link to its
+    report; rewritten after each `hexq experiment` so it always lists what is there."""
+    lines = ["# Experiment runs", "", "Written by `hexq experiment`; newest first. Each run's report.md says what "
+             "was done, on which machine and under what load.", "",
+             "| experiment | started | backend | size | complete | headline |", "|---|---|---|---|---|---|"]
+    for run in list_finished(out):
+        link = Path(run["directory"]).relative_to(out) / "report.md"
+        headline = ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} –"
+                             for k, v in run["headline"].items())
+        lines.append(f"| [{run['name']}]({link.as_posix()}) | {run['started_at']} | {run['backend']} | "
+                     f"{'quick' if run['quick'] else 'full'} | {'yes' if run['complete'] else 'no'} | {headline} |")
+    path = out / "index.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def now() -> datetime:
     return datetime.now(UTC)

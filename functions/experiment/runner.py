@@ -57,6 +57,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         documents.append({"directory": str(directory), **output.summary_document(name, results)})
         if not options.json:
             _table(console, name, directory, results)
+    output.write_index(options.out)
     if options.json:
         print(json.dumps(documents if options.name == "all" else documents[0], indent=2, default=str))
     elif not plots.available():

@@ -111,3 +111,6 @@ def test_finished_runs_are_listed_newest_first_and_half_written_ones_left_out(tm
     assert [r["name"] for r in runs] == ["scaling", "priority"]
     assert runs[0]["headline"] == {"a": 1.0} and runs[0]["figures"][0].endswith("plot.png")
     assert json.loads(Path(runs[0]["directory"], "summary.json").read_text())["complete"] is True
+    index = output.write_index(tmp_path).read_text()
+    assert index.index("[scaling](scaling/20260102T000000Z/report.md)") < index.index("[priority](")
+    assert "[load]" not in index
