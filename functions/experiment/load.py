@@ -4,8 +4,8 @@ First the workers' capacity is measured (capacity.py: how fast they clear a back
 Then, for each level, Poisson arrivals at that share of it for a fixed time, scheduled by the clock,
 each level on a fresh queue after the previous one has drained. Latency (submit to finish, from the
 scheduled moment, warm-up left out) should stay near the service time until utilisation nears 100 %,
-then climb: queueing theory's knee. The knee is marked at the first level whose p99 exceeds 3× the
-lowest level's p99, or whose achieved throughput falls below 95 % of the rate that actually arrived.
+then climb: queueing theory's knee. The knee is marked at the first level from which on every level's p99
+exceeds 3× the lowest level's p99, or its achieved throughput falls below 95 % of the rate that arrived.
 """
 
 from __future__ import annotations
@@ -69,17 +69,27 @@ def _always(request: SubmitRequest) -> Callable[[int], SubmitRequest]:
 
 
 def _knee(levels: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first level from which on every level is past the knee: a lone p99 spike at a low level (a
+    hiccup of a shared machine) does not count, a lasting rise does."""
     if not levels or levels[0]["to_finish_ms"]["p99"] is None:
         return None
     reference = levels[0]["to_finish_ms"]["p99"]
-    for level in levels[1:]:
-        p99, achieved = level["to_finish_ms"]["p99"], level["achieved_per_s"]
-        if p99 is not None and p99 > KNEE_FACTOR * reference:
-            return {"fraction": level["fraction"], "why": f"p99 {p99} ms > {KNEE_FACTOR:g}× {reference} ms"}
-        # against the arrivals that happened (a Poisson count), not the nominal rate
-        offered = level["offered_per_s"]
-        if achieved is not None and offered and achieved < 0.95 * offered:
-            return {"fraction": level["fraction"], "why": f"achieved {achieved}/s < 95 % of the {offered}/s offered"}
+    reasons = [_past(level, reference) for level in levels]
+    for i, why in enumerate(reasons):
+        if i > 0 and why is not None and all(r is not None for r in reasons[i:]):
+            return {"fraction": levels[i]["fraction"], "why": why}
+    return None
+
+
+def _past(level: dict[str, Any], reference: float) -> str | None:
+    """Why this level is past the knee, or None."""
+    p99, achieved = level["to_finish_ms"]["p99"], level["achieved_per_s"]
+    if p99 is not None and p99 > KNEE_FACTOR * reference:
+        return f"p99 {p99} ms > {KNEE_FACTOR:g}× {reference} ms"
+    # against the arrivals that happened (a Poisson count), not the nominal rate
+    offered = level["offered_per_s"]
+    if achieved is not None and offered and achieved < 0.95 * offered:
+        return f"achieved {achieved}/s < 95 % of the {offered}/s offered"
     return None
 
 

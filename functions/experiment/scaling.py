@@ -13,11 +13,13 @@ rounds calibrated on this machine to a fixed service time): it cannot scale past
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from hexq.core.services import SubmitRequest
+from hexq.functions.bench import procs
 from hexq.functions.examples import checksum
 from hexq.functions.experiment import plots
 from hexq.functions.experiment.lab import Lab, row
@@ -56,6 +58,7 @@ async def run(lab: Lab, seed: int) -> Result:
     work = {"io": ("sleep", {"seconds": s["io_seconds"]}),
             "cpu": ("checksum", {"data": f"seed {seed}", "rounds": rounds})}
     rows: list[dict[str, Any]] = []
+    machine: dict[str, Any] = {}
     complete = True
     for kind in KINDS:
         kind_type, payload = work[kind]
@@ -63,16 +66,22 @@ async def run(lab: Lab, seed: int) -> Result:
             queue = lab.queue(f"{kind}.{n}")
             await lab.container.queues.pause(queue)  # nothing is claimed until every worker is up
             await lab.submit_all([SubmitRequest(kind_type, payload, queue=queue)] * s["tasks"])
+            load = os.getloadavg()[0]
             async with lab.workers([queue], n, s["concurrency"]) as workers:
                 with lab.meter.phase(f"scaling: {kind}, {n} worker(s)", s["tasks"]) as show:
                     await lab.container.queues.resume(queue)
                     complete &= await lab.wait_done([queue], s["tasks"], lab.options.timeout, show, workers.check)
+                # the workers' own CPU (all threads), from their banner to now: how many cores they used,
+                # which a busy machine's other work does not inflate
+                cpu = sum(procs.cpu_seconds(c.pid) - c.cpu_at_ready for c in workers.children)
+            machine[f"{kind}/{n}"] = {"worker_cpu_s": round(cpu, 3), "load_before": round(load, 2),
+                                      "load_after": round(os.getloadavg()[0], 2)}
             rows += [row(t, kind=kind, workers=n) for t in await lab.read_back(queue)]
-    return _analyse(rows, s, complete, lab.notes, {"rounds": rounds, "seconds_per_round": per_round})
+    return _analyse(rows, s, complete, lab.notes, {"rounds": rounds, "seconds_per_round": per_round}, machine)
 
 
 def _analyse(rows: list[dict[str, Any]], s: dict[str, Any], complete: bool, notes: list[str],
-             calibration: dict[str, Any]) -> Result:
+             calibration: dict[str, Any], machine: dict[str, Any]) -> Result:
     by_kind: dict[str, Any] = {}
     headline: dict[str, float | None] = {}
     for kind in KINDS:
@@ -82,8 +91,13 @@ def _analyse(rows: list[dict[str, Any]], s: dict[str, Any], complete: bool, note
             starts = [r["first_started_at"] for r in mine if r["first_started_at"] is not None]
             ends = [r["finished_at"] for r in mine if r["finished_at"] is not None]
             clearance = max(ends) - min(starts) if starts and ends else None
+            used = machine.get(f"{kind}/{n}", {})
+            cpu = used.get("worker_cpu_s")
             points.append({"workers": n, "tasks": len(mine), "clearance_s": None if clearance is None else
-                           round(clearance, 3), "throughput": round(len(mine) / clearance, 2) if clearance else None})
+                           round(clearance, 3), "throughput": round(len(mine) / clearance, 2) if clearance else None,
+                           "worker_cpu_ms_per_task": round(cpu / len(mine) * 1000, 2) if cpu and mine else None,
+                           "cores_used": round(cpu / clearance, 2) if cpu and clearance else None,
+                           "load_before": used.get("load_before"), "load_after": used.get("load_after")})
         x1 = points[0]["throughput"] if points and points[0]["workers"] == 1 else None
         for p in points:
             p["ideal"] = round(x1 * p["workers"], 2) if x1 else None
@@ -157,9 +171,11 @@ def findings(results: Sequence[Result]) -> list[str]:
            f"{cal['rounds']} SHA-256 rounds (≈{s['cpu_seconds']:g} s here, {cal['seconds_per_round'] * 1e6:.2f} µs "
            "a round)."]
     for kind in KINDS:
-        table = ["| workers | clearance s | tasks/s | ideal tasks/s | efficiency |", "|---|---|---|---|---|"]
-        table += [f"| {p['workers']} | {p['clearance_s']} | {p['throughput']} | {p['ideal']} | {p['efficiency']} |"
-                  for p in by_kind[kind]["points"]]
+        table = ["| workers | clearance s | tasks/s | ideal tasks/s | efficiency | worker CPU ms/task | cores used | "
+                 "load average before → after |", "|---|---|---|---|---|---|---|---|"]
+        table += [f"| {p['workers']} | {p['clearance_s']} | {p['throughput']} | {p['ideal']} | {p['efficiency']} | "
+                  f"{p.get('worker_cpu_ms_per_task')} | {p.get('cores_used')} | {p.get('load_before')} → "
+                  f"{p.get('load_after')} |" for p in by_kind[kind]["points"]]
         fit = by_kind[kind]["usl"]
         verdict = "no USL fit (too few points)" if fit is None else (
             f"USL fit: λ = {fit['lambda']} tasks/s, σ = {fit['sigma']}, κ = {fit['kappa']}"
@@ -168,5 +184,7 @@ def findings(results: Sequence[Result]) -> list[str]:
     out.append("Reading it: I/O-bound work should stay near the ideal line (σ, κ near 0) until the backend or "
                "the machine's cores limit the claims and settles; CPU-bound work cannot go past the number of "
                "cores, so efficiency falls once N exceeds them and σ is large. That is the expected result, not "
-               "a fault: more processes do not make more cores.")
+               "a fault: more processes do not make more cores. \"cores used\" is the workers' own CPU time over "
+               "the clearance time; on a machine shared with other work (load average above the core count) "
+               "CPU-bound throughput is capped by the share of the cores the workers got, which that column shows.")
     return out

@@ -114,3 +114,19 @@ def test_finished_runs_are_listed_newest_first_and_half_written_ones_left_out(tm
     index = output.write_index(tmp_path).read_text()
     assert index.index("[scaling](scaling/20260102T000000Z/report.md)") < index.index("[priority](")
     assert "[load]" not in index
+
+
+def _level(fraction: float, p99: float, offered: float, achieved: float) -> dict[str, object]:
+    return {"fraction": fraction, "to_finish_ms": {"p99": p99}, "offered_per_s": offered, "achieved_per_s": achieved}
+
+
+def test_the_knee_is_where_latency_or_throughput_gives_way_for_good() -> None:
+    from hexq.functions.experiment.load import _knee
+
+    levels = [_level(0.1, 70, 7, 7), _level(0.5, 350, 35, 35), _level(0.75, 140, 55, 55),  # a lone spike at 50 %
+              _level(1.0, 450, 72, 71), _level(1.5, 7000, 110, 73)]
+    knee = _knee(levels)
+    assert knee is not None and knee["fraction"] == 1.0 and "p99 450" in knee["why"]
+    throughput_only = [_level(0.1, 70, 7, 7), _level(1.2, 100, 90, 75), _level(1.5, 120, 110, 75)]
+    assert _knee(throughput_only) == {"fraction": 1.2, "why": "achieved 75/s < 95 % of the 90/s offered"}
+    assert _knee([_level(0.1, 70, 7, 7), _level(0.5, 80, 35, 35)]) is None
