@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import logging
 import shlex
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from hexq import __version__
 from hexq.core.errors import ConfigurationError
 from hexq.functions.bench.context import Meter
 from hexq.functions.bench.figures import load_average, machine, redact
-from hexq.functions.bench.runner import backend_url
+from hexq.functions.bench.runner import _quiet, backend_url
 from hexq.functions.bootstrap import bootstrap
 from hexq.functions.experiment import output, plots
 from hexq.functions.experiment.lab import TASK_MODULES, Lab
@@ -135,19 +134,3 @@ def _table(console: Console, name: str, directory: Path, results: list[Result]) 
 
 def _cell(value: Any) -> str:
     return "–" if value is None else f"{value:g}"
-
-
-class _quiet:
-    """Raise some loggers to WARNING while inside (the bench's own reason: httpx logs every request)."""
-
-    def __init__(self, *names: str) -> None:
-        self._loggers = [logging.getLogger(n) for n in names]
-        self._levels = [lg.level for lg in self._loggers]
-
-    def __enter__(self) -> None:
-        for logger in self._loggers:
-            logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
-
-    def __exit__(self, *exc: object) -> None:
-        for logger, level in zip(self._loggers, self._levels, strict=True):
-            logger.setLevel(level)
