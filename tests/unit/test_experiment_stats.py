@@ -130,3 +130,14 @@ def test_the_knee_is_where_latency_or_throughput_gives_way_for_good() -> None:
     throughput_only = [_level(0.1, 70, 7, 7), _level(1.2, 100, 90, 75), _level(1.5, 120, 110, 75)]
     assert _knee(throughput_only) == {"fraction": 1.2, "why": "achieved 75/s < 95 % of the 90/s offered"}
     assert _knee([_level(0.1, 70, 7, 7), _level(0.5, 80, 35, 35)]) is None
+
+
+def test_repeats_report_the_spread_of_each_headline_figure(tmp_path: Path) -> None:
+    results = [Result([], {}, {"p95_ms": v, "other": None}) for v in (3.0, 1.0, 2.0)]
+    document = output.summary_document("x", results)
+    assert document["spread"]["p95_ms"] == {"min": 1.0, "median": 2.0, "max": 3.0}
+    assert document["spread"]["other"] is None and len(document["repeats"]) == 3
+    output.write_report(tmp_path, "x", "title", "about", _config(), results, [], [], [])
+    report = (tmp_path / "report.md").read_text()
+    assert "| median | 2 | – |" in report and "| 3 | 2 | – |" in report
+    assert output.summary_document("x", results[:1])["spread"] is None
