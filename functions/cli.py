@@ -20,6 +20,7 @@ from hexq.core.model import Priority, TaskStatus
 from hexq.functions import breaker_commands, commands
 from hexq.functions.auth import KEYGEN_HELP, add_keygen_arguments
 from hexq.functions.bench.options import add_arguments as add_bench_arguments
+from hexq.functions.experiment.options import add_arguments as add_experiment_arguments
 from hexq.functions.logs import configure_logging
 from hexq.functions.settings import Settings, env_name
 
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     # bench writes only where its own --backend says (not HEXQ_BACKEND), and runs only noop tasks.
     add_bench_arguments(add("bench", commands.bench, "measure enqueue, drain and latency for a backend",
                             ("--log-level",)))
+    # like bench: writes only where its own --backend says, into queues of its own
+    add_experiment_arguments(add("experiment", commands.experiment, "run an experiment (priority, scaling, "
+                                 "retries, ...) against real workers and write its data, plots and report; "
+                                 "`hexq experiment list` lists them", ("--log-level",)))
     return parser
 
 

@@ -324,6 +324,7 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
     "bench": {"--log-level", "--backend", "-n", "--count", "--workers", "--concurrency", "--rate", "--duration",
               "--timeout", "--connections", "--skip", "--json", "--cold-start", "--metrics-cost",
               "--profile"},
+    "experiment": {"--log-level", "--backend", "--out", "--quick", "--seed", "--repeat", "--timeout", "--json"},
 }
 
 
