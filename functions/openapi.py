@@ -225,6 +225,13 @@ _SCHEMAS: dict[str, Schema] = {
     "LeaseList": _obj({"now": {"type": "number", "description": "The backend's clock."},
                        "lease_seconds": {"type": "number"}, "leases": {"type": "array", "items": _ref("Lease")}},
                       ["now", "lease_seconds", "leases"]),
+    "ExperimentList": _obj({"directory": {"type": "string"}, "runs": {"type": "array", "items": _obj({
+        "name": {"type": "string"}, "run": {"type": "string"}, "started_at": _nullable("string"),
+        "backend": _nullable("string"), "quick": _nullable("boolean"), "complete": _nullable("boolean"),
+        "headline": {"type": "object"}, "report": _nullable("string"),
+        "figures": {"type": "array", "items": {"type": "string"}}},
+        ["name", "run", "started_at", "backend", "quick", "complete", "headline", "report", "figures"])}},
+        ["directory", "runs"]),
     "SubmitTask": _SUBMIT, "Schedule": _SCHEDULE, "SchedulePut": _SCHEDULE_PUT,
     "TaskPage": _obj({"tasks": {"type": "array", "items": _ref("Task")},
                       "next_cursor": _nullable("string", description="Pass as ?cursor= for the next page."),
@@ -523,6 +530,19 @@ def _paths() -> dict[str, Any]:
                            "Only leases that expire within this many seconds."),
                     _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
                            "At most this many leases (a tenant's key sees its own, among at most 2,000 examined).")],
+            tag="dashboard", scope="read")},
+        "/v1/experiments": {"get": _op(
+            "listExperiments", "Finished `hexq experiment` runs under the server's HEXQ_EXPERIMENTS_DIR, newest first, "
+            "each with its headline figures and the paths of its report and figures.",
+            {"200": _json(_ref("ExperimentList"), "Runs."), **_errors(503)}, tag="dashboard", scope="read")},
+        "/v1/experiments/{name}/{run}/{file}": {"get": _op(
+            "experimentFile", "One file of a finished run: report.md (text), summary.json, config.json, tasks.csv or "
+            "a PNG figure. Nothing outside HEXQ_EXPERIMENTS_DIR is served.",
+            {"200": {"description": "The file.", "content": {media: {"schema": {"type": "string"}} for media in (
+                "text/plain", "application/json", "text/csv", "image/png")}}, **_errors(404, 503)},
+            params=[_param("name", "path", {"type": "string"}, "The experiment (priority, scaling, ...)."),
+                    _param("run", "path", {"type": "string"}, "The run's UTC timestamp directory."),
+                    _param("file", "path", {"type": "string"}, "A file name in it.")],
             tag="dashboard", scope="read")},
         "/v1/queues": {"get": _op(
             "listQueues", "Every queue that holds a queued, running, scheduled or dead task, or is paused, by name.",

@@ -56,6 +56,8 @@ class Settings:
     rate: str = "100/s"  # each API key's bucket refills this fast ("0": no limit) ...
     burst: int = 200  # ... and holds this many requests
     max_queued_per_tenant: int = 0  # 0: unlimited
+    # Where `hexq experiment` writes its runs (--out); the dashboard's Experiments page lists the finished ones.
+    experiments_dir: str = "experiments"
     # Back pressure (core/backpressure.py): caps per queue, "N" for every queue and/or "queue=N"; "" = none.
     max_backlog: str = ""  # queued tasks
     max_oldest_age: str = ""  # seconds the oldest queued task has waited

@@ -20,6 +20,7 @@ def install(app: Starlette, container: Container) -> None:
     for name, value in state(container.tasks, container.backend, container.registry, now=container.clock.now,
                              monotonic=container.clock.monotonic, metrics=container.metrics,
                              tenant_cap=container.settings.max_queued_per_tenant,
-                             lease_seconds=container.settings.lease_seconds).items():
+                             lease_seconds=container.settings.lease_seconds,
+                             experiments_dir=container.settings.experiments_dir).items():
         setattr(app.state, name, value)
     app.router.routes.extend(page_routes())

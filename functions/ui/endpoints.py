@@ -8,6 +8,7 @@ handing in its scope decorator so that every /v1 route is admitted by the same c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from hexq.core.services import TaskService
 from hexq.functions import wire
 from hexq.functions.auth import Guard, presented_secret
 from hexq.functions.errors import Unauthorized
+from hexq.functions.ui.experiments import experiment_file, list_experiments
 from hexq.functions.ui.leases import leases_endpoint
 from hexq.functions.ui.live import Broadcaster, Snapshot
 from hexq.functions.ui.why import reasons
@@ -122,12 +124,15 @@ def api_routes(needs: Needs, tenant: Tenant) -> list[Route]:
         Route("/v1/types", needs(Scope.READ)(types), methods=["GET"]),
         Route("/v1/histograms", needs(Scope.READ)(histograms), methods=["GET"]),
         Route("/v1/whoami", whoami, methods=["GET"]),
+        Route("/v1/experiments", needs(Scope.READ)(list_experiments), methods=["GET"]),
+        Route("/v1/experiments/{name}/{run}/{file}", needs(Scope.READ)(experiment_file), methods=["GET"]),
     ]
 
 
 def state(tasks: TaskService, workers: WorkerRegistry, registry: Registry, *, now: Callable[[], float],
           monotonic: Callable[[], float], metrics: Metrics | None = None, tenant_cap: int = 0,
-          lease_seconds: float = 30.0) -> dict[str, Any]:
+          lease_seconds: float = 30.0, experiments_dir: str = "experiments") -> dict[str, Any]:
     """What these endpoints find on app.state (and tasks, backend and metrics, which functions/api.py sets)."""
     return {"broadcaster": Broadcaster(snapshot_reader(tasks, workers, now, metrics), monotonic=monotonic),
-            "registry": registry, "now": now, "tenant_cap": tenant_cap, "lease_seconds": lease_seconds}
+            "registry": registry, "now": now, "tenant_cap": tenant_cap, "lease_seconds": lease_seconds,
+            "experiments_dir": Path(experiments_dir)}

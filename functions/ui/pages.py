@@ -18,13 +18,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 HERE = Path(__file__).parent
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
        "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "X-Frame-Options": "DENY", "Cache-Control": "no-store", "Vary": "Accept"}
 # (path under /ui, template, title)
 PAGES = [("/", "overview", "Overview"), ("/tasks", "tasks", "Tasks"), ("/dead", "dead", "Dead letters"),
-         ("/schedules", "schedules", "Schedules"), ("/workers", "workers", "Workers"), ("/submit", "submit", "Submit")]
+         ("/schedules", "schedules", "Schedules"), ("/workers", "workers", "Workers"), ("/submit", "submit", "Submit"),
+         ("/experiments", "experiments", "Experiments")]
 NAV = [(f"/ui{path}" if path != "/" else "/", name, title) for path, name, title in PAGES]
 
 _templates = Jinja2Templates(directory=HERE / "templates")

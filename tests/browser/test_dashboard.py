@@ -125,7 +125,8 @@ def test_every_page_loads_clean_and_is_photographed(server: Callable[..., Server
                                                     "priority": ["low", "normal", "high"][i % 3]} for i in range(60)]})
     seen = watched()
     pages = {"overview": "/", "tasks": "/ui/tasks", "task": f"/ui/tasks/{echo}", "dead": "/ui/dead",
-             "schedules": "/ui/schedules", "workers": "/ui/workers", "submit": "/ui/submit"}
+             "schedules": "/ui/schedules", "workers": "/ui/workers", "submit": "/ui/submit",
+             "experiments": "/ui/experiments"}
     for name, path in pages.items():  # the overview first, while the sleeps run
         ready(seen.page, served.url + path)
         seen.page.wait_for_timeout(2500 if name == "overview" else 300)  # a few live updates
@@ -482,6 +483,30 @@ def test_the_overview_says_metrics_off(server: Callable[..., Server], watched: C
     ready(seen.page, served.url + "/")
     expect(seen.page.locator("#hist-note")).to_contain_text("metrics off")
     assert seen.errors == []
+
+
+def test_the_experiments_page_lists_finished_runs_and_shows_their_plots_and_report(
+        server: Callable[..., Server], watched: Callable[..., Watched], tmp_path: Path) -> None:
+    import shutil
+
+    [run] = sorted((HERE.parent.parent / "docs" / "experiments" / "sqlite" / "priority").iterdir())[-1:]
+    copy = tmp_path / "runs" / "priority" / run.name
+    copy.mkdir(parents=True)
+    for file in [*run.glob("*.png"), *(run / name for name in ("config.json", "summary.json", "report.md"))]:
+        shutil.copy(file, copy / file.name)
+    served = server(HEXQ_EXPERIMENTS_DIR=str(tmp_path / "runs"))
+    seen = watched()
+
+    ready(seen.page, served.url + "/ui/experiments")
+    expect(seen.page.locator("#experiments tbody")).to_contain_text("short_p95_ratio")
+    seen.page.click(f"button[data-run='priority/{run.name}']")
+    expect(seen.page.locator("#experiment-report")).to_contain_text("priority", timeout=5_000)
+    images = seen.page.locator("#experiment-figures img")
+    expect(images).to_have_count(len(list(run.glob("*.png"))))
+    seen.page.wait_for_function("[...document.querySelectorAll('#experiment-figures img')]"
+                                ".every((i) => i.complete && i.naturalWidth > 0)")
+    shoot(seen.page, "experiments")
+    assert seen.errors == [] and seen.dialogs == []
 
 
 def test_the_task_page_says_why_a_task_is_waiting(server: Callable[..., Server],

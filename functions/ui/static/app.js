@@ -862,8 +862,40 @@ async function submitPage() {
   });
 }
 
+// Finished `hexq experiment` runs (GET /v1/experiments). A run's figures and report are fetched with the key
+// (an <img src> could not send it) and shown from blob: URLs; the report is text, never HTML.
+async function experimentsPage() {
+  const answer = await api("GET", "/v1/experiments");
+  const rows = answer.runs.map((r) => {
+    const headline = Object.entries(r.headline || {}).map(([k, v]) => `${k} ${typeof v === "number" ? v.toLocaleString() : "–"}`).join(", ");
+    const open = el("button", { type: "button", class: "link", "data-run": `${r.name}/${r.run}` }, "show");
+    open.addEventListener("click", () => showExperiment(r).catch(showError));
+    return el("tr", {}, el("td", {}, r.name), el("td", {}, r.started_at || r.run), el("td", {}, r.backend || "–"),
+      el("td", {}, r.quick ? "quick" : "full"), el("td", {}, r.complete ? "yes" : "no"), el("td", { class: "headline" }, headline),
+      el("td", {}, open));
+  });
+  fill($("#experiments tbody"), ...rows);
+  $("#experiments-empty").hidden = rows.length > 0;
+}
+
+async function fetchBlob(path) {
+  const response = await fetch(ROOT + path, { headers: authHeaders() });
+  if (!response.ok) throw new ApiError(response.status, { message: `${path}: ${response.status}` });
+  return response.blob();
+}
+
+async function showExperiment(r) {
+  fill($("#experiment-title"), `${r.name} · ${r.run}`);
+  for (const img of document.querySelectorAll("#experiment-figures img")) URL.revokeObjectURL(img.src);
+  const figures = await Promise.all(r.figures.map(async (path) =>
+    el("img", { src: URL.createObjectURL(await fetchBlob(path)), alt: path.split("/").pop() })));
+  fill($("#experiment-figures"), ...figures);
+  fill($("#experiment-report"), r.report ? await (await fetchBlob(r.report)).text() : "(no report)");
+  $("#experiment").hidden = false;
+}
+
 const PAGES = { overview, tasks: tasksPage, task: taskPage, dead: deadPage, schedules: schedulesPage,
-  workers: workersPage, submit: submitPage };
+  workers: workersPage, submit: submitPage, experiments: experimentsPage };
 
 async function main() {
   wireChrome();
