@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
@@ -144,26 +143,12 @@ async def list_tasks(request: Request) -> Response:
 @_needs(Scope.READ)
 async def get_task(request: Request) -> Response:
     tasks, task_id, tenant = _tasks(request), request.path_params["id"], _tenant(request)
-    seconds = _wait_seconds(request.query_params.get("wait") or None, tasks.limits.max_wait)
+    seconds = wire.seconds_param(request.query_params.get("wait") or None, "wait", 0, tasks.limits.max_wait,
+                                 above_low=True)
     task = await (tasks.get(task_id, tenant) if seconds is None else tasks.wait(task_id, seconds, tenant))
     view = task_view(task)
     lease = await lease_view(request, task)  # a running task's only: one more read
     return JSONOut(view if lease is None else view | {"lease": lease})
-
-
-def _wait_seconds(raw: str | None, bound: float) -> float | None:
-    """`?wait=S`, a long poll: answer once the task has finished or S seconds have passed (0 < S <= bound).
-    Absent or empty: answer at once, as for every other query parameter."""
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds <= bound:  # NaN and infinity fail here too
-        raise ValidationError(f"wait must be a number of seconds above 0 and at most {bound:g}, not {raw[:64]!r}",
-                              field="wait")
-    return seconds
 
 
 @_needs(Scope.SUBMIT)

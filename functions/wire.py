@@ -399,6 +399,22 @@ def _status(value: str | None) -> TaskStatus | None:
         raise ValidationError(f"status must be one of {allowed}, not {value[:64]!r}", field="status") from None
 
 
+def seconds_param(raw: str | None, field: str, low: float, high: float, *, above_low: bool = False) -> float | None:
+    """A query parameter in seconds (`?wait=`, `?within=`): None when absent, else a number from `low` (or above it,
+    `above_low`) to `high`; anything else, NaN and infinity included, a 422 naming `field`."""
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (low < seconds <= high if above_low else low <= seconds <= high):
+        bound = f"above {low:g}" if above_low else f"from {low:g}"
+        raise ValidationError(f"{field} must be a number of seconds {bound} and at most {high:g}, not {raw[:64]!r}",
+                              field=field)
+    return seconds
+
+
 def _limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from hexq.core.errors import ValidationError
 from hexq.core.model import Lease, Task, TaskStatus
 from hexq.core.ports import Backend
+from hexq.functions import wire
 from hexq.functions.wire import JSONOut
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
@@ -48,7 +49,8 @@ def leases_endpoint(tenant: Tenant) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         """GET /v1/leases?within=S&limit=N: running tasks' leases, soonest expiry first; with `within`, only those
         that expire within S seconds (expired ones the poller has not taken back yet included)."""
-        within, limit = _within(request.query_params.get("within") or None), _limit(request.query_params.get("limit"))
+        within = wire.seconds_param(request.query_params.get("within") or None, "within", 0, 86_400)
+        limit = _limit(request.query_params.get("limit"))
         backend = cast(Backend, request.app.state.backend)
         found, now = await backend.leases(limit, tenant=tenant(request)), await backend.now()
         lease_seconds = cast(float, request.app.state.lease_seconds)
@@ -57,18 +59,6 @@ def leases_endpoint(tenant: Tenant) -> Callable[[Request], Any]:
                         "leases": [lease_to_dict(lease, now, lease_seconds) for lease in shown]})
 
     return endpoint
-
-
-def _within(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds <= 86_400:
-        raise ValidationError(f"within must be seconds from 0 to 86400, not {raw[:64]!r}", field="within")
-    return seconds
 
 
 def _limit(raw: str | None) -> int:
