@@ -10,6 +10,7 @@ keep its memory flat and stay responsive, then drain at capacity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -65,7 +66,8 @@ async def run(lab: Lab, seed: int) -> Result:
 async def _sample(lab: Lab, queue: str, workers: Processes, base: str, start: float, stop: asyncio.Event,
                   samples: list[dict[str, Any]]) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
-        while not stop.is_set():
+        while True:
+            final = stop.is_set()  # one sample after the run ends: the drained backlog, whenever it ended
             t = time.time() - start
             before = time.perf_counter()
             try:
@@ -78,7 +80,10 @@ async def _sample(lab: Lab, queue: str, workers: Processes, base: str, start: fl
             samples.append({"t": round(t, 3), "backlog": backlog[0], "readyz_ms": round(readyz * 1000, 3),
                             "readyz_status": status, "stats_ms": round(stats * 1000, 3),
                             "worker_rss_mb": round(sum(rss_bytes(c.pid) for c in workers.children) / 2**20, 1)})
-            await asyncio.sleep(max(0.0, SAMPLE - (time.perf_counter() - before)))
+            if final:
+                return
+            with contextlib.suppress(TimeoutError):  # woken at once when the run ends
+                await asyncio.wait_for(stop.wait(), max(0.0, SAMPLE - (time.perf_counter() - before)))
 
 
 async def _outstanding(lab: Lab, queue: str, into: list[int]) -> None:
