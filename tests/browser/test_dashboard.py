@@ -344,7 +344,11 @@ def test_schedules_create_run_now_disable_and_delete(server: Callable[..., Serve
     row.locator("button.run").click()
     expect(page.locator("#notice")).to_contain_text("hourly ran now")
     row.locator("button.toggle").click()
-    expect(page.locator('tr[data-name="hourly"]')).to_contain_text("no")
+    # The toggle reloads the page: wait for the reloaded one (its notice, then the enabled cell), or Delete could
+    # open its dialog on the old page just before the reload takes it away ("no" alone also matches "now").
+    expect(page.locator("#notice")).to_contain_text("hourly disabled")
+    page.wait_for_selector("body[data-ready]", state="attached")
+    expect(page.locator('tr[data-name="hourly"] td').nth(7)).to_have_text("no")
     page.locator('tr[data-name="hourly"] button.danger').click()
     page.fill("#confirm-input", "hourly")
     page.click("#confirm-ok")
