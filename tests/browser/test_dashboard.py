@@ -513,6 +513,24 @@ def test_the_experiments_page_lists_finished_runs_and_shows_their_plots_and_repo
     assert seen.errors == [] and seen.dialogs == []
 
 
+def test_the_workers_page_shows_a_circuit_breaker_and_closes_it(server: Callable[..., Server],
+                                                                 watched: Callable[..., Watched]) -> None:
+    served = server()
+    with served.client() as api:
+        assert api.post("/v1/breakers/payments:open").json()["state"] == "open"
+    seen = watched()
+    ready(seen.page, served.url + "/ui/workers")
+    row = seen.page.locator('#breakers tr[data-name="payments"]')
+    expect(row).to_contain_text("open (forced)")
+
+    row.locator("button[data-breaker=payments]").click()
+
+    expect(row).to_contain_text("closed")
+    with served.client() as api:
+        [breaker] = [b for b in api.get("/v1/breakers").json()["breakers"] if b["name"] == "payments"]
+    assert breaker["state"] == "closed" and seen.errors == []
+
+
 def test_the_task_page_says_why_a_task_is_waiting(server: Callable[..., Server],
                                                    watched: Callable[..., Watched]) -> None:
     served = server()

@@ -521,8 +521,26 @@ async function leasesNearExpiry() {
   }
 }
 
+// Circuit breakers (GET /v1/breakers): state and counts; an admin key may force one open or close it.
+async function breakersTable() {
+  const { breakers } = await api("GET", "/v1/breakers");
+  const rows = breakers.map((b) => {
+    const action = b.state === "closed" ? "open" : "close";
+    const button = can("admin") ? el("button", { type: "button", class: `small ${action === "open" ? "danger" : ""}`,
+      "data-breaker": b.name, onclick: async () => {
+        try { await api("POST", `/v1/breakers/${encodeURIComponent(b.name)}:${action}`); await breakersTable(); } catch (e) { showError(e); }
+      } }, action === "open" ? "Force open" : "Close") : "";
+    return el("tr", { "data-name": b.name }, el("td", {}, b.name), el("td", { class: `state-${b.state}` }, b.forced ? `${b.state} (forced)` : b.state),
+      el("td", { class: "num" }, b.failures), el("td", { class: "num" }, `${b.recent_failures}/${b.recent}`),
+      el("td", {}, b.reopens_at && !b.forced ? when(b.reopens_at) : "–"), el("td", {}, b.types.join(", ") || "–"), el("td", {}, button));
+  });
+  fill($("#breakers tbody"), ...rows);
+  $("#breakers-empty").hidden = rows.length > 0;
+}
+
 function workersPage() {
   leasesNearExpiry();
+  breakersTable().catch(showError);
   live((snapshot) => {
     workerRows(snapshot.workers, snapshot.at);
     fill($("#fig-workers"), snapshot.workers.length);
