@@ -161,6 +161,18 @@ class RateLimiter(Protocol):
 
 
 @runtime_checkable
+class TaskIds(Protocol):
+    """Optional: backends whose task ids say where a task is stored (Redis spread over a cluster: the id names the
+    task's shard), so reading a task by id needs no index. Other backends store core.model.new_task_id() as it is."""
+
+    def task_ids(self, tasks: Sequence[Task]) -> list[str]:
+        """The ids to store one request's new `tasks` under, in order (each task has a new_task_id() id, its queue,
+        tenant and idempotency key set). Called once per request, before enqueue: a backend that places tasks
+        round robin can keep one request together. Pure computation: no I/O."""
+        ...
+
+
+@runtime_checkable
 class SettleAndClaim(Protocol):
     """Optional: backends that can settle finished tasks and lease new ones in one round trip (a worker
     that keeps its slots full then pays one call per batch instead of two). Others are called twice."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from hexq.core import idempotency, search, waiting
@@ -22,7 +22,7 @@ from hexq.core.errors import (
 )
 from hexq.core.events import NO_EVENTS, Events
 from hexq.core.model import JSON, Page, Priority, Stats, Task, TaskQuery, TaskStatus, new_task_id
-from hexq.core.ports import Broker, Clock, TaskStore
+from hexq.core.ports import Broker, Clock, TaskIds, TaskStore
 from hexq.core.registry import Registry, check_name
 
 
@@ -71,6 +71,7 @@ class TaskService:
     def __init__(self, broker: Broker, store: TaskStore, registry: Registry, clock: Clock,
                  limits: Limits = Limits(), events: Events = NO_EVENTS, pressure: BackPressure | None = None) -> None:
         self._broker = broker
+        self._ids = _task_ids(broker)
         self.pressure = pressure
         self.events = events
         self._store = store
@@ -97,6 +98,8 @@ class TaskService:
             raise
 
     async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
+        if self._ids is not None:  # one request: the backend may keep it together (ports.TaskIds)
+            tasks = [replace(task, id=task_id) for task, task_id in zip(tasks, self._ids.task_ids(tasks), strict=True)]
         if self.pressure is not None:  # after validation: a bad request hears 422, not "retry later"
             await self.pressure.admit(tasks)  # all or nothing, as for validation
         stored = await self._broker.enqueue(tasks, cap=self.limits.max_queued_per_tenant)
@@ -307,3 +310,11 @@ def _check_payload(payload: object) -> None:
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"payload is not plain JSON: {exc}", field="payload") from exc
 
+
+
+def _task_ids(broker: Broker) -> TaskIds | None:
+    """The broker, if it chooses its tasks' ids (ports.TaskIds). Looked up on its class, as the worker looks up
+    SettleAndClaim: a wrapper that forwards by __getattr__ keeps new_task_id()'s ids, which every backend stores."""
+    if callable(getattr(type(broker), "task_ids", None)) and isinstance(broker, TaskIds):
+        return broker
+    return None

@@ -22,6 +22,7 @@ from hexq.functions.auth import KEYGEN_HELP, add_keygen_arguments
 from hexq.functions.bench.options import add_arguments as add_bench_arguments
 from hexq.functions.experiment.options import add_arguments as add_experiment_arguments
 from hexq.functions.logs import configure_logging
+from hexq.functions.migrate import add_arguments as add_migrate_arguments
 from hexq.functions.settings import Settings, env_name
 
 Command = Callable[[Settings, argparse.Namespace], int]
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     breakers.usage = "%(prog)s [-h] [--backend URL] [--tasks MODULES] [--log-level LEVEL] [--json] [ACTION ...]"
 
     add_keygen_arguments(add("keygen", commands.keygen, KEYGEN_HELP, ()))
+    # migrate reads and writes only where its own --from and --to say (not HEXQ_BACKEND)
+    add_migrate_arguments(add("migrate", commands.migrate, "move a stopped Redis deployment to another Redis (one "
+                              "node to a cluster): copy its keys, then check them", ("--log-level",)))
     # bench writes only where its own --backend says (not HEXQ_BACKEND), and runs only noop tasks.
     add_bench_arguments(add("bench", commands.bench, "measure enqueue, drain and latency for a backend",
                             ("--log-level",)))

@@ -287,6 +287,12 @@ def bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_command(settings, args)
 
 
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from hexq.functions.migrate import run_command
+
+    return run_command(settings, args)
+
+
 def experiment(settings: Settings, args: argparse.Namespace) -> int:
     from hexq.functions.experiment.runner import run_command
 

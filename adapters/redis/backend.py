@@ -16,6 +16,7 @@ from hexq.adapters.redis.submits import Submits
 from hexq.core import search
 from hexq.core.breaker import BreakerState
 from hexq.core.clock import stamped
+from hexq.core.errors import ConfigurationError
 from hexq.core.model import Lease, Page, Settlement, Stats, Task, TaskQuery, TaskStatus, WorkerInfo
 from hexq.core.ports import LEASE_SCAN
 from hexq.core.ratelimit import check
@@ -44,6 +45,11 @@ class RedisBackend:
     name = "redis"
 
     def __init__(self, target: Target, *, test_clock: bool = False, weights: Mapping[str, int] | None = None) -> None:
+        if target.sharding is not None:
+            # Parsed and designed (shards.py), not built: refuse rather than run the legacy layout under a
+            # URL that asks for another one.
+            raise ConfigurationError("HEXQ_BACKEND: shards= / hot= (a Redis Cluster that spreads load, issue 15 "
+                                     "item 4) is not implemented yet; remove the option")
         self._target = target
         self.keys = Keys(target.partition)
         self._client: Client = connect(target)

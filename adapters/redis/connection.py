@@ -7,6 +7,9 @@ URLs:
                                                Redis Cluster, discovered from the startup nodes
 hexq's own query options, on any of them:
     partition=<name>            the key namespace and hash tag (default "hexq")
+    shards=per-queue            spread over a cluster: each queue its own hash tag (shards.py; designed, and
+                                refused by RedisBackend until it is built: docs/redis-cluster-sharding.md)
+    hot=<queue>:<n>[,...]       with shards=per-queue: split those queues into n shards each
     socket_connect_timeout=<s>  default 1 s: with Redis down, the API answers 503 within it (D9)
     socket_timeout=<s>          default 2 s: a hung server is reported, not waited for
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -34,6 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hexq.adapters.redis.keys import DEFAULT_PARTITION, check_part
+from hexq.adapters.redis.shards import Sharding, parse_options
 from hexq.core.errors import BackendUnavailable, ConfigurationError, ValidationError
 
 Client = Redis | RedisCluster
@@ -44,6 +48,7 @@ SOCKET_TIMEOUT = 2.0
 # dataset, busy with a script, failing over, a read-only replica, disk errors refusing writes.
 _UNAVAILABLE = ("OOM", "LOADING", "BUSY", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS",
                 "MISCONF")
+_OWN_OPTIONS = ("partition", "socket_connect_timeout", "socket_timeout", "shards", "hot")  # hexq's, not redis-py's
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +63,28 @@ class Target:
     timeout: float
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    sharding: Sharding | None = None  # None: every key under the partition's one tag (the legacy layout)
 
 
 def parse(url: str) -> Target:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    own = {name: value for name, value in query if name in ("partition", "socket_connect_timeout", "socket_timeout")}
+    own = {name: value for name, value in query if name in _OWN_OPTIONS}
     rest = [(name, value) for name, value in query if name not in own]
     try:
         partition = check_part(own.get("partition", DEFAULT_PARTITION), "partition")
-    except ValidationError as exc:
+        sharding = parse_options(own.get("shards"), own.get("hot"))
+    except (ValidationError, ConfigurationError) as exc:
         raise ConfigurationError(f"HEXQ_BACKEND {_safe(url)!r}: {exc}") from exc
     connect_timeout = _seconds(own, "socket_connect_timeout", CONNECT_TIMEOUT, url)
     timeout = _seconds(own, "socket_timeout", SOCKET_TIMEOUT, url)
     if parts.scheme in ("redis", "rediss"):
-        return Target(urlunsplit(parts._replace(query=urlencode(rest))), (), partition, connect_timeout, timeout)
+        return Target(urlunsplit(parts._replace(query=urlencode(rest))), (), partition, connect_timeout, timeout,
+                      sharding=sharding)
     if parts.scheme == "redis+cluster":
         if rest:
             raise ConfigurationError(f"HEXQ_BACKEND {_safe(url)!r}: unknown option(s) {[n for n, _ in rest]}")
-        return _cluster(parts.netloc, url, partition, connect_timeout, timeout)
+        return replace(_cluster(parts.netloc, url, partition, connect_timeout, timeout), sharding=sharding)
     raise ConfigurationError(f"not a Redis URL: {_safe(url)!r}")
 
 
@@ -111,11 +119,12 @@ def _safe(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
-def connect(target: Target, *, blocking: bool = False) -> Client:
+def connect(target: Target, *, blocking: bool = False, decode: bool = True) -> Client:
     """A client with its own pool. `blocking` clients serve BLPOP, which may outlast any socket
-    timeout, so they have none; the caller bounds each wait itself."""
+    timeout, so they have none; the caller bounds each wait itself. `decode=False`: replies as bytes
+    (DUMP's serialized values, which are not text)."""
     options: dict[str, Any] = {
-        "decode_responses": True,
+        "decode_responses": decode,
         "socket_connect_timeout": target.connect_timeout,
         "socket_timeout": None if blocking else target.timeout,
         # One immediate retry, on connection errors only: it replaces a pooled connection the server

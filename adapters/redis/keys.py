@@ -33,19 +33,27 @@ def check_part(value: object, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The keys of one partition: one hash tag, so one slot (see hexq.adapters.redis for why)."""
+    """The keys of one partition: one hash tag, so one slot (see hexq.adapters.redis for why).
+
+    `shard`: a shard's code (adapters/redis/shards.py) when the deployment is sharded: the same names under the
+    tag `{<partition>/<shard>}`, another slot. None (the default) is the partition's own tag, the only layout
+    before sharding, and the global slot of a sharded deployment. `/` is not a key-part character, so no
+    shard's tag can equal a partition's."""
 
     partition: str = DEFAULT_PARTITION
+    shard: str | None = None
 
     def __post_init__(self) -> None:
         check_part(self.partition, "partition")
+        if self.shard is not None:
+            check_part(self.shard, "shard")
 
     def _key(self, name: str) -> str:
-        return f"hexq:{{{self.partition}}}:{name}"
+        return f"hexq:{self.tag}:{name}"
 
     @property
     def tag(self) -> str:
-        return f"{{{self.partition}}}"
+        return f"{{{self.partition}}}" if self.shard is None else f"{{{self.partition}/{self.shard}}}"
 
     @property
     def prefix(self) -> str:

@@ -61,6 +61,10 @@ async def drain(b: Bench, index: int, workers: int, c: int) -> dict[str, Any]:
     if usage is not None:
         figures["redis_server"] = {"cpu_seconds": usage["server_cpu_seconds"],
                                    "cpu_wait_seconds": _since(redis_wait, _wait(b.redis_pid))}
+        if "server_cpu_seconds_by_node" in usage:  # a cluster: how evenly the drain loaded its masters
+            figures["redis_masters"] = [{"node": node, "cpu_seconds": cpu}
+                                        for node, cpu in usage["server_cpu_seconds_by_node"].items()]
+            figures["redis_masters_max_over_min"] = usage["server_cpu_max_over_min"]
     tasks = await b.finished(queue, n)
     seconds = _window(tasks)
     cpu = sum(p["cpu_seconds"] for p in figures["processes"])
@@ -94,6 +98,7 @@ def _add_shares(figures: dict[str, Any], tasks: int, window: float) -> None:
     shares = [*figures["processes"], figures["bench_process"]]
     if "redis_server" in figures:
         shares.append(figures["redis_server"])
+    shares += figures.get("redis_masters", [])
     for entry in shares:
         entry["cpu_us_per_task"] = per_task(entry["cpu_seconds"], tasks)
         entry["cores"] = round(entry["cpu_seconds"] / window, 2) if window > 0 else None

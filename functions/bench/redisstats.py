@@ -11,10 +11,15 @@ The bench's own reads are left out: INFO itself, and the stats calls it polls pr
 cost is measured after the phase (a few calls between two snapshots) and subtracted per poll.
 INFO cpu (used_cpu_user + used_cpu_sys of the main thread) is the server's whole CPU, network I/O
 and parsing included, which commandstats does not see; it includes the bench's polls.
+
+On Redis Cluster every figure is read from each master and summed, and the CPU is also kept per master:
+how evenly a deployment spreads its load over the masters (issue 15, item 4) is the ratio of the busiest
+master's CPU to the idlest one's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ class Snapshot:
     cpu: float  # main thread's user + system seconds (the whole process's on a Redis without the split)
     polls: int  # the bench's progress polls so far
     system: float = 0.0  # the system part of `cpu`: the kernel's share (network, wake-ups)
+    nodes: tuple[tuple[str, float], ...] = ()  # a cluster's masters: (host:port, its main thread's cpu)
 
 
 @cache
@@ -62,13 +68,29 @@ class RedisStats:
         return {"redis_version": info.get("redis_version"), "redis_pid": info.get("process_id")}
 
     async def snapshot(self, polls: int) -> Snapshot:
-        cpu = await self._client.info("cpu")
-        stats = await self._client.info("commandstats")
-        commands = {name.removeprefix("cmdstat_"): (float(v["calls"]), float(v["usec"])) for name, v in stats.items()
-                    if isinstance(v, Mapping)}
-        user = cpu.get("used_cpu_user_main_thread", cpu.get("used_cpu_user", 0.0))
-        system = cpu.get("used_cpu_sys_main_thread", cpu.get("used_cpu_sys", 0.0))
-        return Snapshot(commands, float(user) + float(system), polls, float(system))
+        cpus, stats = await self._info("cpu"), await self._info("commandstats")
+        commands: Counts = {}
+        for node_stats in stats.values():
+            for name, v in node_stats.items():
+                if isinstance(v, Mapping):
+                    calls, usec = commands.get(name.removeprefix("cmdstat_"), (0.0, 0.0))
+                    commands[name.removeprefix("cmdstat_")] = (calls + float(v["calls"]), usec + float(v["usec"]))
+        per_node = {node: _cpu(cpu) for node, cpu in cpus.items()}
+        nodes = tuple(sorted((node, user + system) for node, (user, system) in per_node.items()))
+        return Snapshot(commands, sum(u + s for u, s in per_node.values()), polls,
+                        sum(s for _, s in per_node.values()), nodes if len(nodes) > 1 else ())
+
+    async def _info(self, section: str) -> dict[str, Mapping[str, Any]]:
+        """INFO `section` by node name: every master of a cluster (asked one by one, so each answer is one
+        node's, whatever redis-py does to merge a fan-out), or the one server (named '')."""
+        from redis.asyncio.cluster import RedisCluster
+
+        if not isinstance(self._client, RedisCluster):
+            return {"": await self._client.info(section)}
+        await self._client.initialize()
+        masters = self._client.get_primaries()
+        answers = await asyncio.gather(*(self._client.info(section, target_nodes=node) for node in masters))
+        return {node.name: answer for node, answer in zip(masters, answers, strict=True)}
 
     async def price_of_poll(self, poll: Callable[[], Awaitable[object]], polls: int) -> Counts:
         """What one progress poll costs in commandstats, from a few polls between two snapshots."""
@@ -81,6 +103,24 @@ class RedisStats:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _cpu(info: Mapping[str, Any]) -> tuple[float, float]:
+    """(user, system) seconds of the main thread (of the whole process on a Redis without the split)."""
+    user = info.get("used_cpu_user_main_thread", info.get("used_cpu_user", 0.0))
+    system = info.get("used_cpu_sys_main_thread", info.get("used_cpu_sys", 0.0))
+    return float(user), float(system)
+
+
+def by_node(before: Snapshot, after: Snapshot) -> dict[str, Any]:
+    """A cluster phase's CPU seconds per master and the busiest over the idlest ({} for one server)."""
+    if not after.nodes:
+        return {}
+    was = dict(before.nodes)
+    spent = {node: round(max(0.0, cpu - was.get(node, 0.0)), 4) for node, cpu in after.nodes}
+    low = min(spent.values())
+    return {"server_cpu_seconds_by_node": spent,
+            "server_cpu_max_over_min": round(max(spent.values()) / low, 2) if low > 0 else None}
 
 
 def usage(before: Snapshot, after: Snapshot, tasks: int, poll_price: Counts | None = None) -> dict[str, Any]:
@@ -101,6 +141,7 @@ def usage(before: Snapshot, after: Snapshot, tasks: int, poll_price: Counts | No
         "server_cpu_us_per_task": _per(cpu * 1e6, tasks), "server_cpu_seconds": round(cpu, 4),
         "server_cpu_system_seconds": round(max(0.0, after.system - before.system), 4),
         "bench_polls": polls,
+        **by_node(before, after),
         "commands": {name: {"calls": round(c), "usec": round(u), "counted": counted[name]}
                      for name, (c, u) in sorted(delta.items(), key=lambda item: -item[1][1]) if c or u},
     }

@@ -123,9 +123,14 @@ def _processes(drains: list[Figures]) -> Table:
         extra = [("bench (polls progress)", d["bench_process"])] if d["mode"] == "processes" else []
         if d.get("redis_server") is not None:
             extra.append(("redis-server (main thread)", d["redis_server"]))
+        extra += [(f"redis master {m['node']}", m) for m in d.get("redis_masters", [])]
         for name, p in extra:
             table.add_row(drain, name, "-", f"{p['cpu_seconds']:.2f}", _num(p["cpu_us_per_task"]), _cores(p),
                           _two(p.get("cpu_wait_seconds")), "-", "-")
+        if d.get("redis_masters"):
+            spread = d.get("redis_masters_max_over_min")
+            table.add_row(drain, "redis masters: busiest / idlest CPU", "-", "-" if spread is None else f"{spread}×",
+                          "-", "-", "-", "-", "-")
     return table
 
 

@@ -17,7 +17,7 @@ from hexq.functions.bench.drain import _all_running
 from hexq.functions.bench.figures import percentiles, redact
 from hexq.functions.bench.options import BenchOptions, DrainSpec
 from hexq.functions.bench.procs import cpu_wait_seconds, is_process
-from hexq.functions.bench.redisstats import Snapshot, script_commands, usage
+from hexq.functions.bench.redisstats import RedisStats, Snapshot, script_commands, usage
 from hexq.functions.bench.runner import ENQUEUE_PHASES, backend_url
 from hexq.functions.bench.summary import attach_ratios, redis_cpu
 from hexq.functions.cli import main
@@ -303,6 +303,35 @@ def test_redis_usage_counts_top_level_commands_only() -> None:
     assert figures["calls_per_task"] == 0.22 and figures["server_cpu_us_per_task"] == 5000.0
     plain = usage(Snapshot({}, 0.0, 0), Snapshot({"lpush": (100, 300)}, 0.001, 0), tasks=100)
     assert plain["commands"]["lpush"]["counted"] is True and plain["commands_us_per_task"] == 3.0
+
+
+def test_a_cluster_phase_reports_each_masters_cpu_and_the_spread() -> None:
+    before = Snapshot({}, cpu=3.0, polls=0, nodes=(("a:1", 1.0), ("b:2", 1.0), ("c:3", 1.0)))
+    after = Snapshot({}, cpu=7.5, polls=0, nodes=(("a:1", 3.0), ("b:2", 2.0), ("c:3", 2.5)))
+    figures = usage(before, after, tasks=10)
+    assert figures["server_cpu_seconds_by_node"] == {"a:1": 2.0, "b:2": 1.0, "c:3": 1.5}
+    assert figures["server_cpu_max_over_min"] == 2.0 and figures["server_cpu_seconds"] == 4.5
+    one_server = usage(Snapshot({}, 0.0, 0), Snapshot({}, 1.0, 0), tasks=1)
+    assert "server_cpu_seconds_by_node" not in one_server and "server_cpu_max_over_min" not in one_server
+
+
+@pytest.mark.redis
+async def test_a_cluster_snapshot_reads_and_sums_every_master(redis_cluster_url: str) -> None:
+    import redis_server
+
+    client = redis_server.sync_client(redis_cluster_url)
+    stats = RedisStats(redis_cluster_url)
+    try:
+        before = await stats.snapshot(0)
+        for tag in ("a", "b", "c"):  # slots 15495, 3300 and 7365: one on each master of a fresh cluster
+            client.set(f"hexq-bench-test:{{{tag}}}", "1")
+        after = await stats.snapshot(0)
+    finally:
+        await stats.close()
+        client.close()
+    assert len(after.nodes) == 3 and {node for node, _ in after.nodes} == {node for node, _ in before.nodes}
+    assert after.cpu == pytest.approx(sum(cpu for _, cpu in after.nodes))
+    assert after.commands["set"][0] - before.commands.get("set", (0.0, 0.0))[0] == 3
 
 
 def test_all_running_starts_when_the_last_worker_took_its_first_task() -> None:

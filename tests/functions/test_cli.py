@@ -325,6 +325,8 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
               "--timeout", "--connections", "--skip", "--json", "--cold-start", "--metrics-cost",
               "--profile"},
     "experiment": {"--log-level", "--backend", "--out", "--quick", "--seed", "--repeat", "--timeout", "--json"},
+    "migrate": {"--log-level"},
+    "migrate copy": {"--from", "--to", "--force", "--json"},
 }
 
 

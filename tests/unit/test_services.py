@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from hexq.adapters.memory import MemoryBackend
 from hexq.core import outcome
 from hexq.core.clock import FakeClock
 from hexq.core.errors import IdempotencyMismatch, InvalidTransition, TaskNotFound, UnknownTaskType, ValidationError
-from hexq.core.model import Priority, Settlement, TaskQuery, TaskStatus
+from hexq.core.model import Priority, Settlement, Task, TaskQuery, TaskStatus
 from hexq.core.registry import Registry
 from hexq.core.services import Limits, SubmitRequest, TaskService
 
@@ -217,3 +218,48 @@ async def test_what_the_fast_path_leaves_is_still_refused(payload: dict[str, obj
     backend = MemoryBackend(clock)
     with pytest.raises(ValidationError, match="payload"):
         await TaskService(backend, backend, registry, clock).submit(SubmitRequest("echo", payload))
+
+
+class _ShardedIds(MemoryBackend):
+    """A backend that chooses its tasks' ids (ports.TaskIds), as Redis spread over a cluster will: the queue in
+    the id. Records each call, to check one call per request."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.calls: list[int] = []
+
+    def task_ids(self, tasks: Sequence[Task]) -> list[str]:
+        self.calls.append(len(tasks))
+        return [f"{task.id}.{task.queue}" for task in tasks]
+
+
+async def test_a_backend_that_chooses_ids_gets_one_call_per_request(registry: Registry, clock: FakeClock) -> None:
+    backend = _ShardedIds(clock)
+    service = TaskService(backend, backend, registry, clock)
+    one = (await service.submit(SubmitRequest("echo", {}, queue="emails"))).task
+    bulk = await service.submit_bulk([SubmitRequest("echo", {"i": i}) for i in range(3)])
+    assert backend.calls == [1, 3]
+    assert one.id.endswith(".emails") and all(s.task.id.endswith(".default") for s in bulk)
+    assert (await service.get(one.id)).id == one.id
+
+
+async def test_a_chosen_id_still_answers_a_repeated_idempotency_key(registry: Registry, clock: FakeClock) -> None:
+    backend = _ShardedIds(clock)
+    service = TaskService(backend, backend, registry, clock)
+    first = await service.submit(SubmitRequest("echo", {}, idempotency_key="k"))
+    again = await service.submit(SubmitRequest("echo", {}, idempotency_key="k"))
+    assert (first.created, again.created, again.task.id) == (True, False, first.task.id)
+
+
+async def test_a_forwarding_wrapper_keeps_the_core_ids(registry: Registry, clock: FakeClock) -> None:
+    class Forwarding:  # forwards everything by __getattr__, so task_ids is not on its class
+        def __init__(self, inner: _ShardedIds) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+    backend = _ShardedIds(clock)
+    service = TaskService(Forwarding(backend), backend, registry, clock)  # type: ignore[arg-type]
+    task = (await service.submit(SubmitRequest("echo", {}))).task
+    assert backend.calls == [] and "." not in task.id
