@@ -157,9 +157,9 @@ def make_backend(url: str, clock: Clock, weights: Mapping[str, int] | None = Non
             return SQLiteBackend(sqlite_path(url), clock, weights=weights)
         case "redis" | "rediss" | "redis+cluster":
             # No clock: Redis compares due times and leases with the server's TIME, not ours.
-            from hexq.adapters.redis import RedisBackend
+            from hexq.adapters.redis import from_url
 
-            return RedisBackend.from_url(url, weights=weights)
+            return from_url(url, weights=weights)
         case "aws":
             from hexq.adapters.aws import AwsBackend
 

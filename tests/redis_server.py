@@ -25,7 +25,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from hexq.adapters.redis import RedisBackend
+from hexq.adapters.redis import RedisBackend, ShardedRedisBackend, from_url
 from hexq.adapters.redis.keys import Keys
 from hexq.core.clock import FakeClock
 
@@ -236,8 +236,9 @@ class LinkedClock(FakeClock):
 
 @asynccontextmanager
 async def fresh_backend(url: str, clock: LinkedClock | None = None,
-                        weights: Mapping[str, int] | None = None) -> AsyncIterator[RedisBackend]:
-    """A RedisBackend on an emptied database; in test-clock mode when a clock is given."""
+                        weights: Mapping[str, int] | None = None) -> AsyncIterator[RedisBackend | ShardedRedisBackend]:
+    """The backend `url` names (a ShardedRedisBackend for `shards=`) on an emptied database; in test-clock mode
+    when a clock is given."""
     client = sync_client(url)
     try:
         flush(client)
@@ -249,7 +250,7 @@ async def fresh_backend(url: str, clock: LinkedClock | None = None,
 
             move(clock.now())
             clock.links.append(move)
-        backend = RedisBackend.from_url(url, test_clock=clock is not None, weights=weights)
+        backend = from_url(url, test_clock=clock is not None, weights=weights)
         try:
             yield backend
         finally:

@@ -71,6 +71,19 @@ AOF everysec and maxmemory-policy noeviction (RELIABILITY.md D8).
 
 from __future__ import annotations
 
-from hexq.adapters.redis.backend import RedisBackend
+from collections.abc import Mapping
 
-__all__ = ["RedisBackend"]
+from hexq.adapters.redis.backend import RedisBackend
+from hexq.adapters.redis.connection import parse
+from hexq.adapters.redis.sharded import ShardedRedisBackend
+
+__all__ = ["RedisBackend", "ShardedRedisBackend", "from_url"]
+
+
+def from_url(url: str, *, test_clock: bool = False,
+             weights: Mapping[str, int] | None = None) -> RedisBackend | ShardedRedisBackend:
+    """The backend a Redis URL names: ShardedRedisBackend when it says `shards=` (sharded.py), else RedisBackend."""
+    target = parse(url)
+    if target.sharding is None:
+        return RedisBackend(target, test_clock=test_clock, weights=weights)
+    return ShardedRedisBackend(target, test_clock=test_clock, weights=weights)

@@ -12,6 +12,7 @@ from hexq.adapters.redis import records
 from hexq.adapters.redis._lua import Scripts
 from hexq.adapters.redis.connection import Client, Target, connect, parse, translated
 from hexq.adapters.redis.keys import Keys, check_part, is_part, schedule_fields
+from hexq.adapters.redis.merge import ShardPage
 from hexq.adapters.redis.submits import Submits
 from hexq.core import search
 from hexq.core.breaker import BreakerState
@@ -44,19 +45,22 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, target: Target, *, test_clock: bool = False, weights: Mapping[str, int] | None = None) -> None:
-        if target.sharding is not None:
-            # Parsed and designed (shards.py), not built: refuse rather than run the legacy layout under a
-            # URL that asks for another one.
-            raise ConfigurationError("HEXQ_BACKEND: shards= / hot= (a Redis Cluster that spreads load, issue 15 "
-                                     "item 4) is not implemented yet; remove the option")
+    def __init__(self, target: Target, *, test_clock: bool = False, weights: Mapping[str, int] | None = None,
+                 shard: str | None = None, connections: Connections | None = None,
+                 clock_key: str | None = None) -> None:
+        if target.sharding is not None and connections is None:
+            # A sharded URL is served by ShardedRedisBackend (sharded.py), whose shards are RedisBackends on one
+            # Connections: running the legacy layout under a URL that asks for another would be wrong.
+            raise ConfigurationError("HEXQ_BACKEND asks for shards=; open it with hexq.adapters.redis.from_url")
         self._target = target
-        self.keys = Keys(target.partition)
-        self._client: Client = connect(target)
-        self._blocking: Client | None = None  # made on the first waiting claim: API processes never need it
-        self._scripts = Scripts(self._client, functions=not target.nodes)  # a cluster client uses EVALSHA (_lua.py)
+        self.keys = Keys(target.partition, shard)
+        self._conns = connections if connections is not None else Connections(target)
+        self._client: Client = self._conns.client
+        self._scripts = self._conns.scripts
         self._prefix = [self.keys.prefix]
         self._mode = "1" if test_clock else "0"
+        # Test mode of a shard: "now" is the deployment's one test-clock key (another slot), read and passed on.
+        self._clock_key = clock_key
         self._submits = Submits(self._send_enqueue, dict(weights or {}))
 
     @classmethod
@@ -67,10 +71,15 @@ class RedisBackend:
 
     async def _run(self, script: str, *args: records.Arg) -> Any:
         with translated():
-            return await self._scripts.run(script, self._prefix, [self._mode, *args])
+            return await self._scripts.run(script, self._prefix, [await self._clock_mode(), *args])
 
     async def _send_enqueue(self, args: list[records.Arg]) -> Any:
-        return await self._scripts.run("enqueue", self._prefix, [self._mode, *args])
+        return await self._scripts.run("enqueue", self._prefix, [await self._clock_mode(), *args])
+
+    async def _clock_mode(self) -> str:
+        if self._clock_key is None:
+            return self._mode
+        return str(await self._client.get(self._clock_key))  # tests only (see __init__)
 
     # -- Broker -----------------------------------------------------------------------------
     async def enqueue(self, tasks: Sequence[Task], *, cap: int = 0) -> list[Task]:
@@ -88,32 +97,41 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            started, expires, found, next_due_in = await self._run("claim", n, records.number(lease_seconds),
-                                                                   worker_id, PROMOTE_LIMIT, *names)
-            _raise_if_cancelled()
+            leases, next_due_in = await self.claim_once(names, n, lease_seconds=lease_seconds, worker_id=worker_id)
             remaining = deadline - loop.time()
-            if found or remaining <= 0:
-                expires_at = float(expires)
-                return [records.decode_claimed(entry, started, expires_at, worker_id) for entry in found]
+            if leases or remaining <= 0:
+                return leases
             # Idle: block on the queues' wake lists until an enqueue (or a promotion, release or
             # replay) pushes a token, or until the earliest scheduled task is due.
-            if next_due_in:
-                remaining = min(remaining, float(next_due_in))
-            await self._await_wake(names, max(remaining, _MIN_BLOCK))
+            if next_due_in is not None:
+                remaining = min(remaining, next_due_in)
+            await self.await_wake(names, max(remaining, _MIN_BLOCK))
             _raise_if_cancelled()
 
-    async def _await_wake(self, queues: Sequence[str], seconds: float) -> None:
-        await self._blpop([self.keys.wake(queue) for queue in queues], seconds)
+    async def claim_once(self, names: Sequence[str], n: int, *, lease_seconds: float,
+                         worker_id: str) -> tuple[list[Lease], float | None]:
+        """One claim script call (no waiting): the leases, and in how many seconds the earliest scheduled task
+        of these queues is due (None: none is). `names` are checked queue names."""
+        started, expires, found, next_due_in = await self._run("claim", n, records.number(lease_seconds),
+                                                               worker_id, PROMOTE_LIMIT, *names)
+        _raise_if_cancelled()
+        expires_at = float(expires)
+        return ([records.decode_claimed(entry, started, expires_at, worker_id) for entry in found],
+                float(next_due_in) if next_due_in else None)
+
+    async def await_wake(self, queues: Sequence[str], seconds: float) -> bool:
+        """Block until an enqueue (or a promotion, release or replay) pushes a wake token for one of `queues`,
+        or `seconds` pass; True if a token was taken."""
+        return await self._blpop([self.keys.wake(queue) for queue in queues], seconds)
 
     async def _blpop(self, keys: list[str], seconds: float) -> bool:
         """Block on the server until one of `keys` has an element (popped) or `seconds` pass; True if popped."""
-        if self._blocking is None:
-            self._blocking = connect(self._target, blocking=True)
+        blocking = self._conns.blocking()
         with translated():
             # The client has no socket timeout (BLPOP may block longer), so a hung server is
             # caught here instead.
             async with asyncio.timeout(seconds + self._target.timeout + _BLOCK_MARGIN):
-                return await self._blocking.blpop(keys, timeout=seconds) is not None
+                return await blocking.blpop(keys, timeout=seconds) is not None
 
     # -- FinishWaiter -----------------------------------------------------------------------
     async def wait_finished(self, task_id: str, seconds: float) -> Task | None:
@@ -190,9 +208,18 @@ class RedisBackend:
     async def query(self, query: TaskQuery) -> Page:
         if query.search:
             return await self._search(query, query.search)
-        items, cursor, scanned = await self._query(query, max(query.limit, 0), records.parse_cursor(query.cursor),
+        items, cursor, scanned, _ = await self._query(query, max(query.limit, 0), records.parse_cursor(query.cursor),
                                                    QUERY_SCAN)
         return Page([records.decode_task(item) for item in items], cursor or None, int(scanned))
+
+    async def page(self, query: TaskQuery, limit: int, cursor: str, bound: int, *forms: str) -> ShardPage[Task]:
+        """One call of query.lua as a shard's part of a sharded listing (sharded.py, merge.py): each item with
+        its created_at and seq."""
+        items, next_cursor, scanned, seqs = await self._query(query, limit, records.parse_cursor(cursor), bound,
+                                                              *forms)
+        tasks = [records.decode_task(item) for item in items]
+        return ShardPage([(task.created_at, int(seq), task) for task, seq in zip(tasks, seqs, strict=True)],
+                         str(next_cursor), int(scanned))
 
     async def _query(self, query: TaskQuery, limit: int, cursor: str, bound: int, *forms: str) -> Any:
         status = query.status.value if query.status else ""
@@ -208,7 +235,7 @@ class RedisBackend:
         cursor, scanned, forms = records.parse_cursor(query.cursor), 0, search.forms(text)
         while True:
             bound = min(QUERY_SCAN, query.max_scan - scanned)
-            items, cursor, examined = await self._query(query, query.limit - len(found), cursor, bound, *forms)
+            items, cursor, examined, _ = await self._query(query, query.limit - len(found), cursor, bound, *forms)
             scanned += int(examined)
             found += [task for task in map(records.decode_task, items) if search.matches(task, text)]
             if not cursor or len(found) >= query.limit or scanned >= query.max_scan:
@@ -339,7 +366,27 @@ class RedisBackend:
 
     async def close(self) -> None:
         """Close both connection pools; a later call opens new ones."""
-        clients = [self._client] + ([self._blocking] if self._blocking is not None else [])
+        await self._conns.close()
+
+
+class Connections:
+    """The clients of one deployment: shared by the backends of its shards (sharded.py), so a sharded deployment
+    holds one pool per node, not one per shard. The blocking client (BLPOP, no socket timeout) is made on the first
+    wait: API processes never need it."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.client: Client = connect(target)
+        self.scripts = Scripts(self.client, functions=not target.nodes)  # a cluster client uses EVALSHA (_lua.py)
+        self._blocking: Client | None = None
+
+    def blocking(self) -> Client:
+        if self._blocking is None:
+            self._blocking = connect(self.target, blocking=True)
+        return self._blocking
+
+    async def close(self) -> None:
+        clients = [self.client] + ([self._blocking] if self._blocking is not None else [])
         self._blocking = None
         with translated():
             for client in clients:

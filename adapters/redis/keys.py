@@ -80,6 +80,18 @@ class Keys:
         return self._key("paused")
 
     @property
+    def delayed(self) -> str:
+        """ZSET id -> run_at (whole µs): scheduled tasks (a sharded claim peeks at its first)."""
+        return self._key("delayed")
+
+    @property
+    def shards(self) -> str:
+        """HASH '<shard code> <queue>' -> '1': the shards a sharded deployment has stored tasks in, and for which
+        queue (global slot only; sharded.py), so sweeps, stats and listings find shards their process is not
+        configured for."""
+        return self._key("shards")
+
+    @property
     def workers(self) -> str:
         """HASH worker id -> its registration; `workers:alive` ZSET worker id -> when its next beat is due."""
         return self._key("workers")

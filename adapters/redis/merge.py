@@ -1,14 +1,12 @@
 """What several shards answer, made into one answer (the sharded layout: docs/redis-cluster-sharding.md, section 7).
 
-Pages. Every shard answers query.lua with the same cursor ("continue below this seq"), and seqs come from one counter
-for the whole partition, so they order tasks across shards and the merged page keeps a one-number cursor.
-
-What a shard's answer covers: its matches from the cursor down to its own next cursor, that seq included (the
-last task it returned, when it had more than the limit; the last entry it examined, when its scan bound cut it
-short), or all the way down when its next cursor is ''. So the tasks at or above the highest of the shards'
-next cursors (the floor) are every match there, from every shard. The page is the newest `limit` of those; the
-next cursor is the last one taken when more were known, else the floor. What a shard returned below that is
-dropped from this page and comes again on the next: nothing is skipped, nothing repeats.
+Pages. Each shard numbers its tasks with its own seq, so a listing over shards keeps one cursor per shard: the
+cursor `s/<code>=<seq>/<code>=<seq>...` says, for each shard still to be read, the seq its next page continues
+below (`<code>=` with nothing after it: from its newest). A shard missing from a cursor is finished. Every shard
+answers its own cursor with up to `limit` matches; the page is the newest `limit` of all of them by creation time;
+a shard whose answer was cut continues below its last item taken, a shard whose items were all taken continues
+from its own next cursor, and one with nothing left drops out. So nothing is skipped and nothing repeats; the order
+is newest first within a page and within a shard, and across pages as far as shards' creation times interleave.
 
 Stats. Each shard's stats.lua snapshot is consistent on its own; their sum is not one snapshot (the shards are
 read at slightly different moments), which the README states.
@@ -16,38 +14,66 @@ read at slightly different moments), which the README states.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from hexq.core.model import Priority, Stats, TaskStatus
 
 T = TypeVar("T")
+PREFIX = "s/"
+_ENTRY = re.compile(r"([A-Za-z0-9_.:-]{1,64})=([0-9]{0,18})")
 
 
 @dataclass(frozen=True, slots=True)
 class ShardPage(Generic[T]):
-    """One shard's answer: its items as (seq, item), newest first; its next cursor ('' when it has no more);
-    how many index entries it examined."""
+    """One shard's answer: its items as (created_at, seq, item), newest first; its next cursor ('' when it has no
+    more); how many index entries it examined."""
 
-    items: Sequence[tuple[int, T]]
+    items: Sequence[tuple[float, int, T]]
     cursor: str
     scanned: int
 
 
-def page(pages: Sequence[ShardPage[T]], limit: int) -> tuple[list[T], str, int]:
-    """The page of at most `limit` items that the shards' answers to one cursor make together:
-    (items newest first, the next cursor or '' when the listing is complete, entries examined in all)."""
-    scanned = sum(page.scanned for page in pages)
-    cut = [int(page.cursor) for page in pages if page.cursor]
-    floor = max(cut) if cut else None
-    known = sorted((entry for page in pages for entry in page.items if floor is None or entry[0] >= floor),
-                   key=lambda entry: entry[0], reverse=True)
-    if limit <= 0:
-        return [], "", scanned
-    if len(known) > limit:
-        return [item for _, item in known[:limit]], str(known[limit - 1][0]), scanned
-    return [item for _, item in known], "" if floor is None else str(floor), scanned
+def parse(cursor: str | None, shards: Sequence[str]) -> dict[str, str]:
+    """The shards to read and each one's own cursor ('' = from its newest): every shard for no cursor (or one that
+    is not a sharded cursor: a page of an unsharded listing starts over); else the shards the cursor names."""
+    if not cursor or not cursor.startswith(PREFIX):
+        return {shard: "" for shard in shards}
+    found: dict[str, str] = {}
+    for entry in cursor[len(PREFIX):].split("/"):
+        match = _ENTRY.fullmatch(entry)
+        if match:
+            found[match[1]] = match[2]
+    return found
+
+
+def page(pages: Mapping[str, ShardPage[T]], limit: int) -> tuple[list[T], str, int]:
+    """The page of at most `limit` items the shards' answers make together: (items newest first, the next cursor
+    or '' when every shard is finished, entries examined in all)."""
+    scanned = sum(part.scanned for part in pages.values())
+    ranked = sorted(((created, shard, seq, item) for shard, part in pages.items()
+                     for created, seq, item in part.items),
+                    key=lambda entry: (-entry[0], entry[1], -entry[2]))
+    taken = ranked[:max(limit, 0)]
+    last: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for _, shard, seq, _item in taken:
+        last[shard] = seq
+        count[shard] = count.get(shard, 0) + 1
+    rest: list[str] = []
+    for shard, part in pages.items():
+        if count.get(shard, 0) < len(part.items):  # cut: continue below its last item taken (or where it began)
+            rest.append(f"{shard}={last[shard]}" if shard in last else f"{shard}={_began(part)}")
+        elif part.cursor:
+            rest.append(f"{shard}={part.cursor}")
+    return [item for *_, item in taken], (PREFIX + "/".join(rest)) if rest else "", scanned
+
+
+def _began(part: ShardPage[T]) -> str:
+    """The cursor that reads this shard's answer again: just above its first item."""
+    return str(part.items[0][1] + 1)
 
 
 def stats(parts: Sequence[Stats], paused: frozenset[str]) -> Stats:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from hexq.adapters.redis import RedisBackend
+from hexq.adapters.redis import RedisBackend, ShardedRedisBackend, from_url
 from hexq.adapters.redis.connection import parse
 from hexq.adapters.redis.keys import Keys, is_part
 from hexq.adapters.redis.shards import (
@@ -151,6 +151,8 @@ def test_bad_shard_options_are_configuration_errors(query: str) -> None:
         parse("redis://127.0.0.1:6379/0?" + query)
 
 
-def test_the_backend_refuses_a_sharded_url_until_it_is_built() -> None:
-    with pytest.raises(ConfigurationError, match="not implemented yet"):
+def test_a_sharded_url_opens_the_sharded_backend_and_the_plain_class_refuses_it() -> None:
+    with pytest.raises(ConfigurationError, match="from_url"):
         RedisBackend.from_url("redis://127.0.0.1:6379/0?shards=per-queue")
+    assert isinstance(from_url("redis://127.0.0.1:6379/0?shards=per-queue&hot=bench:3"), ShardedRedisBackend)
+    assert isinstance(from_url("redis://127.0.0.1:6379/0"), RedisBackend)

@@ -6,7 +6,9 @@
 --   KEYS[1] hexq:{p}:   the partition's prefix. It routes the call to the partition's cluster slot;
 --                       every key a script touches is this prefix plus one of the names below, so all
 --                       of them share the {p} hash tag and the slot (keys.py spells the same names).
---   ARGV[1] '1' = test-clock mode (now is the test:clock key), '0' = now is the server's TIME
+--   ARGV[1] '1' = test-clock mode (now is the test:clock key), '0' = now is the server's TIME; any other
+--           text is test-clock mode with "now" given (a sharded deployment's shards read one global clock key,
+--           which a script of another slot may not read, so the client reads it and passes it)
 -- Helpers never read KEYS or ARGV themselves: in a function library those are each call's own.
 --
 -- Keys (names after the prefix):
@@ -68,7 +70,7 @@ local function begin(keys, args)
         P = keys[1]
         DELAYED, LEASES, FINISHED, ALL = P .. 'delayed', P .. 'leases', P .. 'finished', P .. 'all'
     end
-    TEST_CLOCK = args[1] == '1'
+    TEST_CLOCK = args[1] ~= '0' and args[1] or nil
     adds, rems, waiting, wakes, depths = {}, {}, {}, {}, {}
     turns = {}
     paused = nil
@@ -108,6 +110,7 @@ local function fmt(x)
 end
 
 local function now()
+    if TEST_CLOCK and TEST_CLOCK ~= '1' then return tonumber(TEST_CLOCK) end
     if TEST_CLOCK then
         local frozen = redis.call('GET', P .. 'test:clock')
         if not frozen then fail('test-clock mode but ' .. P .. 'test:clock is not set') end

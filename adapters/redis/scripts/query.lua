@@ -7,8 +7,9 @@
 --          created_after <= created_at < created_before, in seconds ('' = unbounded)
 -- ARGV[12..] search forms (optional): keep only entries whose `data` holds one of them (a plain find; a
 --          prefilter: data holds more than the payload and error, and the caller confirms each match)
--- Returns: {items, next_cursor, scanned} where items are records (records.RECORD_FIELDS), next_cursor
---          is a seq as text, or '' when the listing is complete, and scanned the index entries examined.
+-- Returns: {items, next_cursor, scanned, seqs} where items are records (records.RECORD_FIELDS), next_cursor
+--          is a seq as text, or '' when the listing is complete, scanned the index entries examined, and seqs
+--          each item's seq (a sharded listing merges shards' pages and continues each below its last item taken).
 -- The scan walks status:<s> for the statuses that have one (scheduled, dead, cancelled), else every
 -- task (`all`); the other filters, and the status, are checked per entry. When the bound is reached
 -- before the page is full, the page comes back short with a cursor at the last examined entry, so a
@@ -67,11 +68,11 @@ while #found <= limit and scanned < bound and not done do
     end
 end
 
-local items, cursor = {}, ''
-for i = 1, math.min(limit, #found) do items[i] = record(found[i][1]) end
+local items, cursor, seqs = {}, '', {}
+for i = 1, math.min(limit, #found) do items[i] = record(found[i][1]); seqs[i] = found[i][2] end
 if #found > limit then
     if limit > 0 then cursor = found[limit][2] end
 elseif not done and last_seq then
     cursor = last_seq  -- the bound cut the scan short
 end
-return {items, cursor, scanned}
+return {items, cursor, scanned, seqs}
