@@ -78,6 +78,7 @@ class ShardedRedisBackend:
         self._turn = 0
         self._now_seen = 0.0
         self._listeners: dict[str, asyncio.Task[bool]] = {}
+        self._registering = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, test_clock: bool = False,
@@ -113,13 +114,18 @@ class ShardedRedisBackend:
     async def _register(self, places: Iterable[tuple[str, str]]) -> None:
         """Record (shard, queue) pairs in the global registry before their first task is stored there (once each
         per process), so every other process's sweeps, stats and listings find the shard."""
-        new = [place for place in set(places) if place not in self._registered and place[0] != LEGACY]
-        if new:
-            with translated():
-                await self._conns.client.hset(self.keys.shards, mapping={f"{code} {queue}": "1" for code, queue in new})
-            self._registered.update(new)
-            for code, queue in new:
-                self._registry.setdefault(code, set()).add(queue)
+        wanted = {place for place in places if place not in self._registered and place[0] != LEGACY}
+        if not wanted:
+            return
+        async with self._registering:  # one write for a burst of first submits (and a cluster client set up once)
+            new = wanted - self._registered
+            if new:
+                with translated():
+                    await self._conns.client.hset(self.keys.shards,
+                                                  mapping={f"{code} {queue}": "1" for code, queue in new})
+                self._registered.update(new)
+                for code, queue in new:
+                    self._registry.setdefault(code, set()).add(queue)
 
     async def _known(self) -> dict[str, set[str]]:
         """Every registered shard and its queues (read again at most every REGISTRY_TTL)."""

@@ -208,14 +208,16 @@ CAPABILITIES: dict[str, str] = {
     "atomic_tenant_cap": "the per-tenant cap is checked in the enqueue's own atomic step (no overshoot)",
     "fair": "fair queues: tenants take turns within a priority level, FIFO within a tenant, optional weights",
     "listing_order": "a listing across queues is in submit order, even for tasks created in the same instant",
+    "cap_across_queues": "a bulk submit over a tenant's cap is refused whole, whatever queues its tasks are for",
+    "idempotency_across_queues": "an idempotency key reused for another queue is refused (422), not a new task",
 }
 HAS: dict[str, frozenset[str]] = {
     "memory": frozenset(CAPABILITIES),
     "sqlite": frozenset(CAPABILITIES),
     "redis": frozenset(CAPABILITIES),
     "redis_cluster": frozenset(CAPABILITIES),
-    "aws": frozenset({"priority", "listing_order"}),  # and no "fair"
-    "redis_sharded": frozenset(CAPABILITIES) - {"listing_order"},
+    "aws": frozenset({"priority", "listing_order", "cap_across_queues", "idempotency_across_queues"}),  # no "fair"
+    "redis_sharded": frozenset(CAPABILITIES) - {"listing_order", "cap_across_queues", "idempotency_across_queues"},
 }
 GAPS: dict[tuple[str, str], str] = {
     ("aws", "fifo"): "SQS standard queues are best-effort ordered, and a released or retried task is sent "
@@ -230,6 +232,11 @@ GAPS: dict[tuple[str, str], str] = {
     ("redis_sharded", "listing_order"): "each shard numbers its own tasks, so a listing over several queues is "
                                         "merged by creation time: tasks created in the same microsecond in "
                                         "different queues come in shard order",
+    ("redis_sharded", "cap_across_queues"): "each shard checks the cap against its own count, atomically: a "
+                                            "tenant may hold up to the cap in every queue (hot-queue shard)",
+    ("redis_sharded", "idempotency_across_queues"): "keys are kept per shard; a key reused for another queue "
+                                                    "makes a second task there (the same request always meets "
+                                                    "its first copy: same queue, same shard)",
 }
 RELIES_ON: dict[str, tuple[str, ...]] = {
     "test_strict_priority_across_the_four_levels": ("priority", "fifo"),  # FIFO within each level, too
@@ -240,6 +247,8 @@ RELIES_ON: dict[str, tuple[str, ...]] = {
     "test_pages_of_a_filtered_query": ("fifo",),  # the claim must take the oldest five
     "test_concurrent_submits_cannot_overshoot_the_cap": ("atomic_tenant_cap",),
     "test_query_lists_newest_first_and_filters": ("listing_order",),  # three queues, one instant
+    "test_a_bulk_submit_over_the_cap_is_refused_whole_across_queues": ("cap_across_queues",),
+    "test_an_idempotency_key_reused_for_another_queue_is_refused": ("idempotency_across_queues",),
     # test_fairness.py: every test on the `backend` fixture relies on fair queues (and FIFO within a tenant)
     "test_tenants_take_turns_within_a_priority_level": ("fair", "fifo"),
     "test_a_tenant_arriving_behind_a_backlog_is_served_next": ("fair", "fifo"),
