@@ -80,6 +80,11 @@ class Keys:
         return self._key("paused")
 
     @property
+    def idem(self) -> str:
+        """HASH idempotency_field(tenant, key) -> task id (the enqueue script keeps it)."""
+        return self._key("idem")
+
+    @property
     def delayed(self) -> str:
         """ZSET id -> run_at (whole µs): scheduled tasks (a sharded claim peeks at its first)."""
         return self._key("delayed")

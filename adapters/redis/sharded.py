@@ -28,13 +28,14 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from hexq.adapters.redis import merge
 from hexq.adapters.redis.backend import QUERY_SCAN, Connections, RedisBackend, _raise_if_cancelled
 from hexq.adapters.redis.connection import Target, parse, translated
 from hexq.adapters.redis.heads import Head, allocate, due_seconds, next_due
-from hexq.adapters.redis.keys import check_part, is_part
+from hexq.adapters.redis.keys import check_part, idempotency_field, is_part
 from hexq.adapters.redis.shards import shard_of_id, task_id
 from hexq.core import search
 from hexq.core.breaker import BreakerState
@@ -79,6 +80,7 @@ class ShardedRedisBackend:
         self._now_seen = 0.0
         self._listeners: dict[str, asyncio.Task[bool]] = {}
         self._registering = asyncio.Lock()
+        self._idem_checked, self._legacy_keys = -math.inf, True
 
     @classmethod
     def from_url(cls, url: str, *, test_clock: bool = False,
@@ -193,6 +195,7 @@ class ShardedRedisBackend:
         """Each shard's tasks in one call there, the calls concurrent. A cap is checked per shard."""
         if not tasks:
             return []
+        tasks = await self._keys_kept(tasks)
         groups = _group([self.code_of(task.id) for task in tasks])
         await self._register((code, tasks[i].queue) for code, places in groups.items() for i in places)
         for code in groups:
@@ -200,6 +203,29 @@ class ShardedRedisBackend:
         stored = await asyncio.gather(*(self.shard(code).enqueue([tasks[i] for i in places], cap=cap)
                                         for code, places in groups.items()))
         return _ungroup(groups, stored, len(tasks))
+
+    async def _keys_kept(self, tasks: Sequence[Task]) -> Sequence[Task]:
+        """A keyed task whose key the legacy shard already holds (stored before the switch) goes there, under its
+        id's random part, so the request meets its first copy (the same task back, or a mismatch) as before."""
+        keyed = [i for i, task in enumerate(tasks) if task.idempotency_key is not None and self.code_of(task.id)]
+        if not keyed or not await self._legacy_has_keys():
+            return tasks
+        fields = [idempotency_field(tasks[i].tenant, tasks[i].idempotency_key) for i in keyed]
+        with translated():
+            found = await self._conns.client.hmget(self.keys.idem, fields)
+        kept = list(tasks)
+        for i, hit in zip(keyed, found, strict=True):
+            if hit is not None:
+                kept[i] = replace(tasks[i], id=tasks[i].id[:32])
+        return kept
+
+    async def _legacy_has_keys(self) -> bool:
+        clock = time.monotonic()
+        if clock - self._idem_checked > LEGACY_CHECK:
+            with translated():
+                self._legacy_keys = bool(await self._conns.client.hlen(self.keys.idem))
+            self._idem_checked = clock
+        return self._legacy_keys
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
                     wait: float = 0.0) -> list[Lease]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from redis_server import flushed
 
-from hexq.adapters.redis import RedisBackend
+from hexq.adapters.redis import RedisBackend, ShardedRedisBackend, from_url
 from hexq.core.clock import SystemClock
 from hexq.core.errors import ConfigurationError
 from hexq.core.model import Priority, Settlement, TaskStatus
@@ -73,9 +73,12 @@ async def _populate(url: str, target: str) -> Deployment:
         await backend.close()
 
 
-async def _check(url: str, made: Deployment) -> dict[str, Any]:
-    backend = RedisBackend.from_url(url)
+async def _check(url: str, made: Deployment, new: int = 0) -> dict[str, Any]:
+    """Everything the copy holds is where it was; `new` tasks submitted now are served next to the old ones."""
+    backend = from_url(url)
     try:
+        fresh = {(await _service(backend).submit(SubmitRequest("echo", {"new": i}, queue=QUEUES[i % 2]))).task.id
+                 for i in range(new)}
         for task_id, run_at in made.scheduled.items():
             task = await backend.get(task_id)
             assert task is not None and (task.status, task.run_at) == (TaskStatus.SCHEDULED, run_at)
@@ -84,14 +87,22 @@ async def _check(url: str, made: Deployment) -> dict[str, Any]:
         again = await _service(backend).submit(SubmitRequest("echo", {"k": 1}, idempotency_key="k1"))
         assert (again.created, again.task.id) == (False, made.keyed)
         assert await backend.paused() == frozenset({"mail"})
-        claimed = [lease.task.id for lease in await backend.claim(QUEUES, 100, lease_seconds=60, worker_id="new")]
+        claimed = await _claim_all(backend)
+        assert not {task.queue for task in [await backend.get(i) for i in claimed] if task} & {"mail"}
         assert await backend.resume("mail")
-        claimed += [lease.task.id for lease in await backend.claim(QUEUES, 100, lease_seconds=60, worker_id="new")]
+        claimed += await _claim_all(backend)
         assert len(claimed) == len(set(claimed))  # none twice
-        assert set(claimed) == made.queued  # lost: none; unexpected: none
+        assert set(claimed) == made.queued | fresh  # lost: none; unexpected: none
         return {"claimed": len(claimed), "scheduled": len(made.scheduled)}
     finally:
         await backend.close()
+
+
+async def _claim_all(backend: RedisBackend | ShardedRedisBackend) -> list[str]:
+    claimed: list[str] = []
+    while leases := await backend.claim(QUEUES, 100, lease_seconds=60, worker_id="new"):
+        claimed += [lease.task.id for lease in leases]
+    return claimed
 
 
 @pytest.fixture
@@ -100,18 +111,23 @@ def servers(redis_url: str, redis_cluster_url: str) -> Iterator[tuple[str, str]]
         yield redis_url, redis_cluster_url
 
 
-def test_a_stopped_deployment_moves_to_a_cluster_with_nothing_lost(servers: tuple[str, str],
+@pytest.mark.parametrize("layout", ["", "?shards=per-queue"])
+def test_a_stopped_deployment_moves_to_a_cluster_with_nothing_lost(servers: tuple[str, str], layout: str,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Then every process starts on the cluster, unsharded as before or spread (`shards=per-queue`): there the
+    copied tasks drain in place from the legacy shard while new ones go to their queues' shards."""
     source, target = servers
     made = asyncio.run(_populate(source, target))
     assert main(["migrate", "copy", "--from", source, "--to", target, "--json"]) == 0
     copied = json.loads(capsys.readouterr().out)
     assert copied["by_status"] == {"queued": 28, "scheduled": 5, "running": 0, "succeeded": 2, "failed": 0,
                                    "dead": 1, "cancelled": 0}
-    checked = asyncio.run(_check(target, made))
+    checked = asyncio.run(_check(target + layout, made, new=20 if layout else 0))
     with capsys.disabled():
-        print(f"\nmigrate copy: {copied['keys']} keys in {copied['seconds']} s (one node -> 3-master cluster); "
-              f"claimed {checked['claimed']} of {len(made.queued)} queued, lost 0, twice 0; "
+        print(f"\nmigrate copy: {copied['keys']} keys in {copied['seconds']} s (one node -> 3-master cluster"
+              f"{', then sharded' if layout else ''}); "
+              f"claimed {checked['claimed']} ({len(made.queued)} copied + {20 if layout else 0} new), lost 0, "
+              "twice 0; "
               f"{checked['scheduled']} scheduled kept their due time")
     # The source is untouched: a copy, not a move. And a second copy refuses to overwrite the first.
     assert asyncio.run(_backlog(source)) == 28
