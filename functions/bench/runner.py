@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
+from hexq.core.errors import ConfigurationError
 from hexq.functions.bench import baselines, enqueue, loops, procs, summary
 from hexq.functions.bench.context import Bench, Meter
 from hexq.functions.bench.drain import drains
@@ -93,7 +94,12 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
         url, temporary = backend_url(options.backend, Path(tmp))
         url, spread_notes = spread_url(url, options.queues, options.shards)
         modules = tuple(dict.fromkeys((*settings.task_modules, "hexq.functions.examples")))
-        container = bootstrap(settings.override(backend_url=url, task_modules=modules))
+        try:
+            container = bootstrap(settings.override(backend_url=url, task_modules=modules))
+        except ConfigurationError as exc:
+            if not spread_notes:
+                raise
+            raise ConfigurationError(f"{exc} ({'; '.join(spread_notes)})") from exc  # the bench wrote that option
         try:
             with Meter(console) as meter:
                 b = Bench(options, container, url, Path(tmp), meter)

@@ -193,6 +193,7 @@ def test_a_cluster_spreads_three_queues_once_sharding_is_built(capsys: pytest.Ca
     code = main(["bench", *SMALL, "--json", "--backend", redis_cluster_url, "--queues", "3", "--workers", "3"])
     out, err = capsys.readouterr()
     if code == 2 and "not implemented" in err:
+        assert "(--queues 3: appended shards=per-queue to the backend URL)" in err  # says who wrote the option
         pytest.skip("RedisBackend does not take shards=per-queue yet (docs/redis-cluster-sharding.md)")
     assert code == 0, err
     report = json.loads(out)
