@@ -9,7 +9,7 @@ The names depend only on (partition, Q), not on the cluster, so every run with t
 With `--shards N` (N > 1) they use one hot queue, `bench`, which the backend splits in N shards (`hot=bench:N`).
 
 Both need a sharded Redis (`shards=per-queue`). What is appended to the backend URL, and why, is decided here
-by pure functions, so it is tested without a backend that implements it.
+by pure functions, tested without any backend.
 """
 
 from __future__ import annotations

@@ -188,15 +188,29 @@ def test_a_cluster_drain_shows_each_masters_cpu(capsys: pytest.CaptureFixture[st
 
 @pytest.mark.slow
 @pytest.mark.redis
-def test_a_cluster_spreads_three_queues_once_sharding_is_built(capsys: pytest.CaptureFixture[str],
-                                                               redis_cluster_url: str) -> None:
-    code = main(["bench", *SMALL, "--json", "--backend", redis_cluster_url, "--queues", "3", "--workers", "3"])
-    out, err = capsys.readouterr()
-    if code == 2 and "not implemented" in err:
-        assert "(--queues 3: appended shards=per-queue to the backend URL)" in err  # says who wrote the option
-        pytest.skip("RedisBackend does not take shards=per-queue yet (docs/redis-cluster-sharding.md)")
-    assert code == 0, err
-    report = json.loads(out)
+def test_a_cluster_spreads_a_hot_queue_over_its_shards(capsys: pytest.CaptureFixture[str],
+                                                      redis_cluster_url: str) -> None:
+    report = bench(capsys, "--backend", redis_cluster_url, "--shards", "3", "--workers", "2")
+    assert report["complete"] is True and (report["config"]["queues"], report["config"]["shards"]) == (1, 3)
+    assert report["backend"].endswith("?shards=per-queue&hot=bench:3") and report["drain_queues"] == ["bench"]
+    assert report["notes"][0] == "--shards 3: appended shards=per-queue&hot=bench:3 to the backend URL"
+    assert "not loaded evenly" in report["notes"][1]  # 150 tasks: one bulk request, so one shard
+    assert report["drain"][0]["drained"] == 150 and len(report["drain"][0]["redis_masters"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_cluster_spreads_three_queues_with_shards_per_queue(capsys: pytest.CaptureFixture[str],
+                                                              redis_cluster_url: str) -> None:
+    report = bench(capsys, "--backend", redis_cluster_url, "--queues", "3", "--workers", "3")
     check_spread(report, spread_queues("hexq", 3), rows=1)
-    assert report["backend"].endswith("shards=per-queue") and "appended shards=per-queue" in report["notes"][0]
+    assert report["backend"].endswith("?shards=per-queue")
+    assert report["notes"] == ["--queues 3: appended shards=per-queue to the backend URL"]
     assert len(report["drain"][0]["redis_masters"]) == 3
+
+
+def test_a_refused_option_the_bench_appended_is_blamed_on_the_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    # shards= is the user's (and wrong), hot= the bench's: the adapter refuses before connecting anywhere
+    assert main(["bench", *SMALL, "--backend", "redis://127.0.0.1:1/0?shards=bogus", "--shards", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "shards= takes 'per-queue'" in err and "(--shards 2: appended hot=bench:2 to the backend URL)" in err
