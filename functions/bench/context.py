@@ -3,6 +3,10 @@
 Each phase uses its own queue, `bench.<run>.<phase>` (each drain row `bench.<run>.drain<i>`), so the
 drain's workers never see the tasks the enqueue phases left queued, and a report can read its own
 tasks back by queue. The baselines use one list (or table) of their own, `bench.<run>.plain`.
+
+With `--queues Q` or `--shards N` (spread.py) the bulk and drain phases use instead the Q queues `bench-<i>.<j>`
+or the hot queue `bench`, named alike by every run (a sharded URL's `hot=` must name its queue before the run):
+each drain row then reads back its own tasks as the newest succeeded ones of those queues.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,9 +25,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hexq.core.model import Task, TaskQuery, TaskStatus
+from hexq.core.services import SubmitRequest
 from hexq.functions.bench.options import BenchOptions
 from hexq.functions.bench.plain import Plain
 from hexq.functions.bench.redisstats import RedisStats, Snapshot, usage
+from hexq.functions.bench.spread import HOT_QUEUE, RoundRobin, partition_of, shares, spread_queues
 from hexq.functions.bootstrap import Container
 
 READY_TIMEOUT = 30.0  # a child process must be up within this (imports, bootstrap)
@@ -37,19 +44,24 @@ class Queues:
     latency: str
     serve: str  # the latency phase under `hexq serve`
     plain: str  # the baselines' list or table
+    spread: tuple[str, ...] = ()  # --queues / --shards: every drain row's queues, in place of its own
 
     @classmethod
-    def fresh(cls, drains: int = 1) -> Queues:
+    def fresh(cls, drains: int = 1, spread: tuple[str, ...] = ()) -> Queues:
         run = f"bench.{uuid.uuid4().hex[:8]}"
         return cls(f"{run}.enqueue", tuple(f"{run}.drain{i}" for i in range(drains)), f"{run}.latency",
-                   f"{run}.serve", f"{run}.plain")
+                   f"{run}.serve", f"{run}.plain", spread)
 
     @property
     def drain(self) -> str:
         return self.drains[0]
 
+    def of_drain(self, index: int) -> tuple[str, ...]:
+        """The queues drain row `index` submits to (round robin) and its workers serve."""
+        return self.spread or (self.drains[index],)
+
     def all(self) -> tuple[str, ...]:
-        return (self.enqueue, *self.drains, self.latency, self.serve)
+        return (self.enqueue, *self.drains, *self.spread, self.latency, self.serve)
 
 
 class Meter:
@@ -90,7 +102,18 @@ class Bench:
     polls: int = 0  # stats calls made to follow progress (subtracted from Redis's figures)
 
     def __post_init__(self) -> None:
-        self.queues = Queues.fresh(len(self.options.workers))
+        o = self.options
+        spread = (spread_queues(partition_of(self.url), o.queues) if o.queues > 1 else
+                  (HOT_QUEUE,) if o.shards > 1 else ())
+        self.queues = Queues.fresh(len(o.workers), spread)
+
+    @cached_property
+    def drain_turns(self) -> RoundRobin[SubmitRequest]:
+        """The first drain row's noop requests in turn over its queues: the bulk phase takes the first ones,
+        and the row's top-up goes on from there."""
+        from hexq.functions.bench.enqueue import noop  # enqueue imports this module
+
+        return RoundRobin([noop(q) for q in self.queues.of_drain(0)], self.options.chunk)
 
     @property
     def local(self) -> bool:
@@ -116,6 +139,14 @@ class Bench:
         price = await self.redis.price_of_poll(self.container.tasks.stats, self.polls) if after.polls > before.polls \
             else None
         return usage(before, after, tasks, price)
+
+    async def finished_in(self, queues: tuple[str, ...], expected: int) -> list[Task]:
+        """The succeeded tasks of the `expected` handed out round robin over `queues` from the first: the newest of
+        each queue (a page may reach older ones: queues shared by drain rows and runs hold theirs too)."""
+        if len(queues) == 1 and not self.queues.spread:
+            return await self.finished(queues[0], expected)
+        return [task for queue, share in zip(queues, shares(expected, len(queues)), strict=True)
+                for task in (await self.finished(queue, share))[:share]]
 
     async def finished(self, queue: str, expected: int) -> list[Task]:
         """The succeeded tasks of `queue`, read back page by page until `expected` are found (newest first,

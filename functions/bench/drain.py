@@ -35,7 +35,8 @@ import time
 from typing import Any
 
 from hexq.core.model import Task
-from hexq.functions.bench import pool, procs
+from hexq.core.services import SubmitRequest
+from hexq.functions.bench import pool, procs, spread
 from hexq.functions.bench.context import Bench, Show
 from hexq.functions.bench.enqueue import noop
 from hexq.functions.bench.figures import per_task, rate
@@ -49,14 +50,16 @@ async def drains(b: Bench) -> list[dict[str, Any]]:
 
 
 async def drain(b: Bench, index: int, workers: int, c: int) -> dict[str, Any]:
-    n, queue = b.options.count, b.queues.drains[index]
-    await _top_up(b, queue, n - (b.prequeued if index == 0 else 0))
+    n, queues = b.options.count, b.queues.of_drain(index)
+    # Row 0 goes on round robin where the bulk phase stopped; a later row starts at the first queue again.
+    turns = b.drain_turns if index == 0 else spread.RoundRobin([noop(q) for q in queues], b.options.chunk)
+    await _top_up(b, turns, n - (b.prequeued if index == 0 else 0))
     label = f"drain: {workers} {'in-process workers' if b.local else 'processes'} x {c}"
     redis, redis_wait = await b.redis_before(), _wait(b.redis_pid)
     with b.meter.phase(label, n) as show:
         phase = "drain" if index == 0 else f"drain{index}"  # log and profile file names
-        figures = await (_in_process(b, queue, phase, workers, c, show) if b.local else
-                         _processes(b, queue, phase, workers, c, show))
+        figures = await (_in_process(b, queues, phase, workers, c, show) if b.local else
+                         _processes(b, queues, phase, workers, c, show))
     usage = await b.redis_since(redis, n)
     if usage is not None:
         figures["redis_server"] = {"cpu_seconds": usage["server_cpu_seconds"],
@@ -65,7 +68,7 @@ async def drain(b: Bench, index: int, workers: int, c: int) -> dict[str, Any]:
             figures["redis_masters"] = [{"node": node, "cpu_seconds": cpu}
                                         for node, cpu in usage["server_cpu_seconds_by_node"].items()]
             figures["redis_masters_max_over_min"] = usage["server_cpu_max_over_min"]
-    tasks = await b.finished(queue, n)
+    tasks = await b.finished_in(queues, n)
     seconds = _window(tasks)
     cpu = sum(p["cpu_seconds"] for p in figures["processes"])
     _add_shares(figures, len(tasks), seconds)
@@ -84,12 +87,12 @@ async def drain(b: Bench, index: int, workers: int, c: int) -> dict[str, Any]:
     }
 
 
-async def _top_up(b: Bench, queue: str, missing: int) -> None:
+async def _top_up(b: Bench, turns: spread.RoundRobin[SubmitRequest], missing: int) -> None:
     """Queue what the bulk phase did not (it was skipped, timed out, or this is a later row): untimed, in bulk."""
     deadline = b.deadline()
     while missing > 0 and time.monotonic() < deadline:
         size = min(b.options.chunk, missing)
-        await b.container.tasks.submit_bulk([noop(queue)] * size)
+        await b.container.tasks.submit_bulk(turns.take(size))
         missing -= size
 
 
@@ -104,10 +107,10 @@ def _add_shares(figures: dict[str, Any], tasks: int, window: float) -> None:
         entry["cores"] = round(entry["cpu_seconds"] / window, 2) if window > 0 else None
 
 
-async def _processes(b: Bench, queue: str, phase: str, count: int, c: int, show: Show) -> dict[str, Any]:
+async def _processes(b: Bench, queues: tuple[str, ...], phase: str, count: int, c: int, show: Show) -> dict[str, Any]:
     deadline = b.deadline()
     spawned = time.monotonic()
-    workers = await pool.start(b, phase, queue, count, c)
+    workers = await pool.start(b, phase, queues, count, c)
     try:
         ready = max(child.ready_at or spawned for child in workers.children)
         bench_cpu, bench_wait = time.process_time(), _wait(os.getpid())
@@ -131,11 +134,11 @@ def _process(child: procs.Child) -> dict[str, Any]:
             "peak_rss_mb": round(child.samples.get("peak_rss", 0.0) / _MB, 1)}
 
 
-async def _in_process(b: Bench, queue: str, phase: str, count: int, c: int, show: Show) -> dict[str, Any]:
+async def _in_process(b: Bench, queues: tuple[str, ...], phase: str, count: int, c: int, show: Show) -> dict[str, Any]:
     deadline = b.deadline()
     cpu, wait = time.process_time(), _wait(os.getpid())
     started = time.monotonic()
-    workers = await pool.start(b, phase, queue, count, c)
+    workers = await pool.start(b, phase, queues, count, c)
     try:
         await workers.wait(b.options.count, deadline, show)
         done = time.monotonic()

@@ -51,9 +51,8 @@ async def client_concurrent(b: Bench) -> Throughput:
 
 async def bulk(b: Bench) -> Throughput:
     """TaskService.submit_bulk in chunks of --chunk (1000). These tasks are the first drain's backlog."""
-    service, chunk = b.container.tasks, min(b.options.chunk, b.options.count)
-    requests = [noop(b.queues.drain)] * chunk
-    throughput = await loops.in_chunks(b, f"enqueue: bulk x{chunk}", lambda size: service.submit_bulk(requests[:size]),
+    service, chunk, turns = b.container.tasks, min(b.options.chunk, b.options.count), b.drain_turns
+    throughput = await loops.in_chunks(b, f"enqueue: bulk x{chunk}", lambda size: service.submit_bulk(turns.take(size)),
                                        chunk)
     b.prequeued = throughput.tasks
     return throughput

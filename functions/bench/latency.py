@@ -31,7 +31,7 @@ WARMUP = 0.3  # after the worker is up: its first claim opens its connection
 async def latency(b: Bench) -> dict[str, Any]:
     queue, total = b.queues.latency, b.options.latency_tasks
     request, service = noop(queue), b.container.tasks
-    workers = await pool.start(b, "latency", queue, 1)
+    workers = await pool.start(b, "latency", (queue,), 1)
     try:
         await asyncio.sleep(WARMUP)
         deadline = b.deadline()

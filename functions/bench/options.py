@@ -41,6 +41,8 @@ class BenchOptions:
     json: bool = False
     profile: str | None = None
     log_level: str = "INFO"  # the API server's, as `hexq serve` would log
+    queues: int = 1  # the bulk and drain phases round robin over this many queues (spread.py)
+    shards: int = 1  # ... or use one hot queue split in this many shards
 
     def __post_init__(self) -> None:
         for name, low in (("count", 1), ("concurrency", 1), ("coroutines", 1), ("connections", 1), ("chunk", 1)):
@@ -53,6 +55,9 @@ class BenchOptions:
                 raise ConfigurationError(f"bench: --{name} must be above 0, not {getattr(self, name)}")
         if self.chunk > 1000:
             raise ConfigurationError(f"bench: --chunk must be at most 1000 (the bulk submit limit), not {self.chunk}")
+        from hexq.functions.bench import spread  # not at import: it loads redis, which `hexq --help` need not
+
+        spread.check(self.queues, self.shards)
         unknown = self.skip - set(SKIPPABLE)
         if unknown:
             raise ConfigurationError(f"bench: --skip takes {','.join(SKIPPABLE)}; unknown: {','.join(sorted(unknown))}")
@@ -95,6 +100,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="connections of the concurrent HTTP client (16)")
     add("--skip", dest="bench_skip", type=_phases, default=frozenset(), metavar="PHASES",
         help=f"comma-separated phases to leave out: {','.join(SKIPPABLE)}")
+    add("--queues", dest="bench_queues", type=int, default=1, metavar="Q",
+        help="the bulk and drain phases submit round robin over Q queues, bench-<i>.<j>, whose shard slots fall "
+             "in Q equal slot ranges (one per master of a Q-master cluster), and every drain worker serves all Q; "
+             "on redis+cluster:// without shards= the bench appends shards=per-queue, on one redis:// server it "
+             "leaves the URL alone (1)")
+    add("--shards", dest="bench_shards", type=int, default=1, metavar="N",
+        help="the bulk and drain phases use one hot queue, bench, split in N shards: appends hot=bench:N (and "
+             "shards=per-queue unless the URL has shards=) to a Redis URL; not on other backends (1)")
     add("--json", dest="bench_json", action="store_true", help="print one JSON object instead of tables")
     add("--cold-start", dest="bench_cold_start", action="store_true",
         help="instead of the phases: import-and-bootstrap time of each Lambda module per backend, and package size")
@@ -110,7 +123,8 @@ def from_args(args: argparse.Namespace, log_level: str = "INFO") -> BenchOptions
     return BenchOptions(backend=args.bench_backend, count=args.bench_count, workers=args.bench_workers,
                         concurrency=args.bench_concurrency, rate=args.bench_rate,
                         duration=args.bench_duration, timeout=args.bench_timeout, connections=args.bench_connections,
-                        skip=args.bench_skip, json=args.bench_json, profile=args.bench_profile, log_level=log_level)
+                        skip=args.bench_skip, json=args.bench_json, profile=args.bench_profile, log_level=log_level,
+                        queues=args.bench_queues, shards=args.bench_shards)
 
 
 def _phases(raw: str) -> frozenset[str]:

@@ -84,20 +84,20 @@ class Pool:
         await procs.stop(self.children, within)
 
 
-async def start(b: Bench, phase: str, queue: str, count: int, concurrency: int | None = None) -> Pool:
-    """`count` workers on `queue` (`concurrency` each, --concurrency by default), each ready when this returns
+async def start(b: Bench, phase: str, queues: tuple[str, ...], count: int, concurrency: int | None = None) -> Pool:
+    """`count` workers on `queues` (`concurrency` each, --concurrency by default), each ready when this returns
     (a process has printed its banner)."""
     concurrency = concurrency or b.options.concurrency
     pool = Pool(b)
     if b.local:
         pool.counter = _Counting(b.container.backend)
-        settings = b.container.settings.override(queues=(queue,), concurrency=concurrency)
+        settings = b.container.settings.override(queues=queues, concurrency=concurrency)
         container = replace(b.container, settings=settings, backend=cast(Backend, pool.counter))
         pool.jobs = [asyncio.create_task(run_worker(container, pool.stopping, worker_id=f"bench-{phase}-{i}",
                                                     signals=False)) for i in range(count)]
         return pool
     pool.baseline = await b.succeeded()
-    args = ["hexq.functions.cli", "worker", "--backend", b.url, "--queues", queue, "--concurrency",
+    args = ["hexq.functions.cli", "worker", "--backend", b.url, "--queues", ",".join(queues), "--concurrency",
             str(concurrency), "--tasks", "hexq.functions.examples", "--log-level", "WARNING"]
     try:
         for i in range(count):

@@ -64,8 +64,12 @@ class RedisStats:
         self._client = connect(parse(url))
 
     async def server(self) -> dict[str, Any]:
-        info = await self._client.info("server")
-        return {"redis_version": info.get("redis_version"), "redis_pid": info.get("process_id")}
+        """The version, and the pid of the one server (a cluster has one per master: none is given)."""
+        infos = list((await self._info("server")).values())
+        first = infos[0]
+        figures = {"redis_version": first.get("redis_version"),
+                   "redis_pid": first.get("process_id") if len(infos) == 1 else None}
+        return figures if len(infos) == 1 else {**figures, "redis_masters": len(infos)}
 
     async def snapshot(self, polls: int) -> Snapshot:
         cpus, stats = await self._info("cpu"), await self._info("commandstats")

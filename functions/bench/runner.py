@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
+from hexq.core.errors import ConfigurationError
 from hexq.functions.bench import baselines, enqueue, loops, procs, summary
 from hexq.functions.bench.context import Bench, Meter
 from hexq.functions.bench.drain import drains
@@ -48,6 +49,7 @@ from hexq.functions.bench.options import BenchOptions, from_args
 from hexq.functions.bench.plain import open_plain
 from hexq.functions.bench.redisstats import RedisStats
 from hexq.functions.bench.serving import serve_latency
+from hexq.functions.bench.spread import spread_url, uneven_shards
 from hexq.functions.bench.table import render
 from hexq.functions.bootstrap import bootstrap
 from hexq.functions.settings import Settings
@@ -90,11 +92,18 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
     # time its own logging.
     with _quiet("httpx", "httpcore", "hexq.worker"), tempfile.TemporaryDirectory(prefix="hexq-bench-") as tmp:
         url, temporary = backend_url(options.backend, Path(tmp))
+        url, spread_notes = spread_url(url, options.queues, options.shards)
         modules = tuple(dict.fromkeys((*settings.task_modules, "hexq.functions.examples")))
-        container = bootstrap(settings.override(backend_url=url, task_modules=modules))
+        try:
+            container = bootstrap(settings.override(backend_url=url, task_modules=modules))
+        except ConfigurationError as exc:
+            if not spread_notes:
+                raise
+            raise ConfigurationError(f"{exc} ({'; '.join(spread_notes)})") from exc  # the bench wrote that option
         try:
             with Meter(console) as meter:
                 b = Bench(options, container, url, Path(tmp), meter)
+                b.notes += spread_notes + uneven_shards(options)
                 report = await _instrumented(b, host)
                 if not temporary and not b.local:
                     await _cleanup(b)
@@ -107,6 +116,7 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
         "backend": redact(url), "backend_kind": urlsplit(url).scheme, "temporary_backend": temporary,
         "machine": host, "started_at": started.isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - clock, 3), "config": _config(options),
+        "drain_queues": list(b.queues.spread),  # --queues / --shards: the queues every drain row used
         **report, "complete": all(p["complete"] for p in done), "notes": b.notes,
     }
 
@@ -114,10 +124,8 @@ async def run_bench(options: BenchOptions, settings: Settings | None = None,
 async def _instrumented(b: Bench, host: dict[str, Any]) -> dict[str, Any]:
     """The phases, with the baselines' backend operations and Redis's accounting open around them."""
     scheme = urlsplit(b.url).scheme
-    if scheme in ("redis", "rediss"):  # a cluster's INFO would be per node: not summed here
+    if scheme in ("redis", "rediss", "redis+cluster"):  # a cluster's: read from every master and summed
         b.redis = RedisStats(b.url)
-    elif scheme == "redis+cluster":
-        b.notes.append("Redis Cluster: no Redis CPU figures (INFO is per node)")
     b.plain = open_plain(b.url, b.queues.plain) if b.options.baselines else None
     if b.options.baselines and b.plain is None:
         b.notes.append(f"{scheme}:// has no baselines (nothing plainer to compare with), so no ratios")
@@ -233,4 +241,5 @@ def _config(o: BenchOptions) -> dict[str, Any]:
     return {"count": o.count, "drains": [list(d) for d in o.drains()], "concurrency": o.concurrency,
             "coroutines": o.coroutines,
             "rate": o.rate, "duration": o.duration, "timeout": o.timeout, "connections": o.connections,
-            "chunk": o.chunk, "skipped": sorted(o.skip), "api_log_level": o.log_level}
+            "chunk": o.chunk, "skipped": sorted(o.skip), "api_log_level": o.log_level,
+            "queues": o.queues, "shards": o.shards}

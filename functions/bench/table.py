@@ -43,7 +43,17 @@ def _header(report: Figures) -> str:
     redis = f"  |  Redis {m['redis_version']}" if m.get("redis_version") else ""
     return (f"[bold]hexq bench[/bold]  {report['backend']}  |  {m['cpu_model']}, {m['cores']} cores, load "
             f"{m['load_average']:.2f} → {m.get('load_average_after', 0.0):.2f}, {m['implementation']} {m['python']}"
-            f"{redis}  |  {report['seconds']:.1f} s")
+            f"{redis}  |  {report['seconds']:.1f} s{_spread(report)}")
+
+
+def _spread(report: Figures) -> str:
+    """--queues / --shards: where the bulk and drain phases put their tasks."""
+    config, queues = report["config"], report.get("drain_queues") or []
+    if config.get("shards", 1) > 1:
+        return f"\nbulk and drain: hot queue {queues[0]} in {config['shards']} shards (--shards)"
+    if config.get("queues", 1) > 1:
+        return f"\nbulk and drain: round robin over {config['queues']} queues (--queues): {', '.join(queues)}"
+    return ""
 
 
 def _throughput(report: Figures) -> Table:

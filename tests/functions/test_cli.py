@@ -323,7 +323,7 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
     "keygen": {"--tenant", "--scopes", "--rate", "--burst"},
     "bench": {"--log-level", "--backend", "-n", "--count", "--workers", "--concurrency", "--rate", "--duration",
               "--timeout", "--connections", "--skip", "--json", "--cold-start", "--metrics-cost",
-              "--profile"},
+              "--profile", "--queues", "--shards"},
     "experiment": {"--log-level", "--backend", "--out", "--quick", "--seed", "--repeat", "--timeout", "--json"},
     "migrate": {"--log-level"},
     "migrate copy": {"--from", "--to", "--force", "--json"},
