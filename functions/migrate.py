@@ -1,4 +1,5 @@
 """`hexq migrate copy`: move a Redis deployment to another Redis (one node to a cluster) without losing a task.
+`hexq migrate status`: where a deployment's tasks are, shard by shard (has the legacy shard drained?).
 
 Offline, by design: every hexq process is stopped first, so nothing writes while the keys move. The command
 refuses while the source still has live workers or running leases (--force skips that check, for workers that
@@ -7,8 +8,8 @@ the partition (`hexq:{<partition>}:*`: tasks, indexes, idempotency keys, schedul
 buckets) with DUMP and RESTORE, TTLs kept, then checks that the target's stats equal the source's. The source
 is left as it was. All keys of a partition share one hash tag, so on a cluster they land in one slot.
 
-A sharded layout (docs/redis-cluster-sharding.md) drains this copied partition in place once it is built; until
-then the target serves it exactly as the source did.
+Started with `?shards=per-queue` (adapters/redis/sharded.py) the target drains this copied partition in place, as
+its legacy shard, while new tasks go to their queues' shards; without it the target serves it as the source did.
 """
 
 from __future__ import annotations
@@ -55,9 +56,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     copy_.add_argument("--force", action="store_true",
                        help="copy even if the source lists live workers or running leases (they must be gone)")
     copy_.add_argument("--json", dest="migrate_json", action="store_true", help="print JSON instead of a line")
+    copy_.set_defaults(migrate_action="copy")
+    status = add("status", help="where the tasks are: per shard (the legacy one first), by status",
+                 description="Each shard of a deployment (the partition's own tag, 'legacy', then every shard the "
+                             "registry lists) with its tasks by status. After a switch to shards=per-queue the "
+                             "legacy shard has drained when it holds nothing queued, scheduled or running.")
+    status.add_argument("--backend", dest="migrate_backend", metavar="URL", help="a redis URL (default: HEXQ_BACKEND)")
+    status.add_argument("--json", dest="migrate_json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(migrate_action="status")
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.migrate_action == "status":
+        return _status(args.migrate_backend or settings.backend_url, json_out=args.migrate_json)
     try:
         copied = asyncio.run(copy(args.migrate_from, args.migrate_to, force=args.force))
     except Refused as exc:
@@ -164,3 +175,48 @@ async def _move(reader: Client, writer: Client, keys: list[bytes]) -> int:
                 pipe.restore(key, max(int(ttl), 0), value)  # PTTL -1 (no expiry) is RESTORE's 0
             await pipe.execute()
     return len(restores)
+
+
+WAITING = ("queued", "scheduled", "running")
+
+
+def _status(url: str, *, json_out: bool) -> int:
+    rows = asyncio.run(shard_status(url))
+    if json_out:
+        print(json.dumps(rows, sort_keys=True))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for header in ("shard", "queues", *WAITING, "succeeded", "dead"):
+        table.add_column(header, justify="left" if header in ("shard", "queues") else "right", no_wrap=True)
+    for row in rows:
+        counts = row["by_status"]
+        table.add_row(row["shard"], ",".join(row["queues"]), *(str(counts.get(s, 0)) for s in WAITING),
+                      str(counts.get("succeeded", 0)), str(counts.get("dead", 0)))
+    Console(highlight=False, markup=False, emoji=False).print(table)
+    drained = not any(rows[0]["by_status"].get(status) for status in WAITING)
+    print("legacy shard: " + ("drained (nothing queued, scheduled or running)" if drained
+                              else "still holds tasks; sharded workers and pollers serve it"))
+    return 0
+
+
+async def shard_status(url: str) -> list[dict[str, Any]]:
+    """Per shard: {"shard": code ('legacy' for the partition's own tag), "queues": [...], "by_status": {...}}.
+    An unsharded URL has only the legacy shard. Raises ConfigurationError for a URL that is not Redis."""
+    from hexq.adapters.redis import ShardedRedisBackend, from_url
+
+    if not url.startswith(("redis://", "rediss://", "redis+cluster://")):
+        raise ConfigurationError(f"migrate status reads a Redis deployment, not {url.split(':', 1)[0]}://")
+    backend = from_url(url)
+    try:
+        if isinstance(backend, ShardedRedisBackend):
+            parts = await backend.shard_stats()
+        else:
+            parts = [("", frozenset(), await backend.stats())]
+        return [{"shard": code or "legacy", "queues": sorted(queues),
+                 "by_status": {status.value: n for status, n in stats.by_status.items()}}
+                for code, queues, stats in parts]
+    finally:
+        await backend.close()

@@ -4,11 +4,13 @@ Design
 ------
 Slots. Every key of a deployment lives under ONE hash tag, `hexq:{<partition>}:...` (partition
 "hexq" unless the URL says `?partition=`), so every key hashes to one cluster slot and every
-script is single-slot and atomic on Redis Cluster too. A `{queue}` tag per queue would spread load
-across shards, but strict priority across a queue set, tenant-wide idempotency keys, global fencing
-tokens, stats and listings all span queues and would lose their atomicity. Documented limitation:
-one partition is served by one shard; deployments that outgrow it run several partitions (one
-URL each). Fair queues keep one ready set per queue: a task's score holds its turn (hexq.core.fairness),
+script is single-slot and atomic on Redis Cluster too; a cluster then serves the partition from one
+master. `?shards=per-queue` (sharded.py, ShardedRedisBackend) gives each queue, or each of a hot
+queue's n shards, its own tag `{<partition>/<code>}` with this same layout inside, and composes what
+spans shards (claims over several queues, sweeps, stats, listings) outside the scripts, at the price
+of the cross-queue atomicity that module's docstring lists.
+
+Fair queues keep one ready set per queue: a task's score holds its turn (hexq.core.fairness),
 given when it is first queued (_lib.lua next_turn), so the claim is the ZPOPMIN it was.
 
 Keys (keys.py spells them; scripts/_lib.lua documents them with the task hash's fields):

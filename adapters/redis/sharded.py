@@ -427,6 +427,14 @@ class ShardedRedisBackend:
         parts = await asyncio.gather(*(self.shard(code).stats() for code in await self._everywhere()))
         return merge.stats(parts, parts[0].paused)  # the legacy shard's paused set is the global one
 
+    async def shard_stats(self) -> list[tuple[str, frozenset[str], Stats]]:
+        """Every shard's own stats, with its code (LEGACY: '') and the queues the registry lists for it: where a
+        deployment's tasks are (hexq migrate status: has the legacy shard drained?)."""
+        known = await self._known()
+        codes = [LEGACY, *sorted(known)]
+        parts = await asyncio.gather(*(self.shard(code).stats() for code in codes))
+        return [(code, frozenset(known.get(code, ())), part) for code, part in zip(codes, parts, strict=True)]
+
     async def count_waiting(self, tenant: str) -> int:
         return sum(await asyncio.gather(*(self.shard(code).count_waiting(tenant)
                                           for code in await self._everywhere())))

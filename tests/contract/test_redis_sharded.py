@@ -209,3 +209,6 @@ async def test_tasks_stored_before_the_switch_drain_in_place(redis_cluster_url: 
     stats = await backend.stats()
     assert stats.backlog == 0 and stats.by_status.get(TaskStatus.SUCCEEDED) == 21
     assert len((await backend.query(TaskQuery(limit=100))).items) == 21
+    legacy = (await backend.shard_stats())[0]
+    assert legacy[0] == "" and legacy[2].by_status.get(TaskStatus.SUCCEEDED) == 11  # drained: all done, in place
+    assert not any(legacy[2].by_status.get(s) for s in (TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RUNNING))

@@ -122,7 +122,18 @@ def test_a_stopped_deployment_moves_to_a_cluster_with_nothing_lost(servers: tupl
     copied = json.loads(capsys.readouterr().out)
     assert copied["by_status"] == {"queued": 28, "scheduled": 5, "running": 0, "succeeded": 2, "failed": 0,
                                    "dead": 1, "cancelled": 0}
+    assert main(["migrate", "status", "--backend", target + layout, "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert [row["shard"] for row in before] == ["legacy"] and before[0]["by_status"]["queued"] == 28
     checked = asyncio.run(_check(target + layout, made, new=20 if layout else 0))
+    if layout:  # the copied tasks were claimed from the legacy shard; the new ones from their queues' shards
+        assert main(["migrate", "status", "--backend", target + layout, "--json"]) == 0
+        after = {row["shard"]: row for row in json.loads(capsys.readouterr().out)}
+        assert set(after) == {"legacy", *QUEUES} and after["mail"]["queues"] == ["mail"]
+        assert [after[shard]["by_status"]["running"] for shard in ("legacy", *QUEUES)] == [28, 10, 10]
+        assert after["legacy"]["by_status"]["scheduled"] == 5  # due in an hour: the legacy shard is not drained
+        assert main(["migrate", "status", "--backend", target + layout]) == 0
+        assert "legacy shard: still holds tasks" in capsys.readouterr().out
     with capsys.disabled():
         print(f"\nmigrate copy: {copied['keys']} keys in {copied['seconds']} s (one node -> 3-master cluster"
               f"{', then sharded' if layout else ''}); "

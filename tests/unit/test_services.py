@@ -251,8 +251,8 @@ async def test_a_chosen_id_still_answers_a_repeated_idempotency_key(registry: Re
     assert (first.created, again.created, again.task.id) == (True, False, first.task.id)
 
 
-async def test_a_forwarding_wrapper_keeps_the_core_ids(registry: Registry, clock: FakeClock) -> None:
-    class Forwarding:  # forwards everything by __getattr__, so task_ids is not on its class
+async def test_a_forwarding_wrapper_passes_the_choice_of_ids_through(registry: Registry, clock: FakeClock) -> None:
+    class Forwarding:  # forwards everything by __getattr__, as hexq serve's NotifyingBackend does
         def __init__(self, inner: _ShardedIds) -> None:
             self._inner = inner
 
@@ -262,4 +262,4 @@ async def test_a_forwarding_wrapper_keeps_the_core_ids(registry: Registry, clock
     backend = _ShardedIds(clock)
     service = TaskService(Forwarding(backend), backend, registry, clock)  # type: ignore[arg-type]
     task = (await service.submit(SubmitRequest("echo", {}))).task
-    assert backend.calls == [] and "." not in task.id
+    assert backend.calls == [1] and task.id.endswith(".default")
