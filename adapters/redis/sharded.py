@@ -220,11 +220,14 @@ class ShardedRedisBackend:
         return kept
 
     async def _legacy_has_keys(self) -> bool:
-        clock = time.monotonic()
-        if clock - self._idem_checked > LEGACY_CHECK:
-            with translated():
-                self._legacy_keys = bool(await self._conns.client.hlen(self.keys.idem))
-            self._idem_checked = clock
+        """Whether the legacy shard holds any idempotency key (read at most every LEGACY_CHECK, by one caller of a
+        burst: a burst of first commands on fresh connections is what redis-py's cluster client handles worst)."""
+        if time.monotonic() - self._idem_checked > LEGACY_CHECK:
+            async with self._registering:
+                if time.monotonic() - self._idem_checked > LEGACY_CHECK:
+                    with translated():
+                        self._legacy_keys = bool(await self._conns.client.hlen(self.keys.idem))
+                    self._idem_checked = time.monotonic()
         return self._legacy_keys
 
     async def claim(self, queues: Sequence[str], n: int, *, lease_seconds: float, worker_id: str,
