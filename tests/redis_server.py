@@ -195,9 +195,9 @@ def _cluster_ok(port: int) -> bool:
 def sync_client(url: str) -> SyncClient:
     """A blocking client for fixtures: flushing, and moving the test clock from FakeClock.advance()."""
     if url.startswith("redis+cluster://"):
-        host, _, port = url.removeprefix("redis+cluster://").split(",")[0].rpartition(":")
+        host, _, port = url.removeprefix("redis+cluster://").split("?")[0].split(",")[0].rpartition(":")
         return RedisCluster(host=host, port=int(port), decode_responses=True)
-    return redis.Redis.from_url(url, decode_responses=True)
+    return redis.Redis.from_url(url.split("?")[0], decode_responses=True)  # without hexq's own options (shards=)
 
 
 def flush(client: SyncClient) -> None:

@@ -210,7 +210,8 @@ WEIGHTS = {"heavy": 3}
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("redis_cluster", marks=pytest.mark.redis)])
+                        pytest.param("redis_cluster", marks=pytest.mark.redis),
+                        pytest.param("redis_sharded", marks=pytest.mark.redis)])
 async def weighted(request: pytest.FixtureRequest, clock: LinkedClock, tmp_path: Path) -> AsyncIterator[Backend]:
     """Each backend that has fair queues, built with WEIGHTS (aws has no fair queues: see the capability table)."""
     if request.param == "memory":
@@ -221,6 +222,7 @@ async def weighted(request: pytest.FixtureRequest, clock: LinkedClock, tmp_path:
         await backend.close()
     else:
         url = request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
+        url += "?shards=per-queue" if request.param == "redis_sharded" else ""
         async with fresh_backend(url, clock, weights=WEIGHTS) as redis_backend:
             yield redis_backend
 

@@ -327,6 +327,7 @@ FLAGS: dict[str, set[str]] = {  # every command and the flags it takes: only tho
     "experiment": {"--log-level", "--backend", "--out", "--quick", "--seed", "--repeat", "--timeout", "--json"},
     "migrate": {"--log-level"},
     "migrate copy": {"--from", "--to", "--force", "--json"},
+    "migrate status": {"--backend", "--json"},
 }
 
 

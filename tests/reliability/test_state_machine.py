@@ -199,3 +199,14 @@ def test_redis_state_machine(redis_url: str) -> None:
         url = redis_url
 
     run_state_machine_as_test(OnSessionRedis, settings=REDIS_BOUNDED)
+
+
+@pytest.mark.redis
+def test_redis_sharded_state_machine(redis_url: str) -> None:
+    """The same machine over a sharded layout whose one queue is split in three shards (adapters/redis/sharded.py):
+    claims, settles, reclaims and sweeps go across shards, and every invariant of the model still holds."""
+
+    class OnShardedRedis(RedisQueueMachine):
+        url = redis_url + "?shards=per-queue&hot=default:3"
+
+    run_state_machine_as_test(OnShardedRedis, settings=REDIS_BOUNDED)
