@@ -12,7 +12,6 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -370,15 +369,11 @@ def _int(body: Mapping[str, Any], name: str) -> int | None:
 
 
 def _run_at(value: object) -> float | None:
-    """Epoch seconds, or an ISO-8601 time (a time without an offset is taken as UTC)."""
-    if not isinstance(value, str):
-        return _number(value, "run_at")
-    try:
-        moment = datetime.fromisoformat(value)
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    except (ValueError, OverflowError):
-        raise ValidationError(f"run_at must be epoch seconds or an ISO-8601 time, not {value[:64]!r}",
-                              field="run_at") from None
+    """Epoch seconds, or an ISO-8601 time (a time without an offset is taken as UTC): filters.moment, the one
+    parser of times the API and the CLI share."""
+    if isinstance(value, str) and value:
+        return filters.moment(value, "run_at")
+    return _number(value, "run_at")
 
 
 def _idempotency_key(body: Mapping[str, Any], header: str | None) -> str | None:
