@@ -11,8 +11,9 @@ scripts, the key names and the cost of a call are the unsharded ones. What spans
   registry) and drains in place after a switch.
 - Claims. A worker whose queues live in one shard claims exactly as before (one script call, BLPOP). Over several,
   it peeks at each shard's head (one pipelined ZRANGE per queue, at most every PEEK_INTERVAL or when this process
-  changed the shard), claims from the shards at the best priority level (heads.allocate), and, idle, listens on
-  every shard's wake list at once (one BLPOP per shard; listeners end at their own LISTEN timeout).
+  changed the shard), claims from one shard at the best priority level at a time, in runs of up to 8 claims
+  (heads.Runs), filling from the next candidate when that shard runs out, and, idle, listens on every shard's wake
+  list at once (one BLPOP per shard; listeners end at their own LISTEN timeout).
 - Fan-out. Sweeps, stats, backlog, counts, leases and listings ask every shard and merge (merge.py).
 
 Ordering (the README states it): within a shard everything an unsharded deployment promises; across shards strict
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -34,7 +36,7 @@ from typing import Any, Final, TypeVar
 from hexq.adapters.redis import merge
 from hexq.adapters.redis.backend import QUERY_SCAN, Connections, RedisBackend, _raise_if_cancelled
 from hexq.adapters.redis.connection import Target, parse, translated
-from hexq.adapters.redis.heads import Head, allocate, due_seconds, next_due
+from hexq.adapters.redis.heads import Head, Runs, candidates, due_seconds, next_due
 from hexq.adapters.redis.keys import check_part, idempotency_field, is_part
 from hexq.adapters.redis.shards import shard_of_id, task_id
 from hexq.core import search
@@ -46,7 +48,6 @@ LEGACY: Final = ""  # the code this module gives the legacy shard (the partition
 PEEK_INTERVAL: Final = 0.02  # a head older than this is read again before a claim relies on it
 LEGACY_CHECK: Final = 5.0  # how often a worker looks whether the legacy shard holds work (other processes' writes)
 REGISTRY_TTL: Final = 2.0  # how long the shard registry read is trusted
-BANDS: Final = range(4)  # priority levels
 LISTEN: Final = 1.0  # longest BLPOP of one idle listener
 _MIN_BLOCK: Final = 0.01
 _MAX_CACHED: Final = 4096  # shard backends kept; ids from outside may name any code, those are not kept
@@ -76,7 +77,8 @@ class ShardedRedisBackend:
         self._registry_read = -math.inf
         self._heads: dict[str, tuple[float, Head]] = {}  # code -> (monotonic time read, head)
         self._legacy_checked, self._legacy_busy = -math.inf, True
-        self._turn = 0
+        self._turn = random.randrange(1 << 16)  # where this worker's runs over a level's shards begin
+        self._runs = Runs()
         self._now_seen = 0.0
         self._listeners: dict[str, asyncio.Task[bool]] = {}
         self._registering = asyncio.Lock()
@@ -249,7 +251,7 @@ class ShardedRedisBackend:
             remaining = deadline - loop.time()
             if leases or remaining <= 0:
                 return leases
-            if allocate(list(heads.items()), n, self._now_seen):
+            if candidates(list(heads.items()), self._now_seen):
                 await asyncio.sleep(min(remaining, _EMPTY_ROUND))  # the heads showed work another claim took
                 continue
             due_in = next_due(list(heads.values()), self._now_seen)
@@ -309,8 +311,9 @@ class ShardedRedisBackend:
         looked = dict(heads)
         applied: dict[str, list[bool]] = {}
         leases: list[Lease] = []
-        for _ in range(len(BANDS)):  # a band emptied by this claim lets the next one fill the rest
-            plan = dict(allocate(list(looked.items()), n - len(leases), self._now_seen, self._turn))
+        for _ in range(max(len(serving), 1)):  # a shard this claim emptied lets the next candidate fill the rest
+            chosen = candidates(list(looked.items()), self._now_seen) if n > len(leases) else []
+            plan = {self._runs.pick(chosen, self._turn): n - len(leases)} if chosen else {}
             self._turn += 1
             codes = list(dict.fromkeys([*plan, *settles]))
             if not codes:
