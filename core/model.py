@@ -145,6 +145,10 @@ class Task:
             raise InvalidTransition(self.status, status)
         return _evolve(self, status, changes)
 
+    def with_id(self, task_id: str) -> Task:
+        """This task under another id (a backend that chooses ids: ports.TaskIds), at _evolve's cost."""
+        return _evolve(self, self.status, {"id": task_id})
+
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hexq.core import idempotency, search, waiting
@@ -99,7 +99,7 @@ class TaskService:
 
     async def _enqueue(self, tasks: list[Task]) -> list[Submitted]:
         if self._ids is not None:  # one request: the backend may keep it together (ports.TaskIds)
-            tasks = [replace(task, id=task_id) for task, task_id in zip(tasks, self._ids.task_ids(tasks), strict=True)]
+            tasks = [task.with_id(task_id) for task, task_id in zip(tasks, self._ids.task_ids(tasks), strict=True)]
         if self.pressure is not None:  # after validation: a bad request hears 422, not "retry later"
             await self.pressure.admit(tasks)  # all or nothing, as for validation
         stored = await self._broker.enqueue(tasks, cap=self.limits.max_queued_per_tenant)

@@ -115,3 +115,11 @@ def test_a_transition_or_a_copy_refuses_an_unknown_field() -> None:
     with pytest.raises(TypeError, match="colour"):
         replaced(task, colour="red")
     assert replaced(task, status=TaskStatus.QUEUED, attempts=3) == replace(task, status=TaskStatus.QUEUED, attempts=3)
+
+
+def test_with_id_copies_every_field_but_the_id() -> None:
+    task = Task(id="a" * 32, type="echo", payload={"x": 1}, queue="mail", priority=Priority.HIGH, tenant="acme",
+                idempotency_key="k", status=TaskStatus.SCHEDULED, run_at=5.0, created_at=1.0)
+    moved = task.with_id("b" * 32 + ".mail")
+    assert moved.id == "b" * 32 + ".mail" and task.id == "a" * 32
+    assert replace(moved, id=task.id) == task
