@@ -452,6 +452,8 @@ class ShardedRedisBackend:
                                           for code in await self._everywhere())))
 
     async def query(self, query: TaskQuery) -> Page:
+        if query.queue and not is_part(query.queue):  # no shard can hold a queue that cannot be a key part
+            return Page([], None, 0)
         codes = await (self._shards_of(query.queue) if query.queue else self._everywhere())
         cursors = merge.parse(query.cursor, codes)
         if not query.search:

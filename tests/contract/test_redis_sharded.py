@@ -178,6 +178,7 @@ async def test_pages_over_shards_list_every_task_once_newest_first(backend: Shar
     assert listed == made[::-1]
     only = await backend.query(TaskQuery(queue=queues[1], limit=100))
     assert [task.id for task in only.items] == [made[i] for i in range(24, -1, -1) if i % 3 == 1]
+    assert (await backend.query(TaskQuery(queue="no such/queue", limit=10))).items == []  # not a key part: none
 
 
 async def test_tasks_stored_before_the_switch_drain_in_place(redis_cluster_url: str, backend: ShardedRedisBackend,
