@@ -222,7 +222,10 @@ async def test_a_timeout_fires_when_the_workers_clock_passes_it(registry: Regist
     [task_id] = await submit(backend, registry, clock, "stuck", 1)
     spy = Spy(backend)
     run = start(spy, registry, clock)
-    await until(lambda: bool(spy.claims))
+    due = clock.now() + 5.0
+    # The handler's timeout is a sleep on the fake clock: advance only once it is registered, or (on a loaded
+    # machine, seen once in CI) the advance lands first, the deadline moves with it and the run never ends.
+    await until(lambda: bool(spy.claims) and any(at == due for at, *_ in clock._sleepers))
     clock.advance(4.9)
     await asyncio.sleep(0.02)
     assert spy.settles == []
